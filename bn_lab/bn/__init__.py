@@ -1,0 +1,31 @@
+"""Batch normalization behind one small interface, three interchangeable backends.
+
+Every backend is a `tf.Module` with
+  - `__call__(x, training)`: training=True normalises with the batch statistics
+    (over every axis but the last: per feature for dense, per channel for conv)
+    and updates the population statistics; training=False normalises with the
+    population statistics and updates nothing;
+  - `gamma`, `beta` (trainable) and `population_mean`, `population_variance`
+    (not trainable), all `tf.Variable`s of shape (num_features,).
+The update is population = population * momentum + batch * (1 - momentum), with
+the biased batch variance, which is what Keras' layer does, so the three are
+the same function.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+BACKENDS = {
+    "keras": "bn_lab.bn.keras",
+    "tf_nn": "bn_lab.bn.tf_nn",
+    "manual": "bn_lab.bn.manual",
+}
+
+
+def make(backend: str, num_features: int, ndim: int, momentum: float = 0.99, epsilon: float = 1e-3):
+    """A batch-norm module for inputs of rank `ndim` whose last axis has `num_features`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown bn backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    module = importlib.import_module(BACKENDS[backend])
+    return module.BatchNorm(num_features, ndim, momentum, epsilon)

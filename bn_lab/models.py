@@ -1,0 +1,158 @@
+"""The two networks of EXPERIMENTS.md, built from explicit initial-weight arrays.
+
+`initial_weights(config)` draws every kernel once with numpy; `Network(config,
+initial_weights, with_bn, name)` copies those arrays into its variables, so the two
+networks of a pair start from the same numbers. Architectures are chosen by name
+from ARCHITECTURES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from bn_lab import bn
+
+NUM_CLASSES = 10
+IMAGE_SIDE = 28
+
+
+@dataclass(frozen=True)
+class HiddenLayer:
+    kind: str  # "dense" or "conv"
+    units: int  # output features (filters for conv)
+    stride: int = 1
+
+
+def mlp_layers(config: dict) -> tuple[tuple[int, ...], list[HiddenLayer]]:
+    """784 -> hidden_units... -> 10 (the lesson: 100, 100, 100)."""
+    units = config["model"]["hidden_units"]
+    return (IMAGE_SIDE * IMAGE_SIDE,), [HiddenLayer("dense", u) for u in units]
+
+
+def convnet_layers(config: dict) -> tuple[tuple[int, ...], list[HiddenLayer]]:
+    """19 convs 3x3 with 4*i filters, stride 2 when i % 3 == 0, then dense 100 (the exercise)."""
+    convs = [
+        HiddenLayer("conv", 4 * i, 2 if i % 3 == 0 else 1) for i in range(1, config["model"]["conv_layers"] + 1)
+    ]
+    return (IMAGE_SIDE, IMAGE_SIDE, 1), convs + [HiddenLayer("dense", config["model"]["dense_units"])]
+
+
+ARCHITECTURES = {"mlp": mlp_layers, "convnet": convnet_layers}
+
+
+def architecture(config: dict):
+    return ARCHITECTURES[config["model"]["name"]](config)
+
+
+def kernel_shapes(config: dict) -> list[tuple[int, ...]]:
+    """Kernel shapes of every layer, hidden then output, in order."""
+    input_shape, hidden = architecture(config)
+    shapes = []
+    features, side = input_shape[-1], IMAGE_SIDE
+    flat = len(input_shape) == 1
+    for layer in hidden:
+        if layer.kind == "conv":
+            shapes.append((3, 3, features, layer.units))
+            side = -(-side // layer.stride)  # "same" padding: ceil(side / stride)
+        else:
+            fan_in = features if flat else side * side * features
+            shapes.append((fan_in, layer.units))
+            flat = True
+        features = layer.units
+    fan_in = features if flat else side * side * features
+    shapes.append((fan_in, NUM_CLASSES))
+    return shapes
+
+
+def _fans(shape):
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def initial_weights(config: dict) -> list[np.ndarray]:
+    """One float32 kernel per layer, drawn from the seed; biases start at zero (not stored)."""
+    # A stream of its own, so that the batch order does not depend on the model's shape.
+    rng = np.random.default_rng([config["seed"], 0])
+    distribution, scale = config["init"]["distribution"], config["init"]["scale"]
+    kernels = []
+    for shape in kernel_shapes(config):
+        if distribution == "normal":
+            w = rng.normal(0.0, scale, shape)
+        elif distribution == "truncated_normal":
+            # Redraw values beyond two standard deviations, as tf.random.truncated_normal does.
+            w = rng.normal(0.0, scale, shape)
+            while (outside := np.abs(w) > 2 * scale).any():
+                w[outside] = rng.normal(0.0, scale, outside.sum())
+        else:  # glorot_uniform
+            fan_in, fan_out = _fans(shape)
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-limit, limit, shape)
+        kernels.append(w.astype(np.float32))
+    return kernels
+
+
+def _activation(name: str):
+    return {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh, "elu": tf.nn.elu}[name]
+
+
+def to_inputs(images, input_shape):
+    """uint8 images (N, 784) -> float32 network inputs in [0, 1], shaped for the model."""
+    x = tf.cast(images, tf.float32) / 255.0
+    return tf.reshape(x, (-1,) + tuple(input_shape))
+
+
+class Network(tf.Module):
+    """A plain or BN network. Hidden layers: kernel (+ bias) (+ BN) -> activation; output: kernel + bias."""
+
+    def __init__(self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str):
+        super().__init__(name=name)
+        self.input_shape, hidden = architecture(config)
+        self.hidden = hidden
+        self.activation = _activation(config["model"]["activation"])
+        placement = config["bn"]["placement"]
+        self.bn_after_activation = with_bn and placement.startswith("after_activation")
+        hidden_bias = not with_bn or placement in ("bias_before_activation", "after_activation")
+        self.kernels = [tf.Variable(w, name=f"kernel_{i}") for i, w in enumerate(initial_weights)]
+        self.biases = [
+            tf.Variable(tf.zeros([w.shape[-1]]), name=f"bias_{i}") if (hidden_bias or i == len(hidden)) else None
+            for i, w in enumerate(initial_weights)
+        ]
+        self.batch_norms = []
+        if with_bn:
+            self.batch_norms = [
+                bn.make(
+                    config["bn"]["backend"],
+                    layer.units,
+                    4 if layer.kind == "conv" else 2,
+                    config["bn"]["momentum"],
+                    config["bn"]["epsilon"],
+                )
+                for layer in hidden
+            ]
+        self.parameters = [v for v in self.kernels + self.biases if v is not None]
+        for norm in self.batch_norms:
+            self.parameters += [norm.gamma, norm.beta]
+        self.population_statistics = [
+            v for norm in self.batch_norms for v in (norm.population_mean, norm.population_variance)
+        ]
+
+    def __call__(self, x, training: bool):
+        h = x
+        for i, layer in enumerate(self.hidden):
+            if layer.kind == "conv":
+                h = tf.nn.conv2d(h, self.kernels[i], layer.stride, "SAME")
+            else:
+                h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
+            if self.biases[i] is not None:
+                h = h + self.biases[i]
+            if self.batch_norms and not self.bn_after_activation:
+                h = self.batch_norms[i](h, training)
+            h = self.activation(h)
+            if self.bn_after_activation:
+                h = self.batch_norms[i](h, training)
+        if len(h.shape) > 2:
+            h = tf.reshape(h, (tf.shape(h)[0], -1))
+        return tf.matmul(h, self.kernels[-1]) + self.biases[-1]

@@ -1,0 +1,279 @@
+"""Paired training: the network without BN and the network with BN, same start, same batches.
+
+Speed comes from running a whole chunk of steps (the steps between two
+evaluations) inside one XLA-compiled tf.while_loop. The chunk's batches are
+gathered from the resident uint8 training set *outside* the compiled loop and
+handed in as one tensor: gathering from the 43 MB training set inside the XLA
+loop made it 3-4x slower than no XLA at all (measured, see scripts/bench.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from bn_lab import models
+
+VARIANTS = ("without_bn", "with_bn")
+EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
+
+
+@dataclass
+class Evaluation:
+    variant: str
+    step: int  # number of updates applied before this evaluation
+    split: str  # "validation", "train_batch" or "test"
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class VariantResult:
+    diverged: bool = False
+    diverged_at_step: int | None = None
+    steps_trained: int = 0
+    final_val_loss: float | None = None
+    final_val_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    single_sample_inference: float | None = None
+    single_sample_training: float | None = None
+    predictions: list[int] | None = None
+    predictions_training: list[int] | None = None
+
+
+@dataclass
+class TrainResult:
+    evaluations: list[Evaluation]
+    variants: dict[str, VariantResult]
+    train_seconds: float
+    steps: int
+    single_samples: int
+    extras: dict = field(default_factory=dict)
+
+
+def batch_order(seed: int, num_examples: int, batch_size: int, steps: int) -> np.ndarray:
+    """Indices of every training batch, (steps, batch_size) int32.
+
+    As TF1's `mnist.train.next_batch`: each epoch is a fresh shuffle, batches are
+    taken in order, and a batch that crosses an epoch boundary takes the end of one
+    epoch and the start of the next.
+    """
+    rng = np.random.default_rng([seed, 1])  # its own stream: independent of the model's shape
+    needed = steps * batch_size
+    epochs = -(-needed // num_examples)
+    stream = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[:needed]
+    return stream.reshape(steps, batch_size).astype(np.int32)
+
+
+def make_optimizer(config: dict):
+    name, lr = config["optimizer"]["name"], config["optimizer"]["learning_rate"]
+    if name == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate=lr)  # plain gradient descent, no momentum
+    # TF1's AdamOptimizer, which the notebooks used, has epsilon 1e-8 (Keras' default is 1e-7).
+    return tf.keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8)
+
+
+def loss_function(name: str):
+    if name == "softmax_cross_entropy":
+        return lambda logits, labels: tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        )
+    # The conv net notebooks: mean sigmoid cross-entropy against the one-hot labels.
+    return lambda logits, labels: tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.one_hot(labels, models.NUM_CLASSES), logits=logits)
+    )
+
+
+def _correct(logits, labels):
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
+
+
+class PairTrainer:
+    """Trains `variants` (by default both) of the configured network on the same batches."""
+
+    def __init__(self, config: dict, data, initial_weights: list[np.ndarray], variants=VARIANTS):
+        self.config = config
+        self.data = data
+        self.variants = tuple(variants)
+        train = config["train"]
+        jit = train["jit_compile"]
+        self.networks = {
+            v: models.Network(config, initial_weights, with_bn=(v == "with_bn"), name=v) for v in self.variants
+        }
+        self.optimizers = {v: make_optimizer(config) for v in self.variants}
+        for v in self.variants:
+            self.optimizers[v].build(self.networks[v].parameters)
+        self.loss = loss_function(config["loss"])
+        self.diverged_at: dict[str, int] = {}  # variant -> first step with a NaN/inf loss
+        self.input_shape = self.networks[self.variants[0]].input_shape
+        self.train_images = tf.constant(data.train.images)
+        self.train_labels = tf.constant(data.train.labels)
+        self.batch_indices = tf.constant(
+            batch_order(config["seed"], len(data.train.labels), train["batch_size"], train["steps"])
+        )
+        self.steps_done = 0
+        self._train_chunk = tf.function(self._train_chunk_impl, jit_compile=jit)
+        self._evaluate = {
+            v: tf.function(lambda x, y, v=v: self._evaluate_impl(v, x, y), jit_compile=jit) for v in self.variants
+        }
+        self._single_sample = {
+            (v, training): tf.function(
+                lambda images, v=v, training=training: self._single_sample_impl(v, images, training), jit_compile=jit
+            )
+            for v in self.variants
+            for training in (False, True)
+        }
+
+    # --- compiled pieces -------------------------------------------------------------
+
+    def _train_step(self, variant, x, y):
+        network, optimizer = self.networks[variant], self.optimizers[variant]
+        with tf.GradientTape() as tape:
+            loss = self.loss(network(x, training=True), y)
+        gradients = tape.gradient(loss, network.parameters)
+        optimizer.apply_gradients(zip(gradients, network.parameters))
+        return loss
+
+    def _train_chunk_impl(self, batch_images, batch_labels, first_step, variants):
+        """Runs len(batch_images) steps of `variants`.
+
+        Returns, per variant, the first step whose loss was NaN/inf (-1 if none) and,
+        when configured, the inference-mode loss/accuracy on the chunk's last batch.
+        A tf.cond per step to stop a diverged variant at once cost ~20% of the speed;
+        instead the driver drops it from the next chunk, and its numbers stay null.
+        """
+        count = tf.shape(batch_images)[0]
+
+        def body(i, first_bad):
+            x = models.to_inputs(batch_images[i], self.input_shape)
+            step = first_step + i + 1
+            first_bad = [
+                tf.where((bad < 0) & ~tf.math.is_finite(self._train_step(v, x, batch_labels[i])), step, bad)
+                for v, bad in zip(variants, first_bad)
+            ]
+            return i + 1, first_bad
+
+        _, first_bad = tf.while_loop(
+            lambda i, _: i < count, body, (tf.constant(0), [tf.constant(-1) for _ in variants])
+        )
+        last = {}
+        if self.config["train"]["train_eval_every"]:
+            x, y = models.to_inputs(batch_images[count - 1], self.input_shape), batch_labels[count - 1]
+            for v in variants:
+                logits = self.networks[v](x, training=False)
+                last[v] = (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32))
+        return dict(zip(variants, first_bad)), last
+
+    @tf.function
+    def _run_chunk(self, first_step, count, variants):
+        indices = self.batch_indices[first_step : first_step + count]
+        return self._train_chunk(
+            tf.gather(self.train_images, indices), tf.gather(self.train_labels, indices), first_step, variants
+        )
+
+    def _evaluate_impl(self, variant, images, labels):
+        logits = self.networks[variant](models.to_inputs(images, self.input_shape), training=False)
+        n = tf.cast(tf.shape(labels)[0], tf.float32)
+        return self.loss(logits, labels) * n, _correct(logits, labels)
+
+    def _single_sample_impl(self, variant, images, training):
+        network = self.networks[variant]
+        # Training mode updates the population statistics; a check must not change the network.
+        saved = [s.read_value() for s in network.population_statistics]
+        count = tf.shape(images)[0]
+        predictions = tf.TensorArray(tf.int32, size=count)
+
+        def body(i, predictions):
+            logits = network(models.to_inputs(images[i : i + 1], self.input_shape), training=training)
+            return i + 1, predictions.write(i, tf.argmax(logits[0], output_type=tf.int32))
+
+        _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
+        for statistic, value in zip(network.population_statistics, saved):
+            statistic.assign(value)
+        return predictions.stack()
+
+    # --- driver ----------------------------------------------------------------------
+
+    def alive_variants(self) -> tuple[str, ...]:
+        return tuple(v for v in self.variants if v not in self.diverged_at)
+
+    def evaluate(self, variant: str, split) -> tuple[float, float]:
+        """Mean loss and accuracy of `variant` on a whole split, inference mode."""
+        loss_sum = correct = 0.0
+        for start in range(0, len(split.labels), EVAL_BATCH):
+            batch_loss, batch_correct = self._evaluate[variant](
+                split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH]
+            )
+            loss_sum += float(batch_loss)
+            correct += float(batch_correct)
+        return loss_sum / len(split.labels), correct / len(split.labels)
+
+    def single_sample_predictions(self, variant: str, images: np.ndarray, training: bool) -> np.ndarray:
+        return self._single_sample[(variant, training)](images).numpy()
+
+    def train_steps(self, count: int) -> dict:
+        """Trains every live variant for `count` more steps; returns last-batch metrics if configured."""
+        first_bad, last = self._run_chunk(tf.constant(self.steps_done), tf.constant(count), self.alive_variants())
+        self.steps_done += count
+        for v, step in first_bad.items():
+            if int(step) >= 0:
+                self.diverged_at[v] = int(step)
+        return {v: (float(loss), float(acc)) for v, (loss, acc) in last.items() if v not in self.diverged_at}
+
+    def run(self, on_evaluation: Callable[[int, list[Evaluation]], None] | None = None) -> TrainResult:
+        """Trains for config.train.steps with the configured evaluations, then the final checks."""
+        train = self.config["train"]
+        steps, eval_every, train_eval_every = train["steps"], train["eval_every"], train["train_eval_every"]
+        chunk = math.gcd(eval_every, train_eval_every) if train_eval_every else eval_every
+        results = {v: VariantResult() for v in self.variants}
+        evaluations: list[Evaluation] = []
+
+        def record(step, split_name, split=None, last_batch=None):
+            new = []
+            for v in self.alive_variants():
+                loss, accuracy = self.evaluate(v, split) if split is not None else last_batch[v]
+                new.append(Evaluation(v, step, split_name, loss, accuracy))
+            evaluations.extend(new)
+            if on_evaluation:
+                on_evaluation(step, new)
+
+        record(0, "validation", self.data.validation)
+        train_seconds = 0.0
+        while self.steps_done < steps and self.alive_variants():
+            count = min(chunk, steps - self.steps_done)
+            started = time.perf_counter()
+            last_batch = self.train_steps(count)
+            train_seconds += time.perf_counter() - started
+            step = self.steps_done
+            if step % eval_every == 0 or step == steps:
+                record(step, "validation", self.data.validation)
+            elif train_eval_every and step % train_eval_every == 0:
+                record(step, "train_batch", last_batch=last_batch)
+
+        n_single = min(train["single_samples"], len(self.data.test.labels))
+        single_images = self.data.test.images[:n_single]
+        single_labels = self.data.test.labels[:n_single]
+        for v in self.variants:
+            result = results[v]
+            result.diverged = v in self.diverged_at
+            result.diverged_at_step = self.diverged_at.get(v)
+            result.steps_trained = (result.diverged_at_step - 1) if result.diverged else self.steps_done
+            if result.diverged:
+                continue  # the numbers of a diverged network mean nothing; they stay null
+            result.final_val_loss, result.final_val_accuracy = self.evaluate(v, self.data.validation)
+            result.test_loss, result.test_accuracy = self.evaluate(v, self.data.test)
+            evaluations.append(Evaluation(v, self.steps_done, "test", result.test_loss, result.test_accuracy))
+            predictions = self.single_sample_predictions(v, single_images, training=False)
+            result.predictions = predictions.tolist()
+            result.single_sample_inference = float(np.mean(predictions == single_labels))
+            if v == "with_bn":
+                in_training_mode = self.single_sample_predictions(v, single_images, training=True)
+                result.predictions_training = in_training_mode.tolist()
+                result.single_sample_training = float(np.mean(in_training_mode == single_labels))
+        return TrainResult(evaluations, results, train_seconds, self.steps_done, n_single)
