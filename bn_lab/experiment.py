@@ -268,7 +268,7 @@ def run_experiment(
     results_root: str | Path = "results",
     device: str = "auto",
     force: bool = False,
-    threads: int | None = None,
+    inter_op_threads: int | None = None,
     progress: str = "auto",
     command_line: str | None = None,
 ) -> Path:
@@ -281,9 +281,11 @@ def run_experiment(
     run_dir = Path(run_dir) if explicit else default_run_dir(results_root, config)
     check_can_write(run_dir, force)  # before the slow imports: fail fast
 
-    from bn_lab import data, models, runtime
+    from bn_lab import runtime
 
-    device_info = runtime.configure(device, threads)
+    device_info = runtime.configure(device, inter_op_threads or runtime.PAIR_THREADS)  # imports TensorFlow
+
+    from bn_lab import data, models
     mnist = data.load_mnist(
         source=config["data"]["source"],
         idx_dir=config["data"]["idx_dir"],

@@ -118,7 +118,9 @@ class PairTrainer:
             batch_order(config["seed"], len(data.train.labels), train["batch_size"], train["steps"])
         )
         self.steps_done = 0
-        self._train_chunk = tf.function(self._train_chunk_impl, jit_compile=jit)
+        self._train_chunk = {
+            v: tf.function(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit) for v in self.variants
+        }
         self._evaluate = {
             v: tf.function(lambda x, y, v=v: self._evaluate_impl(v, x, y), jit_compile=jit) for v in self.variants
         }
@@ -140,42 +142,35 @@ class PairTrainer:
         optimizer.apply_gradients(zip(gradients, network.parameters))
         return loss
 
-    def _train_chunk_impl(self, batch_images, batch_labels, first_step, variants):
-        """Runs len(batch_images) steps of `variants`.
+    def _train_chunk_impl(self, variant, batch_images, batch_labels, first_step):
+        """Runs len(batch_images) steps of one variant.
 
-        Returns, per variant, the first step whose loss was NaN/inf (-1 if none) and,
-        when configured, the inference-mode loss/accuracy on the chunk's last batch.
+        Returns the first step whose loss was NaN/inf (-1 if none) and, when
+        configured, the inference-mode loss/accuracy on the chunk's last batch.
         A tf.cond per step to stop a diverged variant at once cost ~20% of the speed;
-        instead the driver drops it from the next chunk, and its numbers stay null.
+        instead the driver leaves it out of the next chunk, and its numbers stay null.
         """
         count = tf.shape(batch_images)[0]
 
         def body(i, first_bad):
             x = models.to_inputs(batch_images[i], self.input_shape)
-            step = first_step + i + 1
-            first_bad = [
-                tf.where((bad < 0) & ~tf.math.is_finite(self._train_step(v, x, batch_labels[i])), step, bad)
-                for v, bad in zip(variants, first_bad)
-            ]
-            return i + 1, first_bad
+            loss = self._train_step(variant, x, batch_labels[i])
+            return i + 1, tf.where((first_bad < 0) & ~tf.math.is_finite(loss), first_step + i + 1, first_bad)
 
-        _, first_bad = tf.while_loop(
-            lambda i, _: i < count, body, (tf.constant(0), [tf.constant(-1) for _ in variants])
-        )
-        last = {}
-        if self.config["train"]["train_eval_every"]:
-            x, y = models.to_inputs(batch_images[count - 1], self.input_shape), batch_labels[count - 1]
-            for v in variants:
-                logits = self.networks[v](x, training=False)
-                last[v] = (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32))
-        return dict(zip(variants, first_bad)), last
+        _, first_bad = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), tf.constant(-1)))
+        if not self.config["train"]["train_eval_every"]:
+            return first_bad, ()
+        x, y = models.to_inputs(batch_images[count - 1], self.input_shape), batch_labels[count - 1]
+        logits = self.networks[variant](x, training=False)
+        return first_bad, (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32))
 
     @tf.function
     def _run_chunk(self, first_step, count, variants):
-        indices = self.batch_indices[first_step : first_step + count]
-        return self._train_chunk(
-            tf.gather(self.train_images, indices), tf.gather(self.train_labels, indices), first_step, variants
-        )
+        # One compiled cluster per variant: they share no state, so TensorFlow's
+        # inter-op pool runs the two networks of a pair at the same time.
+        indices = tf.slice(self.batch_indices, [first_step, 0], [count, -1])  # static shape for XLA
+        images, labels = tf.gather(self.train_images, indices), tf.gather(self.train_labels, indices)
+        return {v: self._train_chunk[v](images, labels, first_step) for v in variants}
 
     def _evaluate_impl(self, variant, images, labels):
         logits = self.networks[variant](models.to_inputs(images, self.input_shape), training=False)
@@ -219,12 +214,18 @@ class PairTrainer:
 
     def train_steps(self, count: int) -> dict:
         """Trains every live variant for `count` more steps; returns last-batch metrics if configured."""
-        first_bad, last = self._run_chunk(tf.constant(self.steps_done), tf.constant(count), self.alive_variants())
+        if self.steps_done + count > len(self.batch_indices):
+            raise ValueError(f"only {len(self.batch_indices) - self.steps_done} of the configured steps are left")
+        # count is a Python int: static shapes for XLA (a run has at most two chunk lengths).
+        outputs = self._run_chunk(tf.constant(self.steps_done), count, self.alive_variants())
         self.steps_done += count
-        for v, step in first_bad.items():
-            if int(step) >= 0:
-                self.diverged_at[v] = int(step)
-        return {v: (float(loss), float(acc)) for v, (loss, acc) in last.items() if v not in self.diverged_at}
+        last = {}
+        for v, (first_bad, last_batch) in outputs.items():
+            if int(first_bad) >= 0:
+                self.diverged_at[v] = int(first_bad)
+            elif last_batch:
+                last[v] = (float(last_batch[0]), float(last_batch[1]))
+        return last
 
     def run(self, on_evaluation: Callable[[int, list[Evaluation]], None] | None = None) -> TrainResult:
         """Trains for config.train.steps with the configured evaluations, then the final checks."""
