@@ -78,6 +78,9 @@ def configure(device: str = "auto", inter_op_threads: int = PAIR_THREADS) -> dic
     if device not in DEVICES:
         raise DeviceError(f"--device {device}: unknown device; allowed: {', '.join(DEVICES)}")
     tf = import_tensorflow()
+    # Each run builds its own compiled functions, so a process running several
+    # (a sweep worker) trips TensorFlow's "excessive retracing" warning by design.
+    tf.get_logger().setLevel("ERROR")
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise DeviceError(
