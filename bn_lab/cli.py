@@ -118,7 +118,7 @@ def run(config_file, overrides, out, results_root, device, force, quiet):
     from bn_lab import experiment
 
     config = _call(configs.load, config_file, parse_overrides(overrides))
-    _call(
+    run_dir = _call(
         experiment.run_experiment,
         config,
         out,
@@ -127,6 +127,128 @@ def run(config_file, overrides, out, results_root, device, force, quiet):
         force=force,
         progress="none" if quiet else "auto",
     )
+    if not quiet:
+        click.echo(experiment.report_text(experiment.load_summary(run_dir), run_dir))
+
+
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="With a base config instead of a sweep file: an axis, e.g. --grid optimizer.learning_rate=0.01,1,2 "
+    "or named values --grid init.scale=good:0.05,bad:5 (repeatable).",
+)
+@click.option("--seeds", metavar="S1,S2", help="Seeds of every grid point, e.g. 0,1,2 (overrides the sweep file's).")
+@click.option(
+    "--name",
+    help="Sweep name: <results>/<name>/ (default: the sweep file's `name:`, or <experiment>_sweep with --grid).",
+)
+@SET_OPTION
+@click.option(
+    "--results",
+    "results_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="results",
+    show_default=True,
+    help="Cells go to <results>/<sweep-name>/<cell-name>/.",
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells at once, each in its own process."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: cells as Ray tasks; results come back here, no shared disk needed "
+    "(needs pip install 'bn_lab[ray]' here and on every node of the cluster).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="An existing Ray cluster, e.g. 10.0.0.5:6379 (default: $RAY_ADDRESS, else a new local one).",
+)
+@DEVICE_OPTION
+@click.option("--force", is_flag=True, help="Rerun cells whose finished run has a different config.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              help="Validation accuracy that counts as success in the report.")
+@click.option("--dry-run", is_flag=True, help="List the cells and whether each is complete; run nothing.")
+@click.option("--quiet", is_flag=True, help="No progress and no report table on stdout.")
+def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor, ray_address, device, force,
+          threshold, dry_run, quiet):
+    """Run every cell of a grid of paired runs, then write the report.
+
+    SWEEP is a sweep file (a base config, grid axes, seeds; see configs/sweep_lesson.yaml),
+    or a base config with --grid axes. Every cell is one `bnlab run` into
+    <results>/<sweep-name>/<cell-name>/, e.g. results/lesson/relu_lr2_badinit_seed1/.
+    Cells already complete with the same config are skipped, so rerunning resumes.
+
+    Exit status: 0 if every cell completed (a diverged network counts: it is a result),
+    1 if some failed, 2 for bad input.
+
+    \b
+    Examples:
+      bnlab sweep configs/sweep_lesson.yaml --jobs 2
+      bnlab sweep configs/sweep_lesson.yaml --seeds 0 --dry-run
+      bnlab sweep configs/smoke.yaml --grid model.activation=relu,sigmoid --seeds 0,1
+      bnlab sweep configs/sweep_lesson.yaml --executor ray --ray-address 10.0.0.5:6379
+    """
+    from bn_lab import sweep as sweeps
+
+    if ray_address and executor != "ray":
+        raise UserError("--ray-address is for --executor ray")
+    if executor == "ray" and jobs != 1:
+        raise UserError("--jobs is for the local executor; Ray runs as many cells at once as the cluster has CPUs")
+    definition = _call(
+        sweeps.load,
+        sweep_file,
+        grid,
+        name=name,
+        seeds=_call(sweeps.parse_seeds, seeds) if seeds is not None else None,
+        overrides=parse_overrides(overrides),
+    )
+    if dry_run:
+        click.echo(sweeps.describe(definition, results_root / definition.name))
+        return
+    result = _call(
+        sweeps.run_sweep,
+        definition,
+        results_root,
+        jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
+        device=device,
+        force=force,
+        progress="none" if quiet else "auto",
+        threshold=threshold,
+    )
+    if not quiet:
+        click.echo(result.report)
+    if result.failed or len(result.completed) < len(definition.cells):
+        failed = ", ".join(result.failed) or "none"
+        click.echo(
+            f"error: {len(definition.cells) - len(result.completed)} of {len(definition.cells)} cells did not complete "
+            f"(failed: {failed}; errors in {result.sweep_dir}/failed.json); rerun the same command to retry them",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("sweep_dir", metavar="SWEEP_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              help="Validation accuracy that counts as success.")
+def report(sweep_dir, threshold):
+    """Write the report of a sweep directory (results/<sweep-name>/), finished or not.
+
+    Writes summary.csv (one row per cell), report.md (one row per grid point, over seeds),
+    heatmap.png and curves.png into SWEEP_DIR, and prints the table.
+    """
+    from bn_lab import report as reports
+
+    click.echo(_call(reports.write_report, sweep_dir, threshold=threshold))
 
 
 @main.command()

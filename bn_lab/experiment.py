@@ -306,7 +306,7 @@ def run_experiment(
         initial_weights = models.initial_weights(config)
         trainer = train.PairTrainer(config, mnist, initial_weights)
         writers = {v: tf.summary.create_file_writer(str(staging / "tensorboard" / v)) for v in train.VARIANTS}
-        bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet")
+        bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
 
         def on_evaluation(step, evaluations):
             for e in evaluations:
@@ -342,8 +342,6 @@ def run_experiment(
         raise
     if not explicit:
         _point_latest(run_dir)
-    if progress != "none":
-        print(report_text(summary_data, run_dir), flush=True)
     return run_dir
 
 

@@ -93,8 +93,14 @@ def configure(device: str = "auto", inter_op_threads: int = PAIR_THREADS) -> dic
         gpus = []
     for gpu in gpus:  # several sweep processes may share one GPU
         tf.config.experimental.set_memory_growth(gpu, True)
-    tf.config.threading.set_intra_op_parallelism_threads(NUMERIC_THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(NUMERIC_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    except RuntimeError:  # TensorFlow already ran something in this process with other settings
+        raise DeviceError(
+            "TensorFlow is already initialised in this process, so its threads cannot be pinned "
+            "for reproducible numbers; run bn_lab in a fresh process"
+        ) from None
     # Same config and seed, same numbers: deterministic kernels (initial weights and
     # batch order come from numpy generators seeded by the config).
     tf.config.experimental.enable_op_determinism()

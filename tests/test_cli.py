@@ -175,7 +175,7 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     )
     # Wait until training is under way (the first evaluation lines), then kill -9.
     for line in process.stdout:
-        if line.startswith("step    100/"):
+        if "step    100/" in line:
             break
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
