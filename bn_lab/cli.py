@@ -75,6 +75,17 @@ DEVICE_OPTION = click.option(
 )
 
 
+def results_option(help_text: str):
+    return click.option(
+        "--results",
+        "results_root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default="results",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bn_lab")
 def main():
@@ -97,14 +108,7 @@ def main():
 @click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
 @SET_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Exact run directory to write.")
-@click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="results",
-    show_default=True,
-    help="Root for results/<experiment>/<run-id>/ when --out is not given.",
-)
+@results_option("Root for results/<experiment>/<run-id>/ when --out is not given.")
 @DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Replace an existing non-empty run directory.")
 @click.option("--quiet", is_flag=True, help="No progress and no summary on stdout.")
@@ -146,14 +150,7 @@ def run(config_file, overrides, out, results_root, device, force, quiet):
     help="Sweep name: <results>/<name>/ (default: the sweep file's `name:`, or <experiment>_sweep with --grid).",
 )
 @SET_OPTION
-@click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="results",
-    show_default=True,
-    help="Cells go to <results>/<sweep-name>/<cell-name>/.",
-)
+@results_option("Cells go to <results>/<sweep-name>/<cell-name>/.")
 @click.option(
     "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells at once, each in its own process."
 )

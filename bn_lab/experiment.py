@@ -59,7 +59,8 @@ def check_can_write(run_dir: Path, force: bool) -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (the owner of a staging directory)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,7 +75,7 @@ def _staging_dir(run_dir: Path) -> Path:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _pid_alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -82,7 +83,8 @@ def _staging_dir(run_dir: Path) -> Path:
     return staging
 
 
-def _move_into_place(staging: Path, run_dir: Path) -> None:
+def move_into_place(staging: Path, run_dir: Path) -> None:
+    """Puts a finished directory at run_dir; an old one is set aside first and removed after."""
     old = None
     if run_dir.exists():  # empty, or --force: set the old run aside first, drop it after
         old = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
@@ -336,7 +338,7 @@ def run_experiment(
         env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         files.write_json(staging / "environment.json", env)
         files.write_json(staging / COMPLETE_MARKER, summary_data)  # last: marks the run complete
-        _move_into_place(staging, run_dir)
+        move_into_place(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

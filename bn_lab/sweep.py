@@ -410,21 +410,11 @@ def describe(sweep: Sweep, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(sweep_dir: Path) -> None:
     """Hidden directories of runs or unpacks whose process is gone (killed sweeps)."""
     for stale in sweep_dir.glob(".*.*-*"):
         match = re.fullmatch(r"\..+\.(partial|unpack|replaced)-(\d+)", stale.name)
-        if match and stale.is_dir() and not _pid_alive(int(match.group(2))):
+        if match and stale.is_dir() and not experiment.pid_alive(int(match.group(2))):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -439,17 +429,6 @@ def _exclusive(sweep_dir: Path):
         except BlockingIOError:
             raise SweepError(f"{sweep_dir}: another bnlab sweep is writing there; wait for it or stop it") from None
         yield
-
-
-def _replace_dir(new: Path, run_dir: Path) -> None:
-    """Puts a finished directory at run_dir; an old one is set aside first and removed after."""
-    old = None
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
-        os.replace(run_dir, old)
-    os.replace(new, run_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- running one cell --------------------------------------------------------------------
@@ -531,7 +510,7 @@ def unpack_run(packed: bytes, run_dir: Path) -> None:
             tar.extractall(staging, filter="data")
         if not experiment.is_complete(staging):
             raise RuntimeError("the returned run has no summary.json")
-        _replace_dir(staging, run_dir)
+        experiment.move_into_place(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
