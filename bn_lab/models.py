@@ -4,6 +4,10 @@
 initial_weights, with_bn, name)` copies those arrays into its variables, so the two
 networks of a pair start from the same numbers. Architectures are chosen by name
 from ARCHITECTURES.
+
+`Network(..., fast=True)` (what the trainer uses) computes the same function a
+faster way on CPU; `fast=False`, the default, is the plain reference the tests
+compare it with (tests/test_fast_path.py). See Network.__init__.
 """
 
 from __future__ import annotations
@@ -98,6 +102,50 @@ def _activation(name: str):
     return {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh, "elu": tf.nn.elu}[name]
 
 
+# Convolutions whose input is at most this many pixels on a side run as one matmul
+# (see _conv_as_matmul): in the conv net, layers 13-19 (2x2 and 1x1 feature maps).
+SMALL_CONV_SIDE = 2
+
+
+def _tap_matrix(side: int, stride: int) -> np.ndarray:
+    """(9, side*side, out*out) 0/1: which input pixel each 3x3 tap reads for each output pixel.
+
+    "SAME" padding as TensorFlow's: the padding before is floor(total / 2); taps that
+    fall into the padding read zeros and are simply absent.
+    """
+    out = -(-side // stride)
+    before = max((out - 1) * stride + 3 - side, 0) // 2
+    taps = np.zeros((9, side * side, out * out), np.float32)
+    for oy in range(out):
+        for ox in range(out):
+            for ky in range(3):
+                for kx in range(3):
+                    iy, ix = oy * stride + ky - before, ox * stride + kx - before
+                    if 0 <= iy < side and 0 <= ix < side:
+                        taps[ky * 3 + kx, iy * side + ix, oy * out + ox] = 1.0
+    return taps
+
+
+def _conv_as_matmul(h, kernel, stride: int):
+    """conv2d(h, kernel, stride, "SAME") for a tiny feature map, as one matmul.
+
+    The kernel is spread into a dense (side*side*in, out*out*filters) matrix, each of
+    whose entries is one kernel weight or 0 (exactly: the tap matrix is 0/1), and the
+    flattened input is multiplied by it: the same products as the convolution's, added
+    in another order. On a 2x2 or 1x1 map almost every tap of a 3x3 convolution reads
+    padding; TensorFlow's convolution kernels pay a fixed cost per call that dwarfs
+    the arithmetic there, a matmul does not (the conv net's with-BN step: 29 -> 32
+    steps/s for 1x1 maps alone, measured with scripts/bench.py's setup).
+    """
+    side, channels, filters = h.shape[1], h.shape[3], kernel.shape[3]
+    out = -(-side // stride)
+    taps = tf.constant(_tap_matrix(side, stride))
+    dense = tf.einsum("tpq,tio->piqo", taps, tf.reshape(kernel, (9, channels, filters)))
+    dense = tf.reshape(dense, (side * side * channels, out * out * filters))
+    flat = tf.reshape(h, (-1, side * side * channels))
+    return tf.reshape(tf.matmul(flat, dense), (-1, out, out, filters))
+
+
 def to_inputs(images, input_shape):
     """uint8 images (N, 784) -> float32 network inputs in [0, 1], shaped for the model."""
     x = tf.cast(images, tf.float32) / 255.0
@@ -105,10 +153,25 @@ def to_inputs(images, input_shape):
 
 
 class Network(tf.Module):
-    """A plain or BN network. Hidden layers: kernel (+ bias) (+ BN) -> activation; output: kernel + bias."""
+    """A plain or BN network. Hidden layers: kernel (+ bias) (+ BN) -> activation; output: kernel + bias.
 
-    def __init__(self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str):
+    fast=True computes the same function a faster way, for the conv net outside XLA
+    (the trainer asks for it; numbers agree within float rounding, tests/test_fast_path.py):
+      - convolutions on feature maps of at most SMALL_CONV_SIDE pixels run as matmuls
+        (_conv_as_matmul);
+      - with BN, each conv layer's bias/BN/activation part (everything between two
+        convolutions: many small elementwise ops and reductions, forward and backward)
+        is one XLA-compiled function, while the convolutions stay on TensorFlow's own
+        (oneDNN) kernels: XLA's CPU convolutions are far slower (see configs/convnet_*.yaml).
+        Without BN that part is a bias add and a ReLU, which TensorFlow already fuses
+        into the convolution: left alone.
+    Inside an XLA-compiled function (the MLP's training loop) there is nothing to gain:
+    pass fast=False there.
+    """
+
+    def __init__(self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str, *, fast: bool = False):
         super().__init__(name=name)
+        self.fast = fast
         self.input_shape, hidden = architecture(config)
         self.hidden = hidden
         self.activation = _activation(config["model"]["activation"])
@@ -139,20 +202,39 @@ class Network(tf.Module):
             v for norm in self.batch_norms for v in (norm.population_mean, norm.population_variance)
         ]
 
+        self._compiled_layer_ends = {}  # (layer, training) -> tf.function(jit_compile=True)
+
     def __call__(self, x, training: bool):
         h = x
         for i, layer in enumerate(self.hidden):
             if layer.kind == "conv":
-                h = tf.nn.conv2d(h, self.kernels[i], layer.stride, "SAME")
+                if self.fast and h.shape[1] is not None and h.shape[1] <= SMALL_CONV_SIDE:
+                    h = _conv_as_matmul(h, self.kernels[i], layer.stride)
+                else:
+                    h = tf.nn.conv2d(h, self.kernels[i], layer.stride, "SAME")
             else:
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
-            if self.biases[i] is not None:
-                h = h + self.biases[i]
-            if self.batch_norms and not self.bn_after_activation:
-                h = self.batch_norms[i](h, training)
-            h = self.activation(h)
-            if self.bn_after_activation:
-                h = self.batch_norms[i](h, training)
+            if self.fast and self.batch_norms and layer.kind == "conv":
+                h = self._compiled_layer_end(i, training)(h)
+            else:
+                h = self._layer_end(i, h, training)
         if len(h.shape) > 2:
             h = tf.reshape(h, (tf.shape(h)[0], -1))
         return tf.matmul(h, self.kernels[-1]) + self.biases[-1]
+
+    def _layer_end(self, i: int, h, training: bool):
+        """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
+        if self.biases[i] is not None:
+            h = h + self.biases[i]
+        if self.batch_norms and not self.bn_after_activation:
+            h = self.batch_norms[i](h, training)
+        h = self.activation(h)
+        if self.bn_after_activation:
+            h = self.batch_norms[i](h, training)
+        return h
+
+    def _compiled_layer_end(self, i: int, training: bool):
+        key = (i, bool(training))
+        if key not in self._compiled_layer_ends:
+            self._compiled_layer_ends[key] = tf.function(lambda h: self._layer_end(i, h, key[1]), jit_compile=True)
+        return self._compiled_layer_ends[key]

@@ -103,8 +103,10 @@ class PairTrainer:
         self.variants = tuple(variants)
         train = config["train"]
         jit = train["jit_compile"]
+        # Outside XLA (the conv net), the networks take their faster CPU formulation (see models.Network).
         self.networks = {
-            v: models.Network(config, initial_weights, with_bn=(v == "with_bn"), name=v) for v in self.variants
+            v: models.Network(config, initial_weights, with_bn=(v == "with_bn"), name=v, fast=not jit)
+            for v in self.variants
         }
         self.optimizers = {v: make_optimizer(config) for v in self.variants}
         for v in self.variants:

@@ -1,0 +1,372 @@
+#!/usr/bin/env python
+"""Benchmark: bn_lab's trainer against a plain TensorFlow 2 port of the lessons (issue 4).
+
+    python scripts/bench.py [--out results/bench.json] [--skip-run] [--quick]
+                            [--also-run configs/convnet_keras.yaml ...]
+
+One invocation measures, side by side, on the MLP (relu, lr 0.01, batch 60, plain SGD)
+and the 20-layer conv net (batch 64, Adam 0.002), each without and with BN (keras
+backend):
+
+* naive: the typical port, written out plainly below (`naive_*`): a Keras model, one
+  tf.function call per training step, each batch sliced from the numpy arrays and fed
+  in, TensorFlow's default settings;
+* bn_lab: `bn_lab.train.PairTrainer`, set up by `bn_lab.runtime.configure` exactly as
+  `bnlab run` does, timed through `train_steps` with the chunk length a real run uses
+  (the steps between two evaluations: 500 for the MLP, 25 for the conv net). Each
+  variant is timed alone, and the pair (both variants at once, what `bnlab run` does)
+  is timed too.
+
+Fairness. `runtime.configure` fixes TensorFlow's process-wide settings (threads, op
+determinism, oneDNN), and TensorFlow cannot change them once it runs. So each
+measurement group runs in a fresh subprocess of this script (`--one GROUP`, internal):
+the naive loops with TensorFlow's defaults, bn_lab's trainer with bn_lab's settings,
+never one under the other's. Everything is still one invocation and one JSON file.
+Compile time is excluded (one warm-up call of every compiled function first);
+per-chunk Python overhead is included for bn_lab and per-step overhead for the naive
+loop, since both are part of what a user waits for.
+
+Noise. This machine is shared. Rounds of the groups' measurements alternate between the
+variants, and a round during which other processes used more than 0.25 of a core
+(from /proc/stat, minus this process) is retried, a few times at most; the JSON
+records how busy the machine was (`foreign_cores`). Figures are medians over rounds.
+
+End to end: `bnlab run configs/relu_lr2_badinit.yaml` (and any --also-run config) runs
+as a subprocess into a temporary --out directory: wall time and peak RSS (os.wait4).
+
+Ratios: `alone` = bn_lab one variant / naive same variant. `pair` compares the time to
+train both networks of a pair for one step each: naive does them one after the other
+(1/r_without + 1/r_with), bn_lab trains them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}
+VARIANTS = ("without_bn", "with_bn")
+# Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
+PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 5}}
+QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
+MAX_FOREIGN = 0.25  # cores other processes may use during a round before it is retried
+RETRIES = 2  # extra attempts per round when the machine was busy
+
+
+# --- measuring on a shared machine -------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_ticks() -> int:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # everything but idle and iowait
+
+
+def _own_ticks() -> float:
+    t = os.times()
+    return (t.user + t.system) * _TICK
+
+
+def timed(fn) -> tuple[float, float]:
+    """Runs fn(); returns (seconds, cores used meanwhile by other processes)."""
+    busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    foreign = ((_busy_ticks() - busy) - (_own_ticks() - own)) / _TICK / seconds
+    return seconds, max(0.0, foreign)
+
+
+def measure_rounds(jobs: dict, rounds: int) -> dict:
+    """jobs: name -> (fn, steps per call). Alternates the jobs round by round; steps/s per job."""
+    out = {name: {"rates": [], "foreign_cores": []} for name in jobs}
+    for _ in range(rounds):
+        for name, (fn, steps) in jobs.items():
+            for attempt in range(RETRIES + 1):
+                seconds, foreign = timed(fn)
+                if foreign <= MAX_FOREIGN or attempt == RETRIES:
+                    break
+            out[name]["rates"].append(steps / seconds)
+            out[name]["foreign_cores"].append(round(foreign, 2))
+    for r in out.values():
+        r["steps_per_second"] = statistics.median(r["rates"])
+        r["rates"] = [round(x, 1) for x in r["rates"]]
+    return out
+
+
+# --- the naive port (TensorFlow defaults: no bn_lab.runtime here) --------------------------
+
+
+def naive_model(model: str, with_bn: bool):
+    import keras
+
+    layers = []
+    if model == "mlp":
+        layers.append(keras.Input((784,)))
+        for _ in range(3):
+            layers.append(keras.layers.Dense(100, use_bias=not with_bn))
+            if with_bn:
+                layers.append(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3))
+            layers.append(keras.layers.Activation("relu"))
+    else:
+        layers.append(keras.Input((28, 28, 1)))
+        for i in range(1, 20):
+            layers.append(keras.layers.Conv2D(4 * i, 3, strides=2 if i % 3 == 0 else 1, padding="same", use_bias=not with_bn))
+            if with_bn:
+                layers.append(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3))
+            layers.append(keras.layers.Activation("relu"))
+        layers.append(keras.layers.Flatten())
+        layers.append(keras.layers.Dense(100, use_bias=not with_bn))
+        if with_bn:
+            layers.append(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3))
+        layers.append(keras.layers.Activation("relu"))
+    layers.append(keras.layers.Dense(10))
+    return keras.Sequential(layers)
+
+
+def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int):
+    """Returns run(steps): the plain loop, one tf.function call per step, batches from numpy."""
+    import numpy as np
+    import tensorflow as tf
+
+    net = naive_model(model, with_bn)
+    if model == "mlp":
+        optimizer = tf.keras.optimizers.SGD(learning_rate=0.01)
+
+        def loss_fn(labels, logits):
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+    else:
+        optimizer = tf.keras.optimizers.Adam(learning_rate=0.002, epsilon=1e-8)
+
+        def loss_fn(labels, logits):
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.one_hot(labels, 10), logits=logits))
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, net(x, training=True))
+        gradients = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, net.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(0)
+    shape = (-1, 784) if model == "mlp" else (-1, 28, 28, 1)
+    position = [0]
+    order = rng.permutation(len(labels))
+
+    def run(steps: int):
+        for _ in range(steps):
+            start = position[0] % (len(labels) - batch_size)
+            index = order[start : start + batch_size]
+            x = (images[index].astype(np.float32) / 255.0).reshape(shape)
+            train_step(x, labels[index])
+            position[0] += batch_size
+
+    return run
+
+
+def one_naive(model: str, plan: dict) -> dict:
+    from bn_lab import data
+
+    mnist = data.load_mnist()
+    batch = 60 if model == "mlp" else 64
+    jobs = {}
+    for v in VARIANTS:
+        run = naive_trainer(model, v == "with_bn", mnist.train.images, mnist.train.labels, batch)
+        run(3)  # warm-up: traces and compiles train_step
+        run(plan["steps"] // 10)
+        jobs[v] = (lambda run=run: run(plan["steps"]), plan["steps"])
+    import tensorflow as tf
+
+    settings = {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn": _onednn(),
+    }
+    return {"settings": settings, "results": measure_rounds(jobs, plan["rounds"])}
+
+
+# --- bn_lab's trainer, configured like a real run --------------------------------------------
+
+
+def one_bnlab(model: str, plan: dict) -> dict:
+    from bn_lab import runtime
+
+    settings = runtime.configure("auto")  # what `bnlab run` does first
+
+    from bn_lab import config as configs
+    from bn_lab import data, models, train
+
+    base = configs.load(CONFIGS[model])
+    t = base["train"]
+    chunk = math.gcd(t["eval_every"], t["train_eval_every"]) if t["train_eval_every"] else t["eval_every"]
+    calls = max(1, plan["steps"] // chunk)
+    steps = calls * chunk
+    # Enough batches for the warm-up call and every round (a PairTrainer never reuses a step).
+    total = chunk * (1 + calls * plan["rounds"] * (RETRIES + 1))
+    config = configs.load(CONFIGS[model], {"train.steps": total})
+    mnist = data.load_mnist()
+    weights = models.initial_weights(config)
+    jobs = {}
+    for name, variants in (("without_bn", ("without_bn",)), ("with_bn", ("with_bn",)), ("pair", VARIANTS)):
+        trainer = train.PairTrainer(config, mnist, weights, variants=variants)
+        trainer.train_steps(chunk)  # warm-up: traces and compiles
+
+        def run(trainer=trainer):
+            for _ in range(calls):
+                trainer.train_steps(chunk)
+            if trainer.diverged_at:
+                raise RuntimeError(f"diverged while benchmarking: {trainer.diverged_at}")
+
+        jobs[name] = (run, steps)
+    settings = dict(settings, onednn=_onednn(), jit_compile=config["train"]["jit_compile"], chunk=chunk)
+    return {"settings": settings, "results": measure_rounds(jobs, plan["rounds"])}
+
+
+def _onednn() -> bool | None:
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+def run_end_to_end(config: Path) -> dict:
+    """`bnlab run CONFIG` in a subprocess: wall seconds and that process's peak RSS."""
+    bnlab = Path(sys.executable).with_name("bnlab")
+    command = [str(bnlab)] if bnlab.exists() else [sys.executable, "-m", "bn_lab.cli"]
+    with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
+        out = Path(tmp) / "run"
+        start = time.perf_counter()
+        busy, own = _busy_ticks(), _own_ticks()
+        process = subprocess.Popen(
+            command + ["run", str(config), "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the other children's
+        wall = time.perf_counter() - start
+        child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
+        foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
+        stderr = process.stderr.read().decode(errors="replace")
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"bnlab run {config} failed ({process.returncode}):\n{stderr}")
+        summary = json.loads((out / "summary.json").read_text())
+    return {
+        "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
+        "wall_seconds": round(wall, 1),
+        "train_seconds": summary["train_seconds"],
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: ru_maxrss is in KiB
+        "foreign_cores": round(foreign, 2),
+        "diverged": {v: r["diverged_at_step"] for v, r in summary["variants"].items() if r["diverged"]},
+    }
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+def run_group(group: str, quick: bool) -> dict:
+    """Runs `--one GROUP` in a fresh interpreter; returns its JSON."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--one", group] + (["--quick"] if quick else [])
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{group} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(report: dict) -> str:
+    lines = [f"{'model':8} {'variant':11} {'naive steps/s':>14} {'bn_lab steps/s':>15} {'bn_lab/naive':>13}"]
+    for model, m in report["models"].items():
+        rows = [(v, m["naive"][v]["steps_per_second"], m["bn_lab"][v]["steps_per_second"], m["ratio_alone"][v]) for v in VARIANTS]
+        rows.append(("pair*", m["naive_pair_steps_per_second"], m["bn_lab"]["pair"]["steps_per_second"], m["ratio_pair"]))
+        for name, naive, ours, ratio in rows:
+            lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x")
+    lines.append("* pair: steps/s of each network when both networks of a pair train one step each (naive: one")
+    lines.append("  after the other, 1/(1/r_without + 1/r_with); bn_lab: both at once, as `bnlab run` does)")
+    for run in report.get("runs", []):
+        lines.append(
+            f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
+            f"peak RSS {run['peak_rss_mib']:,.0f} MiB"
+        )
+    busy = [c for m in report["models"].values() for side in ("naive", "bn_lab") for r in m[side].values()
+            for c in r["foreign_cores"]]  # fmt: skip
+    if busy:
+        lines.append(
+            f"(machine: {report['machine']['cpus']} CPUs; other processes used {statistics.median(busy):.2f} cores "
+            f"(median), {max(busy):.2f} (max) during the timed rounds)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "results" / "bench.json"), help="JSON file to write")
+    parser.add_argument("--skip-run", action="store_true", help="skip the end-to-end `bnlab run`")
+    parser.add_argument("--also-run", action="append", default=[], metavar="CONFIG", help="another config to time end to end")
+    parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement group, JSON on stdout
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else PLAN
+
+    if args.one:
+        side, model = args.one.split(":")
+        result = (one_naive if side == "naive" else one_bnlab)(model, plan[model])
+        print(json.dumps(result))
+        return 0
+
+    started = time.perf_counter()
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_at_start": os.getloadavg()},  # fmt: skip
+        "plan": plan,
+        "models": {},
+        "runs": [],
+    }
+    for model in args.models.split(","):
+        print(f"measuring {model}: naive loop ...", file=sys.stderr, flush=True)
+        naive = run_group(f"naive:{model}", args.quick)
+        print(f"measuring {model}: bn_lab ...", file=sys.stderr, flush=True)
+        ours = run_group(f"bn_lab:{model}", args.quick)
+        n, b = naive["results"], ours["results"]
+        naive_pair = 1 / sum(1 / n[v]["steps_per_second"] for v in VARIANTS)
+        report["models"][model] = {
+            "naive": n,
+            "bn_lab": b,
+            "naive_settings": naive["settings"],
+            "bn_lab_settings": ours["settings"],
+            "ratio_alone": {v: round(b[v]["steps_per_second"] / n[v]["steps_per_second"], 2) for v in VARIANTS},
+            "naive_pair_steps_per_second": round(naive_pair, 1),
+            "ratio_pair": round(b["pair"]["steps_per_second"] / naive_pair, 2),
+        }
+    if not args.skip_run:
+        for config in [ROOT / "configs" / "relu_lr2_badinit.yaml"] + [Path(c).resolve() for c in args.also_run]:
+            print(f"bnlab run {config.name} ...", file=sys.stderr, flush=True)
+            report["runs"].append(run_end_to_end(config))
+    report["load_average_at_end"] = os.getloadavg()
+    report["bench_seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"benchmark took {report['bench_seconds']:.0f} s; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
