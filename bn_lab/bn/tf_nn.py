@@ -2,25 +2,14 @@
 
 import tensorflow as tf
 
+from bn_lab.bn.population import PopulationBatchNorm
 
-class BatchNorm(tf.Module):
-    def __init__(self, num_features: int, ndim: int, momentum: float, epsilon: float):
-        super().__init__()
-        self.axes = list(range(ndim - 1))
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.gamma = tf.Variable(tf.ones([num_features]), name="gamma")
-        self.beta = tf.Variable(tf.zeros([num_features]), name="beta")
-        self.population_mean = tf.Variable(tf.zeros([num_features]), trainable=False, name="population_mean")
-        self.population_variance = tf.Variable(tf.ones([num_features]), trainable=False, name="population_variance")
 
+class BatchNorm(PopulationBatchNorm):
     def __call__(self, x, training: bool):
         if training:
             mean, variance = tf.nn.moments(x, self.axes)
-            self.population_mean.assign(self.population_mean * self.momentum + mean * (1 - self.momentum))
-            self.population_variance.assign(
-                self.population_variance * self.momentum + variance * (1 - self.momentum)
-            )
+            self.update_population(mean, variance)
         else:
             mean, variance = self.population_mean, self.population_variance
         return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
