@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}
 VARIANTS = ("without_bn", "with_bn")
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
-PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 5}}
+PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 3}}
 QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
 MAX_FOREIGN = 0.25  # cores other processes may use during a round before it is retried
 RETRIES = 2  # extra attempts per round when the machine was busy
