@@ -141,6 +141,8 @@ def environment(config: dict, device: dict, data_description: dict, command_line
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
+        "host": platform.node(),  # which machine of a Ray cluster ran it
+        "pid": os.getpid(),  # which process of a sweep ran it
         "cpu_count": os.cpu_count(),
         **device,
         "seed": config["seed"],

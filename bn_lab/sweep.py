@@ -13,6 +13,7 @@ config.yaml says what it ran. A cell is done iff both hold and the config matche
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -40,6 +41,11 @@ FAILURES = "failed.json"  # cells whose run raised, with the error; rewritten af
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
+# TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
+# measured here, each MLP cell leaves ~35 MB behind. So a sweep's cells run in worker
+# processes that are replaced after this many cells (a replacement costs one import of
+# TensorFlow, ~5 s); a worker then stays near the 1 GiB of a single run.
+CELLS_PER_WORKER = 6
 CELL_CPUS = 1  # Ray CPUs per cell: like --jobs 2 on 2 cores (a cell's own threads: 2 intra-op + 2 inter-op)
 RAY_EXTRA = "the ray executor needs the optional extra: pip install 'bn_lab[ray]'"
 
@@ -447,15 +453,20 @@ def run_cell(
 ) -> float:
     """Runs one cell into run_dir; returns its wall time in seconds."""
     started = time.perf_counter()
-    experiment.run_experiment(
-        config,
-        run_dir,
-        device=device,
-        force=force,
-        inter_op_threads=inter_op_threads,
-        progress=progress,
-        command_line=command_line,
-    )
+    try:
+        experiment.run_experiment(
+            config,
+            run_dir,
+            device=device,
+            force=force,
+            inter_op_threads=inter_op_threads,
+            progress=progress,
+            command_line=command_line,
+        )
+    finally:
+        # The trainer's compiled functions refer back to it, so its data (~200 MB of
+        # tensors) waits for a full collection; the next cell should not have to share.
+        gc.collect()
     return time.perf_counter() - started
 
 
@@ -639,7 +650,7 @@ def _run_cells(sweep, todo, skipped, sweep_dir, found, failed, *, jobs, executor
             pass
         elif executor == "ray":
             _run_on_ray(todo, **args)
-        elif jobs == 1 or len(todo) <= 1:
+        elif len(todo) <= 1 or (jobs == 1 and len(todo) <= CELLS_PER_WORKER):
             _run_here(todo, cell_progress="bar" if bar.mode == "bar" else "none", **args)
         else:
             _run_in_pool(todo, jobs, **args)
@@ -670,37 +681,59 @@ def _run_here(todo, *, sweep_dir, found, device, command_line, finished, cell_pr
 
 
 def _run_in_pool(todo, jobs, *, sweep_dir, found, device, command_line, finished):
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     from bn_lab import runtime
 
-    # Spawned, never forked: TensorFlow's threads and state do not survive a fork. Workers
-    # are reused across cells, so each pays TensorFlow's import and set-up once. TensorFlow's
-    # intra-op pool is pinned (runtime.NUMERIC_THREADS), so the numbers do not depend on
-    # --jobs; each process keeps PAIR_THREADS inter-op threads to train the pair at once
-    # (measured on 2 cores: 2 processes x 2 inter-op threads beat 1 inter-op thread each).
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(todo)),
+    # One single-process executor per job slot, so that a slot's worker can be replaced
+    # after CELLS_PER_WORKER cells (ProcessPoolExecutor's own max_tasks_per_child
+    # deadlocks on Python 3.11-3.13: python/cpython#115634). TensorFlow's intra-op pool is
+    # pinned (runtime.NUMERIC_THREADS), so the numbers do not depend on --jobs; each
+    # process keeps PAIR_THREADS inter-op threads to train the pair at once (measured on
+    # 2 cores: 2 processes x 2 inter-op threads beat 1 inter-op thread each).
+    queue = list(todo)
+    slots = [_new_worker() for _ in range(min(jobs, len(todo)))]
+    served = [0] * len(slots)
+    running = {}  # future -> (slot, cell)
+
+    def start_next(slot: int) -> None:
+        cell = queue.pop(0)
+        args = (cell.config, str(sweep_dir / cell.name), device, runtime.PAIR_THREADS,
+                _force_for(found, cell), "none", command_line)
+        running[slots[slot].submit(_pool_cell, *args)] = (slot, cell)
+
+    try:
+        for slot in range(len(slots)):
+            start_next(slot)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                slot, cell = running.pop(future)
+                error = future.exception()
+                finished(cell, None if error else future.result(), error)  # raises if the sweep must stop
+                served[slot] += 1
+                if queue and (served[slot] >= CELLS_PER_WORKER or isinstance(error, BrokenProcessPool)):
+                    slots[slot].shutdown(wait=True)
+                    slots[slot], served[slot] = _new_worker(), 0
+                if queue:
+                    start_next(slot)
+    finally:
+        for worker in slots:
+            worker.shutdown(wait=True, cancel_futures=True)
+
+
+def _new_worker():
+    """A process for cells. Spawned, never forked: TensorFlow's threads and state do not survive a fork."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
         initargs=(os.getpid(),),
     )
-    futures = {}
-    try:
-        for cell in todo:
-            args = (cell.config, str(sweep_dir / cell.name), device, runtime.PAIR_THREADS,
-                    _force_for(found, cell), "none", command_line)
-            futures[pool.submit(_pool_cell, *args)] = cell
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                cell = futures[future]
-                error = future.exception()
-                finished(cell, None if error else future.result(), error)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _import_ray():
@@ -741,8 +774,9 @@ def _run_on_ray(todo, *, sweep_dir, found, device, command_line, finished):
     ray = _import_ray()
     from bn_lab import runtime
 
-    # Ray workers are reused across cells, so each pays TensorFlow's import once.
-    task = ray.remote(num_cpus=CELL_CPUS, max_retries=0)(run_cell_packed)
+    # Ray workers are reused across cells, so each pays TensorFlow's import once, and
+    # replaced after CELLS_PER_WORKER cells, like the pool's.
+    task = ray.remote(num_cpus=CELL_CPUS, max_retries=0, max_calls=CELLS_PER_WORKER)(run_cell_packed)
     refs = {task.remote(cell.config, cell.name, device, runtime.PAIR_THREADS, command_line): cell for cell in todo}
     try:
         pending = list(refs)

@@ -211,6 +211,17 @@ def test_jobs_2_gives_the_same_numbers_as_jobs_1(jobs1, resumed):
     assert (dir1 / "report.md").read_text() == (dir2 / "report.md").read_text()
 
 
+def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
+    # TensorFlow's XLA cache grows with every cell a process runs; bn_lab.sweep bounds it.
+    from bn_lab.sweep import CELLS_PER_WORKER
+
+    sweep_dir, _ = jobs1
+    pids = [json.loads((sweep_dir / cell / "environment.json").read_text())["pid"] for cell in CELLS]
+    cells_per_process = [pids.count(pid) for pid in dict.fromkeys(pids)]
+    assert CELLS_PER_WORKER < len(CELLS)
+    assert cells_per_process == [CELLS_PER_WORKER, len(CELLS) - CELLS_PER_WORKER]  # --jobs 1: one after the other
+
+
 # --- a small sweep built from cells of the smoke sweep ------------------------------------------
 
 MINI = """\
