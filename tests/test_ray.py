@@ -5,6 +5,7 @@ a remote one; cells run in Ray workers' temporary directories and come back pack
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,6 +28,30 @@ VOLATILE = {"wall_seconds", "train_seconds", "steps_per_second"}
 
 def _descendants() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+RAY_DAEMONS = {"gcs_server", "raylet"}
+
+
+def _ray_daemons() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in RAY_DAEMONS}
+
+
+def test_without_an_address_a_sweep_starts_its_own_local_cluster_and_stops_it(tmp_path):
+    # Runs before the module's cluster exists: nothing to connect to by accident.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    before = _ray_daemons()
+    done = subprocess.run(
+        [str(BNLAB), "sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--results", tmp_path],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4 of 4 cells finished" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "smoke_grid").iterdir() if (p / "summary.json").is_file()) == sorted(CELLS)
+    deadline = time.monotonic() + 20
+    while _ray_daemons() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ray_daemons() - before == set(), "the sweep's local Ray cluster outlived it"
 
 
 @pytest.fixture(scope="module")
