@@ -464,8 +464,10 @@ def run_cell(
             command_line=command_line,
         )
     finally:
-        # The trainer's compiled functions refer back to it, so its data (~200 MB of
-        # tensors) waits for a full collection; the next cell should not have to share.
+        # A finished trainer and TensorFlow's traced graphs, which capture its training
+        # set, are reference cycles: without this, ~150 MB per cell waits for Python's
+        # next full collection while the next cell runs (measured: 150 MB per cell of
+        # growth without it, 35 MB with it, the XLA cache's).
         gc.collect()
     return time.perf_counter() - started
 
