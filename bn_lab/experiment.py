@@ -272,7 +272,6 @@ def run_experiment(
     results_root: str | Path = "results",
     device: str = "auto",
     force: bool = False,
-    inter_op_threads: int | None = None,
     progress: str = "auto",
     command_line: str | None = None,
 ) -> Path:
@@ -287,7 +286,7 @@ def run_experiment(
 
     from bn_lab import runtime
 
-    device_info = runtime.configure(device, inter_op_threads or runtime.PAIR_THREADS)  # imports TensorFlow
+    device_info = runtime.configure(device)  # imports TensorFlow
 
     from bn_lab import data, models
     mnist = data.load_mnist(

@@ -438,7 +438,8 @@ def _exclusive(sweep_dir: Path):
 
 
 # --- running one cell --------------------------------------------------------------------
-# These run in the main process (--jobs 1), in a pool worker, or in a Ray worker.
+# These run in the sweep's own process (--jobs 1, up to CELLS_PER_WORKER cells), in a
+# pool worker, or in a Ray worker.
 
 def _fatal_errors() -> tuple[type, ...]:
     """Problems that would be the same for every cell (no MNIST, no GPU): they stop the sweep."""
@@ -448,9 +449,7 @@ def _fatal_errors() -> tuple[type, ...]:
     return DataError, DeviceError
 
 
-def run_cell(
-    config: dict, run_dir: str, device: str, inter_op_threads: int, force: bool, progress: str, command_line: str
-) -> float:
+def run_cell(config: dict, run_dir: str, device: str, force: bool, progress: str, command_line: str) -> float:
     """Runs one cell into run_dir; returns its wall time in seconds."""
     started = time.perf_counter()
     try:
@@ -459,7 +458,6 @@ def run_cell(
             run_dir,
             device=device,
             force=force,
-            inter_op_threads=inter_op_threads,
             progress=progress,
             command_line=command_line,
         )
@@ -502,11 +500,11 @@ def _pool_cell(*args) -> float:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_cell_packed(config: dict, cell_name: str, device: str, inter_op_threads: int, command_line: str) -> bytes:
+def run_cell_packed(config: dict, cell_name: str, device: str, command_line: str) -> bytes:
     """A Ray task: the cell into a local temporary directory, returned as a tar.gz (no shared disk)."""
     with tempfile.TemporaryDirectory(prefix="bnlab-cell-") as tmp:
         run_dir = Path(tmp) / cell_name
-        run_cell(config, str(run_dir), device, inter_op_threads, False, "none", command_line)
+        run_cell(config, str(run_dir), device, False, "none", command_line)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             tar.add(run_dir, arcname=".")
@@ -667,14 +665,11 @@ def _force_for(found, cell: Cell) -> bool:
 
 
 def _run_here(todo, *, sweep_dir, found, device, command_line, finished, cell_progress):
-    from bn_lab import runtime
-
     for cell in todo:
         started = time.perf_counter()
         try:
             seconds = run_cell(
-                cell.config, str(sweep_dir / cell.name), device, runtime.PAIR_THREADS,
-                _force_for(found, cell), cell_progress, command_line,
+                cell.config, str(sweep_dir / cell.name), device, _force_for(found, cell), cell_progress, command_line
             )
         except Exception as e:  # noqa: BLE001 - a failed cell is recorded; the sweep goes on
             finished(cell, time.perf_counter() - started, e)
@@ -686,13 +681,11 @@ def _run_in_pool(todo, jobs, *, sweep_dir, found, device, command_line, finished
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from bn_lab import runtime
-
     # One single-process executor per job slot, so that a slot's worker can be replaced
     # after CELLS_PER_WORKER cells (ProcessPoolExecutor's own max_tasks_per_child
     # deadlocks on Python 3.11-3.13: python/cpython#115634). TensorFlow's intra-op pool is
     # pinned (runtime.NUMERIC_THREADS), so the numbers do not depend on --jobs; each
-    # process keeps PAIR_THREADS inter-op threads to train the pair at once (measured on
+    # process keeps runtime.PAIR_THREADS inter-op threads to train the pair at once (measured on
     # 2 cores: 2 processes x 2 inter-op threads beat 1 inter-op thread each).
     queue = list(todo)
     slots = [_new_worker() for _ in range(min(jobs, len(todo)))]
@@ -701,8 +694,7 @@ def _run_in_pool(todo, jobs, *, sweep_dir, found, device, command_line, finished
 
     def start_next(slot: int) -> None:
         cell = queue.pop(0)
-        args = (cell.config, str(sweep_dir / cell.name), device, runtime.PAIR_THREADS,
-                _force_for(found, cell), "none", command_line)
+        args = (cell.config, str(sweep_dir / cell.name), device, _force_for(found, cell), "none", command_line)
         running[slots[slot].submit(_pool_cell, *args)] = (slot, cell)
 
     try:
@@ -774,12 +766,11 @@ def _ray_session(ray_address: str | None):
 
 def _run_on_ray(todo, *, sweep_dir, found, device, command_line, finished):
     ray = _import_ray()
-    from bn_lab import runtime
 
     # Ray workers are reused across cells, so each pays TensorFlow's import once, and
     # replaced after CELLS_PER_WORKER cells, like the pool's.
     task = ray.remote(num_cpus=CELL_CPUS, max_retries=0, max_calls=CELLS_PER_WORKER)(run_cell_packed)
-    refs = {task.remote(cell.config, cell.name, device, runtime.PAIR_THREADS, command_line): cell for cell in todo}
+    refs = {task.remote(cell.config, cell.name, device, command_line): cell for cell in todo}
     try:
         pending = list(refs)
         while pending:
