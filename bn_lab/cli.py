@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 
 from bn_lab import config as configs
+from bn_lab.runtime import DEVICES  # runtime imports TensorFlow only when configure() runs
 
-DEVICE_CHOICE = click.Choice(["auto", "cpu", "gpu"])
+DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
 
 
@@ -30,15 +31,9 @@ def _user_errors():
     from bn_lab.data import DataError
     from bn_lab.experiment import RunExistsError
     from bn_lab.runtime import DeviceError
+    from bn_lab.sweep import SweepError
 
-    errors = [configs.ConfigError, DataError, RunExistsError, DeviceError]
-    try:
-        from bn_lab.sweep import SweepError
-
-        errors.append(SweepError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return configs.ConfigError, DataError, RunExistsError, DeviceError, SweepError
 
 
 def _call(function, *args, **kwargs):
