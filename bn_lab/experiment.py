@@ -1,109 +1,25 @@
 """One paired run, end to end: config -> data + initial weights -> training -> files.
 
-A run is written into a hidden staging directory beside its final place and
-renamed into place only when every file is there, so an interrupted run never
-leaves anything that looks complete, and `summary.json` in a run directory
-always means the run finished.
+`run_experiment(config, workdir)` trains into the directory it is given and writes
+summary.json last. Which directory that is (a claimed staging directory, see
+bn_lab.rundir), --force and the `latest` link are the caller's business.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bn_lab import config as configs
-from bn_lab import files
+from bn_lab import files, outcome, rundir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy"]
-COMPLETE_MARKER = "summary.json"  # written last, inside the staging directory
-
-
-class RunExistsError(Exception):
-    """The run directory already holds results; worded for the user."""
-
-
-# --- run directories ------------------------------------------------------------------
-
-
-def default_run_dir(results_root: str | Path, config: dict) -> Path:
-    """results/<experiment>/<YYYYmmdd-HHMMSS>-seed<seed>, made unique if needed."""
-    base = Path(results_root) / config["experiment"]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = base / f"{stamp}-seed{config['seed']}"
-    n = 2
-    while candidate.exists():
-        candidate = base / f"{stamp}-seed{config['seed']}-{n}"
-        n += 1
-    return candidate
-
-
-def is_complete(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / COMPLETE_MARKER).is_file()
-
-
-def check_can_write(run_dir: Path, force: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunExistsError(f"{run_dir}: exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
-        raise RunExistsError(
-            f"{run_dir}: already holds a run; use --force to replace it or --out to write elsewhere"
-        )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine still runs (the owner of a staging directory)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _staging_dir(run_dir: Path) -> Path:
-    """A fresh hidden directory beside run_dir; removes those left by killed runs."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and pid_alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
-
-
-def move_into_place(staging: Path, run_dir: Path) -> None:
-    """Puts a finished directory at run_dir; an old one is set aside first and removed after."""
-    old = None
-    if run_dir.exists():  # empty, or --force: set the old run aside first, drop it after
-        old = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
-        os.replace(run_dir, old)
-    os.replace(staging, run_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _point_latest(run_dir: Path) -> None:
-    """results/<experiment>/latest -> the newest run (a relative symlink, swapped atomically)."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(run_dir.name)
-        os.replace(tmp, link)
-    except OSError:  # e.g. a file system without symlinks: the link is a convenience only
-        tmp.unlink(missing_ok=True)
 
 
 # --- records ----------------------------------------------------------------------------
@@ -157,24 +73,45 @@ def _finite(x):
     return x if x is None or math.isfinite(x) else None
 
 
-def summary(config: dict, result, wall_seconds: float, device: str) -> dict:
-    variants = {}
-    for name, r in result.variants.items():
-        variants[name] = {
-            "final_val_accuracy": r.final_val_accuracy,
-            "final_val_loss": _finite(r.final_val_loss),
-            "test_accuracy": r.test_accuracy,
-            "test_loss": _finite(r.test_loss),
-            "single_sample": {"inference": r.single_sample_inference, "training": r.single_sample_training},
-            "predictions": r.predictions,
-            "predictions_training_mode": r.predictions_training,
-            "diverged": r.diverged,
-            "diverged_at_step": r.diverged_at_step,
-            "steps_trained": r.steps_trained,
-            # Both networks train in the same compiled loop, so they share the clock.
-            "steps_per_second": round(r.steps_trained / result.train_seconds, 1) if result.train_seconds else None,
-            "wall_seconds": round(wall_seconds, 2),
+def _points(evaluations, variant: str, split: str) -> list[tuple[int, float]]:
+    return [(e.step, e.accuracy) for e in evaluations if e.variant == variant and e.split == split]
+
+
+def variant_summary(config: dict, result, name: str) -> dict:
+    """One network's figures: the final point, the robust ones (late window, best), its outcome."""
+    r, steps = result.variants[name], config["train"]["steps"]
+    validation = _points(result.evaluations, name, rundir.VALIDATION)
+    figures = {
+        "outcome": outcome.classify(r.diverged, r.final_top_class_share),
+        "final_val_accuracy": r.final_val_accuracy,
+        "late_val_accuracy": None if r.diverged else outcome.late_figures(validation, steps),
+        "best_val_accuracy": outcome.best_figure(validation),
+        "top_class_share": r.final_top_class_share,
+        "final_val_loss": _finite(r.final_val_loss),
+        "test_accuracy": r.test_accuracy,
+        "test_loss": _finite(r.test_loss),
+        "single_sample": {"inference": r.single_sample_inference, "training": r.single_sample_training},
+        "predictions": r.predictions,
+        "predictions_training_mode": r.predictions_training,
+        "diverged": r.diverged,
+        "diverged_at_step": r.diverged_at_step,
+        "steps_trained": r.steps_trained,
+        "steps_per_second": None if r.steps_per_second is None else round(r.steps_per_second, 1),
+    }
+    precise = _points(result.evaluations, name, rundir.PRECISE_BN)
+    if precise:  # the BN network: the same figures with exact population statistics
+        figures["precise_bn"] = {
+            "final_val_accuracy": precise[-1][1] if not r.diverged else None,
+            "late_val_accuracy": None if r.diverged else outcome.late_figures(precise, steps),
+            "best_val_accuracy": outcome.best_figure(precise),
         }
+    return figures
+
+
+def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:
+    variants = {name: variant_summary(config, result, name) for name in result.variants}
+    for figures in variants.values():
+        figures["wall_seconds"] = round(wall_seconds, 2)
     return {
         "experiment": config["experiment"],
         "description": config["description"],
@@ -190,12 +127,19 @@ def summary(config: dict, result, wall_seconds: float, device: str) -> dict:
         "device": device,
         "train_seconds": round(result.train_seconds, 2),
         "wall_seconds": round(wall_seconds, 2),
+        "late_window": {"fraction": outcome.LATE_FRACTION, "after_step": math.floor(outcome.late_window_start(config["train"]["steps"]))},
+        # What the lesson's TF1 code printed for a diverged network: the argmax of NaN logits
+        # is class 0, so its "accuracy" is the share of class 0 in the validation split.
+        "tf1_diverged_val_accuracy": float((validation_labels == 0).mean()),
         "variants": variants,
     }
 
 
-def title(config: dict) -> str:
-    return config["experiment"] + (f": {config['description']}" if config["description"] else "")
+def title(config: dict, limit: int = 90) -> str:
+    """A figure's title: the experiment and its description, cut at a word to `limit` characters."""
+    text = config["experiment"] + (f": {config['description']}" if config["description"] else "")
+    text = text if len(text) <= limit else text[: text.rfind(" ", 0, limit - 1)] + " …"
+    return text.replace("$", r"\$")  # a figure title, not matplotlib's math mode (`$x$` after training would fail)
 
 
 # --- progress ----------------------------------------------------------------------------
@@ -214,8 +158,10 @@ class Progress:
             self.bar = tqdm(total=total_steps, desc=label or "steps", unit="step", leave=False, dynamic_ncols=True)
 
     def __call__(self, step: int, evaluations) -> None:
-        accuracies = {e.variant: e.accuracy for e in evaluations}
-        text = "  ".join(f"{VARIANT_SHORT[v]} {a:.4f}" for v, a in accuracies.items())
+        text = "  ".join(
+            f"(exact stats {e.accuracy:.4f})" if e.split == rundir.PRECISE_BN else f"{VARIANT_SHORT[e.variant]} {e.accuracy:.4f}"
+            for e in evaluations
+        )
         split = evaluations[0].split if evaluations else "validation"
         if self.bar is not None:
             self.bar.update(step - self.last_step)
@@ -238,57 +184,112 @@ def _fmt(x, digits=4):
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _late(figures) -> str:
+    return "—" if figures is None else f"{figures['mean']:.4f} [{figures['min']:.2f}-{figures['max']:.2f}]"
+
+
+def _best(figures) -> str:
+    return "—" if figures is None else f"{figures['accuracy']:.4f} @ {figures['step']:,}"
+
+
+def _precise(r: dict, key: str, show) -> str:
+    return show(r["precise_bn"][key]) if "precise_bn" in r else ""
+
+
 def report_text(summary_data: dict, run_dir: Path) -> str:
+    """The table `bnlab run` prints: outcome, the robust figures, then the final checks."""
     v = summary_data["variants"]
     names = [n for n in ("without_bn", "with_bn") if n in v]
+    late_points = next((r["late_val_accuracy"]["points"] for r in v.values() if r["late_val_accuracy"]), None)
     rows = [
-        ("final validation accuracy", lambda r: "diverged" if r["diverged"] else _fmt(r["final_val_accuracy"])),
+        ("outcome", lambda r: r["outcome"]),
+        ("final validation accuracy", lambda r: _fmt(r["final_val_accuracy"])),
+        ("late validation accuracy [min-max]", lambda r: _late(r["late_val_accuracy"])),
+        ("best validation accuracy @ step", lambda r: _best(r["best_val_accuracy"])),
+        ("  exact population statistics: final", lambda r: _precise(r, "final_val_accuracy", _fmt)),
+        ("  exact population statistics: late", lambda r: _precise(r, "late_val_accuracy", _late)),
         ("test accuracy", lambda r: _fmt(r["test_accuracy"])),
         ("single images, inference mode", lambda r: _fmt(r["single_sample"]["inference"])),
         ("single images, training mode", lambda r: _fmt(r["single_sample"]["training"])),
+        ("training speed, steps/s", lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}"),
     ]
-    header = f"{'':32}" + "".join(f"{n.replace('_', ' '):>14}" for n in names)
+    if not any("precise_bn" in v[n] for n in names):
+        rows = [row for row in rows if "exact" not in row[0]]
+    header = f"{'':38}" + "".join(f"{n.replace('_', ' '):>24}" for n in names)
     lines = [
         f"{summary_data['experiment']} (seed {summary_data['seed']}, BN backend {summary_data['backend']}, "
         f"{summary_data['steps']:,} steps, {summary_data['wall_seconds']:.1f} s on {summary_data['device']})",
         header,
     ]
     for label, get in rows:
-        lines.append(f"{label:32}" + "".join(f"{get(v[n]):>14}" for n in names))
+        lines.append(f"{label:38}" + "".join(f"{get(v[n]):>24}" for n in names))
+    window = summary_data["late_window"]
+    if late_points:
+        lines.append(
+            f"late: mean [min-max] of the {late_points} validation evaluation{'s' if late_points > 1 else ''} after step "
+            f"{window['after_step']:,} "
+            f"(the last {window['fraction']:.0%} of training)"
+        )
     for n in names:
         if v[n]["diverged"]:
-            lines.append(f"{n.replace('_', ' ')}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped")
-    lines.append(f"results: {run_dir}/ (summary.json, metrics.csv, accuracy.png, environment.json, config.yaml)")
+            lines.append(
+                f"{n.replace('_', ' ')}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped "
+                f"(the lesson's TF1 code printed {summary_data['tf1_diverged_val_accuracy']:.4f} for such a network: "
+                "the argmax of NaN logits is class 0, and that is class 0's share of the validation images)"
+            )
+        elif v[n]["outcome"] == outcome.COLLAPSED:
+            lines.append(
+                f"{n.replace('_', ' ')}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
+                "class, so its accuracy is about that class's share"
+            )
+    written = ", ".join((rundir.SUMMARY, rundir.METRICS, rundir.ACCURACY_PLOT, rundir.ENVIRONMENT, rundir.CONFIG))
+    lines.append(f"results: {run_dir}/ ({written})")
     return "\n".join(lines)
 
 
 # --- the run -------------------------------------------------------------------------------
 
 
+def write_diagnostics(config: dict, diagnostic_rows: list[dict], metric_rows: list[dict], workdir: Path, diverged_at) -> None:
+    """diagnostics.csv and its figures: diagnostics.png, landscape.png (opt-in), paper_fig1.png (opt-in)."""
+    from bn_lab import models, plots
+
+    files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, rundir.DIAGNOSTICS_COLUMNS)
+    layers = len(models.architecture(config)[1])
+    unit = config["diagnostics"]["unit"]
+    files.save_figure(
+        workdir / rundir.DIAGNOSTICS_PLOT, plots.diagnostics_figure(diagnostic_rows, layers, title(config), unit, diverged_at)
+    )
+    if config["diagnostics"]["landscape"]:
+        files.save_figure(workdir / rundir.LANDSCAPE_PLOT, plots.landscape_figure(diagnostic_rows, title(config)))
+    if config["diagnostics"]["paper_figure"]:
+        files.save_figure(
+            workdir / rundir.PAPER_FIG1_PLOT, plots.paper_fig1_figure(metric_rows, diagnostic_rows, layers, unit, title(config))
+        )
+
+
 def run_experiment(
     config: dict,
-    run_dir: str | Path | None = None,
+    workdir: str | Path,
     *,
-    results_root: str | Path = "results",
     device: str = "auto",
-    force: bool = False,
     progress: str = "auto",
     command_line: str | None = None,
-) -> Path:
-    """Trains the pair described by a resolved config and writes the run directory; returns it.
+) -> dict:
+    """Trains the pair described by a resolved config, writes its files into workdir; returns the summary.
 
-    progress: "auto" (bar on a terminal, lines otherwise), "bar", "lines" or "none".
+    workdir must exist; summary.json is written last. progress: "auto" (bar on a terminal,
+    lines otherwise), "bar", "lines" or "none".
     """
     started = time.perf_counter()
-    explicit = run_dir is not None
-    run_dir = Path(run_dir) if explicit else default_run_dir(results_root, config)
-    check_can_write(run_dir, force)  # before the slow imports: fail fast
+    workdir = Path(workdir)
 
     from bn_lab import runtime
 
     device_info = runtime.configure(device)  # imports TensorFlow
 
     from bn_lab import data, models
+
     mnist = data.load_mnist(
         source=config["data"]["source"],
         idx_dir=config["data"]["idx_dir"],
@@ -296,57 +297,53 @@ def run_experiment(
         val_limit=config["data"]["val_limit"],
         test_limit=config["data"]["test_limit"],
     )
-    staging = _staging_dir(run_dir)
+    files.write_text(workdir / rundir.CONFIG, configs.dump(config))
+    env = environment(config, device_info, data.describe(mnist), command_line)
+    files.write_json(workdir / rundir.ENVIRONMENT, env)
+
+    import tensorflow as tf
+
+    from bn_lab import train
+
+    initial_weights = models.initial_weights(config)
+    trainer = train.PairTrainer(config, mnist, initial_weights)
+    writers = {v: tf.summary.create_file_writer(str(workdir / rundir.TENSORBOARD / v)) for v in train.VARIANTS}
+    bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
+
+    def on_evaluation(step, evaluations, measurements):
+        for e in evaluations:
+            with writers[e.variant].as_default(step=step):
+                tf.summary.scalar(f"{e.split}/accuracy", e.accuracy)
+                tf.summary.scalar(f"{e.split}/loss", e.loss)
+        for variant, (diagnostic_rows, histograms) in measurements.items():
+            with writers[variant].as_default(step=step):
+                for row in diagnostic_rows:
+                    tf.summary.scalar(f"diagnostics/layer{row['layer']}/{row['quantity']}", row["value"])
+                for layer, values in enumerate(histograms, start=1):
+                    tf.summary.histogram(f"activation_input/layer{layer}", values)
+        bar(step, evaluations)
+
     try:
-        files.write_text(staging / "config.yaml", configs.dump(config))
-        env = environment(config, device_info, data.describe(mnist), command_line)
-        files.write_json(staging / "environment.json", env)
+        result = trainer.run(on_evaluation)
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.close()
 
-        import tensorflow as tf
+    rows = [
+        {"variant": e.variant, "step": e.step, "split": e.split, "loss": e.loss, "accuracy": e.accuracy,
+         "top_class_share": e.top_class_share}
+        for e in result.evaluations
+    ]  # fmt: skip
+    files.write_csv(workdir / rundir.METRICS, rows, rundir.METRICS_COLUMNS)
+    diverged_at = {n: r.diverged_at_step for n, r in result.variants.items()}
+    from bn_lab import plots
 
-        from bn_lab import train
-
-        initial_weights = models.initial_weights(config)
-        trainer = train.PairTrainer(config, mnist, initial_weights)
-        writers = {v: tf.summary.create_file_writer(str(staging / "tensorboard" / v)) for v in train.VARIANTS}
-        bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
-
-        def on_evaluation(step, evaluations):
-            for e in evaluations:
-                with writers[e.variant].as_default(step=step):
-                    tf.summary.scalar(f"{e.split}/accuracy", e.accuracy)
-                    tf.summary.scalar(f"{e.split}/loss", e.loss)
-            bar(step, evaluations)
-
-        try:
-            result = trainer.run(on_evaluation)
-        finally:
-            bar.close()
-            for w in writers.values():
-                w.close()
-
-        wall = time.perf_counter() - started
-        rows = [
-            {"variant": e.variant, "step": e.step, "split": e.split, "loss": e.loss, "accuracy": e.accuracy}
-            for e in result.evaluations
-        ]
-        files.write_csv(staging / "metrics.csv", rows, METRICS_COLUMNS)
-        diverged_at = {n: r.diverged_at_step for n, r in result.variants.items()}
-        from bn_lab import plots
-
-        plots.accuracy_plot(rows, title(config), staging / "accuracy.png", diverged_at)
-        summary_data = summary(config, result, time.perf_counter() - started, device_info["device"])
-        env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        files.write_json(staging / "environment.json", env)
-        files.write_json(staging / COMPLETE_MARKER, summary_data)  # last: marks the run complete
-        move_into_place(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not explicit:
-        _point_latest(run_dir)
-    return run_dir
-
-
-def load_summary(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / COMPLETE_MARKER).read_text())
+    plots.accuracy_plot(rows, title(config), workdir / rundir.ACCURACY_PLOT, diverged_at)
+    if result.diagnostics:
+        write_diagnostics(config, result.diagnostics, rows, workdir, diverged_at)
+    summary_data = summary(config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels)
+    env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    files.write_json(workdir / rundir.ENVIRONMENT, env)
+    files.write_json(workdir / rundir.SUMMARY, summary_data)  # last: marks the run complete
+    return summary_data

@@ -7,7 +7,18 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
+
+
+class OutputError(Exception):
+    """Results cannot be written (read-only, no permission, disk full); names the path and the cause."""
+
+
+def cannot_write(path: str | Path, error: OSError) -> OutputError:
+    """The one-line OutputError for an OSError met while writing `path`."""
+    cause = error.strerror or str(error) or type(error).__name__
+    return OutputError(f"{path}: cannot write ({cause})")
 
 
 def _umask() -> int:
@@ -20,18 +31,23 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 06
 
 
 def write_bytes(path: str | Path, content: bytes) -> None:
+    """Writes atomically; any OSError (a full disk, a read-only directory) becomes an OutputError naming path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise cannot_write(path, e) from None
         raise
 
 
@@ -53,5 +69,9 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
 
 def save_figure(path: str | Path, figure) -> None:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight")
+    with warnings.catch_warnings():
+        # A title in a script the font lacks (a CJK description, an emoji) draws as boxes;
+        # matplotlib's warning per missing character is noise, not news.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
+        figure.savefig(buffer, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight")
     write_bytes(path, buffer.getvalue())

@@ -204,7 +204,12 @@ class Network(tf.Module):
 
         self._compiled_layer_ends = {}  # (layer, training) -> tf.function(jit_compile=True)
 
-    def __call__(self, x, training: bool):
+    def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
+        """The logits.
+
+        bn_moments: a list that receives (mean, biased variance) of every BN layer's input;
+        activation_inputs: a list that receives every hidden layer's input to its activation.
+        """
         h = x
         for i, layer in enumerate(self.hidden):
             if layer.kind == "conv":
@@ -214,24 +219,32 @@ class Network(tf.Module):
                     h = tf.nn.conv2d(h, self.kernels[i], layer.stride, "SAME")
             else:
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
-            if self.fast and self.batch_norms and layer.kind == "conv":
+            # The compiled layer end cannot hand tensors out to the lists: the plain one can.
+            if self.fast and self.batch_norms and layer.kind == "conv" and bn_moments is None and activation_inputs is None:
                 h = self._compiled_layer_end(i, training)(h)
             else:
-                h = self._layer_end(i, h, training)
+                h = self._layer_end(i, h, training, bn_moments, activation_inputs)
         if len(h.shape) > 2:
             h = tf.reshape(h, (tf.shape(h)[0], -1))
         return tf.matmul(h, self.kernels[-1]) + self.biases[-1]
 
-    def _layer_end(self, i: int, h, training: bool):
+    def _layer_end(self, i: int, h, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
         """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
         if self.biases[i] is not None:
             h = h + self.biases[i]
         if self.batch_norms and not self.bn_after_activation:
-            h = self.batch_norms[i](h, training)
+            h = self._batch_norm(i, h, training, bn_moments)
+        if activation_inputs is not None:
+            activation_inputs.append(h)
         h = self.activation(h)
         if self.bn_after_activation:
-            h = self.batch_norms[i](h, training)
+            h = self._batch_norm(i, h, training, bn_moments)
         return h
+
+    def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None):
+        if bn_moments is not None:  # the statistics every backend's training mode normalises with
+            bn_moments.append(tf.nn.moments(h, list(range(len(h.shape) - 1))))
+        return self.batch_norms[i](h, training)
 
     def _compiled_layer_end(self, i: int, training: bool):
         key = (i, bool(training))

@@ -1,10 +1,16 @@
-"""Figures. Each function takes plain rows (dicts as in metrics.csv / summary.csv) and a path."""
+"""Figures. Each function takes plain rows (dicts as in metrics.csv / summary.csv) and a path.
+
+Figures are matplotlib `Figure` objects made without pyplot: no global state, no backend to
+choose, nothing to close, and a figure a function returns (`accuracy_figure`, for
+`Run.plot()`) shows once, inline, in a notebook.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bn_lab import files
+from bn_lab import files, rundir
 
 VARIANT_STYLE = {
     "without_bn": {"label": "without BN", "color": "tab:red"},
@@ -12,21 +18,39 @@ VARIANT_STYLE = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**options):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
+    _show_figures_inline()
+    return Figure(**options)
 
-    return plt
+
+def _show_figures_inline() -> None:
+    """In IPython/Jupyter: a Figure that a cell returns is shown as an image.
+
+    pyplot's inline backend would register that, but these figures never touch pyplot
+    (so a returned figure shows once, not twice); IPython's own function registers it.
+    """
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+    from IPython.core.pylabtools import select_figure_formats
+
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"})
 
 
 def accuracy_plot(rows: list[dict], title: str, path: str | Path, diverged_at: dict | None = None) -> None:
+    files.save_figure(path, accuracy_figure(rows, title, diverged_at))
+
+
+def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None):
     """Validation accuracy vs training step for both variants on one plot, y from 0 to 1."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure = new_figure(figsize=(8, 4.5))
+    axes = figure.subplots()
     for variant, style in VARIANT_STYLE.items():
-        points = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == "validation"]
+        points = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.VALIDATION]
         if not points:
             continue
         steps, accuracies = zip(*points)
@@ -35,14 +59,17 @@ def accuracy_plot(rows: list[dict], title: str, path: str | Path, diverged_at: d
             label += f" (diverged at step {diverged_at[variant]:,})"
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
+        precise = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.PRECISE_BN]
+        if precise:
+            axes.plot(*zip(*precise), color=style["color"], linewidth=0.7, alpha=0.8, linestyle="--",
+                      label=f"{style['label']}, exact population statistics")  # fmt: skip
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")
     axes.set_ylabel("validation accuracy")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
-    files.save_figure(path, figure)
-    plt.close(figure)
+    return figure
 
 
 def heatmap(
@@ -52,6 +79,7 @@ def heatmap(
     path: str | Path,
     title: str,
     column_title: str = "",
+    value_label: str = "validation accuracy",
 ) -> None:
     """Side-by-side panels (without BN, with BN) of a value per grid point, annotated.
 
@@ -61,17 +89,14 @@ def heatmap(
     """
     import numpy as np
 
-    plt = _pyplot()
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
     variants = [v for v in VARIANT_STYLE if v in panels]
     rows, columns = len(row_labels), len(column_labels)
-    figure, axes = plt.subplots(
-        1,
-        len(variants),
-        figsize=(len(variants) * (1.5 * columns + 2.2), 0.8 * rows + 1.8),
-        squeeze=False,
-        layout="constrained",
-    )
-    colours = plt.get_cmap("viridis").with_extremes(bad="lightgrey")  # diverged or missing: no accuracy
+    figure = new_figure(figsize=(len(variants) * (1.5 * columns + 2.2), 0.8 * rows + 1.8), layout="constrained")
+    axes = figure.subplots(1, len(variants), squeeze=False)
+    colours = colormaps["viridis"].with_extremes(bad="lightgrey")  # diverged or missing: no accuracy
     for ax, variant in zip(axes[0], variants):
         values = np.ma.masked_invalid(np.array(panels[variant]["values"], dtype=float))
         image = ax.imshow(values, cmap=colours, vmin=0, vmax=1, aspect="auto")
@@ -80,7 +105,7 @@ def heatmap(
                 dark = values.mask[r, c] or values[r, c] > 0.6  # viridis is light at the top
                 hatched = bool(panels[variant].get("hatched") and panels[variant]["hatched"][r][c])
                 if hatched:
-                    ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="grey"))
+                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="grey"))
                 ax.text(c, r, panels[variant]["texts"][r][c], ha="center", va="center", fontsize=8,
                         color="black" if dark else "white",
                         bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None)
@@ -88,10 +113,9 @@ def heatmap(
         ax.set_yticks(range(rows), row_labels)
         ax.set_xlabel(column_title)
         ax.set_title(VARIANT_STYLE[variant]["label"])
-    figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label="final validation accuracy")
+    figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label=value_label)
     figure.suptitle(title)
     files.save_figure(path, figure)
-    plt.close(figure)
 
 
 def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title: str) -> None:
@@ -100,16 +124,10 @@ def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title:
     panels: {"title", "row", "column", "lines": [{"variant", "seed", "steps", "accuracies",
     "diverged_at"}]}. A diverged line ends with an x at its last evaluation.
     """
-    plt = _pyplot()
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(3.2 * columns + 0.5, 2.4 * rows + 1.2),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-        layout="constrained",
-    )
+    from matplotlib.lines import Line2D
+
+    figure = new_figure(figsize=(3.2 * columns + 0.5, 2.4 * rows + 1.2), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     for ax in axes.flat:
         ax.set_visible(False)
     for panel in panels:
@@ -129,9 +147,136 @@ def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title:
         ax.set_xlabel("training step")
     for ax in axes[:, 0]:
         ax.set_ylabel("validation accuracy")
-    handles = [plt.Line2D([], [], color=s["color"], label=s["label"]) for s in VARIANT_STYLE.values()]
-    handles.append(plt.Line2D([], [], color="grey", marker="x", linestyle="", label="diverged"))
+    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in VARIANT_STYLE.values()]
+    handles.append(Line2D([], [], color="grey", marker="x", linestyle="", label="diverged"))
     figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
     figure.suptitle(title)
     files.save_figure(path, figure)
-    plt.close(figure)
+
+
+# --- inside the network (diagnostics.csv) ---------------------------------------------------
+
+DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log scale)
+    ("per-unit mean of the activation input (mean ± spread over units)", "unit_mean_mean", "unit_mean_std", False),
+    ("per-unit std of the activation input (mean ± spread over units)", "unit_std_mean", "unit_std_std", False),
+    ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
+    ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
+    ("effective learning rate lr/‖w‖² (BN network)", "effective_lr", None, True),
+    ("gradient norm of the kernel, current batch", "gradient_norm", None, True),
+)
+
+
+def series(rows: list[dict], variant: str, layer, quantity: str) -> tuple[list[int], list[float]]:
+    points = [(int(r["step"]), float(r["value"])) for r in rows
+              if r["variant"] == variant and str(r["layer"]) == str(layer) and r["quantity"] == quantity]  # fmt: skip
+    return (list(zip(*points))[0], list(zip(*points))[1]) if points else ([], [])
+
+
+def _inactive_name(rows: list[dict]) -> str | None:
+    names = {r["quantity"] for r in rows} & {"dead_fraction", "saturated_fraction"}
+    return next(iter(names), None)
+
+
+def percentile_band(ax, rows: list[dict], variant: str, layer, color: str) -> None:
+    """The paper's Fig. 1 (b, c): one unit's 15th-85th percentile band and its median over training."""
+    steps, p15 = series(rows, variant, layer, "unit_p15")
+    _, p50 = series(rows, variant, layer, "unit_p50")
+    _, p85 = series(rows, variant, layer, "unit_p85")
+    if steps:
+        ax.fill_between(steps, p15, p85, color=color, alpha=0.25, linewidth=0, label="15th-85th percentile")
+        ax.plot(steps, p50, color=color, linewidth=1.2, label="median")
+
+
+def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, diverged_at: dict | None = None):
+    """diagnostics.png: the last hidden layer's percentile bands (without | with BN), then one row per quantity."""
+    from matplotlib import colormaps
+
+    inactive = _inactive_name(rows)
+    quantity_rows = [r for r in DIAGNOSTIC_ROWS if r[1] != "inactive" or inactive]
+    figure = new_figure(figsize=(11, 2.3 * (1 + len(quantity_rows)) + 0.8), layout="constrained")
+    axes = figure.subplots(1 + len(quantity_rows), 2, squeeze=False, sharex=True)
+    layer_colours = colormaps["viridis"].resampled(max(layers, 2))
+    for column, (variant, style) in enumerate(VARIANT_STYLE.items()):
+        ax = axes[0][column]
+        percentile_band(ax, rows, variant, layers, style["color"])
+        ax.set_title(f"{style['label']}: layer {layers}, unit {unit}: input to the activation", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+        for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
+            ax = axes[r][column]
+            name = inactive if quantity == "inactive" else quantity
+            for layer in range(1, layers + 1):
+                steps, values = series(rows, variant, layer, name)
+                if not steps:
+                    continue
+                colour = layer_colours(layer - 1)
+                ax.plot(steps, values, color=colour, linewidth=1, label=f"layer {layer}")
+                if spread:
+                    _, width = series(rows, variant, layer, spread)
+                    ax.fill_between(steps, [v - w for v, w in zip(values, width)], [v + w for v, w in zip(values, width)],
+                                    color=colour, alpha=0.15, linewidth=0)  # fmt: skip
+            if log and ax.lines:
+                ax.set_yscale("log")
+            if not ax.lines:
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
+            ax.set_title(f"{style['label']}: {label if quantity != 'inactive' else inactive.replace('_', ' ')}", fontsize=9)
+            if layers <= 8 and ax.lines:
+                ax.legend(fontsize=6, loc="best", ncol=2)
+        for ax in axes[:, column]:
+            if diverged_at and diverged_at.get(variant) is not None:
+                ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
+            ax.grid(alpha=0.3)
+        axes[-1][column].set_xlabel("training step")
+    figure.suptitle(title)
+    return figure
+
+
+def landscape_figure(rows: list[dict], title: str):
+    """landscape.png: loss variation, gradient predictiveness, β-smoothness over training, both networks."""
+    from bn_lab.landscape import BANDS
+
+    figure = new_figure(figsize=(13, 3.8), layout="constrained")
+    axes = figure.subplots(1, len(BANDS), squeeze=False)[0]
+    labels = {"loss_variation": "loss over the step sizes (min-max)",
+              "gradient_predictiveness": "gradient change ‖g(w-ηg) - g‖ (min-max)",
+              "beta_smoothness": "effective β-smoothness (min-max)"}  # fmt: skip
+    for ax, (quantity, (low, high)) in zip(axes, BANDS.items()):
+        for variant, style in VARIANT_STYLE.items():
+            steps, lows = series(rows, variant, "all", low)
+            _, highs = series(rows, variant, "all", high)
+            if steps:
+                ax.fill_between(steps, lows, highs, color=style["color"], alpha=0.3, linewidth=0, label=style["label"])
+        ax.set_title(labels[quantity], fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(title)
+    return figure
+
+
+def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], layers: int, unit: int, title: str):
+    """The paper's Fig. 1: (a) test accuracy vs step, (b) one unit's percentiles without BN, (c) with BN."""
+    figure = new_figure(figsize=(13, 3.8), layout="constrained")
+    a, b, c = figure.subplots(1, 3)
+    for variant, style in VARIANT_STYLE.items():
+        points = [(r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == rundir.TEST]
+        if points:
+            a.plot(*zip(*points), color=style["color"], label=style["label"])
+    a.set_title("(a) test accuracy", fontsize=10)
+    a.set_xlabel("training step")
+    a.set_ylim(0.6, 1.0)
+    a.grid(alpha=0.3)
+    a.legend()
+    limits = []
+    for ax, (variant, style), letter in zip((b, c), VARIANT_STYLE.items(), "bc"):
+        percentile_band(ax, diagnostic_rows, variant, layers, style["color"])
+        ax.set_title(f"({letter}) {style['label']}: layer {layers}, unit {unit}, input to the sigmoid: "
+                     "15th/50th/85th percentiles", fontsize=8)  # fmt: skip
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        limits.append(ax.get_ylim())
+    shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
+    for ax in (b, c):
+        ax.set_ylim(shared)
+    figure.suptitle(title)
+    return figure

@@ -14,23 +14,45 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bn_lab import experiment, files
+from bn_lab import files, outcome, rundir
+from bn_lab.config import FIELDS, name_problem, shown
 from bn_lab.sweep import Axis, SweepError
 
 VARIANTS = ("without_bn", "with_bn")
-VARIANT_TEXT = {"without_bn": "without BN", "with_bn": "with BN"}
+FIGURES = outcome.FIGURES
 CONVENTIONS = """\
-How to read it: accuracies are final validation accuracies, as mean ± sample standard deviation
-over the seeds whose network finished. A network whose loss became NaN/inf has *diverged*: it
-has no accuracy, so it is left out of the mean and counted instead, e.g. `0.1135 ± 0.0010
-(1/3 diverged)`. The BN uplift is the mean ± std over seeds of the paired difference with BN −
-without BN (both networks of a seed start from the same weights and see the same batches), over
-the seeds where neither network diverged. Success counts the seeds whose final validation
-accuracy reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
+How to read it: each accuracy is a {figure}, as mean ± sample standard deviation over the seeds.
+Outcomes: a network *diverged* when its loss became NaN/inf: it has no accuracy (NaN weights),
+so it is left out of the mean and counted (the lesson's TF1 code printed {tf1} for it: the
+argmax of NaN logits is class 0, that class's share of the validation images). A network
+*collapsed* when at least {collapse:.0%} of the validation images get the same class: its accuracy is
+about that class's share (~0.10), a real result of training, so it is in the mean. The BN
+uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
+same batches) over the seeds where neither network diverged. Success counts the seeds whose
+{figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
 
 
 class ReportError(SweepError):
     """Not a sweep directory, or an unreadable manifest; worded for the user."""
+
+
+def figure_of(variant_summary: dict, figure: str) -> float | None:
+    """One network's accuracy as the report aggregates it (None: diverged, no accuracy)."""
+    if variant_summary["diverged"]:
+        return None
+    if figure == "late":
+        late = variant_summary.get("late_val_accuracy")
+        return late["mean"] if late else variant_summary["final_val_accuracy"]
+    if figure == "best":
+        best = variant_summary.get("best_val_accuracy")
+        return best["accuracy"] if best else None
+    return variant_summary["final_val_accuracy"]
+
+
+def outcome_of(variant_summary: dict) -> str:
+    from bn_lab import outcome
+
+    return variant_summary.get("outcome") or (outcome.DIVERGED if variant_summary["diverged"] else outcome.LEARNED)
 
 
 @dataclass
@@ -42,27 +64,30 @@ class Point:
     indices: tuple
     planned: int = 0
     summaries: list[dict] = field(default_factory=list)  # finished seeds' summary.json
+    figure: str = "late"
 
     def accuracies(self, variant: str) -> list[float]:
-        return [s["variants"][variant]["final_val_accuracy"] for s in self.summaries if not _diverged(s, variant)]
+        """The seeds' accuracies, diverged seeds left out (they have none), collapsed ones in."""
+        values = (figure_of(s["variants"][variant], self.figure) for s in self.summaries)
+        return [a for a in values if a is not None]
 
     def diverged(self, variant: str) -> int:
-        return sum(1 for s in self.summaries if _diverged(s, variant))
+        return sum(1 for s in self.summaries if figure_of(s["variants"][variant], self.figure) is None)
+
+    def outcomes(self, variant: str) -> dict[str, int]:
+        from bn_lab import outcome
+
+        counts = dict.fromkeys(outcome.OUTCOMES, 0)
+        for s in self.summaries:
+            counts[outcome_of(s["variants"][variant])] += 1
+        return counts
 
     def successes(self, variant: str, threshold: float) -> int:
         return sum(1 for a in self.accuracies(variant) if a >= threshold)
 
     def uplifts(self) -> list[float]:
-        return [
-            s["variants"]["with_bn"]["final_val_accuracy"] - s["variants"]["without_bn"]["final_val_accuracy"]
-            for s in self.summaries
-            if not any(_diverged(s, v) for v in VARIANTS)
-        ]
-
-
-def _diverged(summary: dict, variant: str) -> bool:
-    v = summary["variants"][variant]
-    return bool(v["diverged"]) or v["final_val_accuracy"] is None
+        pairs = ([figure_of(s["variants"][v], self.figure) for v in VARIANTS] for s in self.summaries)
+        return [with_bn - without for without, with_bn in pairs if without is not None and with_bn is not None]
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -89,19 +114,81 @@ def accuracy_text(point: Point, variant: str) -> str:
     return _mean_text(point.accuracies(variant)) + (f" ({diverged}/{done} diverged)" if diverged else "")
 
 
+def outcome_text(point: Point, variant: str) -> str:
+    """e.g. `2 learned, 1 collapsed` (outcomes with no seed left out)."""
+    counts = point.outcomes(variant)
+    return ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "—"
+
+
 # --- reading ---------------------------------------------------------------------------
 
 
 def load_manifest(sweep_dir: str | Path) -> dict:
-    path = Path(sweep_dir) / "sweep.json"
+    path = Path(sweep_dir) / rundir.MANIFEST
     if not Path(sweep_dir).is_dir():
         raise ReportError(f"{sweep_dir}: no such directory")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ReportError(f"{sweep_dir}: not a sweep directory (no sweep.json; `bnlab sweep` writes it)") from None
+        raise ReportError(f"{sweep_dir}: not a sweep directory (no {rundir.MANIFEST}; `bnlab sweep` writes it)") from None
     except (OSError, ValueError) as e:
         raise ReportError(f"{path}: unreadable ({e})") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ReportError(f"{path}: not a bn_lab sweep manifest ({problem}); rerun `bnlab sweep` to rewrite it")
+    return manifest
+
+
+# What a report reads of sweep.json: checked first, so a damaged file is one line, not a KeyError.
+_CELL_KEYS = {"name": str, "point": str, "seed": int, "indices": list, "grid": dict, "config_digest": str}
+_AXIS_KEYS = {"key": str, "values": list}
+
+
+def manifest_problem(manifest) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    for key, kind in (("name", str), ("axes", list), ("cells", list), ("seeds", list)):
+        if not isinstance(manifest.get(key), kind):
+            return f"'{key}' must be a {kind.__name__}"
+    for i, axis in enumerate(manifest["axes"]):
+        if problem := _axis_problem(axis):
+            return f"axes[{i}] {problem}"
+    for i, cell in enumerate(manifest["cells"]):
+        if not isinstance(cell, dict) or any(not isinstance(cell.get(k), t) for k, t in _CELL_KEYS.items()):
+            return f"cells[{i}] needs {', '.join(_CELL_KEYS)}"
+        if len(cell["indices"]) != len(manifest["axes"]) or not all(
+            isinstance(j, int) and 0 <= j < len(a["values"]) for j, a in zip(cell["indices"], manifest["axes"])
+        ):
+            return f"cells[{i}].indices do not fit the axes"
+        if any(not isinstance(cell["grid"].get(a["key"]), str) for a in manifest["axes"]):
+            return f"cells[{i}].grid must give every axis's value"
+        if name_problem(cell["name"]):
+            return f"cells[{i}].name is not a directory name"
+    if not isinstance(manifest.get("base"), str):  # the report's heading names the base config
+        return "'base' must be a str"
+    if not isinstance(manifest.get("set") or {}, dict):
+        return "'set' must be an object"
+    return None
+
+
+def _axis_problem(axis) -> str | None:
+    shaped = isinstance(axis, dict) and "labels" in axis
+    if not shaped or any(not isinstance(axis.get(k), t) for k, t in _AXIS_KEYS.items()):
+        return f"needs {', '.join(_AXIS_KEYS)}, labels"
+    if axis["key"] not in FIELDS:
+        return f"key {shown(axis['key'])} is not a config key"
+    labels = axis["labels"]
+    if labels is not None and not (
+        isinstance(labels, list) and len(labels) == len(axis["values"]) and all(isinstance(n, str) for n in labels)
+    ):
+        return "labels must be null or list one name per value"
+    try:  # the figures label rows and columns with the values' pieces of cell names
+        named = Axis(axis["key"], tuple(axis["values"]), tuple(labels) if labels else None)
+        for j in range(len(named.values)):
+            named.fragment(j)
+    except SweepError:
+        return "has a value no cell name can hold"
+    return None
 
 
 @dataclass
@@ -114,26 +201,29 @@ class SweepResults:
     failed: dict  # cell -> error, from failed.json
 
 
-def collect(sweep_dir: str | Path) -> SweepResults:
+def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
+    """Every cell's summary, grouped by grid point; `figure` is the accuracy the points aggregate."""
+    if figure not in FIGURES:
+        raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(FIGURES)}")
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     points: dict[str, Point] = {}
     summaries, missing, stale = {}, [], []
     for cell in manifest["cells"]:
-        point = points.setdefault(cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"])))
+        point = points.setdefault(cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"]), figure=figure))
         point.planned += 1
         run_dir = sweep_dir / cell["name"]
-        if not experiment.is_complete(run_dir):
+        if not rundir.is_complete(run_dir):
             missing.append(cell["name"])
             continue
-        summary = experiment.load_summary(run_dir)
+        summary = rundir.load_summary(run_dir)
         if summary.get("config_digest") != cell["config_digest"]:
             stale.append(cell["name"])
             continue
         summaries[cell["name"]] = summary
         point.summaries.append(summary)
     try:
-        failed = {k: v["error"] for k, v in json.loads((sweep_dir / "failed.json").read_text()).items()}
+        failed = {k: v["error"] for k, v in json.loads((sweep_dir / rundir.FAILURES).read_text()).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         failed = {}
     return SweepResults(manifest, list(points.values()), summaries, missing, stale, failed)
@@ -141,15 +231,42 @@ def collect(sweep_dir: str | Path) -> SweepResults:
 
 def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
     steps, accuracies = [], []
-    with open(run_dir / "metrics.csv", newline="") as f:
+    with open(run_dir / rundir.METRICS, newline="") as f:
         for row in csv.DictReader(f):
-            if row["variant"] == variant and row["split"] == "validation":
+            if row["variant"] == variant and row["split"] == rundir.VALIDATION:
                 steps.append(int(row["step"]))
                 accuracies.append(float(row["accuracy"]))
     return steps, accuracies
 
 
 # --- writing ---------------------------------------------------------------------------
+
+
+def _cell_figures(r: dict) -> dict:
+    """summary.csv's numbers of one network (an older summary without the robust figures: blanks)."""
+    late, best, precise = r.get("late_val_accuracy") or {}, r.get("best_val_accuracy") or {}, r.get("precise_bn") or {}
+    return {
+        "outcome": outcome_of(r),
+        "final_val_accuracy": r["final_val_accuracy"],
+        "late_val_accuracy": late.get("mean"),
+        "late_val_accuracy_min": late.get("min"),
+        "late_val_accuracy_max": late.get("max"),
+        "best_val_accuracy": best.get("accuracy"),
+        "best_val_accuracy_step": best.get("step"),
+        "precise_bn_final_val_accuracy": precise.get("final_val_accuracy"),
+        "precise_bn_late_val_accuracy": (precise.get("late_val_accuracy") or {}).get("mean"),
+        "top_class_share": r.get("top_class_share"),
+        "test_accuracy": r["test_accuracy"],
+        "single_sample_inference": r["single_sample"]["inference"],
+        "single_sample_training": r["single_sample"]["training"],
+        "diverged": r["diverged"],
+        "diverged_at_step": r["diverged_at_step"],
+        "steps_per_second": r["steps_per_second"],
+    }
+
+
+CELL_FIGURES = list(_cell_figures({"final_val_accuracy": 0, "test_accuracy": 0, "single_sample": {"inference": 0, "training": 0},
+                                   "diverged": False, "diverged_at_step": None, "steps_per_second": None}))  # fmt: skip
 
 
 def summary_columns(manifest: dict) -> list[str]:
@@ -159,15 +276,7 @@ def summary_columns(manifest: dict) -> list[str]:
         if axis["labels"]:
             columns.append(f"{axis['key']}_value")
     columns.append("seed")
-    for metric in (
-        "final_val_accuracy",
-        "test_accuracy",
-        "single_sample_inference",
-        "single_sample_training",
-        "diverged",
-        "diverged_at_step",
-        "steps_per_second",
-    ):
+    for metric in CELL_FIGURES:
         columns += [f"{v}_{metric}" for v in VARIANTS]
     return columns + ["wall_seconds"]
 
@@ -187,25 +296,31 @@ def summary_rows(results: SweepResults) -> list[dict]:
             else:
                 row[axis["key"]] = axis["values"][i]
         for v in VARIANTS:
-            r = s["variants"][v]
-            row[f"{v}_final_val_accuracy"] = r["final_val_accuracy"]
-            row[f"{v}_test_accuracy"] = r["test_accuracy"]
-            row[f"{v}_single_sample_inference"] = r["single_sample"]["inference"]
-            row[f"{v}_single_sample_training"] = r["single_sample"]["training"]
-            row[f"{v}_diverged"] = r["diverged"]
-            row[f"{v}_diverged_at_step"] = r["diverged_at_step"]
-            row[f"{v}_steps_per_second"] = r["steps_per_second"]
+            row.update({f"{v}_{k}": value for k, value in _cell_figures(s["variants"][v]).items()})
         rows.append(row)
     return rows
+
+
+def precise_text(point: Point) -> str:
+    """The BN network's late accuracy with exact population statistics, over seeds."""
+    values = [
+        ((s["variants"]["with_bn"].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
+        for s in point.summaries
+    ]
+    return _mean_text([v for v in values if v is not None]) if any(v is not None for v in values) else "—"
 
 
 def table(results: SweepResults, threshold: float) -> list[list[str]]:
     """report.md's table: a header row, then one row per grid point."""
     keys = [a["key"] for a in results.manifest["axes"]]
+    figure = results.points[0].figure if results.points else "late"
     header = keys + [
         "seeds",
-        "val acc without BN",
-        "val acc with BN",
+        "outcomes without BN",
+        "outcomes with BN",
+        f"{figure} val acc without BN",
+        f"{figure} val acc with BN",
+        "late val acc with BN, exact stats",
         "BN uplift",
         "success without BN",
         "success with BN",
@@ -217,8 +332,11 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
             [p.grid[k] for k in keys]
             + [
                 f"{done}/{p.planned}",
+                outcome_text(p, "without_bn"),
+                outcome_text(p, "with_bn"),
                 accuracy_text(p, "without_bn"),
                 accuracy_text(p, "with_bn"),
+                precise_text(p),
                 _mean_text(p.uplifts(), signed=True) if done else "—",
                 f"{p.successes('without_bn', threshold)}/{done}" if done else "—",
                 f"{p.successes('with_bn', threshold)}/{done}" if done else "—",
@@ -238,14 +356,17 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join([line(rows[0]), rule] + [line(r) for r in rows[1:]])
 
 
-def write_report(sweep_dir: str | Path, threshold: float = 0.9) -> str:
-    """Writes summary.csv, report.md, heatmap.png and curves.png; returns the text to print."""
+def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late") -> str:
+    """Writes summary.csv, report.md, heatmap.png and curves.png; returns the text to print.
+
+    figure: the accuracy aggregated over seeds, one of FIGURES (default: the late-window mean).
+    """
     if not 0 < threshold <= 1:
         raise ReportError(f"--threshold {threshold}: must be in (0, 1]")
     sweep_dir = Path(sweep_dir)
-    results = collect(sweep_dir)
+    results = collect(sweep_dir, figure)
     manifest = results.manifest
-    files.write_csv(sweep_dir / "summary.csv", summary_rows(results), summary_columns(manifest))
+    files.write_csv(sweep_dir / rundir.SUMMARY_CSV, summary_rows(results), summary_columns(manifest))
 
     cells = manifest["cells"]
     seeds = ", ".join(str(s) for s in manifest["seeds"])
@@ -260,17 +381,22 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9) -> str:
         settings = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in manifest["set"].items())
         lines.append(f"Set on every cell: {settings}.")
     table_text = markdown_table(table(results, threshold))
-    lines += ["", table_text, "", CONVENTIONS.format(threshold=threshold), ""]
+    tf1 = next((s["tf1_diverged_val_accuracy"] for s in results.summaries.values() if "tf1_diverged_val_accuracy" in s), None)
+    conventions = CONVENTIONS.format(
+        figure=FIGURES[figure], threshold=threshold, collapse=outcome.COLLAPSE_SHARE,
+        tf1="the share of class 0" if tf1 is None else f"{tf1:.4f}",
+    )  # fmt: skip
+    lines += ["", table_text, "", conventions, ""]
     notes = _incomplete_notes(results)
     lines += notes
-    lines += ["Figures: `heatmap.png` (mean final validation accuracy per grid point), "
-              "`curves.png` (validation curves, every seed); per cell: `<cell>/accuracy.png`.", ""]
-    files.write_text(sweep_dir / "report.md", "\n".join(lines))
+    lines += [f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
+              f"`{rundir.CURVES}` (validation curves, every seed); per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
+    files.write_text(sweep_dir / rundir.REPORT, "\n".join(lines))
 
-    _heatmap(results, sweep_dir / "heatmap.png")
-    _curves(results, sweep_dir / "curves.png")
+    _heatmap(results, sweep_dir / rundir.HEATMAP)
+    _curves(results, sweep_dir / rundir.CURVES)
     printed = [f"sweep {manifest['name']}: {status}", table_text] + [n for n in notes if n]
-    printed.append(f"report: {sweep_dir}/report.md (summary.csv, heatmap.png, curves.png)")
+    printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({rundir.SUMMARY_CSV}, {rundir.HEATMAP}, {rundir.CURVES})")
     return "\n".join(printed)
 
 
@@ -296,6 +422,34 @@ def _cells(n: int) -> str:
     return f"{n} cell" if n == 1 else f"{n} cells"
 
 
+def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
+    """What `bnlab run --seeds` prints: per seed the outcome and late accuracy, then the counts."""
+    results = collect(sweep_dir, "late")
+    names = {n: cell for n, cell in ((c["name"], c) for c in results.manifest["cells"])}
+    header = ["seed", "without BN", "with BN", "with BN, exact stats"]
+    rows = [header]
+    for name, s in results.summaries.items():
+        row = [str(names[name]["seed"])]
+        for v in VARIANTS:
+            r = s["variants"][v]
+            late = figure_of(r, "late")
+            row.append(outcome_of(r) + ("" if late is None else f" {late:.4f}"))
+        precise = ((s["variants"]["with_bn"].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
+        row.append("—" if precise is None else f"{precise:.4f}")
+        rows.append(row)
+    done = len(results.summaries)
+    learned = {v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in VARIANTS}
+    reached = {v: sum(p.successes(v, threshold) for p in results.points) for v in VARIANTS}
+    lines = [
+        f"{results.manifest['name']}: {done} of {len(names)} seeds finished; accuracies are late validation accuracies "
+        "(mean over the last 10% of training)",
+        markdown_table(rows),
+        f"BN learned in {learned['with_bn']}/{done} seeds, plain in {learned['without_bn']}/{done}; "
+        f"late accuracy >= {threshold:g}: BN {reached['with_bn']}/{done}, plain {reached['without_bn']}/{done}",
+    ]
+    return "\n".join(lines)
+
+
 # --- figures ---------------------------------------------------------------------------
 
 
@@ -312,6 +466,8 @@ def _figure_grid(results: SweepResults):
         Axis(a["key"], tuple(a["values"]), tuple(a["labels"]) if a["labels"] else None)
         for a in results.manifest["axes"]
     ]
+    if not axes:  # one config over seeds (`bnlab run --seeds`): one panel
+        return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, ""
     row_axes, column_axis = layout(results.manifest)
     row_keys, places = [], {}
     for p in results.points:
@@ -346,8 +502,9 @@ def _heatmap(results: SweepResults, path: Path) -> None:
             texts[r][c] = f"{mean:.2f}" + (f"±{std:.2f}" if std is not None else "")
             texts[r][c] += f"\n{diverged}/{done} div." if diverged else f"\nn={done}"
         panels[v] = {"values": values, "texts": texts, "hatched": hatched}
-    title = f"sweep {results.manifest['name']}: final validation accuracy (mean over seeds)"
-    plots.heatmap(panels, row_labels, column_labels, path, title, column_title=column_key)
+    figure = results.points[0].figure if results.points else "late"
+    title = f"sweep {results.manifest['name']}: {FIGURES[figure]}, mean over seeds"
+    plots.heatmap(panels, row_labels, column_labels, path, title, column_title=column_key, value_label=FIGURES[figure])
 
 
 def _curves(results: SweepResults, path: Path) -> None:

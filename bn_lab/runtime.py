@@ -29,6 +29,18 @@ ONEDNN = True
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
+def one_line_warnings() -> None:
+    """Shows this process's warnings as `warning: <first line>` on stderr, without Python's source line.
+
+    For the CLI and its sweep workers: a command prints its own lines, not library diagnostics.
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {str(message).splitlines()[0]}", file=sys.stderr, flush=True)
+
+    warnings.showwarning = show
+
+
 class DeviceError(Exception):
     """The requested device cannot be used; worded for the user."""
 

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import sys
 import tarfile
@@ -27,6 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,8 @@ from typing import Any
 import yaml
 
 from bn_lab import config as configs
-from bn_lab import experiment, files
+from bn_lab import experiment, files, rundir, runtime  # runtime imports TensorFlow only in configure()
 
-MANIFEST = "sweep.json"  # the sweep's definition and cell list, written at its start
-FAILURES = "failed.json"  # cells whose run raised, with the error; rewritten after each run
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
@@ -56,8 +54,8 @@ INCOMPLETE = "incomplete"  # a directory without summary.json: replaced
 CHANGED = "changed config"  # finished, but with another config: an error unless --force
 
 
-class SweepError(Exception):
-    """A problem with a sweep definition or its results directory; worded for the user."""
+class SweepError(configs.ConfigError):
+    """A problem with a sweep definition or its results directory; worded for the user (one line)."""
 
 
 # --- definition --------------------------------------------------------------------------
@@ -72,28 +70,45 @@ class Axis:
     labels: tuple | None = None  # the names of named values
 
     def fragment(self, i: int) -> str:
-        """This value's piece of a cell name: relu, lr2, badinit, steps200."""
+        """This value's piece of a cell name: relu, lr2, lr1e-6, badinit, steps200.
+
+        Exact, never rounded or rewritten: two different values never share a name, and a
+        value that cannot be written in a name is an error asking to name the values.
+        """
         value, leaf = self.values[i], self.key.rsplit(".", 1)[-1]
         if self.labels:
             text = self.labels[i] + self.key.split(".", 1)[0]
         elif isinstance(configs.FIELDS[self.key].kind, tuple):
             text = str(value)
         elif self.key == "optimizer.learning_rate":
-            text = f"lr{value:g}"
+            text = f"lr{_name_number(value)}"
         elif isinstance(value, bool):
             text = leaf if value else f"no_{leaf}"
         elif isinstance(value, (int, float)):
-            text = f"{leaf}{value:g}"
+            text = f"{leaf}{_name_number(value)}"
         elif isinstance(value, list):
-            text = leaf + "x".join(str(v) for v in value)
+            text = leaf + "x".join(_name_number(v) for v in value)
         else:
             text = f"{leaf}{'none' if value is None else value}"
-        return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+        if problem := configs.name_problem(text):
+            if self.labels:  # only its length can be wrong
+                raise SweepError(f"{self.key}: value name {configs.shown(self.labels[i])}: cell name {problem}")
+            raise SweepError(
+                f"{self.key}: value {_show(value)} cannot be part of a cell name; name the values, "
+                f"e.g. {self.key}: {{a: ..., b: ...}}"
+            )
+        return text
 
     def display(self, i: int) -> str:
         """This value for people: `relu`, `2`, `bad (5)`."""
         text = _show(self.values[i])
         return f"{self.labels[i]} ({text})" if self.labels else text
+
+
+def _name_number(value) -> str:
+    """A number as a cell name writes it: exact (0.01, 2, 1e-06 -> 1e-6, 1e+06 -> 1e6), no '+'."""
+    text = _show(value)
+    return re.sub(r"e([+-]?)0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), text)
 
 
 def _show(value) -> str:
@@ -174,6 +189,8 @@ def load(
 
     name, seeds and overrides (--name, --seeds, --set) take precedence over the file.
     """
+    if name is not None:  # before the files, so the error names the option
+        _check_name(name, "--name")
     path = Path(path)
     tree = configs.read_yaml(path)
     if _is_sweep(tree):
@@ -203,6 +220,14 @@ def load(
     )
 
 
+def _check_name(name, where: str) -> None:
+    """The sweep's name is its results directory's: <results>/<name>/."""
+    if not isinstance(name, str) or not name:
+        raise SweepError(f"{where} must be a non-empty string, got {configs.shown(name)}")
+    if problem := configs.name_problem(name):
+        raise SweepError(f"{where} {problem}, got {configs.shown(name)}")
+
+
 def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
     unknown = [k for k in tree if k not in SWEEP_KEYS]
     if unknown:
@@ -212,8 +237,12 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
     if "base" not in tree or not isinstance(tree["base"], str):
         raise SweepError(f"{path}: base: the path of a base config is required (relative to the sweep file)")
     base = path.parent / tree["base"]
+    if base.is_dir():
+        raise SweepError(f"{path}: base: {base} is a directory; it must be a run config (a YAML file)")
     if not base.is_file():
         raise SweepError(f"{path}: base: {base} does not exist")
+    if _is_sweep(configs.read_yaml(base)):
+        raise SweepError(f"{path}: base: {base} is a sweep file; the base must be a run config (no grid:, no base:)")
     settings = tree.get("set") or {}
     if not isinstance(settings, dict):
         raise SweepError(f"{path}: set: must be a mapping of config keys to values")
@@ -239,11 +268,7 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     base_config = configs.load(base)  # its own errors name the base file
     if name is None:  # an ad-hoc grid
         name = f"{base_config['experiment']}_sweep"
-    if not isinstance(name, str) or not name:
-        raise SweepError(f"{where}: name must be a non-empty string, got {name!r}")
-    problem = configs.FIELDS["experiment"].check(name)
-    if problem:
-        raise SweepError(f"{where}: name {problem}, got {name!r}")
+    _check_name(name, f"{where}: name")
     for origin, keys in ((f"{where}: set", settings), ("--set", overrides)):
         for key in keys:
             if key in RESERVED:
@@ -253,8 +278,7 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     if overrides:
         tree = configs.apply_overrides(tree, overrides, "--set")
         configs.validate(tree, "--set")
-    grid_where = f"{where}: grid" if where != "--grid" else "--grid"
-    axes = [_axis(key, spec, tree, grid_where) for key, spec in axes_spec.items()]
+    axes = [_axis(key, spec, tree, _grid_where(where)) for key, spec in axes_spec.items()]
     if not axes:
         raise SweepError(f"{where}: grid: needs at least one axis, e.g. model.activation: [relu, sigmoid]")
     seeds = [base_config["seed"]] if seeds is None else seeds
@@ -263,9 +287,15 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     return Sweep(name, source, str(base), fixed, axes, list(seeds), cells)
 
 
+def _grid_where(where: str) -> str:
+    """How errors in a grid name it: `--grid`, or `<sweep file>: grid`."""
+    return "--grid" if where == "--grid" else f"{where}: grid"
+
+
 def _axis(key, spec, tree: dict, where: str) -> Axis:
     if not isinstance(key, str):
-        raise SweepError(f"{where}: keys must be dotted config keys like model.activation, got {key!r}")
+        raise SweepError(f"{where}: keys must be dotted config keys like model.activation, got {configs.shown(key)}")
+    configs.check_key(key, where)  # a section (model) is not an axis, even over mappings of its keys
     if key in RESERVED:
         raise SweepError(f"{where}: {key} cannot be a grid axis: {RESERVED[key]}")
     if key == "description":
@@ -273,13 +303,13 @@ def _axis(key, spec, tree: dict, where: str) -> Axis:
     if isinstance(spec, dict):
         labels, raw = tuple(str(k) for k in spec), list(spec.values())
         for label in labels:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
-                raise SweepError(f"{where}: {key}: value name {label!r} may contain only letters, digits, '_', '.', '-'")
+            if problem := configs.name_problem(label):
+                raise SweepError(f"{where}: {key}: value name {configs.shown(label)} {problem}")
     elif isinstance(spec, list):
         labels, raw = None, spec
     else:
         raise SweepError(
-            f"{where}: {key}: must be a list of values or a mapping of names to values, got {spec!r}"
+            f"{where}: {key}: must be a list of values or a mapping of names to values, got {configs.shown(spec)}"
         )
     if not raw:
         raise SweepError(f"{where}: {key}: empty axis; give at least one value")
@@ -300,10 +330,18 @@ def _expand(name: str, tree: dict, axes: list[Axis], seeds: list[int], fixed: di
 
     cells, names = [], {}
     for indices in itertools.product(*(range(len(a.values)) for a in axes)):
-        point = "_".join(a.fragment(i) for a, i in zip(axes, indices))
+        try:
+            point = "_".join(a.fragment(i) for a, i in zip(axes, indices))
+        except SweepError as e:
+            raise SweepError(f"{_grid_where(where)}: {e}") from None
         described = ", ".join(f"{a.key}={a.display(i)}" for a, i in zip(axes, indices))
         for seed in seeds:
             cell_name = f"{point}_seed{seed}"
+            if problem := configs.name_problem(cell_name):  # each fragment is a name: only the length is left
+                raise SweepError(
+                    f"{_grid_where(where)}: cell name {configs.shown(cell_name, 60)} {problem}; "
+                    "name the values with short names, e.g. init.scale: {good: 0.05, bad: 5.0}"
+                )
             if cell_name in names:
                 raise SweepError(
                     f"{where}: two cells would both be named {cell_name} ({names[cell_name]} and {described}); "
@@ -345,8 +383,8 @@ def _split_top_level(text: str) -> list[str]:
 
 def _yaml_value(text: str):
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return configs.parse_yaml(text)
+    except (yaml.YAMLError, ValueError, OverflowError):
         return text
 
 
@@ -364,10 +402,22 @@ def _check_seeds(seeds, where: str) -> list[int]:
         raise SweepError(f"{where}: must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise SweepError(f"{where}: must be a non-empty list of non-negative integers, got {s!r}")
+            raise SweepError(f"{where}: must be a non-empty list of non-negative integers, got {configs.shown(s)}")
+        if s > configs.MAX_SEED:  # the config's own bound, said here with the list's name
+            raise SweepError(f"{where}: a seed must be at most {configs.MAX_SEED:,}, got {s}")
     if len(set(seeds)) != len(seeds):
         raise SweepError(f"{where}: a seed is listed twice: {seeds}")
     return list(seeds)
+
+
+def of_seeds(config: dict, seeds: list[int], *, name: str, source: str) -> Sweep:
+    """One resolved config over several seeds (`bnlab run --seeds`): a sweep without grid axes, cells seed<N>."""
+    seeds = _check_seeds(list(seeds), "--seeds")
+    cells = [
+        Cell(f"seed{seed}", config["experiment"], seed, (), configs.validate(configs.apply_overrides(config, {"seed": seed})))
+        for seed in seeds
+    ]
+    return Sweep(name, source, source, {}, [], seeds, cells)
 
 
 # --- state on disk ---------------------------------------------------------------------
@@ -377,14 +427,14 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
     """(state, detail): is this cell's run directory complete, and with this cell's config?"""
     if not run_dir.exists():
         return TO_RUN, ""
-    if not experiment.is_complete(run_dir):
-        return INCOMPLETE, "no summary.json"
+    if not rundir.is_complete(run_dir):
+        return INCOMPLETE, f"no {rundir.SUMMARY}"
     try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         saved = None
     if not isinstance(saved, dict):
-        return CHANGED, "its config.yaml is missing or unreadable"
+        return CHANGED, f"its {rundir.CONFIG} is missing or unreadable"
     if configs.digest(saved) == configs.digest(cell.config):
         return COMPLETE, ""
     old, new = configs.flatten(saved), configs.flatten(cell.config)
@@ -416,20 +466,17 @@ def describe(sweep: Sweep, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _remove_stale(sweep_dir: Path) -> None:
-    """Hidden directories of runs or unpacks whose process is gone (killed sweeps)."""
-    for stale in sweep_dir.glob(".*.*-*"):
-        match = re.fullmatch(r"\..+\.(partial|unpack|replaced)-(\d+)", stale.name)
-        if match and stale.is_dir() and not experiment.pid_alive(int(match.group(2))):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def _exclusive(sweep_dir: Path):
     """One sweep at a time per results directory; the OS drops the lock if we are killed."""
     import fcntl
 
-    with open(sweep_dir / ".lock", "a+") as lock:
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(sweep_dir / rundir.SWEEP_LOCK, "a+")
+    except OSError as e:
+        raise files.cannot_write(sweep_dir, e) from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -453,14 +500,10 @@ def run_cell(config: dict, run_dir: str, device: str, force: bool, progress: str
     """Runs one cell into run_dir; returns its wall time in seconds."""
     started = time.perf_counter()
     try:
-        experiment.run_experiment(
-            config,
-            run_dir,
-            device=device,
-            force=force,
-            progress=progress,
-            command_line=command_line,
-        )
+        with rundir.claim(run_dir, force) as claim:
+            experiment.run_experiment(
+                config, claim.staging, device=device, progress=progress, command_line=command_line
+            )
     finally:
         # A finished trainer and TensorFlow's traced graphs, which capture its training
         # set, are reference cycles: without this, ~150 MB per cell waits for Python's
@@ -478,6 +521,7 @@ def _worker_init(parent_pid: int) -> None:
     them with the sweep; elsewhere a thread notices within a second.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    runtime.one_line_warnings()
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -492,8 +536,15 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
 
 
+def _interrupt_once(signum, frame):
+    # The first SIGINT (Ctrl-C, or the sweep forwarding its SIGTERM) stops the cell; a second
+    # one must not interrupt the cleanup that removes its staging directory.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _pool_cell(*args) -> float:
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # interruptible while training only
+    signal.signal(signal.SIGINT, _interrupt_once)  # interruptible while training only
     try:
         return run_cell(*args)
     finally:
@@ -513,18 +564,11 @@ def run_cell_packed(config: dict, cell_name: str, device: str, command_line: str
 
 def unpack_run(packed: bytes, run_dir: Path) -> None:
     """A packed run into run_dir, atomically: unpacked beside it, checked, then renamed."""
-    staging = run_dir.parent / f".{run_dir.name}.unpack-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with rundir.Claim(run_dir, rundir.unpack_staging(run_dir)) as claim:
         with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
-            tar.extractall(staging, filter="data")
-        if not experiment.is_complete(staging):
-            raise RuntimeError("the returned run has no summary.json")
-        experiment.move_into_place(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            tar.extractall(claim.staging, filter="data")
+        if not rundir.is_complete(claim.staging):
+            raise RuntimeError(f"the returned run has no {rundir.SUMMARY}")
 
 
 # --- the sweep --------------------------------------------------------------------------
@@ -537,6 +581,11 @@ class SweepResult:
     skipped: list[str]
     failed: dict[str, str]  # cell -> one-line error
     report: str  # the report table, as printed
+
+
+def _late_mean(variant_summary: dict) -> float:
+    late = variant_summary["late_val_accuracy"]
+    return late["mean"] if late else variant_summary["final_val_accuracy"]
 
 
 class SweepProgress:
@@ -561,13 +610,13 @@ class SweepProgress:
         if error is not None:
             status = f"FAILED: {error}"
         else:
-            v = experiment.load_summary(run_dir)["variants"]
+            v = rundir.load_summary(run_dir)["variants"]
             status = "  ".join(
                 f"{experiment.VARIANT_SHORT[n]} "
-                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['final_val_accuracy']:.4f}")
+                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['outcome']} {_late_mean(r):.4f}")
                 for n, r in v.items()
             )
-            status = f"val acc {status}"
+            status = f"late val acc {status}"
         took = f"  ({seconds:.1f} s)" if seconds is not None else ""
         self.say(f"[{self.done}/{self.total}] {name}  {status}{took}")
         if self.bar is not None:
@@ -582,6 +631,7 @@ def run_sweep(
     sweep: Sweep,
     results_root: str | Path = "results",
     *,
+    sweep_dir: str | Path | None = None,
     jobs: int = 1,
     executor: str = "local",
     ray_address: str | None = None,
@@ -589,9 +639,12 @@ def run_sweep(
     force: bool = False,
     progress: str = "auto",
     threshold: float = 0.9,
+    figure: str = "late",
     command_line: str | None = None,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
+
+    The cells go to sweep_dir, by default <results_root>/<sweep name>/.
 
     progress: "auto" (a bar on a terminal, a line per cell otherwise), "bar", "lines" or "none".
     """
@@ -599,7 +652,14 @@ def run_sweep(
         raise SweepError(f"--executor {executor}: unknown executor; allowed: local, ray")
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
-    sweep_dir = Path(results_root) / sweep.name
+    cores = os.cpu_count() or 1
+    if executor == "local" and jobs > cores:
+        warnings.warn(
+            f"--jobs {jobs} is more than this machine's {cores} cores: cells will run slower, not faster "
+            f"(each trains on {runtime.NUMERIC_THREADS} threads)",
+            stacklevel=2,
+        )
+    sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     found = states(sweep, sweep_dir)
     changed = [name for name, (state, _) in found.items() if state == CHANGED]
     if changed and not force:
@@ -615,16 +675,15 @@ def run_sweep(
     failed: dict[str, str] = {}
     # Ray first: a missing extra or an unreachable cluster fails before anything is written.
     with _ray_session(ray_address) if executor == "ray" and todo else contextlib.nullcontext():
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(sweep_dir):
-            _remove_stale(sweep_dir)
-            files.write_json(sweep_dir / MANIFEST, {**sweep.manifest(), "command_line": command_line})
+            rundir.remove_stale(sweep_dir)
+            files.write_json(sweep_dir / rundir.MANIFEST, {**sweep.manifest(), "command_line": command_line})
             _run_cells(sweep, todo, skipped, sweep_dir, found, failed,
                        jobs=jobs, executor=executor, device=device, progress=progress, command_line=command_line)
             from bn_lab import report
 
-            table = report.write_report(sweep_dir, threshold=threshold)
-    completed = [c.name for c in sweep.cells if experiment.is_complete(sweep_dir / c.name) and c.name not in failed]
+            table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
+    completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
     return SweepResult(sweep_dir, completed, skipped, failed, table)
 
 
@@ -647,8 +706,8 @@ def _run_cells(sweep, todo, skipped, sweep_dir, found, failed, *, jobs, executor
     args = dict(sweep_dir=sweep_dir, found=found, device=device, command_line=command_line, finished=finished)
     try:
         if not todo:
-            pass
-        elif executor == "ray":
+            return
+        if executor == "ray":
             _run_on_ray(todo, **args)
         elif len(todo) <= 1 or (jobs == 1 and len(todo) <= CELLS_PER_WORKER):
             _run_here(todo, cell_progress="bar" if bar.mode == "bar" else "none", **args)
@@ -688,7 +747,7 @@ def _run_in_pool(todo, jobs, *, sweep_dir, found, device, command_line, finished
     # process keeps runtime.PAIR_THREADS inter-op threads to train the pair at once (measured on
     # 2 cores: 2 processes x 2 inter-op threads beat 1 inter-op thread each).
     queue = list(todo)
-    slots = [_new_worker() for _ in range(min(jobs, len(todo)))]
+    slots = [_new_worker() for _ in range(min(jobs, len(todo)))]  # never more processes than cells
     served = [0] * len(slots)
     running = {}  # future -> (slot, cell)
 
@@ -712,6 +771,14 @@ def _run_in_pool(todo, jobs, *, sweep_dir, found, device, command_line, finished
                     slots[slot], served[slot] = _new_worker(), 0
                 if queue:
                     start_next(slot)
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches the workers too; a SIGTERM or a `kill -INT` reaches only
+        # this process: pass it on, so that each cell removes its staging directory and ends.
+        for worker in slots:
+            for process in list(getattr(worker, "_processes", {}).values()):
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGINT)
+        raise
     finally:
         for worker in slots:
             worker.shutdown(wait=True, cancel_futures=True)
@@ -784,7 +851,7 @@ def _run_on_ray(todo, *, sweep_dir, found, device, command_line, finished):
             except Exception as e:  # noqa: BLE001 - a lost worker, a bad archive: recorded, the sweep goes on
                 finished(cell, None, e)
             else:
-                finished(cell, experiment.load_summary(sweep_dir / cell.name)["wall_seconds"], None)
+                finished(cell, rundir.load_summary(sweep_dir / cell.name)["wall_seconds"], None)
     except BaseException:
         for ref in refs:
             with contextlib.suppress(Exception):
@@ -807,7 +874,7 @@ def _check_reachable(address: str) -> None:
 
 def _record_failures(sweep_dir: Path, sweep: Sweep, failed: dict, tracebacks: dict) -> None:
     """failed.json: this sweep's failed cells with their errors; cells that since finished drop out."""
-    path = sweep_dir / FAILURES
+    path = sweep_dir / rundir.FAILURES
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -816,7 +883,7 @@ def _record_failures(sweep_dir: Path, sweep: Sweep, failed: dict, tracebacks: di
     records = {
         name: record
         for name, record in earlier.items()
-        if name in names and name not in failed and not experiment.is_complete(sweep_dir / name)
+        if name in names and name not in failed and not rundir.is_complete(sweep_dir / name)
     }
     when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     records.update({name: {"error": failed[name], "traceback": tracebacks[name], "at": when} for name in failed})

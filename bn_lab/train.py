@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models
+from bn_lab import models, rundir
 
 VARIANTS = ("without_bn", "with_bn")
 EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
@@ -27,9 +27,10 @@ EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the 
 class Evaluation:
     variant: str
     step: int  # number of updates applied before this evaluation
-    split: str  # "validation", "train_batch" or "test"
+    split: str  # one of rundir's splits: VALIDATION, PRECISE_BN, TRAIN_BATCH, TEST
     loss: float
     accuracy: float
+    top_class_share: float | None = None  # share of the images predicted as the most predicted class
 
 
 @dataclass
@@ -37,6 +38,11 @@ class VariantResult:
     diverged: bool = False
     diverged_at_step: int | None = None
     steps_trained: int = 0
+    # Steady-state training speed: steps per second of the chunks this network trained in,
+    # the first chunk (tracing and XLA compilation) left out; None if it trained in no other.
+    # While both networks of a pair train, they train at once, and each reports that rate.
+    steps_per_second: float | None = None
+    final_top_class_share: float | None = None
     final_val_loss: float | None = None
     final_val_accuracy: float | None = None
     test_loss: float | None = None
@@ -52,9 +58,8 @@ class TrainResult:
     evaluations: list[Evaluation]
     variants: dict[str, VariantResult]
     train_seconds: float
-    steps: int
     single_samples: int
-    extras: dict = field(default_factory=dict)
+    diagnostics: list[dict]  # rows of diagnostics.csv: variant, step, layer, quantity, value
 
 
 def batch_order(seed: int, num_examples: int, batch_size: int, steps: int) -> np.ndarray:
@@ -71,23 +76,52 @@ def batch_order(seed: int, num_examples: int, batch_size: int, steps: int) -> np
     return stream.reshape(steps, batch_size).astype(np.int32)
 
 
-def make_optimizer(config: dict):
-    name, lr = config["optimizer"]["name"], config["optimizer"]["learning_rate"]
-    if name == "sgd":
-        return tf.keras.optimizers.SGD(learning_rate=lr)  # plain gradient descent, no momentum
+def precise_bn_batches(seed: int, num_examples: int, batch_size: int, images: int) -> np.ndarray:
+    """Indices of the fixed training batches that exact population statistics average over, (k, batch_size).
+
+    The same batches at every evaluation of a run, drawn once from a stream of their own.
+    """
+    rng = np.random.default_rng([seed, 2])
+    count = max(1, min(images, num_examples) // batch_size)
+    return rng.permutation(num_examples)[: count * batch_size].reshape(count, batch_size).astype(np.int32)
+
+
+def _sgd(learning_rate: float):
+    return tf.keras.optimizers.SGD(learning_rate=learning_rate)  # plain gradient descent, no momentum
+
+
+def _adam(learning_rate: float):
     # TF1's AdamOptimizer, which the notebooks used, has epsilon 1e-8 (Keras' default is 1e-7).
-    return tf.keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8)
+    return tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-8)
+
+
+def _softmax_cross_entropy(logits, labels):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def _sigmoid_cross_entropy(logits, labels):
+    # The conv net notebooks: mean sigmoid cross-entropy against the one-hot labels.
+    labels = tf.one_hot(labels, models.NUM_CLASSES)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+# By name, as config.OPTIMIZERS and config.LOSSES allow them; nothing else falls through.
+OPTIMIZERS = {"sgd": _sgd, "adam": _adam}
+LOSSES = {"softmax_cross_entropy": _softmax_cross_entropy, "sigmoid_cross_entropy": _sigmoid_cross_entropy}
+
+
+def _pick(table: dict, kind: str, name: str):
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(table)}")
+    return table[name]
+
+
+def make_optimizer(config: dict):
+    return _pick(OPTIMIZERS, "optimizer", config["optimizer"]["name"])(config["optimizer"]["learning_rate"])
 
 
 def loss_function(name: str):
-    if name == "softmax_cross_entropy":
-        return lambda logits, labels: tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        )
-    # The conv net notebooks: mean sigmoid cross-entropy against the one-hot labels.
-    return lambda logits, labels: tf.reduce_mean(
-        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.one_hot(labels, models.NUM_CLASSES), logits=logits)
-    )
+    return _pick(LOSSES, "loss", name)
 
 
 def _correct(logits, labels):
@@ -120,6 +154,25 @@ class PairTrainer:
             batch_order(config["seed"], len(data.train.labels), train["batch_size"], train["steps"])
         )
         self.steps_done = 0
+        precise = config["precise_bn"]
+        self.precise_batches = None
+        if precise["enabled"] and "with_bn" in self.variants:
+            indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
+            self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
+            self._bn_moments = tf.function(lambda images: self._bn_moments_impl("with_bn", images), jit_compile=jit)
+        self.probes, self.landscapes = {}, {}
+        diagnostics_config = config["diagnostics"]
+        if diagnostics_config["enabled"]:
+            from bn_lab import diagnostics
+
+            probe_images = data.validation.images[: diagnostics_config["probe_images"]]
+            # Not XLA-compiled: a probe runs once per evaluation, and XLA's compile time
+            # would cost more than it saves.
+            self.probes = {v: diagnostics.Probe(config, self.networks[v], self.loss, probe_images, jit=False) for v in self.variants}
+        if diagnostics_config["landscape"]:
+            from bn_lab import landscape
+
+            self.landscapes = {v: landscape.Landscape(config, self.networks[v], self.loss, jit=False) for v in self.variants}
         self._train_chunk = {
             v: tf.function(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit) for v in self.variants
         }
@@ -177,7 +230,32 @@ class PairTrainer:
     def _evaluate_impl(self, variant, images, labels):
         logits = self.networks[variant](models.to_inputs(images, self.input_shape), training=False)
         n = tf.cast(tf.shape(labels)[0], tf.float32)
-        return self.loss(logits, labels) * n, _correct(logits, labels)
+        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+        counts = tf.reduce_sum(tf.one_hot(predicted, models.NUM_CLASSES, dtype=tf.int32), axis=0)  # XLA has no bincount
+        return self.loss(logits, labels) * n, _correct(logits, labels), counts
+
+    def _bn_moments_impl(self, variant, batches):
+        """Exact population statistics: each BN layer's input mean and biased variance, averaged over batches.
+
+        The network runs in training mode, as when it trains, so that every layer sees inputs
+        normalised with batch statistics; the population (EMA) statistics that this updates
+        are restored, bit for bit, before returning. The weights are never touched.
+        """
+        network = self.networks[variant]
+        saved = [s.read_value() for s in network.population_statistics]
+        count = tf.shape(batches)[0]
+        zeros = [tf.zeros_like(s) for s in network.population_statistics]  # (mean, variance) per layer
+
+        def body(i, sums):
+            moments = []
+            network(models.to_inputs(batches[i], self.input_shape), training=True, bn_moments=moments)
+            flat = [value for mean_and_variance in moments for value in mean_and_variance]  # as population_statistics
+            return i + 1, [total + value for total, value in zip(sums, flat)]
+
+        _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
+        for statistic, value in zip(network.population_statistics, saved):
+            statistic.assign(value)
+        return [total / tf.cast(count, total.dtype) for total in sums]
 
     def _single_sample_impl(self, variant, images, training):
         network = self.networks[variant]
@@ -200,19 +278,56 @@ class PairTrainer:
     def alive_variants(self) -> tuple[str, ...]:
         return tuple(v for v in self.variants if v not in self.diverged_at)
 
-    def evaluate(self, variant: str, split) -> tuple[float, float]:
-        """Mean loss and accuracy of `variant` on a whole split, inference mode."""
+    def evaluate(self, variant: str, split) -> tuple[float, float, float]:
+        """Mean loss, accuracy and top class share of `variant`'s predictions on a whole split, inference mode."""
         loss_sum = correct = 0.0
+        counts = np.zeros(models.NUM_CLASSES, np.int64)
         for start in range(0, len(split.labels), EVAL_BATCH):
-            batch_loss, batch_correct = self._evaluate[variant](
+            batch_loss, batch_correct, batch_counts = self._evaluate[variant](
                 split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH]
             )
             loss_sum += float(batch_loss)
             correct += float(batch_correct)
-        return loss_sum / len(split.labels), correct / len(split.labels)
+            counts += batch_counts.numpy()
+        n = len(split.labels)
+        return loss_sum / n, correct / n, float(counts.max() / n)
+
+    def exact_population_statistics(self, variant: str = "with_bn") -> list[np.ndarray]:
+        """(mean, variance) of every BN layer's input, averaged over the fixed precise-BN batches."""
+        return [t.numpy() for t in self._bn_moments(self.precise_batches)]
+
+    def evaluate_precise(self, variant: str, split) -> tuple[float, float, float]:
+        """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
+        network = self.networks[variant]
+        saved = [s.read_value() for s in network.population_statistics]
+        for statistic, value in zip(network.population_statistics, self._bn_moments(self.precise_batches)):
+            statistic.assign(value)
+        try:
+            return self.evaluate(variant, split)
+        finally:
+            for statistic, value in zip(network.population_statistics, saved):
+                statistic.assign(value)
 
     def single_sample_predictions(self, variant: str, images: np.ndarray, training: bool) -> np.ndarray:
         return self._single_sample[(variant, training)](images).numpy()
+
+    def current_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training batch of the last step taken (before any step: the first batch)."""
+        indices = self.batch_indices[max(self.steps_done - 1, 0)].numpy()
+        return self.data.train.images[indices], self.data.train.labels[indices]
+
+    def measure(self, variant: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
+        """Diagnostics rows (variant, step, layer, quantity, value) and per-layer histogram values."""
+        rows, histograms = [], []
+        images, labels = self.current_batch()
+        if variant in self.probes:
+            layers, histograms = self.probes[variant].measure(images, labels)
+            for layer, values in enumerate(layers, start=1):
+                rows += [dict(variant=variant, step=step, layer=layer, quantity=q, value=v) for q, v in values.items()]
+        if variant in self.landscapes:
+            found = self.landscapes[variant].probe(images, labels)
+            rows += [dict(variant=variant, step=step, layer="all", quantity=q, value=v) for q, v in found.items()]
+        return rows, histograms
 
     def train_steps(self, count: int) -> dict:
         """Trains every live variant for `count` more steps; returns last-batch metrics if configured."""
@@ -229,35 +344,59 @@ class PairTrainer:
                 last[v] = (float(last_batch[0]), float(last_batch[1]))
         return last
 
-    def run(self, on_evaluation: Callable[[int, list[Evaluation]], None] | None = None) -> TrainResult:
-        """Trains for config.train.steps with the configured evaluations, then the final checks."""
+    def run(self, on_evaluation: Callable[[int, list[Evaluation], dict], None] | None = None) -> TrainResult:
+        """Trains for config.train.steps with the configured evaluations, then the final checks.
+
+        on_evaluation(step, evaluations, measurements): measurements is {variant: (diagnostics
+        rows, per-layer activation inputs)} at validation evaluations with diagnostics on.
+        """
         train = self.config["train"]
         steps, eval_every, train_eval_every = train["steps"], train["eval_every"], train["train_eval_every"]
         chunk = math.gcd(eval_every, train_eval_every) if train_eval_every else eval_every
         results = {v: VariantResult() for v in self.variants}
         evaluations: list[Evaluation] = []
+        diagnostics: list[dict] = []
+        test_every = train["test_every"]
 
         def record(step, split_name, split=None, last_batch=None):
-            new = []
+            new, measurements = [], {}
             for v in self.alive_variants():
-                loss, accuracy = self.evaluate(v, split) if split is not None else last_batch[v]
-                new.append(Evaluation(v, step, split_name, loss, accuracy))
+                if split is None:
+                    new.append(Evaluation(v, step, split_name, *last_batch[v]))
+                    continue
+                new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
+                if v == "with_bn" and self.precise_batches is not None:
+                    new.append(Evaluation(v, step, rundir.PRECISE_BN, *self.evaluate_precise(v, split)))
+                if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
+                    new.append(Evaluation(v, step, rundir.TEST, *self.evaluate(v, self.data.test)))
+                if self.probes or self.landscapes:
+                    measurements[v] = self.measure(v, step)
+                    diagnostics.extend(measurements[v][0])
             evaluations.extend(new)
             if on_evaluation:
-                on_evaluation(step, new)
+                on_evaluation(step, new, measurements)
 
-        record(0, "validation", self.data.validation)
+        record(0, rundir.VALIDATION, self.data.validation)
         train_seconds = 0.0
+        # Steady-state speed per network: a chunk of a shape not run before (its length, the
+        # networks still training) is traced and compiled first, so it is left out.
+        compiled, timed_steps, timed_seconds = set(), dict.fromkeys(self.variants, 0), dict.fromkeys(self.variants, 0.0)
         while self.steps_done < steps and self.alive_variants():
-            count = min(chunk, steps - self.steps_done)
+            count, alive = min(chunk, steps - self.steps_done), self.alive_variants()
             started = time.perf_counter()
             last_batch = self.train_steps(count)
-            train_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            train_seconds += elapsed
+            if (count, alive) in compiled:
+                for v in alive:
+                    timed_steps[v] += count
+                    timed_seconds[v] += elapsed
+            compiled.add((count, alive))
             step = self.steps_done
             if step % eval_every == 0 or step == steps:
-                record(step, "validation", self.data.validation)
+                record(step, rundir.VALIDATION, self.data.validation)
             elif train_eval_every and step % train_eval_every == 0:
-                record(step, "train_batch", last_batch=last_batch)
+                record(step, rundir.TRAIN_BATCH, last_batch=last_batch)
 
         n_single = min(train["single_samples"], len(self.data.test.labels))
         single_images = self.data.test.images[:n_single]
@@ -267,11 +406,15 @@ class PairTrainer:
             result.diverged = v in self.diverged_at
             result.diverged_at_step = self.diverged_at.get(v)
             result.steps_trained = (result.diverged_at_step - 1) if result.diverged else self.steps_done
+            if timed_seconds[v]:
+                result.steps_per_second = timed_steps[v] / timed_seconds[v]
             if result.diverged:
                 continue  # the numbers of a diverged network mean nothing; they stay null
-            result.final_val_loss, result.final_val_accuracy = self.evaluate(v, self.data.validation)
-            result.test_loss, result.test_accuracy = self.evaluate(v, self.data.test)
-            evaluations.append(Evaluation(v, self.steps_done, "test", result.test_loss, result.test_accuracy))
+            result.final_val_loss, result.final_val_accuracy, result.final_top_class_share = self.evaluate(
+                v, self.data.validation
+            )
+            result.test_loss, result.test_accuracy, test_share = self.evaluate(v, self.data.test)
+            evaluations.append(Evaluation(v, self.steps_done, rundir.TEST, result.test_loss, result.test_accuracy, test_share))
             predictions = self.single_sample_predictions(v, single_images, training=False)
             result.predictions = predictions.tolist()
             result.single_sample_inference = float(np.mean(predictions == single_labels))
@@ -279,4 +422,4 @@ class PairTrainer:
                 in_training_mode = self.single_sample_predictions(v, single_images, training=True)
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = float(np.mean(in_training_mode == single_labels))
-        return TrainResult(evaluations, results, train_seconds, self.steps_done, n_single)
+        return TrainResult(evaluations, results, train_seconds, n_single, diagnostics)

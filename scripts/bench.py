@@ -34,6 +34,10 @@ records how busy the machine was (`foreign_cores`). Figures are medians over rou
 End to end: `bnlab run configs/relu_lr2_badinit.yaml` (and any --also-run config) runs
 as a subprocess into a temporary --out directory: wall time and peak RSS (os.wait4).
 
+Overheads: the same end-to-end run of relu_lr2_badinit with the optional per-evaluation
+work switched off and on (OVERHEAD_RUNS), each as a ratio to the run with all of it off:
+exact population statistics (precise_bn, on by default) may cost at most 15%.
+
 Ratios: `alone` = bn_lab one variant / naive same variant. `pair` compares the time to
 train both networks of a pair for one step each: naive does them one after the other
 (1/r_without + 1/r_with), bn_lab trains them together.
@@ -58,6 +62,12 @@ CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROO
 VARIANTS = ("without_bn", "with_bn")
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
 PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 3}}
+OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"
+# name -> --set overrides; the first is the baseline the others are compared with.
+OVERHEAD_RUNS = {
+    "all optional work off": {"precise_bn.enabled": "false"},
+    "precise_bn (default)": {},
+}
 QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
 MAX_FOREIGN = 0.25  # cores other processes may use during a round before it is retried
 RETRIES = 2  # extra attempts per round when the machine was busy
@@ -247,8 +257,8 @@ def _onednn() -> bool | None:
 # --- end to end -------------------------------------------------------------------------------
 
 
-def run_end_to_end(config: Path) -> dict:
-    """`bnlab run CONFIG` in a subprocess: wall seconds and that process's peak RSS."""
+def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
+    """`bnlab run CONFIG [--set K=V ...]` in a subprocess: wall seconds and that process's peak RSS."""
     bnlab = Path(sys.executable).with_name("bnlab")
     command = [str(bnlab)] if bnlab.exists() else [sys.executable, "-m", "bn_lab.cli"]
     with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
@@ -256,7 +266,9 @@ def run_end_to_end(config: Path) -> dict:
         start = time.perf_counter()
         busy, own = _busy_ticks(), _own_ticks()
         process = subprocess.Popen(
-            command + ["run", str(config), "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            command + ["run", str(config), "--out", str(out), "--quiet"]
+            + [f"--set={k}={v}" for k, v in (overrides or {}).items()],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the other children's
         wall = time.perf_counter() - start
@@ -269,6 +281,7 @@ def run_end_to_end(config: Path) -> dict:
         summary = json.loads((out / "summary.json").read_text())
     return {
         "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
+        "overrides": overrides or {},
         "wall_seconds": round(wall, 1),
         "train_seconds": summary["train_seconds"],
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: ru_maxrss is in KiB
@@ -298,6 +311,9 @@ def table(report: dict) -> str:
             lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x")
     lines.append("* pair: steps/s of each network when both networks of a pair train one step each (naive: one")
     lines.append("  after the other, 1/(1/r_without + 1/r_with); bn_lab: both at once, as `bnlab run` does)")
+    overheads = report.get("overheads", {})
+    for name, run in overheads.items():
+        lines.append(f"overhead, {name}: {run['wall_seconds']:.1f} s wall, {run['ratio']:.3f}x the first")
     for run in report.get("runs", []):
         lines.append(
             f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
@@ -317,6 +333,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "bench.json"), help="JSON file to write")
     parser.add_argument("--skip-run", action="store_true", help="skip the end-to-end `bnlab run`")
+    parser.add_argument("--skip-overheads", action="store_true", help="skip the overhead runs (OVERHEAD_RUNS)")
     parser.add_argument("--also-run", action="append", default=[], metavar="CONFIG", help="another config to time end to end")
     parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
@@ -358,6 +375,14 @@ def main(argv=None) -> int:
         for config in [ROOT / "configs" / "relu_lr2_badinit.yaml"] + [Path(c).resolve() for c in args.also_run]:
             print(f"bnlab run {config.name} ...", file=sys.stderr, flush=True)
             report["runs"].append(run_end_to_end(config))
+    if not args.skip_overheads:
+        report["overheads"] = {}
+        for name, overrides in OVERHEAD_RUNS.items():
+            print(f"overhead: {name} ...", file=sys.stderr, flush=True)
+            report["overheads"][name] = run_end_to_end(OVERHEAD_CONFIG, overrides)
+        baseline = next(iter(report["overheads"].values()))["wall_seconds"]
+        for run in report["overheads"].values():
+            run["ratio"] = round(run["wall_seconds"] / baseline, 3)
     report["load_average_at_end"] = os.getloadavg()
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)

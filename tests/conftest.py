@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
+
+# Test modules import TensorFlow before any fixture runs: choose its kernels as bnlab does first.
+os.environ.setdefault(runtime.ONEDNN_ENV, "1" if runtime.ONEDNN else "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
@@ -28,6 +33,18 @@ def isolated_data_cache(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tensorflow_set_up_as_bnlab_does(isolated_data_cache):
+    """TensorFlow in this process as `bnlab run` sets it up (pinned threads, op determinism).
+
+    runtime.configure must run before any TensorFlow op, and only once per process: so it
+    runs here, before the first test, whichever test trains in this process first.
+    """
+    from bn_lab import runtime
+
+    runtime.configure("auto")
+
+
 @pytest.fixture(scope="session")
 def mnist_small():
     """Real MNIST, cut to small splits for quick training."""
@@ -45,3 +62,31 @@ def bnlab(*args, cwd=None, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+def _mount(*args) -> bool:
+    return subprocess.run(["mount", *map(str, args)], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only directory: a read-only bind mount (permissions alone do not stop root)."""
+    source, target = tmp_path / "ro-source", tmp_path / "read-only"
+    source.mkdir()
+    target.mkdir()
+    if not (_mount("--bind", source, target) and _mount("-o", "remount,ro,bind", target)):
+        subprocess.run(["umount", str(target)], capture_output=True)
+        pytest.skip("cannot make a read-only bind mount here (needs root)")
+    yield target
+    subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 48 KiB: room for a run's first files, not for all of them."""
+    target = tmp_path / "small-disk"
+    target.mkdir()
+    if not _mount("-t", "tmpfs", "-o", "size=48k", "tmpfs", target):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield target
+    subprocess.run(["umount", str(target)], check=True)

@@ -3,19 +3,23 @@
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from bn_lab import config
+from pathlib import Path
+
 from tests.conftest import CONFIGS, ROOT, bnlab
 
 SUMMARY_VARIANT_KEYS = {
     "final_val_accuracy", "test_accuracy", "single_sample", "predictions", "diverged", "steps_per_second", "wall_seconds",
+    "outcome", "late_val_accuracy", "best_val_accuracy", "top_class_share",
 }
 
 
@@ -52,7 +56,12 @@ def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"} <= names
-    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    # `latest` names the newest run; a file, so that TensorBoard lists the run once.
+    assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer().AddRunsFromDirectory(str(run_dir.parent.parent)).Runs()
+    assert sorted(runs) == [f"smoke/{run_dir.name}/tensorboard/{v}" for v in ("with_bn", "without_bn")]
     # No staging or temporary files left beside or inside the run.
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
     assert not [p for p in run_dir.rglob(".*")]
@@ -74,7 +83,9 @@ def test_smoke_run_writes_every_output(smoke_run):
 
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["variant", "step", "split", "loss", "accuracy"]
+    assert list(rows[0]) == ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
+    precise = [(r["variant"], int(r["step"])) for r in rows if r["split"] == "validation_precise_bn"]
+    assert precise == [("with_bn", s) for s in (0, 50, 100, 150, 200)]
     validation = [(r["variant"], int(r["step"])) for r in rows if r["split"] == "validation"]
     assert validation == [(v, s) for s in (0, 50, 100, 150, 200) for v in ("without_bn", "with_bn")]
     last_bn = [r for r in rows if r["variant"] == "with_bn" and r["split"] == "validation"][-1]
@@ -93,6 +104,10 @@ def test_smoke_run_writes_every_output(smoke_run):
 
     assert "final validation accuracy" in process.stdout and str(run_dir) in process.stdout
     assert f"{summary['variants']['with_bn']['final_val_accuracy']:.4f}" in process.stdout
+    assert summary["variants"]["with_bn"]["outcome"] == "learned"
+    late = summary["variants"]["with_bn"]["late_val_accuracy"]
+    assert (late["points"], late["after_step"], late["mean"]) == (1, 180, summary["variants"]["with_bn"]["final_val_accuracy"])
+    assert "late: mean [min-max] of the 1 validation evaluation after step 180" in process.stdout
 
 
 def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
@@ -116,13 +131,12 @@ def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
 
     target = tmp_path / "replaced"
-    target.mkdir()
-    (target / "old-file.txt").write_text("old")
+    shutil.copytree(run_dir, target)  # an earlier run: what --force may replace
     assert bnlab("run", CONFIGS / "smoke.yaml", "--out", target).returncode == 2
     forced = bnlab("run", CONFIGS / "smoke.yaml", "--out", target, "--force", "--quiet", "--set", "train.steps=10")
     assert forced.returncode == 0, forced.stderr
-    assert not (target / "old-file.txt").exists()
     assert json.loads((target / "summary.json").read_text())["steps"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replaced"]  # the old run is gone, nothing beside it
 
 
 @pytest.mark.parametrize(
@@ -187,3 +201,122 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     rerun = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", "--set", "train.steps=10")
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
+
+
+# --- nothing lost: concurrent runs, --force, unwritable places, signals ----------------------------
+
+SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10")
+
+
+def start(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bn_lab.cli", *map(str, args)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+    )  # fmt: skip
+
+
+def test_concurrent_runs_never_share_or_replace_a_directory(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "same"
+    default = [start("run", CONFIGS / "smoke.yaml", "--results", results, *SHORT) for _ in range(2)]
+    exact = [start("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) + (p.returncode,) for p in default + exact]
+
+    # Started together (the same second): two directories, each a complete run of its own.
+    for stdout, stderr, code in outputs[:2]:
+        assert code == 0, stderr
+    printed = {line.split()[1].rstrip("/") for o in outputs[:2] for line in o[0].splitlines() if line.startswith("results:")}
+    runs = {str(p) for p in (results / "smoke").iterdir() if p.name != "latest"}
+    assert printed == runs and len(runs) == 2
+    assert all((Path(r) / "summary.json").is_file() for r in runs)
+
+    # The same --out: one run writes it, the other is refused, never both.
+    codes = sorted(code for _, _, code in outputs[2:])
+    assert codes == [0, 2], outputs[2:]
+    refused = next(stderr for _, stderr, code in outputs[2:] if code == 2)
+    assert re.fullmatch(rf"error: {re.escape(str(out))}: another bnlab run \(pid \d+\) is writing it; wait for it or use --out\n", refused)
+    assert (out / "summary.json").is_file()
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    line = one_error_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", mine, "--force"))
+    assert line == f"error: {mine}: --force replaces only a bn_lab run, and it holds notes.txt, which no bn_lab run writes"
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_out_at_the_current_directory_is_refused_before_training(tmp_path):
+    for out in (".", ".."):
+        process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, cwd=tmp_path)
+        assert one_error_line(process) == (
+            f"error: {out}: is the current directory or contains it; a run needs a directory of its own, "
+            "e.g. --out results/my_run"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def cannot_write_line(process) -> str:
+    assert process.returncode == 1, process.stderr
+    assert "Traceback" not in process.stderr and process.stderr.count("\n") == 1, process.stderr
+    return process.stderr.strip()
+
+
+def test_a_read_only_results_directory_is_one_line_before_training(read_only_dir):
+    line = cannot_write_line(bnlab("run", CONFIGS / "smoke.yaml", "--results", read_only_dir))
+    assert line == f"error: {read_only_dir / 'smoke'}: cannot write (Read-only file system)"
+    line = cannot_write_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", read_only_dir / "run"))
+    assert line == f"error: {read_only_dir / 'run'}: cannot write (Read-only file system)"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
+    out = small_disk / "run"
+    line = cannot_write_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT))
+    assert re.fullmatch(rf"error: {re.escape(str(out))}/[\w./-]+: cannot write \(No space left on device\)", line)
+    assert list(small_disk.iterdir()) == []
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
+    out = tmp_path / "terminated"
+    process = start("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100")
+    for line in process.stdout:  # training is under way
+        if "step    100/" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr == "terminated (SIGTERM): nothing incomplete was left looking complete\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_warnings_do_not_reach_the_user(tmp_path):
+    # A description in a script the plot font lacks: matplotlib warns once per character.
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "r", "--quiet", *SHORT, "--set", "description=温度 🔥")
+    assert process.returncode == 0 and process.stderr == "" and process.stdout == ""
+
+
+def test_click_usage_errors_are_one_line_too(tmp_path):
+    line = one_error_line(bnlab("run", CONFIGS / "smoke.yaml", "--quiett"))
+    assert line.startswith("error: No such option '--quiett'.") and "'--quiet'" in line
+    assert line.endswith("(see 'bnlab run --help')")
+
+
+def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
+    # A description in another encoding (Latin-1 bytes on a UTF-8 system): refused up front,
+    # not a crash in matplotlib after training.
+    process = subprocess.run(
+        [sys.executable.encode(), b"-m", b"bn_lab.cli", b"run", str(CONFIGS / "smoke.yaml").encode(),
+         b"--out", str(tmp_path / "r").encode(), b"--set", b"description=caf\xe9"],
+        cwd=ROOT, capture_output=True,
+    )  # fmt: skip
+    assert process.returncode == 2
+    assert process.stderr.decode() == (
+        f"error: {CONFIGS / 'smoke.yaml'} (with --set): description must be UTF-8 text, got 'caf\\udce9'\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dollar_in_the_description_is_text_not_math(tmp_path):
+    # matplotlib reads $...$ in a title as math: an unbalanced one failed after training.
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "r", "--quiet", *SHORT, "--set", r"description=$\frac$ and $5")
+    assert process.returncode == 0 and process.stderr == "", process.stderr

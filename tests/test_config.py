@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import yaml
 
@@ -5,9 +7,9 @@ from bn_lab import config
 from tests.conftest import CONFIGS
 
 
-def write(tmp_path, text, name="c.yaml"):
+def write(tmp_path, text: str | bytes, name="c.yaml"):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return path
 
 
@@ -108,6 +110,10 @@ def test_configs_cover_every_experiment_in_the_spec():
     assert grid <= names
     assert {"relu_lr0.01_goodinit_short", "sigmoid_lr1_goodinit_short", "sigmoid_lr2_goodinit_short"} <= names
     assert {"inference_demo", "smoke", "convnet_keras", "convnet_tf_nn", "convnet_manual"} <= names
+    paper = config.load(CONFIGS / "paper_fig1.yaml")  # the paper's section 4.1 setup
+    assert (paper["model"]["activation"], paper["model"]["hidden_units"]) == ("sigmoid", [100, 100, 100])
+    assert (paper["train"]["batch_size"], paper["train"]["steps"], paper["diagnostics"]["paper_figure"]) == (60, 50000, True)
+    assert config.load(CONFIGS / "landscape_relu_lr0.5.yaml")["diagnostics"]["landscape"] is True
     placements = {config.load(CONFIGS / f"{n}.yaml")["bn"]["placement"] for n in names if n.startswith("convnet_")}
     assert placements == set(config.PLACEMENTS)
     bad = config.load(CONFIGS / "relu_lr2_badinit.yaml")
@@ -116,3 +122,116 @@ def test_configs_cover_every_experiment_in_the_spec():
     assert (conv["optimizer"]["name"], conv["train"]["batch_size"], conv["train"]["steps"], conv["loss"]) == (
         "adam", 64, 800, "sigmoid_cross_entropy")
     assert conv["bn"]["backend"] == "manual"
+
+
+# --- issue 8: every bad input is one clear line -------------------------------------------------
+
+
+def error(function, *args) -> str:
+    with pytest.raises(config.ConfigError) as caught:
+        function(*args)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    return message
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../up", "sp ace"])
+def test_a_name_that_becomes_a_path_component_is_checked(tmp_path, name):
+    path = write(tmp_path, f"experiment: {json.dumps(name)}\n")
+    assert error(config.load, path).startswith(f"{path}: experiment ")
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = write(tmp_path, b"experiment: caf\xe9\n")
+    assert error(config.load, path) == f"{path}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
+
+
+def test_scientific_notation_is_a_float_in_files_and_in_set(tmp_path):
+    path = write(tmp_path, "optimizer: {learning_rate: 1e-3}\nbn: {epsilon: 1E-5}\n")
+    resolved = config.load(path, dict([config.parse_override("bn.momentum=9.9e-1")]))
+    assert (resolved["optimizer"]["learning_rate"], resolved["bn"]["epsilon"], resolved["bn"]["momentum"]) == (1e-3, 1e-5, 0.99)
+    assert config.parse_override("optimizer.learning_rate=1e6") == ("optimizer.learning_rate", 1e6)
+    assert config.parse_override("seed=2") == ("seed", 2)  # ints stay ints
+
+
+def test_a_non_utf8_argument_is_refused_before_training():
+    undecodable = b"caf\xe9".decode("utf-8", "surrogateescape")  # what Python makes of such an argv
+    message = error(config.validate, {"description": undecodable})
+    assert message == r"config: description must be UTF-8 text, got 'caf\udce9'"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("model: {hidden_units: [10000000, 10000000]}",
+         "model.hidden_units must be a non-empty list of at most 64 integers in 1..4096, got [10000000, 10000000]"),
+        ("model: {name: convnet, conv_layers: 1000}", "model.conv_layers must be in 1..40, got 1000"),
+        ("train: {steps: 100000000000}", "train.steps must be in 1..10,000,000, got 100000000000"),
+        ("train: {steps: 5000000, batch_size: 55000}",
+         "train.steps x train.batch_size must be <= 50,000,000 (the batch order is precomputed, 4 bytes an index), "
+         "got 5,000,000 x 55,000"),
+    ],
+)  # fmt: skip
+def test_sizes_have_upper_bounds(tmp_path, text, expected):
+    path = write(tmp_path, text + "\n")
+    assert error(config.load, path) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("model: 5", "model is a section, a mapping of its keys (model.name, model.activation"),
+        ("lerning_rate: 1", "unknown key 'lerning_rate' (did you mean 'optimizer.learning_rate'?)"),
+        ("zzz: 1", "unknown key 'zzz'; the top-level keys are experiment, description, seed, model, init, bn,"),
+        ("seed: 1\nmodel: {name: mlp}\nseed: 2", "duplicate key 'seed' at line 3; give each key once"),
+        ("model:\n  name: mlp\n  name: convnet", "duplicate key 'name' at line 3; give each key once"),
+    ],
+)
+def test_misleading_messages_now_say_what_is_wrong(tmp_path, text, expected):
+    path = write(tmp_path, text + "\n")
+    assert error(config.load, path).startswith(f"{path}: {expected}")
+
+
+def test_an_empty_set_key_says_so():
+    assert error(config.parse_override, "=3") == (
+        "--set =3: the key is empty; expected key=value, e.g. --set optimizer.learning_rate=0.5"
+    )
+
+
+def test_scientific_notation_in_every_spelling_and_ints_stay_ints():
+    for text, number in (("1e-3", 1e-3), ("1E6", 1e6), ("1e+06", 1e6), ("-2.5e-4", -2.5e-4), (".5e1", 5.0)):
+        assert config.parse_yaml(text) == number and isinstance(config.parse_yaml(text), float)
+    assert config.parse_yaml("2") == 2 and isinstance(config.parse_yaml("2"), int)
+    assert config.parse_yaml("._e3") == "._e3"  # no digit: text, not a float() that fails
+
+
+def test_a_saved_config_reads_back_the_same_even_with_number_like_strings(tmp_path):
+    # config.yaml of a run is a config file too: a name like 1e5 must stay a string when read back.
+    resolved = config.validate({"experiment": "1e5", "description": "1e-3\nsecond line\ttab"})
+    path = write(tmp_path, config.dump(resolved))
+    assert config.load(path) == resolved
+
+
+def test_a_section_given_whole_in_set_is_its_keys():
+    key, value = config.parse_override("model={name: convnet, conv_layers: 3}")
+    resolved = config.validate(config.apply_overrides(config.defaults(), {key: value}))
+    assert (resolved["model"]["name"], resolved["model"]["conv_layers"]) == ("convnet", 3)
+    assert error(lambda: config.apply_overrides(config.defaults(), {"model": {"nam": "x"}})) == (
+        "--set: unknown key 'model.nam' (did you mean 'model.name'?)"
+    )
+
+
+def test_a_set_value_nested_too_deeply_is_one_line(tmp_path):
+    key, value = config.parse_override("model.hidden_units=" + "[" * 5000 + "]" * 5000)  # PyYAML recursed: a traceback
+    assert key == "model.hidden_units" and isinstance(value, str)
+    assert error(config.load, write(tmp_path, "[" * 5000 + "]" * 5000)) == (
+        f"{tmp_path / 'c.yaml'}: not valid YAML (nested too deeply)"
+    )
+
+
+def test_names_and_seeds_fit_in_a_directory_name(tmp_path):
+    assert error(config.validate, {"experiment": "x" * 201}).startswith(
+        "config: experiment must be at most 200 characters long, got 'xxx"
+    )
+    assert error(config.validate, {"seed": 10**300}).startswith("config: seed must be in 0..4,294,967,295, got 1000")
+    assert config.validate({"seed": 2**32 - 1, "experiment": "x" * 200})["seed"] == 2**32 - 1

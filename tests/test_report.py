@@ -49,27 +49,36 @@ def table_rows(report_md: str) -> dict:
     return rows
 
 
-def expected(sweep_dir: Path, point: str, threshold: float) -> dict:
+def figure(v: dict, which: str):
+    """One network's accuracy as the report should aggregate it; None if it diverged."""
+    if v["diverged"]:
+        return None
+    return v["late_val_accuracy"]["mean"] if which == "late" else v["final_val_accuracy"]
+
+
+def expected(sweep_dir: Path, point: str, threshold: float, which: str = "late") -> dict:
     summaries = [
         json.loads(path.read_text()) for path in sorted(sweep_dir.glob(f"{point}_seed*/summary.json"))
     ]
     text = {}
     for variant, column in (("without_bn", "without BN"), ("with_bn", "with BN")):
         finished = [s["variants"][variant] for s in summaries]
-        accuracies = [v["final_val_accuracy"] for v in finished if not v["diverged"]]
+        accuracies = [figure(v, which) for v in finished if not v["diverged"]]  # collapsed ones count
         diverged = len(finished) - len(accuracies)
         if not accuracies:
-            text[f"val acc {column}"] = f"diverged ({diverged}/{len(finished)})"
+            text[f"{which} val acc {column}"] = f"diverged ({diverged}/{len(finished)})"
         else:
             value = f"{statistics.mean(accuracies):.4f}"
             if len(accuracies) > 1:
                 value += f" ± {statistics.stdev(accuracies):.4f}"
             if diverged:
                 value += f" ({diverged}/{len(finished)} diverged)"
-            text[f"val acc {column}"] = value
+            text[f"{which} val acc {column}"] = value
         text[f"success {column}"] = f"{sum(a >= threshold for a in accuracies)}/{len(finished)}"
+        counts = {o: sum(v["outcome"] == o for v in finished) for o in ("learned", "collapsed", "diverged")}
+        text[f"outcomes {column}"] = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     paired = [
-        s["variants"]["with_bn"]["final_val_accuracy"] - s["variants"]["without_bn"]["final_val_accuracy"]
+        figure(s["variants"]["with_bn"], which) - figure(s["variants"]["without_bn"], which)
         for s in summaries
         if not (s["variants"]["with_bn"]["diverged"] or s["variants"]["without_bn"]["diverged"])
     ]
@@ -94,10 +103,20 @@ def test_aggregates_over_seeds_match_the_cells_summaries(smoke):
             assert rows[point][column] == text, (point, column)
         assert rows[point]["seeds"] == "2/2"
     # The numbers that make this sweep a useful check, pinned so a silent change shows up.
-    assert rows["relu_badinit"]["val acc without BN"] == "diverged (2/2)"
+    assert rows["relu_badinit"]["late val acc without BN"] == "diverged (2/2)"
+    assert rows["relu_badinit"]["outcomes without BN"] == "2 diverged"
+    assert rows["relu_goodinit"]["outcomes without BN"] == "2 collapsed"  # plain relu at lr 2 dies
     assert rows["relu_badinit"]["BN uplift"] == "—"
     assert rows["relu_goodinit"]["success with BN"] == "1/2"
     assert "reached 0.88; a diverged network is a failure" in report_md
+    assert "the lesson's TF1 code printed 0.1000 for it" in report_md  # class 0's share of these 500 images
+
+    final = bnlab("report", smoke, "--threshold", threshold, "--figure", "final")
+    assert final.returncode == 0, final.stderr
+    rows = table_rows((smoke / "report.md").read_text())
+    for point in POINTS:
+        for column, text in expected(smoke, point, threshold, "final").items():
+            assert rows[point][column] == text, (point, column)
     assert "| relu_goodinit" not in done.stdout and "| relu             | good (0.05)" in done.stdout
 
 
@@ -118,10 +137,10 @@ def test_report_of_a_partial_sweep_names_the_missing_cells(smoke, tmp_path):
     assert missing in report_md and missing in done.stdout
     rows = table_rows(report_md)
     assert rows["sigmoid_badinit"]["seeds"] == "0/2"
-    assert rows["sigmoid_badinit"]["val acc with BN"] == "—" and rows["sigmoid_badinit"]["success with BN"] == "—"
+    assert rows["sigmoid_badinit"]["late val acc with BN"] == "—" and rows["sigmoid_badinit"]["success with BN"] == "—"
     assert rows["relu_goodinit"]["seeds"] == "1/2"
     seed0 = json.loads((partial / "relu_goodinit_seed0" / "summary.json").read_text())["variants"]
-    assert rows["relu_goodinit"]["val acc with BN"] == f"{seed0['with_bn']['final_val_accuracy']:.4f}"  # one seed: no ±
+    assert rows["relu_goodinit"]["late val acc with BN"] == f"{seed0['with_bn']['late_val_accuracy']['mean']:.4f}"  # one seed
     with open(partial / "summary.csv", newline="") as f:
         assert [r["cell"] for r in csv.DictReader(f)] == [
             "relu_goodinit_seed0", "relu_badinit_seed0", "relu_badinit_seed1", "sigmoid_goodinit_seed0", "sigmoid_goodinit_seed1",
@@ -149,6 +168,11 @@ def test_report_needs_no_tensorflow(smoke, tmp_path):
     [
         (lambda d: None, "no such directory"),
         (lambda d: d.mkdir(), "not a sweep directory (no sweep.json; `bnlab sweep` writes it)"),
+        # issue 8: a sweep.json of the wrong shape is one line, not a KeyError
+        (lambda d: manifest(d, []), "sweep.json: not a bn_lab sweep manifest (a JSON list, not an object); rerun"),
+        (lambda d: manifest(d, {"name": "x", "axes": [], "seeds": [0]}), "sweep.json: not a bn_lab sweep manifest ('cells' must be a list)"),
+        (lambda d: manifest(d, {"name": "x", "axes": [], "seeds": [0], "cells": [{"name": "c"}]}),
+         "sweep.json: not a bn_lab sweep manifest (cells[0] needs name, point, seed, indices, grid, config_digest)"),
     ],
 )
 def test_report_of_something_else_is_a_one_line_error(make, message, tmp_path):
@@ -156,4 +180,9 @@ def test_report_of_something_else_is_a_one_line_error(make, message, tmp_path):
     make(target)
     done = bnlab("report", target)
     assert done.returncode == 2
-    assert done.stderr == f"error: {target}: {message}\n"
+    assert done.stderr.startswith(f"error: {target}") and message in done.stderr and done.stderr.count("\n") == 1
+
+
+def manifest(directory: Path, content) -> None:
+    directory.mkdir()
+    (directory / "sweep.json").write_text(json.dumps(content))

@@ -83,7 +83,7 @@ def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
     # One line per finished cell (the log is not a terminal), then the report table.
     lines = done.stdout.splitlines()
     assert [line.split()[1] for line in lines if re.match(r"\[\d/8\] ", line)] == CELLS
-    assert "| relu             | bad (5)     | 2/2   | diverged (2/2)" in done.stdout
+    assert "| relu             | bad (5)     | 2/2   | 2 diverged          | 2 learned        | diverged (2/2)" in done.stdout
     for name in ("heatmap.png", "curves.png"):
         assert (sweep_dir / name).read_bytes().startswith(PNG_MAGIC)
         assert (sweep_dir / name).stat().st_size > 10_000
@@ -222,6 +222,59 @@ def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
     assert cells_per_process == [CELLS_PER_WORKER, len(CELLS) - CELLS_PER_WORKER]  # --jobs 1: one after the other
 
 
+# --- signals, unwritable places, too many jobs ------------------------------------------------
+
+
+def test_sigterm_stops_a_sweep_and_its_workers_like_ctrl_c(tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [str(BNLAB), "sweep", SMOKE, "--results", results, "--jobs", "2", "--set", "train.steps=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline, workers = time.monotonic() + 120, set()
+    while len(workers) < 2 and time.monotonic() < deadline:  # both workers started, training
+        workers.update(_children(proc.pid))
+        time.sleep(0.2)
+    time.sleep(8)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    # One line: no traceback, no leaked-semaphore or other warning from the worker processes.
+    assert stderr == "terminated (SIGTERM): nothing incomplete was left looking complete\n"
+    deadline = time.monotonic() + 20  # the workers end with their cells
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+    sweep_dir = results / "smoke_grid"
+    assert sorted(p.name for p in sweep_dir.iterdir()) == [".lock", "sweep.json"]
+
+
+def test_a_read_only_results_directory_is_one_line_for_sweep_and_report(read_only_dir, jobs1):
+    done = bnlab("sweep", SMOKE, "--results", read_only_dir)
+    assert (done.returncode, done.stderr) == (1, f"error: {read_only_dir / 'smoke_grid'}: cannot write (Read-only file system)\n")
+    # A finished sweep seen through a read-only mount: the report cannot be rewritten there.
+    shutil.copytree(jobs1[0], read_only_dir.parent / "ro-source" / "smoke_grid")
+    done = bnlab("report", read_only_dir / "smoke_grid")
+    assert done.returncode == 1
+    assert done.stderr == f"error: {read_only_dir / 'smoke_grid' / 'summary.csv'}: cannot write (Read-only file system)\n"
+
+
+def test_more_jobs_than_cores_warns_once_and_starts_no_more_processes_than_cells(tmp_path):
+    done = bnlab(
+        "sweep", REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu,sigmoid", "--results", tmp_path,
+        "--jobs", "100", "--set", "train.steps=5", "--set", "train.jit_compile=false", "--quiet", timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import os
+
+    assert done.stderr == (
+        f"warning: --jobs 100 is more than this machine's {os.cpu_count()} cores: cells will run slower, not faster "
+        "(each trains on 2 threads)\n"
+    )
+    pids = {json.loads(p.read_text())["pid"] for p in tmp_path.glob("smoke_sweep/*/environment.json")}
+    assert len(pids) == 2  # one worker per cell, not 100
+
+
 # --- a small sweep built from cells of the smoke sweep ------------------------------------------
 
 MINI = """\
@@ -279,10 +332,10 @@ def test_a_failed_cell_is_recorded_and_the_sweep_goes_on(mini):
     assert complete_cells(sweep_dir) == {"relu_badinit_seed0"}  # the sweep went on
     failures = json.loads((sweep_dir / "failed.json").read_text())
     assert list(failures) == ["relu_goodinit_seed0"]
-    assert "RunExistsError" in failures["relu_goodinit_seed0"]["error"]
+    assert "RunDirError" in failures["relu_goodinit_seed0"]["error"]
     assert "not a directory" in failures["relu_goodinit_seed0"]["error"]
     report = (sweep_dir / "report.md").read_text()
-    assert "Failed: 1 cell, errors with tracebacks in failed.json:\n- relu_goodinit_seed0: RunExistsError" in report
+    assert "Failed: 1 cell, errors with tracebacks in failed.json:\n- relu_goodinit_seed0: RunDirError" in report
 
     (sweep_dir / "relu_goodinit_seed0").unlink()  # the obstacle gone, the cell done (by the smoke sweep)
     shutil.copytree(smoke_dir / "relu_goodinit_seed0", sweep_dir / "relu_goodinit_seed0")
@@ -349,6 +402,9 @@ def test_help_imports_neither_tensorflow_nor_ray():
 
 
 BAD_SWEEPS = {
+    # issue 8: names that would escape their parent, duplicate keys, unnameable values
+    "value name ..": ("grid: {init.scale: {'..': 5.0}}", "grid: init.scale: value name '..' must not be '.' or '..' (it names a directory of its own)"),
+    "duplicate key": ("grid: {model.activation: [relu]}\nseeds: [0]\nseeds: [1]", "duplicate key 'seeds' at line 5; give each key once"),
     "unknown key": ("grid: {model.activaton: [relu]}", "grid: unknown key 'model.activaton' (did you mean 'model.activation'?)"),
     "bare leaf": ("grid: {activation: [relu]}", "grid: unknown key 'activation' (did you mean 'model.activation'?)"),
     "empty axis": ("grid: {model.activation: []}", "grid: model.activation: empty axis; give at least one value"),
@@ -363,10 +419,9 @@ BAD_SWEEPS = {
     ),
     "seed axis": ("grid: {seed: [0, 1]}", "grid: seed cannot be a grid axis: list seeds under `seeds:` (or --seeds)"),
     "same value twice": ("grid: {optimizer.learning_rate: [0.1, 0.10]}", "grid: optimizer.learning_rate: value 0.1 is listed twice"),
-    "same name twice": (
-        "grid: {optimizer.learning_rate: [0.1234567, 0.1234568]}",
-        "two cells would both be named lr0.123457_seed0 (optimizer.learning_rate=0.1234567 and "
-        "optimizer.learning_rate=0.1234568); name the values of that axis, e.g. init.scale: {good: 0.05, bad: 5.0}",
+    "a value no name can hold": (
+        "grid: {data.idx_dir: [/data/mnist, other]}",
+        "grid: data.idx_dir: value /data/mnist cannot be part of a cell name; name the values, e.g. data.idx_dir: {a: ..., b: ...}",
     ),
     "bad seeds": (
         "grid: {model.activation: [relu]}\nseeds: [0, -1]",
@@ -376,7 +431,7 @@ BAD_SWEEPS = {
         "grid: {model.activation: [relu]}\nseed: [0]",
         "unknown key 'seed'; a sweep file has: name, base, set, grid, seeds",
     ),
-    "bad set": ("set: {train.steps: 0}\ngrid: {model.activation: [relu]}", "set: train.steps must be >= 1, got 0"),
+    "bad set": ("set: {train.steps: 0}\ngrid: {model.activation: [relu]}", "set: train.steps must be in 1..10,000,000, got 0"),
     "bad value for the base": (
         "grid: {train.batch_size: [60, 5000]}",
         "grid: train.batch_size 5000 is larger than the training set (2000 images)",
@@ -428,3 +483,80 @@ def test_missing_ray_says_how_to_install_it(tmp_path):
     assert done.returncode == 2
     assert done.stderr == "error: the ray executor needs the optional extra: pip install 'bn_lab[ray]'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cell_names_never_lie_about_their_value(tmp_path):
+    from bn_lab import sweep as sweeps
+
+    found = sweeps.load(REPO / "configs" / "smoke.yaml", ["optimizer.learning_rate=1e6,1e-6,0.1234567,0.12345671,2"])
+    # Before: :g rounding named 0.1234567 and 0.1234568 alike, and 1e+06 became "1e-06".
+    assert [c.point for c in found.cells] == ["lr1e6", "lr1e-6", "lr0.1234567", "lr0.12345671", "lr2"]
+    assert [c.config["optimizer"]["learning_rate"] for c in found.cells] == [1e6, 1e-6, 0.1234567, 0.12345671, 2.0]
+
+
+def test_a_base_that_is_a_directory_or_a_sweep_says_so(tmp_path):
+    (tmp_path / "adir").mkdir()
+    for base, message in (("adir", "is a directory; it must be a run config (a YAML file)"),
+                          (str(SMOKE), "is a sweep file; the base must be a run config (no grid:, no base:)")):  # fmt: skip
+        path = tmp_path / "s.yaml"
+        path.write_text(f"base: {base}\ngrid: {{model.activation: [relu]}}\n")
+        done = bnlab("sweep", path, "--results", tmp_path / "results")
+        assert done.returncode == 2 and done.stderr.startswith(f"error: {path}: base: ") and message in done.stderr
+
+
+def test_an_escaping_sweep_name_is_refused(tmp_path):
+    expected = {
+        "..": "name must not be '.' or '..' (it names a directory of its own), got '..'",
+        ".": "name must not be '.' or '..' (it names a directory of its own), got '.'",
+        "a/b": "name may contain only letters, digits, '_', '.', '-', got 'a/b'",
+    }
+    path = tmp_path / "named.yaml"
+    for name, message in expected.items():
+        for args in ([SMOKE], [REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu"]):  # file, ad-hoc
+            done = bnlab("sweep", *args, "--name", name, "--results", tmp_path / "results")
+            assert (done.returncode, done.stderr) == (2, f"error: --{message}\n")
+        path.write_text(f"name: {json.dumps(name)}\nbase: {REPO / 'configs' / 'smoke.yaml'}\ngrid: {{model.activation: [relu]}}\n")
+        done = bnlab("sweep", path, "--results", tmp_path / "results")
+        assert (done.returncode, done.stderr) == (2, f"error: {path}: {message}\n")
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
+    from bn_lab import config
+    from bn_lab import sweep as sweeps
+
+    (tmp_path / "base.yaml").write_bytes(b"description: caf\xe9\n")
+    path = tmp_path / "s.yaml"
+    path.write_text("base: base.yaml\ngrid: {model.activation: [relu]}\n")
+    with pytest.raises(config.ConfigError) as caught:
+        sweeps.load(path)
+    assert str(caught.value) == f"{tmp_path / 'base.yaml'}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
+    path.write_bytes(b"name: caf\xe9\nbase: base.yaml\n")
+    with pytest.raises(config.ConfigError) as caught:
+        sweeps.load(path)
+    assert str(caught.value) == f"{path}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
+
+
+def test_seeds_sections_and_long_names_are_one_line_errors():
+    from bn_lab import config
+    from bn_lab import sweep as sweeps
+
+    def error(function, *args) -> str:
+        with pytest.raises(config.ConfigError) as caught:
+            function(*args)
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    smoke = REPO / "configs" / "smoke.yaml"
+    # A seed is part of every cell's directory name (seed<N>).
+    assert error(sweeps.parse_seeds, "0,4294967296") == "--seeds: a seed must be at most 4,294,967,295, got 4294967296"
+    # `--set model={name: convnet}` is its keys, but a grid axis is one key, not a section.
+    assert error(sweeps.load, smoke, ["model={name: convnet}"]).startswith(
+        "--grid: model is a section, a mapping of its keys (model.name, model.activation,"
+    )
+    # Each value's name fits, the cell's name (their sum) does not: a file name has 255 bytes.
+    long = ["init.scale=" + ",".join(f"{c * 120}:0.0{i + 1}" for i, c in enumerate("ab")), "bn.epsilon=" + "e" * 80 + ":0.01"]
+    assert error(sweeps.load, smoke, long) == (
+        f"--grid: cell name '{'a' * 58}… must be at most 200 characters long; name the values with short names, "
+        "e.g. init.scale: {good: 0.05, bad: 5.0}"
+    )

@@ -1,0 +1,264 @@
+"""bn_lab from Python: what the `bnlab` commands do, as functions a notebook or a script calls.
+
+    import bn_lab
+    run = bn_lab.run("configs/relu_lr2_badinit.yaml", seed=1, **{"train.steps": 5000})
+    run.summary["variants"]["with_bn"]["late_val_accuracy"]
+    run.plot()                      # a matplotlib Figure: shows inline in Jupyter
+    run.metrics_frame()             # pandas, if installed; run.metrics is plain columns
+    bn_lab.load(run.path)           # the same Run again, from disk
+    grid = bn_lab.run_sweep("configs/sweep_smoke.yaml", jobs=2)
+    bn_lab.load_sweep(grid.path).runs["relu_badinit_seed0"].summary
+
+The CLI is a thin shell over these; they validate the config and claim the output directory
+before anything slow (TensorFlow) starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+from bn_lab import config as configs
+from bn_lab import rundir
+
+
+def _progress(progress: str) -> str:
+    """"auto" in a notebook is its widget bar (tqdm.auto); elsewhere a bar on a terminal, lines in a log."""
+    return "bar" if progress == "auto" and "ipykernel" in sys.modules else progress
+
+
+def resolve_config(config: str | Path | Mapping, seed: int | None = None, overrides: Mapping | None = None) -> dict:
+    """A validated config from a YAML path or a mapping (nested or dotted keys), with overrides applied."""
+    overrides = dict(overrides or {})
+    if seed is not None:
+        overrides["seed"] = seed
+    if isinstance(config, Mapping):
+        tree = configs.unflatten(configs.flatten(dict(config)))
+        return configs.validate(configs.apply_overrides(tree, overrides, "overrides"), "config")
+    return configs.load(config, overrides)
+
+
+class Run:
+    """A finished run directory, read lazily from its files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not rundir.is_complete(self.path):
+            raise rundir.RunDirError(f"{self.path}: not a finished bn_lab run (no {rundir.SUMMARY})")
+
+    @cached_property
+    def summary(self) -> dict:
+        return rundir.load_summary(self.path)
+
+    @cached_property
+    def config(self) -> dict:
+        import yaml
+
+        return yaml.safe_load((self.path / rundir.CONFIG).read_text())
+
+    @cached_property
+    def metrics(self) -> dict[str, list]:
+        """metrics.csv as columns: {"variant": [...], "step": [...], "split": [...], "loss": [...], ...}."""
+        with open(self.path / rundir.METRICS, newline="") as f:
+            rows = list(csv.DictReader(f))
+        numbers = {"step": int, "loss": float, "accuracy": float, "top_class_share": float}
+        return {
+            column: [numbers[column](r[column]) if column in numbers and r[column] != "" else (r[column] or None) for r in rows]
+            for column in rundir.METRICS_COLUMNS
+        }  # fmt: skip
+
+    def metrics_frame(self):
+        """The metrics as a pandas DataFrame (pandas is optional: pip install pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Run.metrics_frame needs pandas (pip install pandas); Run.metrics has the same columns") from None
+        return pandas.DataFrame(self.metrics)
+
+    def rows(self) -> list[dict]:
+        return [dict(zip(self.metrics, values)) for values in zip(*self.metrics.values())]
+
+    def plot(self):
+        """Validation accuracy vs step of both networks (and BN with exact statistics): a matplotlib Figure."""
+        from bn_lab import experiment, plots
+
+        diverged_at = {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
+        return plots.accuracy_figure(self.rows(), experiment.title(self.config), diverged_at)
+
+    def __repr__(self) -> str:
+        parts = []
+        for variant, r in self.summary["variants"].items():
+            late = (r.get("late_val_accuracy") or {}).get("mean")
+            parts.append(f"{variant} {r.get('outcome', '?')}" + ("" if late is None else f" {late:.4f}"))
+        return f"Run({str(self.path)!r}: seed {self.summary['seed']}, " + ", ".join(parts) + ")"
+
+
+def load(path: str | Path) -> Run:
+    """The Run of a finished run directory (or of the `latest` pointer beside runs)."""
+    return Run(rundir.follow_latest(Path(path)))
+
+
+def run_config(
+    config: dict,
+    *,
+    out: str | Path | None = None,
+    results_root: str | Path = "results",
+    force: bool = False,
+    device: str = "auto",
+    progress: str = "auto",
+    command_line: str | None = None,
+) -> Path:
+    """Trains the pair of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
+
+    --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
+    Without `out`, the new run directory gets a `latest` link beside it.
+    """
+    if out is not None:
+        claim = rundir.claim(out, force)
+    else:
+        claim = rundir.claim_new(results_root, config["experiment"], config["seed"])
+    from bn_lab import experiment
+
+    with claim:
+        experiment.run_experiment(
+            config, claim.staging, device=device, progress=progress, command_line=command_line
+        )
+    if out is None:
+        rundir.point_latest(claim.run_dir)
+    return claim.run_dir
+
+
+def seeds_directory_name(seeds: list[int]) -> str:
+    """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise."""
+    ordered = sorted(seeds)
+    contiguous = ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1
+    return f"{rundir.timestamp()}-seeds" + (f"{ordered[0]}-{ordered[-1]}" if contiguous else "_".join(map(str, seeds)))
+
+
+def run_seeds(
+    config: dict,
+    seeds: list[int],
+    *,
+    out: str | Path | None = None,
+    results_root: str | Path = "results",
+    jobs: int = 1,
+    force: bool = False,
+    device: str = "auto",
+    progress: str = "auto",
+    source: str = "",
+):
+    """The pair of a resolved config for each seed: a sweep without axes in `out`, or a new
+    results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
+    each a complete run directory. Rerunning with the same `out` resumes. Returns the SweepResult.
+    """
+    from bn_lab import sweep
+
+    sweep.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
+    if out is not None:
+        rundir.check_location(Path(out))
+        sweep_dir = Path(out)
+    else:
+        sweep_dir = rundir.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
+    definition = sweep.of_seeds(config, seeds, name=sweep_dir.name, source=source)
+    result = sweep.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
+    if out is None:
+        rundir.point_latest(sweep_dir)
+    return result
+
+
+class SweepRun:
+    """A sweep directory (`bnlab sweep`, or `run --seeds`), read lazily: its runs and its report."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        from bn_lab import report
+
+        self.manifest = report.load_manifest(self.path)
+
+    @property
+    def runs(self) -> dict[str, Run]:
+        """The finished cells, by name (e.g. "relu_lr2_badinit_seed1")."""
+        return {
+            c["name"]: Run(self.path / c["name"]) for c in self.manifest["cells"] if rundir.is_complete(self.path / c["name"])
+        }
+
+    def table(self, figure: str = "late") -> list[dict]:
+        """One row per finished cell, as summary.csv has them."""
+        from bn_lab import report
+
+        return report.summary_rows(report.collect(self.path, figure))
+
+    def report(self, threshold: float = 0.9, figure: str = "late") -> str:
+        """Writes the report files again and returns the printed table."""
+        from bn_lab import report
+
+        return report.write_report(self.path, threshold=threshold, figure=figure)
+
+    def __repr__(self) -> str:
+        return f"SweepRun({str(self.path)!r}: {len(self.runs)} of {len(self.manifest['cells'])} cells finished)"
+
+
+def load_sweep(path: str | Path) -> SweepRun:
+    return SweepRun(rundir.follow_latest(Path(path)))
+
+
+def run(
+    config: str | Path | Mapping,
+    seed: int | None = None,
+    *,
+    seeds: list[int] | None = None,
+    out: str | Path | None = None,
+    results: str | Path = "results",
+    force: bool = False,
+    jobs: int = 1,
+    device: str = "auto",
+    progress: str = "auto",
+    overrides: Mapping[str, Any] | None = None,
+    **dotted: Any,
+) -> Run | SweepRun:
+    """Trains the pair of `config` (a YAML path or a mapping) and returns the finished Run.
+
+    Overrides come as a mapping or as keyword arguments with dotted keys:
+    `bn_lab.run("configs/smoke.yaml", seed=1, **{"train.steps": 500})`. With `seeds=[0, 1, 2]`
+    it trains one pair per seed and returns a SweepRun. `out` is the exact directory; by
+    default a new one under results/<experiment>/.
+    """
+    resolved = resolve_config(config, seed, {**(overrides or {}), **dotted})
+    source = str(config) if not isinstance(config, Mapping) else "(a mapping)"
+    if seeds is not None:
+        from bn_lab import sweep as sweeps
+
+        done = run_seeds(resolved, sweeps.parse_seeds(",".join(map(str, seeds))), out=out, results_root=results,
+                         jobs=jobs, force=force, device=device, progress=_progress(progress), source=source)  # fmt: skip
+        return SweepRun(done.sweep_dir)
+    path = run_config(resolved, out=out, results_root=results, force=force, device=device, progress=_progress(progress))
+    return Run(path)
+
+
+def sweep(
+    sweep_file: str | Path,
+    grid: list[str] | tuple = (),
+    *,
+    seeds: list[int] | None = None,
+    name: str | None = None,
+    results: str | Path = "results",
+    jobs: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    threshold: float = 0.9,
+    figure: str = "late",
+    progress: str = "auto",
+    overrides: Mapping[str, Any] | None = None,
+) -> SweepRun:
+    """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun."""
+    from bn_lab import sweep as sweeps
+
+    definition = sweeps.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
+    done = sweeps.run_sweep(definition, results, jobs=jobs, executor=executor, ray_address=ray_address, device=device,
+                            force=force, progress=_progress(progress), threshold=threshold, figure=figure)  # fmt: skip
+    return SweepRun(done.sweep_dir)

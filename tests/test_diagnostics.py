@@ -1,0 +1,139 @@
+"""Inside the network: diagnostics equal a numpy computation, and probes never change the network."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from pathlib import Path
+
+from bn_lab import api, config, data, diagnostics, landscape, models, rundir, train
+
+
+def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
+    return config.validate(
+        {
+            "model": {"name": "mlp", "activation": activation, "hidden_units": [16, 12]},
+            "init": {"scale": 0.3},
+            "optimizer": {"learning_rate": 0.5},
+            "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
+            "precise_bn": {"images": 300},
+            "diagnostics": {"probe_images": 150, "unit": 3, **diagnostics_options},
+            "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.load_mnist(train_limit=600, val_limit=200, test_limit=100)
+
+
+def snapshot(network) -> list[np.ndarray]:
+    return [v.numpy().copy() for v in network.parameters + network.population_statistics]
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("variant", train.VARIANTS)
+def test_diagnostics_equal_numpy_on_the_same_probe_activations(mnist, activation, variant):
+    cfg = tiny_config(activation)
+    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=(variant,))
+    trainer.train_steps(20)
+    network = trainer.networks[variant]
+    before = snapshot(network)
+    rows, histograms = trainer.measure(variant, 20)
+    assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(network))), "the probe changed the network"
+
+    activation_inputs = []  # the same probe set through the same network, eagerly
+    network(models.to_inputs(mnist.validation.images[:150], network.input_shape), training=False,
+            activation_inputs=activation_inputs)  # fmt: skip
+    got = {(r["layer"], r["quantity"]): r["value"] for r in rows}
+    for layer, h in enumerate(activation_inputs, start=1):
+        h = h.numpy()
+        np.testing.assert_allclose([got[(layer, f"unit_p{q}")] for q in (15, 50, 85)],
+                                   np.percentile(h[:, 3], [15, 50, 85]), rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(got[(layer, "unit_mean_std")], h.mean(axis=0).std(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got[(layer, "unit_std_mean")], h.std(axis=0).mean(), rtol=1e-4, atol=1e-6)
+        if activation == "relu":
+            assert got[(layer, "dead_fraction")] == pytest.approx((h <= 0).all(axis=0).mean())
+        else:
+            assert got[(layer, "saturated_fraction")] == pytest.approx(((np.abs(h) > 4).mean(axis=0) >= 0.95).mean())
+        kernel = network.kernels[layer - 1].numpy()
+        norms = np.linalg.norm(kernel, axis=0)
+        assert got[(layer, "kernel_norm")] == pytest.approx(norms.mean(), rel=1e-5)
+        if variant == "with_bn":  # lr/‖w‖², mean over columns, from the kernel itself
+            assert got[(layer, "effective_lr")] == pytest.approx((0.5 / norms**2).mean(), rel=1e-5)
+        else:
+            assert (layer, "effective_lr") not in got
+        assert got[(layer, "gradient_norm")] > 0
+        assert histograms[layer - 1].size == h.size
+
+
+def test_a_layer_of_dead_units_is_counted(mnist):
+    cfg = tiny_config("relu")
+    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=("without_bn",))
+    kernel = trainer.networks["without_bn"].kernels[1]
+    kernel.assign(-np.abs(kernel.numpy()))  # layer 1's outputs are >= 0: every unit of layer 2 is dead
+    rows, _ = trainer.measure("without_bn", 0)
+    assert {(r["layer"], r["value"]) for r in rows if r["quantity"] == "dead_fraction"} >= {(2, 1.0)}
+
+
+def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(mnist):
+    cfg = tiny_config("relu")
+    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer.train_steps(10)
+    network = trainer.networks["with_bn"]
+    images, labels = trainer.current_batch()
+    probe = landscape.Landscape(cfg, network, trainer.loss, jit=False)
+    before = snapshot(network)
+    loss, gradient, losses, changes, distances = probe.at(images, labels, [0.0, 0.5])
+    assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(network)))
+
+    import tensorflow as tf
+
+    saved = [s.numpy() for s in network.population_statistics]
+    with tf.GradientTape() as tape:  # the plain loss and gradient, in training mode, as a training step
+        plain = trainer.loss(network(models.to_inputs(images, network.input_shape), training=True), labels)
+    plain_gradient = np.concatenate([g.numpy().ravel() for g in tape.gradient(plain, network.parameters)])
+    for s, value in zip(network.population_statistics, saved):
+        s.assign(value)
+    assert losses[0] == pytest.approx(float(plain), rel=1e-6) and loss == pytest.approx(float(plain), rel=1e-6)
+    np.testing.assert_allclose(gradient, plain_gradient, rtol=1e-5, atol=1e-7)
+    assert changes[0] == pytest.approx(0, abs=1e-6) and distances[0] == 0
+    assert changes[1] > 0 and distances[1] == pytest.approx(0.5 * np.linalg.norm(plain_gradient), rel=1e-5)
+
+
+def test_training_is_bit_identical_with_every_probe_on_and_off(mnist):
+    finished = {}
+    for on in (True, False):
+        cfg = tiny_config("relu", enabled=on, landscape=on)
+        cfg["precise_bn"]["enabled"] = on
+        trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg))
+        result = trainer.run()
+        finished[on] = (result, [snapshot(n) for n in trainer.networks.values()])
+    (probed, nets_on), (plain, nets_off) = finished[True], finished[False]
+    assert all(np.array_equal(a, b) for x, y in zip(nets_on, nets_off) for a, b in zip(x, y))
+    keep = lambda e: (e.variant, e.step, e.split, e.loss, e.accuracy)  # noqa: E731
+    assert [keep(e) for e in probed.evaluations if e.split != rundir.PRECISE_BN] == [keep(e) for e in plain.evaluations]
+    assert plain.diagnostics == [] and {r["quantity"] for r in probed.diagnostics} >= {"unit_p50", "beta_smoothness"}
+
+
+def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
+    run = api.run(Path(__file__).parent.parent / "configs" / "smoke.yaml", out=tmp_path / "run", progress="none",
+                  **{"diagnostics.landscape": True, "train.steps": 60, "train.eval_every": 20})  # fmt: skip
+    with open(run.path / rundir.DIAGNOSTICS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == rundir.DIAGNOSTICS_COLUMNS
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps == [0, 20, 40, 60]
+    layers = {r["layer"] for r in rows if r["variant"] == "with_bn"}
+    assert layers == {"1", "2", "3", "all"}
+    for name in (rundir.DIAGNOSTICS_PLOT, rundir.LANDSCAPE_PLOT):
+        assert (run.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (run.path / rundir.PAPER_FIG1_PLOT).exists()
+    events = [p for p in (run.path / "tensorboard" / "with_bn").iterdir()]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()
+    assert "activation_input/layer3" in tags["histograms"] + tags["tensors"]
+    assert diagnostics.inactive_quantity("relu") == "dead_fraction"

@@ -1,0 +1,29 @@
+"""examples/lesson.ipynb runs top to bottom in a real Jupyter kernel, and says what it should."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_lesson_notebook_runs_and_shows_its_results(tmp_path):
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "lesson.ipynb", tmp_path / "examples")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the notebook's relative paths, results in tmp_path
+    notebook = nbformat.read(tmp_path / "examples" / "lesson.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
+
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "Run('../results/notebook/smoke/" in text
+    assert "with_bn     learned" in text
+    assert "without BN: diverged at step" in text
+    assert "single images, training mode" in text
+    assert text.count("seed ") >= 3
+    assert text.rstrip().endswith("True")  # bn_lab.load read back the same numbers
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # run.plot() shows inline
+    assert (tmp_path / "results" / "notebook" / "smoke").is_dir()

@@ -1,0 +1,171 @@
+"""Run directories: claimed atomically by real concurrent processes, --force only over bn_lab runs."""
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bn_lab import rundir
+
+
+def _claim_new(results, barrier, queue):
+    barrier.wait()  # every process claims at the same moment
+    claim = rundir.claim_new(results, "exp", 0)
+    queue.put(claim.run_dir.name)
+    (claim.staging / rundir.SUMMARY).write_text("{}")
+    barrier.wait()  # hold the claim until every process has one
+    claim.commit()
+
+
+def _claim_exact(out, barrier, queue):
+    barrier.wait()
+    try:
+        claim = rundir.claim(out)
+    except rundir.RunDirError as e:
+        queue.put(("refused", str(e)))
+        barrier.wait()
+        return
+    queue.put(("claimed", str(claim.staging)))
+    barrier.wait()
+    (claim.staging / rundir.SUMMARY).write_text("{}")
+    claim.commit()
+
+
+def _race(target, argument, processes):
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=target, args=(argument, barrier, queue)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    return [queue.get(timeout=5) for _ in workers]
+
+
+def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
+    names = _race(_claim_new, tmp_path, 6)
+    assert len(set(names)) == 6, names
+    stem = sorted(names)[0]
+    assert sorted(names) == sorted([stem] + [f"{stem}-{n}" for n in range(2, 7)])
+    finished = sorted(p.name for p in (tmp_path / "exp").iterdir())
+    assert finished == sorted(names)  # all committed, no staging directory left
+    assert all((tmp_path / "exp" / n / rundir.SUMMARY).is_file() for n in names)
+
+
+def test_two_runs_with_the_same_out_never_share_it(tmp_path):
+    out = tmp_path / "same"
+    outcomes = _race(_claim_exact, out, 2)
+    kinds = sorted(kind for kind, _ in outcomes)
+    assert kinds == ["claimed", "refused"], outcomes
+    refused = next(text for kind, text in outcomes if kind == "refused")
+    assert f"{out}: another bnlab run (pid " in refused and "is writing it" in refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same"]
+
+
+def _make_run(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    for name in (rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
+        (directory / name).write_text("x")
+    (directory / rundir.TENSORBOARD).mkdir()
+
+
+def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    _make_run(run)
+    with pytest.raises(rundir.RunDirError, match="already holds a run; use --force"):
+        rundir.claim(run)
+    with rundir.claim(run, force=True) as claim:
+        (claim.staging / rundir.SUMMARY).write_text("new")
+    assert (run / rundir.SUMMARY).read_text() == "new" and not (run / rundir.METRICS).exists()
+
+    mine = tmp_path / "mine"
+    _make_run(mine)
+    (mine / "thesis.tex").write_text("months of work")
+    with pytest.raises(rundir.RunDirError) as refused:
+        rundir.claim(mine, force=True)
+    assert str(refused.value) == f"{mine}: --force replaces only a bn_lab run, and it holds thesis.tex, which no bn_lab run writes"
+    assert (mine / "thesis.tex").read_text() == "months of work"
+
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / rundir.METRICS).write_text("x")  # a file name bn_lab uses, but no run
+    with pytest.raises(rundir.RunDirError, match="is not a bn_lab run"):
+        rundir.claim(lookalike, force=True)
+    assert (lookalike / rundir.METRICS).exists()
+
+
+def test_an_empty_directory_is_used_without_force(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with rundir.claim(tmp_path / "empty") as claim:
+        (claim.staging / rundir.SUMMARY).write_text("{}")
+    assert rundir.is_complete(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("relative", [".", "..", "../.."])
+def test_the_current_directory_or_a_parent_is_refused_up_front(tmp_path, monkeypatch, relative):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    with pytest.raises(rundir.RunDirError, match="is the current directory or contains it"):
+        rundir.claim(relative, force=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
+
+
+def test_an_interrupted_claim_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with rundir.claim(tmp_path / "run") as claim:
+            (claim.staging / rundir.SUMMARY).write_text("{}")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".run.partial-{int(dead.stdout)}"
+    stale.mkdir()
+    with rundir.claim(tmp_path / "run") as claim:
+        assert not stale.exists()
+        (claim.staging / rundir.SUMMARY).write_text("{}")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / f".other.partial-{live.pid}").mkdir()
+        with pytest.raises(rundir.RunDirError, match=f"another bnlab run \\(pid {live.pid}\\)"):
+            rundir.claim(tmp_path / "other")
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_path_under_a_file_names_the_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(rundir.OutputError) as error:
+        rundir.claim(tmp_path / "afile" / "run")
+    assert str(error.value) == f"{tmp_path / 'afile'}: cannot write ({tmp_path / 'afile'} is a file, not a directory)"
+
+
+def test_a_read_only_location_is_refused_before_anything_runs(read_only_dir):
+    with pytest.raises(rundir.OutputError, match=r"cannot write \(Read-only file system\)"):
+        rundir.claim(read_only_dir / "run")
+    with pytest.raises(rundir.OutputError, match=r"cannot write \(Read-only file system\)"):
+        rundir.claim_new(read_only_dir, "exp", 0)
+    assert os.listdir(read_only_dir) == []
+
+
+def test_a_zombie_is_not_a_live_writer(tmp_path):
+    # A killed sweep's workers stay zombies where PID 1 reaps no one (containers):
+    # their staging directories must count as stale.
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        pass  # exited, not yet waited for: a zombie
+    try:
+        assert not rundir.pid_alive(zombie.pid)
+        (tmp_path / f".run.partial-{zombie.pid}").mkdir()
+        with rundir.claim(tmp_path / "run") as claim:
+            (claim.staging / rundir.SUMMARY).write_text("{}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    finally:
+        zombie.wait()
