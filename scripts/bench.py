@@ -67,6 +67,7 @@ OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"
 OVERHEAD_RUNS = {
     "all optional work off": {"precise_bn.enabled": "false"},
     "precise_bn (default)": {},
+    "diagnostics (opt-in)": {"precise_bn.enabled": "false", "diagnostics.enabled": "true"},
 }
 QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
 MAX_FOREIGN = 0.25  # cores other processes may use during a round before it is retried
@@ -335,7 +336,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-run", action="store_true", help="skip the end-to-end `bnlab run`")
     parser.add_argument("--skip-overheads", action="store_true", help="skip the overhead runs (OVERHEAD_RUNS)")
     parser.add_argument("--also-run", action="append", default=[], metavar="CONFIG", help="another config to time end to end")
-    parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet")
+    parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet (empty: none)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement group, JSON on stdout
     args = parser.parse_args(argv)
@@ -355,7 +356,7 @@ def main(argv=None) -> int:
         "models": {},
         "runs": [],
     }
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):  # --models "": only the end-to-end runs
         print(f"measuring {model}: naive loop ...", file=sys.stderr, flush=True)
         naive = run_group(f"naive:{model}", args.quick)
         print(f"measuring {model}: bn_lab ...", file=sys.stderr, flush=True)

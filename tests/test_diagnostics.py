@@ -18,7 +18,7 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
             "optimizer": {"learning_rate": 0.5},
             "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
             "precise_bn": {"images": 300},
-            "diagnostics": {"probe_images": 150, "unit": 3, **diagnostics_options},
+            "diagnostics": {"enabled": True, "probe_images": 150, "unit": 3, **diagnostics_options},
             "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
         }
     )
@@ -120,7 +120,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(mnist):
 
 def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     run = api.run(Path(__file__).parent.parent / "configs" / "smoke.yaml", out=tmp_path / "run", progress="none",
-                  **{"diagnostics.landscape": True, "train.steps": 60, "train.eval_every": 20})  # fmt: skip
+                  **{"diagnostics.enabled": True, "diagnostics.landscape": True, "train.steps": 60, "train.eval_every": 20})  # fmt: skip
     with open(run.path / rundir.DIAGNOSTICS, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == rundir.DIAGNOSTICS_COLUMNS
