@@ -90,3 +90,35 @@ def small_disk(tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield target
     subprocess.run(["umount", str(target)], check=True)
+
+
+TINY_DATA = {"train_limit": 600, "val_limit": 200, "test_limit": 100}
+
+
+def tiny_mlp_config(**dotted) -> dict:
+    """An MLP of 16 and 12 units on 600 training images, 40 steps: a pair trains in a second or two.
+
+    dotted: config overrides by dotted key, e.g. tiny_mlp_config(**{"bn.backend": "manual"}).
+    """
+    from bn_lab import config
+
+    base = {
+        "model": {"name": "mlp", "activation": "relu", "hidden_units": [16, 12]},
+        "optimizer": {"learning_rate": 0.5},
+        "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
+        "precise_bn": {"images": 300},
+        "data": dict(TINY_DATA),
+    }
+    return config.validate(config.apply_overrides(base, dotted))
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist():
+    from bn_lab import data
+
+    return data.load_mnist(**TINY_DATA)
+
+
+def snapshot(network) -> list:
+    """Copies of every weight and population statistic of a network, to compare bit for bit."""
+    return [v.numpy().copy() for v in network.parameters + network.population_statistics]

@@ -7,37 +7,22 @@ import pytest
 
 from pathlib import Path
 
-from bn_lab import api, config, data, diagnostics, landscape, models, rundir, train
+from bn_lab import api, diagnostics, landscape, models, rundir, train
+from tests.conftest import snapshot, tiny_mlp_config
 
 
 def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
-    return config.validate(
-        {
-            "model": {"name": "mlp", "activation": activation, "hidden_units": [16, 12]},
-            "init": {"scale": 0.3},
-            "optimizer": {"learning_rate": 0.5},
-            "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
-            "precise_bn": {"images": 300},
-            "diagnostics": {"enabled": True, "probe_images": 150, "unit": 3, **diagnostics_options},
-            "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist(train_limit=600, val_limit=200, test_limit=100)
-
-
-def snapshot(network) -> list[np.ndarray]:
-    return [v.numpy().copy() for v in network.parameters + network.population_statistics]
+    options = {"model.activation": activation, "init.scale": 0.3, "diagnostics.enabled": True,
+               "diagnostics.probe_images": 150, "diagnostics.unit": 3}  # fmt: skip
+    options.update({f"diagnostics.{k}": v for k, v in diagnostics_options.items()})
+    return tiny_mlp_config(**options)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("variant", train.VARIANTS)
-def test_diagnostics_equal_numpy_on_the_same_probe_activations(mnist, activation, variant):
+def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant):
     cfg = tiny_config(activation)
-    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=(variant,))
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=(variant,))
     trainer.train_steps(20)
     network = trainer.networks[variant]
     before = snapshot(network)
@@ -45,7 +30,7 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(mnist, activation
     assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(network))), "the probe changed the network"
 
     activation_inputs = []  # the same probe set through the same network, eagerly
-    network(models.to_inputs(mnist.validation.images[:150], network.input_shape), training=False,
+    network(models.to_inputs(tiny_mnist.validation.images[:150], network.input_shape), training=False,
             activation_inputs=activation_inputs)  # fmt: skip
     got = {(r["layer"], r["quantity"]): r["value"] for r in rows}
     for layer, h in enumerate(activation_inputs, start=1):
@@ -69,18 +54,18 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(mnist, activation
         assert histograms[layer - 1].size == h.size
 
 
-def test_a_layer_of_dead_units_is_counted(mnist):
+def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=("without_bn",))
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("without_bn",))
     kernel = trainer.networks["without_bn"].kernels[1]
     kernel.assign(-np.abs(kernel.numpy()))  # layer 1's outputs are >= 0: every unit of layer 2 is dead
     rows, _ = trainer.measure("without_bn", 0)
     assert {(r["layer"], r["value"]) for r in rows if r["quantity"] == "dead_fraction"} >= {(2, 1.0)}
 
 
-def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(mnist):
+def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
     trainer.train_steps(10)
     network = trainer.networks["with_bn"]
     images, labels = trainer.current_batch()
@@ -103,12 +88,12 @@ def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(mnist):
     assert changes[1] > 0 and distances[1] == pytest.approx(0.5 * np.linalg.norm(plain_gradient), rel=1e-5)
 
 
-def test_training_is_bit_identical_with_every_probe_on_and_off(mnist):
+def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     finished = {}
     for on in (True, False):
         cfg = tiny_config("relu", enabled=on, landscape=on)
         cfg["precise_bn"]["enabled"] = on
-        trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg))
+        trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg))
         result = trainer.run()
         finished[on] = (result, [snapshot(n) for n in trainer.networks.values()])
     (probed, nets_on), (plain, nets_off) = finished[True], finished[False]

@@ -3,31 +3,14 @@
 import numpy as np
 import pytest
 
-from bn_lab import config, data, models, rundir, train
+from bn_lab import models, rundir, train
+from tests.conftest import snapshot, tiny_mlp_config
 
 BACKENDS = ("keras", "tf_nn", "manual")
 
 
 def tiny_config(backend: str, **precise) -> dict:
-    return config.validate(
-        {
-            "model": {"name": "mlp", "activation": "relu", "hidden_units": [16, 12]},
-            "bn": {"backend": backend},
-            "optimizer": {"learning_rate": 0.5},
-            "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
-            "precise_bn": {"images": 300, **precise},
-            "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist(train_limit=600, val_limit=200, test_limit=100)
-
-
-def snapshot(network) -> list[np.ndarray]:
-    return [v.numpy().copy() for v in network.parameters + network.population_statistics]
+    return tiny_mlp_config(**{"bn.backend": backend}, **{f"precise_bn.{k}": v for k, v in precise.items()})
 
 
 def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarray]:
@@ -47,9 +30,9 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, mnist):
+def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
     cfg = tiny_config(backend)
-    trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
     trainer.train_steps(40)  # trained weights, EMA statistics that lag them
     network = trainer.networks["with_bn"]
     before = snapshot(network)
@@ -61,17 +44,17 @@ def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backen
     ema = [v.numpy() for v in network.population_statistics]
     assert max(np.abs(e - x).max() for e, x in zip(ema, exact)) > 1e-3  # really another estimate
 
-    loss, accuracy, share = trainer.evaluate_precise("with_bn", mnist.validation)
+    loss, accuracy, share = trainer.evaluate_precise("with_bn", tiny_mnist.validation)
     assert 0 <= accuracy <= 1 and 0 < share <= 1
     after = snapshot(network)
     assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the probe changed the network"
 
 
-def test_training_is_bit_identical_with_and_without_exact_statistics(mnist):
+def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist):
     runs = {}
     for enabled in (True, False):
         cfg = tiny_config("keras", enabled=enabled)
-        trainer = train.PairTrainer(cfg, mnist, models.initial_weights(cfg))
+        trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (with_precise, nets_on), (without, nets_off) = runs[True], runs[False]
