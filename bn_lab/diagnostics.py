@@ -29,7 +29,7 @@ PERCENTILES = (15, 50, 85)
 SATURATION = {"sigmoid": 4.0, "tanh": 2.0}
 DEAD_WHEN_NEVER_POSITIVE = ("relu", "elu")
 SATURATED_SHARE = 0.95  # of the probe set's values of a unit
-HISTOGRAM_VALUES = 100_000  # values of a layer's activation input kept for TensorBoard's histogram
+HISTOGRAM_VALUES = 10_000  # about this many values of a layer's activation input go to TensorBoard's histogram
 
 # The quantities of diagnostics.csv, per (variant, step, layer); layers count from 1.
 UNIT = ("unit_p15", "unit_p50", "unit_p85")
@@ -75,7 +75,9 @@ class Probe:
         self.learning_rate = config["optimizer"]["learning_rate"]
         self.with_bn = bool(network.batch_norms)
         self.probe_images = tf.constant(probe_images)
-        self._measure = tf.function(self._measure_impl, jit_compile=jit)
+        # autograph off: only Python loops over layers and percentiles, nothing to convert;
+        # it halves the tracing, which is most of the diagnostics' cost in a run.
+        self._measure = tf.function(self._measure_impl, jit_compile=jit, autograph=False)
 
     def _measure_impl(self, probe_images, batch_images, batch_labels):
         network = self.network
@@ -89,7 +91,9 @@ class Probe:
                 "unit": percentiles(flat[:, self.unit]),
                 "spread": tf.stack([tf.reduce_mean(unit_mean), tf.math.reduce_std(unit_mean),
                                     tf.reduce_mean(unit_std), tf.math.reduce_std(unit_std)]),  # fmt: skip
-                "histogram": tf.reshape(flat, [-1])[:: max(1, flat.shape[0] * flat.shape[1] // HISTOGRAM_VALUES)],
+                # Every unit of the first probe images (a stride through the flat values would
+                # keep only every k-th unit).
+                "histogram": tf.reshape(flat[: max(1, HISTOGRAM_VALUES // flat.shape[1])], [-1]),
             }
             if self.activation in DEAD_WHEN_NEVER_POSITIVE:
                 layer["inactive"] = tf.reduce_mean(tf.cast(tf.reduce_all(flat <= 0, axis=0), tf.float32))

@@ -258,7 +258,9 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], metric_rows: li
     layers = len(models.architecture(config)[1])
     unit = config["diagnostics"]["unit"]
     files.save_figure(
-        workdir / rundir.DIAGNOSTICS_PLOT, plots.diagnostics_figure(diagnostic_rows, layers, title(config), unit, diverged_at)
+        workdir / rundir.DIAGNOSTICS_PLOT,
+        plots.diagnostics_figure(diagnostic_rows, layers, title(config), unit, diverged_at),
+        tight=False,  # it sets its own margins
     )
     if config["diagnostics"]["landscape"]:
         files.save_figure(workdir / rundir.LANDSCAPE_PLOT, plots.landscape_figure(diagnostic_rows, title(config)))
@@ -301,34 +303,23 @@ def run_experiment(
     env = environment(config, device_info, data.describe(mnist), command_line)
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 
-    import tensorflow as tf
-
     from bn_lab import train
+    from bn_lab.events import EventWriters
 
     initial_weights = models.initial_weights(config)
     trainer = train.PairTrainer(config, mnist, initial_weights)
-    writers = {v: tf.summary.create_file_writer(str(workdir / rundir.TENSORBOARD / v)) for v in train.VARIANTS}
+    events = EventWriters(workdir, train.VARIANTS)
     bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
 
     def on_evaluation(step, evaluations, measurements):
-        for e in evaluations:
-            with writers[e.variant].as_default(step=step):
-                tf.summary.scalar(f"{e.split}/accuracy", e.accuracy)
-                tf.summary.scalar(f"{e.split}/loss", e.loss)
-        for variant, (diagnostic_rows, histograms) in measurements.items():
-            with writers[variant].as_default(step=step):
-                for row in diagnostic_rows:
-                    tf.summary.scalar(f"diagnostics/layer{row['layer']}/{row['quantity']}", row["value"])
-                for layer, values in enumerate(histograms, start=1):
-                    tf.summary.histogram(f"activation_input/layer{layer}", values)
+        events.write(step, evaluations, measurements)
         bar(step, evaluations)
 
     try:
         result = trainer.run(on_evaluation)
     finally:
         bar.close()
-        for w in writers.values():
-            w.close()
+        events.close()
 
     rows = [
         {"variant": e.variant, "step": e.step, "split": e.split, "loss": e.loss, "accuracy": e.accuracy,

@@ -32,7 +32,7 @@ class Landscape:
     def __init__(self, config: dict, network: models.Network, loss, jit: bool, multiples=MULTIPLES):
         self.network, self.loss = network, loss
         self.steps = [m * config["optimizer"]["learning_rate"] for m in multiples]
-        self._probe = tf.function(self._probe_impl, jit_compile=jit)
+        self._probe = tf.function(self._probe_impl, jit_compile=jit, autograph=False)  # static loops only
 
     def _loss_and_gradient(self, x, y):
         with tf.GradientTape() as tape:

@@ -4,6 +4,7 @@ import csv
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     events = [p for p in (run.path / "tensorboard" / "with_bn").iterdir()]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()
-    assert "activation_input/layer3" in tags["histograms"] + tags["tensors"]
+    accumulator = EventAccumulator(str(events[0].parent)).Reload()
+    assert "activation_input/layer3" in accumulator.Tags()["histograms"] + accumulator.Tags()["tensors"]
+    # TensorBoard's scalars are diagnostics.csv's numbers (as float32).
+    written = {(int(e.step)): float(tf.make_ndarray(e.tensor_proto)) for e in accumulator.Tensors("diagnostics/layer2/kernel_norm")}
+    in_csv = {int(r["step"]): float(r["value"]) for r in rows
+              if (r["variant"], r["layer"], r["quantity"]) == ("with_bn", "2", "kernel_norm")}  # fmt: skip
+    assert written.keys() == in_csv.keys() == {0, 20, 40, 60}
+    assert all(written[k] == np.float32(in_csv[k]) for k in in_csv)
     assert diagnostics.inactive_quantity("relu") == "dead_fraction"
