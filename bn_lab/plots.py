@@ -203,7 +203,7 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
     for column, (variant, style) in enumerate(VARIANT_STYLE.items()):
         ax = axes[0][column]
         percentile_band(ax, rows, variant, layers, style["color"])
-        ax.set_title(f"{style['label']}: layer {layers}, unit {unit}: input to the activation", fontsize=9)
+        ax.set_title(f"{style['label']}: layer {layers}, unit {unit}: input to the activation", fontsize=9, y=1.0)
         ax.legend(fontsize=7, loc="upper right")
         for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
             ax = axes[r][column]
@@ -222,9 +222,10 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
                 ax.set_yscale("log")
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
-            ax.set_title(f"{style['label']}: {label if quantity != 'inactive' else inactive.replace('_', ' ')}", fontsize=9)
+            # y given: matplotlib's automatic title placement measured every axis below it (~0.6 s here).
+            ax.set_title(f"{style['label']}: {label if quantity != 'inactive' else inactive.replace('_', ' ')}", fontsize=9, y=1.0)
             if layers <= 8 and ax.lines:
-                ax.legend(fontsize=6, loc="best", ncol=2)
+                ax.legend(fontsize=6, loc="upper right", ncol=2)
         for ax in axes[:, column]:
             if diverged_at and diverged_at.get(variant) is not None:
                 ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
