@@ -1,8 +1,8 @@
 """bn_lab: reproducible batch-normalization experiments on MNIST with TensorFlow 2 / Keras.
 
 The Python API (see bn_lab.api): `bn_lab.run(config, seed=..., **overrides)` trains a pair
-and returns a `Run`; `bn_lab.load(run_dir)` reads one back; `bn_lab.run_sweep(sweep_file)` and
-`bn_lab.load_sweep(sweep_dir)` do the same for sweeps (`bn_lab.sweep` is the sweep module). `import bn_lab` imports neither
+and returns a `Run`; `bn_lab.load(run_dir)` reads one back; `bn_lab.sweep(sweep_file)` and
+`bn_lab.load_sweep(sweep_dir)` do the same for sweeps. `import bn_lab` imports neither
 TensorFlow nor matplotlib: they load when a run trains or a figure is drawn.
 """
 
@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-API = {"run": "run", "load": "load", "run_sweep": "sweep", "load_sweep": "load_sweep", "Run": "Run", "SweepRun": "SweepRun"}
+API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun")
 __all__ = list(API)
 
 
@@ -21,5 +21,5 @@ def __getattr__(name: str):
     if name in API:
         from bn_lab import api
 
-        return getattr(api, API[name])
+        return getattr(api, name)
     raise AttributeError(f"module 'bn_lab' has no attribute {name!r}")

@@ -6,7 +6,7 @@
     run.plot()                      # a matplotlib Figure: shows inline in Jupyter
     run.metrics_frame()             # pandas, if installed; run.metrics is plain columns
     bn_lab.load(run.path)           # the same Run again, from disk
-    grid = bn_lab.run_sweep("configs/sweep_smoke.yaml", jobs=2)
+    grid = bn_lab.sweep("configs/sweep_smoke.yaml", jobs=2)
     bn_lab.load_sweep(grid.path).runs["relu_badinit_seed0"].summary
 
 The CLI is a thin shell over these; they validate the config and claim the output directory
@@ -154,16 +154,16 @@ def run_seeds(
     results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
     each a complete run directory. Rerunning with the same `out` resumes. Returns the SweepResult.
     """
-    from bn_lab import sweep
+    from bn_lab.sweeps import driver, spec
 
-    sweep.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
+    spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
         rundir.check_location(Path(out))
         sweep_dir = Path(out)
     else:
         sweep_dir = rundir.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
-    definition = sweep.of_seeds(config, seeds, name=sweep_dir.name, source=source)
-    result = sweep.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
+    definition = spec.of_seeds(config, seeds, name=sweep_dir.name, source=source)
+    result = driver.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
     if out is None:
         rundir.point_latest(sweep_dir)
     return result
@@ -174,9 +174,7 @@ class SweepRun:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        from bn_lab import report
-
-        self.manifest = report.load_manifest(self.path)
+        self.manifest = rundir.load_manifest(self.path)
 
     @property
     def runs(self) -> dict[str, Run]:
@@ -229,9 +227,9 @@ def run(
     resolved = resolve_config(config, seed, {**(overrides or {}), **dotted})
     source = str(config) if not isinstance(config, Mapping) else "(a mapping)"
     if seeds is not None:
-        from bn_lab import sweep as sweeps
+        from bn_lab.sweeps import spec
 
-        done = run_seeds(resolved, sweeps.parse_seeds(",".join(map(str, seeds))), out=out, results_root=results,
+        done = run_seeds(resolved, spec.parse_seeds(",".join(map(str, seeds))), out=out, results_root=results,
                          jobs=jobs, force=force, device=device, progress=_progress(progress), source=source)  # fmt: skip
         return SweepRun(done.sweep_dir)
     path = run_config(resolved, out=out, results_root=results, force=force, device=device, progress=_progress(progress))
@@ -256,9 +254,9 @@ def sweep(
     overrides: Mapping[str, Any] | None = None,
 ) -> SweepRun:
     """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun."""
-    from bn_lab import sweep as sweeps
+    from bn_lab.sweeps import driver, spec
 
-    definition = sweeps.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
-    done = sweeps.run_sweep(definition, results, jobs=jobs, executor=executor, ray_address=ray_address, device=device,
+    definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
+    done = driver.run_sweep(definition, results, jobs=jobs, executor=executor, ray_address=ray_address, device=device,
                             force=force, progress=_progress(progress), threshold=threshold, figure=figure)  # fmt: skip
     return SweepRun(done.sweep_dir)

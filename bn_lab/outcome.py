@@ -76,3 +76,10 @@ def classify(diverged: bool, top_class_share: float | None) -> str:
     if top_class_share is not None and top_class_share >= COLLAPSE_SHARE:
         return COLLAPSED
     return LEARNED
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None where undefined)."""
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)

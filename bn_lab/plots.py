@@ -285,3 +285,41 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
         ax.set_ylim(shared)
     figure.suptitle(title)
     return figure
+
+
+def mechanism_figure(panels: list[dict], title: str):
+    """mechanism.png: why BN only sometimes rescues relu with a bad init, one column per grid point.
+
+    Top: the BN network's effective learning rate lr/‖w‖² per hidden layer (a scale-invariant
+    layer's real step size); bottom: the dead fraction of the last hidden layer, without and
+    with BN. panels: {"title", "seeds": [{"seed", "effective_lr": {layer: (steps, values)},
+    "dead": {variant: (steps, values)}}]}; every seed is a line.
+    """
+    from matplotlib import colormaps
+
+    figure = new_figure(figsize=(3.8 * len(panels) + 0.6, 6.2), layout="constrained")
+    axes = figure.subplots(2, len(panels), squeeze=False, sharex="col")
+    for column, panel in enumerate(panels):
+        top, bottom = axes[0][column], axes[1][column]
+        layers = max((len(s["effective_lr"]) for s in panel["seeds"]), default=1)
+        colours = colormaps["viridis"].resampled(max(layers, 2))
+        for i, seed in enumerate(panel["seeds"]):
+            for layer, (steps, values) in seed["effective_lr"].items():
+                top.plot(steps, values, color=colours(layer - 1), linewidth=1, alpha=0.8, label=f"layer {layer}" if i == 0 else None)
+            for variant, (steps, values) in seed["dead"].items():
+                style = VARIANT_STYLE[variant]
+                bottom.plot(steps, values, color=style["color"], linewidth=1, alpha=0.8, label=style["label"] if i == 0 else None,
+                            marker="o" if len(steps) == 1 else None, markersize=3)  # a network that diverged at once: one point
+        if top.lines:
+            top.set_yscale("log")
+            top.legend(fontsize=7, loc="upper right")
+        if bottom.lines:
+            bottom.legend(fontsize=7, loc="best")
+        top.set_title(f"{panel['title']}\nBN network: effective lr lr/‖w‖²", fontsize=9)
+        bottom.set_title("dead units, last hidden layer (fraction)", fontsize=9)
+        bottom.set_ylim(-0.03, 1.03)
+        bottom.set_xlabel("training step")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    figure.suptitle(title)
+    return figure

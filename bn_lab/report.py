@@ -7,18 +7,14 @@ partial sweep, and never imports TensorFlow.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bn_lab import files, outcome, rundir
-from bn_lab.config import FIELDS, name_problem, shown
-from bn_lab.sweep import Axis, SweepError
+from bn_lab import files, outcome, report_figures, rundir
+from bn_lab.rundir import VARIANTS
+from bn_lab.sweeps.spec import SweepError
 
-VARIANTS = ("without_bn", "with_bn")
 FIGURES = outcome.FIGURES
 CONVENTIONS = """\
 How to read it: each accuracy is a {figure}, as mean ± sample standard deviation over the seeds.
@@ -30,6 +26,12 @@ about that class's share (~0.10), a real result of training, so it is in the mea
 uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
 same batches) over the seeds where neither network diverged. Success counts the seeds whose
 {figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
+INSIDE = """Inside the network (diagnostics on): at the last evaluation, the share of the last hidden layer's
+units that are dead (relu: input never positive on the probe images) or saturated (sigmoid:
+|input| > 4 on 95% of them), and the BN network's effective learning rate lr/‖w‖² of that
+layer (mean over its units): what a step of the optimizer means to a scale-invariant layer.
+Over the seeds where the network did not diverge. `mechanism.png` draws both over training for
+the relu cells with a bad init."""
 
 
 class ReportError(SweepError):
@@ -53,6 +55,10 @@ def outcome_of(variant_summary: dict) -> str:
     from bn_lab import outcome
 
     return variant_summary.get("outcome") or (outcome.DIVERGED if variant_summary["diverged"] else outcome.LEARNED)
+
+
+def inactive_fraction(diagnostics: dict) -> float | None:
+    return diagnostics.get("dead_fraction", diagnostics.get("saturated_fraction"))
 
 
 @dataclass
@@ -85,24 +91,30 @@ class Point:
     def successes(self, variant: str, threshold: float) -> int:
         return sum(1 for a in self.accuracies(variant) if a >= threshold)
 
+    def inside(self, variant: str, quantity: str) -> list[float]:
+        """A diagnostics figure of the last hidden layer at the end of training (summary.json's
+        `diagnostics`), over the seeds where the network did not diverge; "inactive" is the dead
+        (relu) or saturated (sigmoid) fraction."""
+        values = []
+        for s in self.summaries:
+            r = s["variants"][variant]
+            found = {} if r["diverged"] else (r.get("diagnostics") or {})
+            value = inactive_fraction(found) if quantity == "inactive" else found.get(quantity)
+            if value is not None:
+                values.append(value)
+        return values
+
     def uplifts(self) -> list[float]:
         pairs = ([figure_of(s["variants"][v], self.figure) for v in VARIANTS] for s in self.summaries)
         return [with_bn - without for without, with_bn in pairs if without is not None and with_bn is not None]
 
 
-def mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (None where undefined)."""
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def _mean_text(values: list[float], signed: bool = False) -> str:
-    mean, std = mean_std(values)
+def _mean_text(values: list[float], signed: bool = False, digits: str = ".4f") -> str:
+    mean, std = outcome.mean_std(values)
     if mean is None:
         return "—"
-    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
-    return text + (f" ± {std:.4f}" if std is not None else "")
+    text = f"{mean:+{digits}}" if signed else f"{mean:{digits}}"
+    return text + (f" ± {std:{digits}}" if std is not None else "")
 
 
 def accuracy_text(point: Point, variant: str) -> str:
@@ -123,74 +135,6 @@ def outcome_text(point: Point, variant: str) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-def load_manifest(sweep_dir: str | Path) -> dict:
-    path = Path(sweep_dir) / rundir.MANIFEST
-    if not Path(sweep_dir).is_dir():
-        raise ReportError(f"{sweep_dir}: no such directory")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{sweep_dir}: not a sweep directory (no {rundir.MANIFEST}; `bnlab sweep` writes it)") from None
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: unreadable ({e})") from None
-    problem = manifest_problem(manifest)
-    if problem:
-        raise ReportError(f"{path}: not a bn_lab sweep manifest ({problem}); rerun `bnlab sweep` to rewrite it")
-    return manifest
-
-
-# What a report reads of sweep.json: checked first, so a damaged file is one line, not a KeyError.
-_CELL_KEYS = {"name": str, "point": str, "seed": int, "indices": list, "grid": dict, "config_digest": str}
-_AXIS_KEYS = {"key": str, "values": list}
-
-
-def manifest_problem(manifest) -> str | None:
-    if not isinstance(manifest, dict):
-        return f"a JSON {type(manifest).__name__}, not an object"
-    for key, kind in (("name", str), ("axes", list), ("cells", list), ("seeds", list)):
-        if not isinstance(manifest.get(key), kind):
-            return f"'{key}' must be a {kind.__name__}"
-    for i, axis in enumerate(manifest["axes"]):
-        if problem := _axis_problem(axis):
-            return f"axes[{i}] {problem}"
-    for i, cell in enumerate(manifest["cells"]):
-        if not isinstance(cell, dict) or any(not isinstance(cell.get(k), t) for k, t in _CELL_KEYS.items()):
-            return f"cells[{i}] needs {', '.join(_CELL_KEYS)}"
-        if len(cell["indices"]) != len(manifest["axes"]) or not all(
-            isinstance(j, int) and 0 <= j < len(a["values"]) for j, a in zip(cell["indices"], manifest["axes"])
-        ):
-            return f"cells[{i}].indices do not fit the axes"
-        if any(not isinstance(cell["grid"].get(a["key"]), str) for a in manifest["axes"]):
-            return f"cells[{i}].grid must give every axis's value"
-        if name_problem(cell["name"]):
-            return f"cells[{i}].name is not a directory name"
-    if not isinstance(manifest.get("base"), str):  # the report's heading names the base config
-        return "'base' must be a str"
-    if not isinstance(manifest.get("set") or {}, dict):
-        return "'set' must be an object"
-    return None
-
-
-def _axis_problem(axis) -> str | None:
-    shaped = isinstance(axis, dict) and "labels" in axis
-    if not shaped or any(not isinstance(axis.get(k), t) for k, t in _AXIS_KEYS.items()):
-        return f"needs {', '.join(_AXIS_KEYS)}, labels"
-    if axis["key"] not in FIELDS:
-        return f"key {shown(axis['key'])} is not a config key"
-    labels = axis["labels"]
-    if labels is not None and not (
-        isinstance(labels, list) and len(labels) == len(axis["values"]) and all(isinstance(n, str) for n in labels)
-    ):
-        return "labels must be null or list one name per value"
-    try:  # the figures label rows and columns with the values' pieces of cell names
-        named = Axis(axis["key"], tuple(axis["values"]), tuple(labels) if labels else None)
-        for j in range(len(named.values)):
-            named.fragment(j)
-    except SweepError:
-        return "has a value no cell name can hold"
-    return None
-
-
 @dataclass
 class SweepResults:
     manifest: dict
@@ -206,7 +150,7 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     if figure not in FIGURES:
         raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(FIGURES)}")
     sweep_dir = Path(sweep_dir)
-    manifest = load_manifest(sweep_dir)
+    manifest = rundir.load_manifest(sweep_dir)
     points: dict[str, Point] = {}
     summaries, missing, stale = {}, [], []
     for cell in manifest["cells"]:
@@ -229,16 +173,6 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     return SweepResults(manifest, list(points.values()), summaries, missing, stale, failed)
 
 
-def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
-    steps, accuracies = [], []
-    with open(run_dir / rundir.METRICS, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["variant"] == variant and row["split"] == rundir.VALIDATION:
-                steps.append(int(row["step"]))
-                accuracies.append(float(row["accuracy"]))
-    return steps, accuracies
-
-
 # --- writing ---------------------------------------------------------------------------
 
 
@@ -256,6 +190,8 @@ def _cell_figures(r: dict) -> dict:
         "precise_bn_final_val_accuracy": precise.get("final_val_accuracy"),
         "precise_bn_late_val_accuracy": (precise.get("late_val_accuracy") or {}).get("mean"),
         "top_class_share": r.get("top_class_share"),
+        "last_layer_inactive_fraction": inactive_fraction(r.get("diagnostics") or {}),
+        "last_layer_effective_lr": (r.get("diagnostics") or {}).get("effective_lr"),
         "test_accuracy": r["test_accuracy"],
         "single_sample_inference": r["single_sample"]["inference"],
         "single_sample_training": r["single_sample"]["training"],
@@ -325,6 +261,10 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         "success without BN",
         "success with BN",
     ]
+    inside = any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values())
+    if inside:  # diagnostics were on: what happened inside, at the end of training
+        header += ["dead/saturated, last layer, without BN", "dead/saturated, last layer, with BN",
+                   "BN effective lr, last layer"]  # fmt: skip
     rows = [header]
     for p in results.points:
         done = len(p.summaries)
@@ -341,6 +281,12 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
                 f"{p.successes('without_bn', threshold)}/{done}" if done else "—",
                 f"{p.successes('with_bn', threshold)}/{done}" if done else "—",
             ]
+            + (
+                [_mean_text(p.inside("without_bn", "inactive"), digits=".2f"),
+                 _mean_text(p.inside("with_bn", "inactive"), digits=".2f"),
+                 _mean_text(p.inside("with_bn", "effective_lr"), digits=".1e")]
+                if inside else []
+            )  # fmt: skip
         )
     return rows
 
@@ -387,14 +333,19 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
         tf1="the share of class 0" if tf1 is None else f"{tf1:.4f}",
     )  # fmt: skip
     lines += ["", table_text, "", conventions, ""]
+    drawn = report_figures.mechanism(results, sweep_dir / rundir.MECHANISM)
+    if any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values()):
+        lines += [INSIDE if drawn else INSIDE.rsplit(" `mechanism.png`", 1)[0] + " (no relu cell with a bad init here: no `mechanism.png`).", ""]
     notes = _incomplete_notes(results)
     lines += notes
     lines += [f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
-              f"`{rundir.CURVES}` (validation curves, every seed); per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
+              f"`{rundir.CURVES}` (validation curves, every seed)"
+              + (f", `{rundir.MECHANISM}` (inside the relu bad-init cells)" if drawn else "")
+              + f"; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
     files.write_text(sweep_dir / rundir.REPORT, "\n".join(lines))
 
-    _heatmap(results, sweep_dir / rundir.HEATMAP)
-    _curves(results, sweep_dir / rundir.CURVES)
+    report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
+    report_figures.curves(results, sweep_dir / rundir.CURVES)
     printed = [f"sweep {manifest['name']}: {status}", table_text] + [n for n in notes if n]
     printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({rundir.SUMMARY_CSV}, {rundir.HEATMAP}, {rundir.CURVES})")
     return "\n".join(printed)
@@ -448,84 +399,3 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
         f"late accuracy >= {threshold:g}: BN {reached['with_bn']}/{done}, plain {reached['without_bn']}/{done}",
     ]
     return "\n".join(lines)
-
-
-# --- figures ---------------------------------------------------------------------------
-
-
-def layout(manifest: dict) -> tuple[list[int], int | None]:
-    """(row axes, column axis) of the figures: learning rate across if it is an axis, else the last axis."""
-    keys = [a["key"] for a in manifest["axes"]]
-    column = keys.index("optimizer.learning_rate") if "optimizer.learning_rate" in keys else len(keys) - 1
-    return [i for i in range(len(keys)) if i != column], column
-
-
-def _figure_grid(results: SweepResults):
-    """Row and column labels, and each point's (row, column)."""
-    axes = [
-        Axis(a["key"], tuple(a["values"]), tuple(a["labels"]) if a["labels"] else None)
-        for a in results.manifest["axes"]
-    ]
-    if not axes:  # one config over seeds (`bnlab run --seeds`): one panel
-        return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, ""
-    row_axes, column_axis = layout(results.manifest)
-    row_keys, places = [], {}
-    for p in results.points:
-        row_key = tuple(p.indices[i] for i in row_axes)
-        if row_key not in row_keys:
-            row_keys.append(row_key)
-        places[p.name] = (row_keys.index(row_key), p.indices[column_axis])
-    row_labels = ["_".join(axes[a].fragment(i) for a, i in zip(row_axes, key)) for key in row_keys]
-    column_labels = [axes[column_axis].fragment(i) for i in range(len(axes[column_axis].values))]
-    return row_labels, column_labels, places, axes[column_axis].key
-
-
-def _heatmap(results: SweepResults, path: Path) -> None:
-    from bn_lab import plots
-
-    row_labels, column_labels, places, column_key = _figure_grid(results)
-    panels = {}
-    for v in VARIANTS:
-        values = [[math.nan] * len(column_labels) for _ in row_labels]
-        texts = [["missing"] * len(column_labels) for _ in row_labels]
-        hatched = [[False] * len(column_labels) for _ in row_labels]
-        for p in results.points:
-            r, c = places[p.name]
-            done, diverged = len(p.summaries), p.diverged(v)
-            mean, std = mean_std(p.accuracies(v))
-            if not done:
-                continue
-            if mean is None:
-                texts[r][c], hatched[r][c] = f"diverged\n{diverged}/{done}", True
-                continue
-            values[r][c] = mean
-            texts[r][c] = f"{mean:.2f}" + (f"±{std:.2f}" if std is not None else "")
-            texts[r][c] += f"\n{diverged}/{done} div." if diverged else f"\nn={done}"
-        panels[v] = {"values": values, "texts": texts, "hatched": hatched}
-    figure = results.points[0].figure if results.points else "late"
-    title = f"sweep {results.manifest['name']}: {FIGURES[figure]}, mean over seeds"
-    plots.heatmap(panels, row_labels, column_labels, path, title, column_title=column_key, value_label=FIGURES[figure])
-
-
-def _curves(results: SweepResults, path: Path) -> None:
-    from bn_lab import plots
-
-    row_labels, column_labels, places, _ = _figure_grid(results)
-    sweep_dir = path.parent
-    by_cell = {c["name"]: c for c in results.manifest["cells"]}
-    panels = []
-    for p in results.points:
-        lines = []
-        for name, cell in by_cell.items():
-            if cell["point"] != p.name or name not in results.summaries:
-                continue
-            for v in VARIANTS:
-                steps, accuracies = validation_curve(sweep_dir / name, v)
-                at = results.summaries[name]["variants"][v]["diverged_at_step"]
-                lines.append(
-                    {"variant": v, "seed": cell["seed"], "steps": steps, "accuracies": accuracies, "diverged_at": at}
-                )
-        row, column = places[p.name]
-        panels.append({"title": p.name, "row": row, "column": column, "lines": lines})
-    title = f"sweep {results.manifest['name']}: validation accuracy (every seed)"
-    plots.curves(panels, len(row_labels), len(column_labels), path, title)

@@ -24,7 +24,12 @@ import shutil
 import time
 from pathlib import Path
 
+from bn_lab.config import FIELDS, name_problem, shown
 from bn_lab.files import OutputError, cannot_write
+from bn_lab.sweeps.spec import Axis, SweepError
+
+# The two networks of a pair, as every file of a run names them.
+VARIANTS = ("without_bn", "with_bn")
 
 # The files of a run directory (every name is here and nowhere else).
 CONFIG = "config.yaml"
@@ -322,3 +327,75 @@ def follow_latest(path: Path) -> Path:
 
 
 __all__ = ["Claim", "OutputError", "RunDirError", "claim", "claim_new", "is_complete", "load_summary"]
+
+
+# --- a sweep's manifest ------------------------------------------------------------------
+
+
+def load_manifest(sweep_dir: str | Path) -> dict:
+    """A sweep's sweep.json, checked: a damaged one is one line, not a KeyError later."""
+    path = Path(sweep_dir) / MANIFEST
+    if not Path(sweep_dir).is_dir():
+        raise SweepError(f"{sweep_dir}: no such directory")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"{sweep_dir}: not a sweep directory (no {MANIFEST}; `bnlab sweep` writes it)") from None
+    except (OSError, ValueError) as e:
+        raise SweepError(f"{path}: unreadable ({e})") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise SweepError(f"{path}: not a bn_lab sweep manifest ({problem}); rerun `bnlab sweep` to rewrite it")
+    return manifest
+
+
+# What a report reads of sweep.json: checked first, so a damaged file is one line, not a KeyError.
+_CELL_KEYS = {"name": str, "point": str, "seed": int, "indices": list, "grid": dict, "config_digest": str}
+_AXIS_KEYS = {"key": str, "values": list}
+
+
+def manifest_problem(manifest) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    for key, kind in (("name", str), ("axes", list), ("cells", list), ("seeds", list)):
+        if not isinstance(manifest.get(key), kind):
+            return f"'{key}' must be a {kind.__name__}"
+    for i, axis in enumerate(manifest["axes"]):
+        if problem := _axis_problem(axis):
+            return f"axes[{i}] {problem}"
+    for i, cell in enumerate(manifest["cells"]):
+        if not isinstance(cell, dict) or any(not isinstance(cell.get(k), t) for k, t in _CELL_KEYS.items()):
+            return f"cells[{i}] needs {', '.join(_CELL_KEYS)}"
+        if len(cell["indices"]) != len(manifest["axes"]) or not all(
+            isinstance(j, int) and 0 <= j < len(a["values"]) for j, a in zip(cell["indices"], manifest["axes"])
+        ):
+            return f"cells[{i}].indices do not fit the axes"
+        if any(not isinstance(cell["grid"].get(a["key"]), str) for a in manifest["axes"]):
+            return f"cells[{i}].grid must give every axis's value"
+        if name_problem(cell["name"]):
+            return f"cells[{i}].name is not a directory name"
+    if not isinstance(manifest.get("base"), str):  # the report's heading names the base config
+        return "'base' must be a str"
+    if not isinstance(manifest.get("set") or {}, dict):
+        return "'set' must be an object"
+    return None
+
+
+def _axis_problem(axis) -> str | None:
+    shaped = isinstance(axis, dict) and "labels" in axis
+    if not shaped or any(not isinstance(axis.get(k), t) for k, t in _AXIS_KEYS.items()):
+        return f"needs {', '.join(_AXIS_KEYS)}, labels"
+    if axis["key"] not in FIELDS:
+        return f"key {shown(axis['key'])} is not a config key"
+    labels = axis["labels"]
+    if labels is not None and not (
+        isinstance(labels, list) and len(labels) == len(axis["values"]) and all(isinstance(n, str) for n in labels)
+    ):
+        return "labels must be null or list one name per value"
+    try:  # the figures label rows and columns with the values' pieces of cell names
+        named = Axis(axis["key"], tuple(axis["values"]), tuple(labels) if labels else None)
+        for j in range(len(named.values)):
+            named.fragment(j)
+    except SweepError:
+        return "has a value no cell name can hold"
+    return None

@@ -91,23 +91,19 @@ def import_tensorflow():
     return tf
 
 
-_configured: dict[tuple, dict] = {}  # TensorFlow fixes these once per process
+_configured: dict[str, dict] = {}  # device -> settings: TensorFlow fixes them once per process
 
 
-def configure(device: str = "auto", inter_op_threads: int = PAIR_THREADS) -> dict:
+def configure(device: str = "auto") -> dict:
     """Call before any TensorFlow op runs. Returns what was chosen, for environment.json.
 
-    Calling it again with the same arguments (the next run in a sweep worker) is free;
-    with other arguments it is an error, since TensorFlow cannot change them any more.
+    Calling it again with the same device (the next run in a sweep worker) is free; with
+    another it is an error, since TensorFlow cannot change its settings any more.
     """
-    key = (device, inter_op_threads)
-    if key in _configured:
-        return _configured[key]
+    if device in _configured:
+        return _configured[device]
     if _configured:
-        raise DeviceError(
-            f"this process already runs TensorFlow with (device, inter-op threads) = {next(iter(_configured))}; "
-            f"cannot switch to {key}"
-        )
+        raise DeviceError(f"this process already runs TensorFlow with --device {next(iter(_configured))}; cannot switch to {device}")
     if device not in DEVICES:
         raise DeviceError(f"--device {device}: unknown device; allowed: {', '.join(DEVICES)}")
     tf = import_tensorflow()
@@ -140,7 +136,7 @@ def configure(device: str = "auto", inter_op_threads: int = PAIR_THREADS) -> dic
         tf.config.experimental.set_memory_growth(gpu, True)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(NUMERIC_THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(PAIR_THREADS)
     except RuntimeError:  # TensorFlow already ran something in this process with other settings
         raise DeviceError(
             "TensorFlow is already initialised in this process, so its threads cannot be pinned "
@@ -149,11 +145,11 @@ def configure(device: str = "auto", inter_op_threads: int = PAIR_THREADS) -> dic
     # Same config and seed, same numbers: deterministic kernels (initial weights and
     # batch order come from numpy generators seeded by the config).
     tf.config.experimental.enable_op_determinism()
-    _configured[key] = {
+    _configured[device] = {
         "device": "gpu" if gpus else "cpu",
         "gpus": [g.name for g in gpus],
         "intra_op_threads": NUMERIC_THREADS,
-        "inter_op_threads": inter_op_threads,
+        "inter_op_threads": PAIR_THREADS,
         "onednn": onednn,
     }
-    return _configured[key]
+    return _configured[device]

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from bn_lab import models, rundir
+from bn_lab.objectives import loss_function, make_optimizer
 
 VARIANTS = ("without_bn", "with_bn")
 EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
@@ -84,44 +85,6 @@ def precise_bn_batches(seed: int, num_examples: int, batch_size: int, images: in
     rng = np.random.default_rng([seed, 2])
     count = max(1, min(images, num_examples) // batch_size)
     return rng.permutation(num_examples)[: count * batch_size].reshape(count, batch_size).astype(np.int32)
-
-
-def _sgd(learning_rate: float):
-    return tf.keras.optimizers.SGD(learning_rate=learning_rate)  # plain gradient descent, no momentum
-
-
-def _adam(learning_rate: float):
-    # TF1's AdamOptimizer, which the notebooks used, has epsilon 1e-8 (Keras' default is 1e-7).
-    return tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-8)
-
-
-def _softmax_cross_entropy(logits, labels):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-
-
-def _sigmoid_cross_entropy(logits, labels):
-    # The conv net notebooks: mean sigmoid cross-entropy against the one-hot labels.
-    labels = tf.one_hot(labels, models.NUM_CLASSES)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-
-
-# By name, as config.OPTIMIZERS and config.LOSSES allow them; nothing else falls through.
-OPTIMIZERS = {"sgd": _sgd, "adam": _adam}
-LOSSES = {"softmax_cross_entropy": _softmax_cross_entropy, "sigmoid_cross_entropy": _sigmoid_cross_entropy}
-
-
-def _pick(table: dict, kind: str, name: str):
-    if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(table)}")
-    return table[name]
-
-
-def make_optimizer(config: dict):
-    return _pick(OPTIMIZERS, "optimizer", config["optimizer"]["name"])(config["optimizer"]["learning_rate"])
-
-
-def loss_function(name: str):
-    return _pick(LOSSES, "loss", name)
 
 
 def _correct(logits, labels):

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -53,15 +54,43 @@ def mnist_small():
     return data.load_mnist(train_limit=2000, val_limit=500, test_limit=500)
 
 
-def bnlab(*args, cwd=None, timeout=600):
-    """Runs the installed `bnlab` command as a user would; returns the CompletedProcess."""
+# The `bnlab` command, as a process: this checkout's, whatever is installed (the same code the
+# console script runs). Every test that runs the CLI uses this, through bnlab() or Popen.
+BNLAB = [sys.executable, "-m", "bn_lab.cli"]
+
+
+def bnlab(*args, cwd=None, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """Runs `bnlab ARGS` as a user would, in a process of its own; returns the CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", "bn_lab.cli", *map(str, args)],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [*BNLAB, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+SWEEP_SMOKE = CONFIGS / "sweep_smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """configs/sweep_smoke.yaml (8 cells), swept once per test session by `bnlab sweep`.
+
+    (sweep directory, the CompletedProcess). With pytest-xdist the workers share it: the first
+    to get here sweeps, under a lock, and the others read its results. Tests only read it; a
+    test that changes a sweep copies it first.
+    """
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's directory, above every worker's own
+    results, record = shared / "smoke-sweep", shared / "smoke-sweep.json"
+    with open(shared / "smoke-sweep.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            done = bnlab("sweep", SWEEP_SMOKE, "--results", results, timeout=300)
+            record.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
+        done = subprocess.CompletedProcess(["bnlab", "sweep"], **json.loads(record.read_text()))
+    assert done.returncode == 0, done.stderr
+    return results / "smoke_grid", done
 
 
 def _mount(*args) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import bn
+from bn_lab import bn, registry
 
 RTOL = ATOL = 1e-5
 MOMENTUM, EPSILON = 0.99, 1e-3
@@ -72,11 +72,11 @@ def case(request):
     beta = rng.normal(0.0, 1.0, shape[-1]).astype(np.float32)
     upstream = rng.normal(0.0, 1.0, shape).astype(np.float32)
     probe = rng.normal(3.0, 4.0, shape).astype(np.float32)
-    runs = {b: run_backend(b, batches, gamma, beta, upstream, probe) for b in bn.BACKENDS}
+    runs = {b: run_backend(b, batches, gamma, beta, upstream, probe) for b in registry.BN_BACKENDS}
     return batches, gamma, beta, upstream, probe, runs
 
 
-@pytest.mark.parametrize("backend", list(bn.BACKENDS))
+@pytest.mark.parametrize("backend", registry.BN_BACKENDS.names())
 def test_training_mode_matches_the_definition(case, backend):
     batches, gamma, beta, upstream, probe, runs = case
     ref_out, ref_dx, ref_mean, ref_var = reference(batches, gamma, beta, upstream)

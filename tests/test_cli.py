@@ -15,7 +15,7 @@ import yaml
 from bn_lab import config
 from pathlib import Path
 
-from tests.conftest import CONFIGS, ROOT, bnlab
+from tests.conftest import BNLAB, CONFIGS, ROOT, bnlab
 
 SUMMARY_VARIANT_KEYS = {
     "final_val_accuracy", "test_accuracy", "single_sample", "predictions", "diverged", "steps_per_second", "wall_seconds",
@@ -31,10 +31,13 @@ def one_error_line(process):
     return lines[0]
 
 
+XLA = ("--set", "train.jit_compile=true")  # the default, which smoke.yaml turns off: one run end to end with it
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--results", results)
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--results", results, *XLA)
     assert process.returncode == 0, process.stderr
     runs = [p for p in (results / "smoke").iterdir() if not p.name.startswith(".") and p.name != "latest"]
     assert len(runs) == 1
@@ -66,7 +69,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
     assert not [p for p in run_dir.rglob(".*")]
 
-    resolved = config.load(CONFIGS / "smoke.yaml")
+    resolved = config.load(CONFIGS / "smoke.yaml", {"train.jit_compile": True})
     assert yaml.safe_load((run_dir / "config.yaml").read_text()) == resolved
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -112,7 +115,7 @@ def test_smoke_run_writes_every_output(smoke_run):
 
 def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
     run_dir, _ = smoke_run
-    again = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "again", "--quiet")
+    again = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "again", "--quiet", *XLA)
     assert again.returncode == 0, again.stderr
     assert again.stdout == ""
     assert (tmp_path / "again" / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
@@ -133,9 +136,9 @@ def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path)
     target = tmp_path / "replaced"
     shutil.copytree(run_dir, target)  # an earlier run: what --force may replace
     assert bnlab("run", CONFIGS / "smoke.yaml", "--out", target).returncode == 2
-    forced = bnlab("run", CONFIGS / "smoke.yaml", "--out", target, "--force", "--quiet", "--set", "train.steps=10")
+    forced = bnlab("run", CONFIGS / "smoke.yaml", "--out", target, "--force", "--quiet", *SHORT)
     assert forced.returncode == 0, forced.stderr
-    assert json.loads((target / "summary.json").read_text())["steps"] == 10
+    assert json.loads((target / "summary.json").read_text())["steps"] == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replaced"]  # the old run is gone, nothing beside it
 
 
@@ -183,8 +186,8 @@ def test_data_command_reports_source_sizes_and_checksums():
 def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-m", "bn_lab.cli", "run", str(CONFIGS / "smoke.yaml"), "--out", str(out),
-         "--set", "train.steps=100000", "--set", "train.eval_every=100"],
+        [*BNLAB, "run", str(CONFIGS / "smoke.yaml"), "--out", str(out),
+         "--set", "train.steps=100000", "--set", "train.eval_every=100", "--set", "train.jit_compile=false"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     # Wait until training is under way (the first evaluation lines), then kill -9.
@@ -198,19 +201,20 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     assert len(partial) == 1 and partial[0].startswith(".killed.partial-")
     assert not (tmp_path / partial[0] / "summary.json").exists()
     # The next run cleans the stale staging directory up.
-    rerun = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", "--set", "train.steps=10")
+    rerun = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
 
 
 # --- nothing lost: concurrent runs, --force, unwritable places, signals ----------------------------
 
-SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10")
+# A run of a few seconds: 20 steps, no XLA compilation.
+SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.jit_compile=false")
 
 
 def start(*args, **kwargs):
     return subprocess.Popen(
-        [sys.executable, "-m", "bn_lab.cli", *map(str, args)], cwd=ROOT, text=True,
+        [*BNLAB, *map(str, args)], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
     )  # fmt: skip
 
@@ -278,7 +282,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
 
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     out = tmp_path / "terminated"
-    process = start("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100")
+    process = start("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
+                    "--set", "train.jit_compile=false")
     for line in process.stdout:  # training is under way
         if "step    100/" in line:
             break
@@ -289,10 +294,13 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_library_warnings_do_not_reach_the_user(tmp_path):
+def test_library_warnings_do_not_reach_the_user_and_a_dollar_is_text(tmp_path):
     # A description in a script the plot font lacks: matplotlib warns once per character.
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "r", "--quiet", *SHORT, "--set", "description=温度 🔥")
-    assert process.returncode == 0 and process.stderr == "" and process.stdout == ""
+    # And matplotlib reads $...$ in a title as math: an unbalanced one failed after training.
+    description = r"description=温度 🔥 $\frac$ and $5"
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "r", "--quiet", *SHORT, "--set", description)
+    assert (process.returncode, process.stderr, process.stdout) == (0, "", "")
+    assert (tmp_path / "r" / "accuracy.png").is_file()
 
 
 def test_click_usage_errors_are_one_line_too(tmp_path):
@@ -314,9 +322,3 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
         f"error: {CONFIGS / 'smoke.yaml'} (with --set): description must be UTF-8 text, got 'caf\\udce9'\n"
     )
     assert not (tmp_path / "r").exists()
-
-
-def test_a_dollar_in_the_description_is_text_not_math(tmp_path):
-    # matplotlib reads $...$ in a title as math: an unbalanced one failed after training.
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "r", "--quiet", *SHORT, "--set", r"description=$\frac$ and $5")
-    assert process.returncode == 0 and process.stderr == "", process.stderr

@@ -127,5 +127,11 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     in_csv = {int(r["step"]): float(r["value"]) for r in rows
               if (r["variant"], r["layer"], r["quantity"]) == ("with_bn", "2", "kernel_norm")}  # fmt: skip
     assert written.keys() == in_csv.keys() == {0, 20, 40, 60}
+    # summary.json: the last hidden layer at the last evaluation, as diagnostics.csv has it.
+    end = run.summary["variants"]["with_bn"]["diagnostics"]
+    last = {r["quantity"]: float(r["value"]) for r in rows if (r["variant"], r["layer"], r["step"]) == ("with_bn", "3", "60")}
+    assert (end["step"], end["layer"]) == (60, 3)
+    assert end["effective_lr"] == last["effective_lr"] and end["dead_fraction"] == last["dead_fraction"]
+    assert "effective_lr" not in run.summary["variants"]["without_bn"]["diagnostics"]  # BN networks only
     assert all(written[k] == np.float32(in_csv[k]) for k in in_csv)
     assert diagnostics.inactive_quantity("relu") == "dead_fraction"

@@ -33,12 +33,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import config, data, models, train
+from bn_lab import config, data, models, objectives, registry, train
 
 RTOL = ATOL = 1e-5
 MLP_STEPS = 20
 CONV_STEPS = 4
-BACKENDS = ("keras", "tf_nn", "manual")
+BACKENDS = registry.BN_BACKENDS.names()
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def conv_config(backend, activation="elu", optimizer="sgd"):
 def plain_training(cfg, mnist, weights, variant, steps):
     """One tf.function call per step, no XLA, no loop in the graph; batches from numpy."""
     network = models.Network(cfg, weights, with_bn=(variant == "with_bn"), name=f"plain_{variant}")
-    optimizer = train.make_optimizer(cfg)
-    loss_fn = train.loss_function(cfg["loss"])
+    optimizer = objectives.make_optimizer(cfg)
+    loss_fn = objectives.loss_function(cfg["loss"])
     order = train.batch_order(cfg["seed"], len(mnist.train.labels), cfg["train"]["batch_size"], steps)
 
     @tf.function(jit_compile=False)

@@ -5,6 +5,7 @@ return a resolved config (or sweep) or raise ConfigError/SweepError with a one-l
 never another exception (a traceback for the user). No TensorFlow is imported here.
 """
 
+import functools
 import string
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bn_lab import config
-from bn_lab import sweep as sweeps
+from bn_lab.sweeps import spec as sweeps
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = list(config.FIELDS) + config.sections() + ["", "lerning_rate", "model.activaton", "x.y.z", "seed.extra"]
@@ -164,9 +165,15 @@ JSON = st.recursive(
 )
 
 
-def good_manifest() -> dict:
+@functools.cache
+def _good_manifest() -> str:
     grid = ["model.activation=relu,sigmoid", "init.scale=good:0.05,bad:5", "optimizer.learning_rate=1e-6,2"]
-    return sweeps.load(SMOKE, grid, seeds=[0, 1]).manifest()
+    return config.json.dumps(sweeps.load(SMOKE, grid, seeds=[0, 1]).manifest())
+
+
+def good_manifest() -> dict:
+    """A real sweep's manifest (built once: 16 validated cells), a fresh copy each time."""
+    return config.json.loads(_good_manifest())
 
 
 def mutated(manifest, path: list[int], value):
@@ -182,11 +189,11 @@ def mutated(manifest, path: list[int], value):
 
 def read_report(sweep_dir):
     """What `bnlab report` reads and computes before it writes anything."""
-    from bn_lab import report
+    from bn_lab import report, report_figures
 
     results = report.collect(sweep_dir)
     report.summary_columns(results.manifest), report.summary_rows(results)
-    report.markdown_table(report.table(results, 0.9)), report._figure_grid(results)
+    report.markdown_table(report.table(results, 0.9)), report_figures.figure_grid(results)
     return results
 
 
@@ -204,8 +211,6 @@ def test_a_whole_sweep_json_is_read(tmp_path):
 
 
 def test_sweep_json_of_the_wrong_shape_names_what_is_wrong(tmp_path):
-    from bn_lab import report
-
     manifest = good_manifest()
     damaged = {
         "no labels": {**manifest, "axes": [{k: v for k, v in a.items() if k != "labels"} for a in manifest["axes"]]},
@@ -225,7 +230,7 @@ def test_sweep_json_of_the_wrong_shape_names_what_is_wrong(tmp_path):
         sweep_dir = tmp_path / case.replace(" ", "_")
         sweep_dir.mkdir()
         (sweep_dir / "sweep.json").write_text(config.json.dumps(content))
-        with pytest.raises(report.ReportError) as caught:
+        with pytest.raises(sweeps.SweepError) as caught:
             read_report(sweep_dir)
         assert str(caught.value) == (
             f"{sweep_dir / 'sweep.json'}: not a bn_lab sweep manifest ({expected[case]}); rerun `bnlab sweep` to rewrite it"

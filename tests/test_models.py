@@ -146,13 +146,3 @@ def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     assert with_bn == [(0, "validation"), (0, precise), (5, "train_batch"), (10, "validation"), (10, precise),
                        (15, "train_batch"), (20, "validation"), (20, precise), (20, "test")]
     assert all(0 <= e.accuracy <= 1 and np.isfinite(e.loss) for e in result.evaluations)
-
-
-def test_optimizers_and_losses_are_picked_by_name_never_by_fallthrough():
-    from bn_lab import config
-
-    assert set(train.OPTIMIZERS) == set(config.OPTIMIZERS) and set(train.LOSSES) == set(config.LOSSES)
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; allowed: sgd, adam"):
-        train.make_optimizer({"optimizer": {"name": "rmsprop", "learning_rate": 0.1}})
-    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
-        train.loss_function("hinge")

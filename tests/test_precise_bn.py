@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from bn_lab import models, rundir, train
+from bn_lab import models, registry, rundir, train
 from tests.conftest import snapshot, tiny_mlp_config
 
-BACKENDS = ("keras", "tf_nn", "manual")
+BACKENDS = registry.BN_BACKENDS.names()
 
 
 def tiny_config(backend: str, **precise) -> dict:

@@ -18,3 +18,9 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_every_config_the_readme_names_exists():
     for name in re.findall(r"configs/([\w.]+\.yaml)", (ROOT / "README.md").read_text()):
         assert (ROOT / "configs" / name).is_file(), name
+
+
+def test_the_readme_table_of_config_keys_is_the_configs_own():
+    from bn_lab import config
+
+    assert config.reference_table() in (ROOT / "README.md").read_text()

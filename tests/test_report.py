@@ -14,27 +14,25 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-BNLAB = Path(sys.executable).with_name("bnlab")
+from tests.conftest import ROOT, bnlab
+
+REPO = ROOT
 POINTS = ["relu_goodinit", "relu_badinit", "sigmoid_goodinit", "sigmoid_badinit"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def bnlab(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BNLAB), *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke sweep (8 cells, 2 seeds per grid point), in a process of its own."""
-    results = tmp_path_factory.mktemp("report")
-    done = subprocess.run(
-        [str(BNLAB), "sweep", REPO / "configs" / "sweep_smoke.yaml", "--results", results, "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == ""  # --quiet
-    return results / "smoke_grid"
+def smoke(smoke_sweep, tmp_path_factory):
+    """A copy of the session's smoke sweep (8 cells, 2 seeds per grid point): these tests rewrite its report."""
+    copy = tmp_path_factory.mktemp("report") / "smoke_grid"
+    shutil.copytree(smoke_sweep[0], copy)
+    return copy
+
+
+def test_quiet_prints_nothing_and_a_finished_sweep_runs_no_cell(smoke):
+    done = bnlab("sweep", REPO / "configs" / "sweep_smoke.yaml", "--results", smoke.parent, "--quiet", timeout=120)
+    assert (done.returncode, done.stdout) == (0, "")
+    assert (smoke / "report.md").read_text().count("8 of 8 cells finished") == 1
 
 
 def table_rows(report_md: str) -> dict:
@@ -54,6 +52,13 @@ def figure(v: dict, which: str):
     if v["diverged"]:
         return None
     return v["late_val_accuracy"]["mean"] if which == "late" else v["final_val_accuracy"]
+
+
+def mean_text(values: list[float], digits: str) -> str:
+    if not values:
+        return "—"
+    text = f"{statistics.mean(values):{digits}}"
+    return text + (f" ± {statistics.stdev(values):{digits}}" if len(values) > 1 else "")
 
 
 def expected(sweep_dir: Path, point: str, threshold: float, which: str = "late") -> dict:
@@ -82,6 +87,16 @@ def expected(sweep_dir: Path, point: str, threshold: float, which: str = "late")
         for s in summaries
         if not (s["variants"]["with_bn"]["diverged"] or s["variants"]["without_bn"]["diverged"])
     ]
+    for variant, column in (("without_bn", "without BN"), ("with_bn", "with BN")):
+        if "diagnostics" not in summaries[0]["variants"]["with_bn"]:
+            break
+        inside = [s["variants"][variant]["diagnostics"] for s in summaries if not s["variants"][variant]["diverged"]]
+        inactive = [d.get("dead_fraction", d.get("saturated_fraction")) for d in inside]
+        text[f"dead/saturated, last layer, {column}"] = mean_text(inactive, ".2f")
+    if "diagnostics" in summaries[0]["variants"]["with_bn"]:
+        effective = [s["variants"]["with_bn"]["diagnostics"]["effective_lr"] for s in summaries
+                     if not s["variants"]["with_bn"]["diverged"]]  # fmt: skip
+        text["BN effective lr, last layer"] = mean_text(effective, ".1e")
     if paired:
         text["BN uplift"] = f"{statistics.mean(paired):+.4f}" + (
             f" ± {statistics.stdev(paired):.4f}" if len(paired) > 1 else ""
@@ -110,6 +125,7 @@ def test_aggregates_over_seeds_match_the_cells_summaries(smoke):
     assert rows["relu_goodinit"]["success with BN"] == "1/2"
     assert "reached 0.88; a diverged network is a failure" in report_md
     assert "the lesson's TF1 code printed 0.1000 for it" in report_md  # class 0's share of these 500 images
+    assert "Inside the network" not in report_md and not (smoke / "mechanism.png").exists()  # smoke.yaml: no diagnostics
 
     final = bnlab("report", smoke, "--threshold", threshold, "--figure", "final")
     assert final.returncode == 0, final.stderr
@@ -147,6 +163,27 @@ def test_report_of_a_partial_sweep_names_the_missing_cells(smoke, tmp_path):
         ]  # fmt: skip
     for name in ("heatmap.png", "curves.png"):
         assert (partial / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
+    """Diagnostics on (the default; smoke.yaml turns them off): relu at lr 2, good and bad init, in this process."""
+    from bn_lab import api
+
+    grid = api.sweep(REPO / "configs" / "smoke.yaml", ["init.scale=good:0.05,bad:5"], seeds=[0], results=tmp_path,
+                     progress="none", overrides={"diagnostics.enabled": True, "optimizer.learning_rate": 2,
+                                                 "train.steps": 60, "train.eval_every": 20})  # fmt: skip
+    report_md = (grid.path / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in report_md.splitlines() if line.startswith("| ")}
+    header = [c.strip() for c in rows["init.scale"].strip("|").split("|")]
+    for point, init in (("goodinit", "good (0.05)"), ("badinit", "bad (5)")):
+        row = dict(zip(header, (c.strip() for c in rows[init].strip("|").split("|"))))
+        for column, text in expected(grid.path, point, 0.9).items():
+            assert row[column] == text, (point, column)
+    bad = dict(zip(header, (c.strip() for c in rows["bad (5)"].strip("|").split("|"))))
+    assert bad["dead/saturated, last layer, without BN"] == "—"  # diverged at once: no end of training
+    assert float(bad["BN effective lr, last layer"].split()[0]) < 2 / 5.0**2 / 10  # lr/‖w‖² with ‖w‖ ~ 5·√100
+    assert "Inside the network (diagnostics on)" in report_md and "`mechanism.png` draws both" in report_md
+    assert (grid.path / "mechanism.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_report_needs_no_tensorflow(smoke, tmp_path):

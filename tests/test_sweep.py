@@ -1,7 +1,8 @@
 """`bnlab sweep` end to end through the CLI: real MNIST, real (tiny) training, real processes.
 
-The smoke sweep (configs/sweep_smoke.yaml: 8 cells of ~2 s) runs once with --jobs 1 and
-once with --jobs 2 per module; the other tests reuse those results where they can.
+The smoke sweep (configs/sweep_smoke.yaml: 8 cells of ~2 s) runs once per test session with
+--jobs 1 (conftest's smoke_sweep) and here once with --jobs 2, killed and resumed; the other
+tests reuse those results where they can.
 """
 
 import csv
@@ -17,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-SMOKE = REPO / "configs" / "sweep_smoke.yaml"
-BNLAB = Path(sys.executable).with_name("bnlab")
+from tests.conftest import BNLAB, ROOT, SWEEP_SMOKE, bnlab
+
+REPO, SMOKE = ROOT, SWEEP_SMOKE
 CELLS = [
     f"{activation}_{init}init_seed{seed}"
     for activation in ("relu", "sigmoid")
@@ -28,10 +29,6 @@ CELLS = [
 ]
 RUN_FILES = {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def bnlab(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BNLAB), *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
 def sweep_smoke(results: Path, *args) -> subprocess.CompletedProcess:
@@ -48,11 +45,10 @@ def summary(cell_dir: Path) -> dict:
     return json.loads((cell_dir / "summary.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def jobs1(tmp_path_factory):
-    results = tmp_path_factory.mktemp("jobs1")
-    done = sweep_smoke(results)
-    return results / "smoke_grid", done
+@pytest.fixture
+def jobs1(smoke_sweep):
+    """The session's smoke sweep: `bnlab sweep configs/sweep_smoke.yaml`, --jobs 1."""
+    return smoke_sweep
 
 
 # --- a whole sweep ---------------------------------------------------------------------------
@@ -159,7 +155,7 @@ def resumed(tmp_path_factory):
     results = tmp_path_factory.mktemp("resumed")
     sweep_dir = results / "smoke_grid"
     with open(results / "killed.log", "w") as log:
-        proc = subprocess.Popen([str(BNLAB), "sweep", SMOKE, "--results", results, "--jobs", "2"], stdout=log, stderr=log)
+        proc = subprocess.Popen([*BNLAB, "sweep", SMOKE, "--results", results, "--jobs", "2"], stdout=log, stderr=log, cwd=ROOT)
         deadline, workers = time.monotonic() + 180, set()
         while not complete_cells(sweep_dir) and proc.poll() is None and time.monotonic() < deadline:
             workers.update(_children(proc.pid))
@@ -212,8 +208,8 @@ def test_jobs_2_gives_the_same_numbers_as_jobs_1(jobs1, resumed):
 
 
 def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
-    # TensorFlow's XLA cache grows with every cell a process runs; bn_lab.sweep bounds it.
-    from bn_lab.sweep import CELLS_PER_WORKER
+    # TensorFlow's XLA cache grows with every cell a process runs; the executors bound it.
+    from bn_lab.sweeps.cell import CELLS_PER_WORKER
 
     sweep_dir, _ = jobs1
     pids = [json.loads((sweep_dir / cell / "environment.json").read_text())["pid"] for cell in CELLS]
@@ -228,8 +224,8 @@ def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
 def test_sigterm_stops_a_sweep_and_its_workers_like_ctrl_c(tmp_path):
     results = tmp_path / "results"
     proc = subprocess.Popen(
-        [str(BNLAB), "sweep", SMOKE, "--results", results, "--jobs", "2", "--set", "train.steps=100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*BNLAB, "sweep", SMOKE, "--results", results, "--jobs", "2", "--set", "train.steps=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     deadline, workers = time.monotonic() + 120, set()
     while len(workers) < 2 and time.monotonic() < deadline:  # both workers started, training
@@ -280,7 +276,7 @@ def test_more_jobs_than_cores_warns_once_and_starts_no_more_processes_than_cells
 MINI = """\
 name: smoke_grid
 base: {base}
-set: {{train.steps: 60, train.eval_every: 20, optimizer.learning_rate: 2, train.jit_compile: false}}
+set: {{train.steps: 60, train.eval_every: 20, optimizer.learning_rate: 2}}
 grid:
   model.activation: [relu]
   init.scale: {{good: 0.05, bad: 5.0}}
@@ -398,7 +394,7 @@ def test_help_imports_neither_tensorflow_nor_ray():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "--executor [local|ray]" in done.stdout and "--dry-run" in done.stdout
+    assert "--executor [local|inprocess|ray]" in done.stdout and "--dry-run" in done.stdout
 
 
 BAD_SWEEPS = {
@@ -486,7 +482,7 @@ def test_missing_ray_says_how_to_install_it(tmp_path):
 
 
 def test_cell_names_never_lie_about_their_value(tmp_path):
-    from bn_lab import sweep as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     found = sweeps.load(REPO / "configs" / "smoke.yaml", ["optimizer.learning_rate=1e6,1e-6,0.1234567,0.12345671,2"])
     # Before: :g rounding named 0.1234567 and 0.1234568 alike, and 1e+06 became "1e-06".
@@ -523,7 +519,7 @@ def test_an_escaping_sweep_name_is_refused(tmp_path):
 
 def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
     from bn_lab import config
-    from bn_lab import sweep as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     (tmp_path / "base.yaml").write_bytes(b"description: caf\xe9\n")
     path = tmp_path / "s.yaml"
@@ -539,7 +535,7 @@ def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
 
 def test_seeds_sections_and_long_names_are_one_line_errors():
     from bn_lab import config
-    from bn_lab import sweep as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     def error(function, *args) -> str:
         with pytest.raises(config.ConfigError) as caught:

@@ -1,4 +1,4 @@
-"""Batch normalization behind one small interface, three interchangeable backends.
+"""Batch normalization behind one small interface, interchangeable backends (registry.BN_BACKENDS).
 
 Every backend is a `tf.Module` with
   - `__call__(x, training)`: training=True normalises with the batch statistics
@@ -14,18 +14,9 @@ the same function.
 
 from __future__ import annotations
 
-import importlib
-
-BACKENDS = {
-    "keras": "bn_lab.bn.keras",
-    "tf_nn": "bn_lab.bn.tf_nn",
-    "manual": "bn_lab.bn.manual",
-}
+from bn_lab import registry
 
 
 def make(backend: str, num_features: int, ndim: int, momentum: float = 0.99, epsilon: float = 1e-3):
-    """A batch-norm module for inputs of rank `ndim` whose last axis has `num_features`."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown bn backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    module = importlib.import_module(BACKENDS[backend])
-    return module.BatchNorm(num_features, ndim, momentum, epsilon)
+    """A batch-norm module for inputs of rank `ndim` whose last axis has `num_features` (registry.BN_BACKENDS)."""
+    return registry.BN_BACKENDS.get(backend)(num_features, ndim, momentum, epsilon)

@@ -1,0 +1,109 @@
+"""YAML as bn_lab reads and writes it: one loader for config files, sweep files, --set and --grid.
+
+And the one-line error every bad input becomes (ConfigError), with how values are quoted in it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Characters that end a line (str.splitlines) and would break "one line per error".
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(text: str) -> str:
+    """text with line breaks escaped and undecodable bytes (lone surrogates) shown as \\udcXX: printable, one line."""
+    return text.translate(_LINE_BREAKS).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as an error message quotes it: repr, one line, cut to `limit` characters."""
+    text = one_line(repr(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the user: one line (always), names the key."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as a config means it: `1e-3` is a float (YAML 1.1 reads it as a string: the exponent
+    needs a dot there), and a key given twice in one mapping is an error, not the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shown(key)}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what _Loader reads back the same: a string that looks like 1e5 is quoted."""
+
+
+# Scientific notation without a dot (1e-3, 1E6, 1e+06, -2.5e-4): a float, as in YAML 1.2 and Python.
+# Mantissa and exponent start with a digit, so float() always gets one ("._e3" stays a string).
+_SCIENTIFIC = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _SCIENTIFIC, list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    """YAML text as bn_lab reads every config, sweep file, --set and --grid value (see _Loader)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except RecursionError:  # PyYAML recurses per level: [[[[...]]]] a thousand deep
+        raise yaml.MarkedYAMLError(problem="nested too deeply") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as UTF-8") from None
+    try:
+        tree = parse_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or ""
+        if problem.startswith("duplicate key"):
+            raise ConfigError(f"{path}: {problem}{at}; give each key once") from None
+        raise ConfigError(f"{path}: not valid YAML{at}" + (f" ({problem})" if problem else "")) from None
+    except (ValueError, OverflowError) as e:  # YAML that cannot be built (a date like 2024-13-45)
+        raise ConfigError(f"{path}: not valid YAML ({type(e).__name__}: {e})") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values")
+    return tree
+
+
+def dump(config: dict) -> str:
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
