@@ -67,12 +67,11 @@ OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"
 # name -> (--set overrides, the most it may cost as a multiple of the first run's wall time).
 # The first is the baseline: every optional per-evaluation piece off.
 OVERHEAD_RUNS = {
-    "all optional work off": ({"precise_bn.enabled": "false"}, None),
-    "precise_bn (default)": ({}, 1.15),  # issue 9
-    "diagnostics": ({"precise_bn.enabled": "false", "diagnostics.enabled": "true"}, 1.10),  # issue 11
-    "diagnostics + landscape": (
-        {"precise_bn.enabled": "false", "diagnostics.enabled": "true", "diagnostics.landscape": "true"}, 1.50
-    ),  # issue 11
+    "all optional work off": ({"precise_bn.enabled": "false", "diagnostics.enabled": "false"}, None),
+    "precise_bn": ({"diagnostics.enabled": "false"}, 1.15),  # issue 9
+    "diagnostics": ({"precise_bn.enabled": "false"}, 1.10),  # issue 11
+    "diagnostics + landscape": ({"precise_bn.enabled": "false", "diagnostics.landscape": "true"}, 1.50),  # issue 11
+    "the defaults (precise_bn + diagnostics)": ({}, None),
 }
 OVERHEAD_ROUNDS = 3  # each run this often, the runs interleaved; the median counts
 QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
