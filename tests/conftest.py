@@ -59,11 +59,16 @@ def mnist_small():
 BNLAB = [sys.executable, "-m", "bn_lab.cli"]
 
 
-def bnlab(*args, cwd=None, timeout=600, env=None) -> subprocess.CompletedProcess:
-    """Runs `bnlab ARGS` as a user would, in a process of its own; returns the CompletedProcess."""
-    return subprocess.run(
-        [*BNLAB, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
+def bnlab(*args, cwd=None, timeout=600, env=None, background=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    """Runs `bnlab ARGS` as a user would, in a process of its own; returns the CompletedProcess.
+
+    background=True: returns the running Popen at once (for signals and races); stdout and
+    stderr say where its output goes.
+    """
+    command = [*BNLAB, *map(str, args)]
+    if background:
+        return subprocess.Popen(command, cwd=cwd or ROOT, text=True, stdout=stdout, stderr=stderr, env=env)
+    return subprocess.run(command, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 SWEEP_SMOKE = CONFIGS / "sweep_smoke.yaml"

@@ -15,7 +15,7 @@ import yaml
 from bn_lab import config
 from pathlib import Path
 
-from tests.conftest import BNLAB, CONFIGS, ROOT, bnlab
+from tests.conftest import CONFIGS, ROOT, bnlab
 
 SUMMARY_VARIANT_KEYS = {
     "final_val_accuracy", "test_accuracy", "single_sample", "predictions", "diverged", "steps_per_second", "wall_seconds",
@@ -185,11 +185,8 @@ def test_data_command_reports_source_sizes_and_checksums():
 
 def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
-    process = subprocess.Popen(
-        [*BNLAB, "run", str(CONFIGS / "smoke.yaml"), "--out", str(out),
-         "--set", "train.steps=100000", "--set", "train.eval_every=100", "--set", "train.jit_compile=false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
+                    background=True, stderr=subprocess.DEVNULL)
     # Wait until training is under way (the first evaluation lines), then kill -9.
     for line in process.stdout:
         if "step    100/" in line:
@@ -212,17 +209,10 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
 SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.jit_compile=false")
 
 
-def start(*args, **kwargs):
-    return subprocess.Popen(
-        [*BNLAB, *map(str, args)], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
-    )  # fmt: skip
-
-
 def test_concurrent_runs_never_share_or_replace_a_directory(tmp_path):
     results, out = tmp_path / "results", tmp_path / "same"
-    default = [start("run", CONFIGS / "smoke.yaml", "--results", results, *SHORT) for _ in range(2)]
-    exact = [start("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT) for _ in range(2)]
+    default = [bnlab("run", CONFIGS / "smoke.yaml", "--results", results, *SHORT, background=True) for _ in range(2)]
+    exact = [bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT, background=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) + (p.returncode,) for p in default + exact]
 
     # Started together (the same second): two directories, each a complete run of its own.
@@ -282,8 +272,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
 
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     out = tmp_path / "terminated"
-    process = start("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
-                    "--set", "train.jit_compile=false")
+    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
+                    background=True)
     for line in process.stdout:  # training is under way
         if "step    100/" in line:
             break

@@ -6,7 +6,6 @@ a remote one; cells run in Ray workers' temporary directories and come back pack
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.ray
 # clusters these tests start, directly or through a `bnlab sweep` process.
 os.environ["RAY_worker_niceness"] = "0"
 
-from tests.conftest import BNLAB  # noqa: E402
+from tests.conftest import bnlab  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "sweep_smoke.yaml"
@@ -45,11 +44,8 @@ def test_without_an_address_a_sweep_starts_its_own_local_cluster_and_stops_it(tm
     # Runs before the module's cluster exists: nothing to connect to by accident.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     before = _ray_daemons()
-    done = subprocess.run(
-        [*BNLAB, "sweep", REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu", "--name", "one_cell",
-         "--set", "train.steps=20", "--executor", "ray", "--results", tmp_path],
-        capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
-    )  # fmt: skip
+    done = bnlab("sweep", REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu", "--name", "one_cell",
+                 "--set", "train.steps=20", "--executor", "ray", "--results", tmp_path, timeout=300, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "1 of 1 cells finished" in done.stdout
     assert [p.name for p in (tmp_path / "one_cell").iterdir() if (p / "summary.json").is_file()] == ["relu_seed0"]
@@ -89,10 +85,8 @@ def _comparable(summary: dict) -> dict:
 def test_ray_executor_writes_the_same_layout_and_numbers_as_local(cluster, smoke_sweep, tmp_path):
     # The reference: the session's smoke sweep, run locally (--jobs 1); its seed-0 cells are these.
     local = smoke_sweep[0]
-    done = subprocess.run(
-        [*BNLAB, "sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--ray-address", cluster, "--results", tmp_path / "ray"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )  # fmt: skip
+    done = bnlab("sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--ray-address", cluster, "--results", tmp_path / "ray",
+                 timeout=300)
     assert done.returncode == 0, done.stderr
     remote = tmp_path / "ray" / "smoke_grid"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BNLAB, ROOT, SWEEP_SMOKE, bnlab
+from tests.conftest import ROOT, SWEEP_SMOKE, bnlab
 
 REPO, SMOKE = ROOT, SWEEP_SMOKE
 CELLS = [
@@ -155,7 +155,7 @@ def resumed(tmp_path_factory):
     results = tmp_path_factory.mktemp("resumed")
     sweep_dir = results / "smoke_grid"
     with open(results / "killed.log", "w") as log:
-        proc = subprocess.Popen([*BNLAB, "sweep", SMOKE, "--results", results, "--jobs", "2"], stdout=log, stderr=log, cwd=ROOT)
+        proc = bnlab("sweep", SMOKE, "--results", results, "--jobs", "2", background=True, stdout=log, stderr=log)
         deadline, workers = time.monotonic() + 180, set()
         while not complete_cells(sweep_dir) and proc.poll() is None and time.monotonic() < deadline:
             workers.update(_children(proc.pid))
@@ -223,10 +223,7 @@ def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
 
 def test_sigterm_stops_a_sweep_and_its_workers_like_ctrl_c(tmp_path):
     results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [*BNLAB, "sweep", SMOKE, "--results", results, "--jobs", "2", "--set", "train.steps=100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+    proc = bnlab("sweep", SMOKE, "--results", results, "--jobs", "2", "--set", "train.steps=100000", background=True)
     deadline, workers = time.monotonic() + 120, set()
     while len(workers) < 2 and time.monotonic() < deadline:  # both workers started, training
         workers.update(_children(proc.pid))
