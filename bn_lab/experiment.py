@@ -262,7 +262,7 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
                 f"{n.replace('_', ' ')}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
                 "class, so its accuracy is about that class's share"
             )
-    written = ", ".join((rundir.SUMMARY, rundir.METRICS, rundir.ACCURACY_PLOT, rundir.ENVIRONMENT, rundir.CONFIG))
+    written = ", ".join(name for name in rundir.RUN_ENTRIES if (Path(run_dir) / name).is_file())
     lines.append(f"results: {run_dir}/ ({written})")
     return "\n".join(lines)
 
@@ -328,7 +328,7 @@ def run_experiment(
 
     initial_weights = models.initial_weights(config)
     trainer = train.PairTrainer(config, mnist, initial_weights)
-    events = EventWriters(workdir, train.VARIANTS)
+    events = EventWriters(workdir, rundir.VARIANTS)
     bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
 
     def on_evaluation(step, evaluations, measurements):

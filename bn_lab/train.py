@@ -19,8 +19,7 @@ import tensorflow as tf
 
 from bn_lab import models, rundir
 from bn_lab.objectives import loss_function, make_optimizer
-
-VARIANTS = ("without_bn", "with_bn")
+from bn_lab.rundir import VARIANTS
 EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
 
 

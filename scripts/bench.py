@@ -59,9 +59,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bn_lab.rundir import VARIANTS  # light: no TensorFlow
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}
-VARIANTS = ("without_bn", "with_bn")
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
 PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 3}}
 OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"

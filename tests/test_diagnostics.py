@@ -20,7 +20,7 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-@pytest.mark.parametrize("variant", train.VARIANTS)
+@pytest.mark.parametrize("variant", rundir.VARIANTS)
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant):
     cfg = tiny_config(activation)
     trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=(variant,))
