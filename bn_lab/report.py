@@ -30,8 +30,11 @@ INSIDE = """Inside the network (diagnostics on): at the last evaluation, the sha
 units that are dead (relu: input never positive on the probe images) or saturated (sigmoid:
 |input| > 4 on 95% of them), and the BN network's effective learning rate lr/‖w‖² of that
 layer (mean over its units): what a step of the optimizer means to a scale-invariant layer.
-Over the seeds where the network did not diverge. `mechanism.png` draws both over training for
-the relu cells with a bad init."""
+Over the seeds where the network did not diverge."""
+MECHANISM_TEXT = {
+    True: "`mechanism.png` draws both over training for the relu cells with a bad init.",
+    False: "There is no relu cell with a bad init here: no `mechanism.png`.",
+}
 
 
 class ReportError(SweepError):
@@ -55,6 +58,11 @@ def outcome_of(variant_summary: dict) -> str:
     from bn_lab import outcome
 
     return variant_summary.get("outcome") or (outcome.DIVERGED if variant_summary["diverged"] else outcome.LEARNED)
+
+
+def measured_inside(results) -> bool:
+    """Whether any finished cell of the sweep had its diagnostics on."""
+    return any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values())
 
 
 def inactive_fraction(diagnostics: dict) -> float | None:
@@ -261,7 +269,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         "success without BN",
         "success with BN",
     ]
-    inside = any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values())
+    inside = measured_inside(results)
     if inside:  # diagnostics were on: what happened inside, at the end of training
         header += ["dead/saturated, last layer, without BN", "dead/saturated, last layer, with BN",
                    "BN effective lr, last layer"]  # fmt: skip
@@ -334,8 +342,8 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     )  # fmt: skip
     lines += ["", table_text, "", conventions, ""]
     drawn = report_figures.mechanism(results, sweep_dir / rundir.MECHANISM)
-    if any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values()):
-        lines += [INSIDE if drawn else INSIDE.rsplit(" `mechanism.png`", 1)[0] + " (no relu cell with a bad init here: no `mechanism.png`).", ""]
+    if measured_inside(results):
+        lines += [f"{INSIDE} {MECHANISM_TEXT[drawn]}", ""]
     notes = _incomplete_notes(results)
     lines += notes
     lines += [f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
