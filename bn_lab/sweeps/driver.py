@@ -111,11 +111,6 @@ class SweepResult:
     report: str  # the report table, as printed
 
 
-def _late_mean(variant_summary: dict) -> float:
-    late = variant_summary["late_val_accuracy"]
-    return late["mean"] if late else variant_summary["final_val_accuracy"]
-
-
 class SweepProgress:
     """One bar for the sweep (cells done / total, elapsed, ETA) on a terminal; a line per cell in logs."""
 
@@ -141,7 +136,7 @@ class SweepProgress:
             v = rundir.load_summary(run_dir)["variants"]
             status = "  ".join(
                 f"{experiment.VARIANT_SHORT[n]} "
-                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['outcome']} {_late_mean(r):.4f}")
+                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['outcome']} {report.figure_of(r, 'late'):.4f}")
                 for n, r in v.items()
             )
             status = f"late val acc {status}"
