@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bn_lab import config as configs
-from bn_lab import rundir
+from bn_lab import rundir, runtime
 
 
 def _progress(progress: str) -> str:
@@ -116,6 +116,7 @@ def run_config(
     --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
     Without `out`, the new run directory gets a `latest` link beside it.
     """
+    runtime.check_device(device)
     if out is not None:
         claim = rundir.claim(out, force)
     else:

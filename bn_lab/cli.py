@@ -13,7 +13,7 @@ import click
 
 from bn_lab import config as configs
 from bn_lab import outcome, registry
-from bn_lab.runtime import DEVICES, one_line_warnings  # runtime imports TensorFlow only in configure()
+from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
 
 DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
@@ -149,7 +149,7 @@ def main():
       bnlab data
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
-    one_line_warnings()
+    own_process()
 
 
 @main.command()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models
+from bn_lab import models, runtime
 
 PERCENTILES = (15, 50, 85)
 # Where each activation's slope falls under ~7% of its peak: beyond it a unit is saturated.
@@ -75,9 +75,7 @@ class Probe:
         self.learning_rate = config["optimizer"]["learning_rate"]
         self.with_bn = bool(network.batch_norms)
         self.probe_images = tf.constant(probe_images)
-        # autograph off: only Python loops over layers and percentiles, nothing to convert;
-        # it halves the tracing, which is most of the diagnostics' cost in a run.
-        self._measure = tf.function(self._measure_impl, jit_compile=jit, autograph=False)
+        self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
 
     def _measure_impl(self, probe_images, batch_images, batch_labels):
         network = self.network

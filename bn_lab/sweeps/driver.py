@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bn_lab import config as configs
-from bn_lab import experiment, files, registry, report, rundir
+from bn_lab import experiment, files, registry, report, rundir, runtime
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
 
@@ -175,6 +175,7 @@ def run_sweep(
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
+    runtime.check_device(device)
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     found = states(sweep, sweep_dir)

@@ -101,7 +101,7 @@ def _worker_init(parent_pid: int) -> None:
     them with the sweep; elsewhere a thread notices within a second.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    runtime.one_line_warnings()
+    runtime.own_process()
     if sys.platform.startswith("linux"):
         import ctypes
 
