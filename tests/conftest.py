@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,13 +75,21 @@ def bnlab(*args, cwd=None, timeout=600, env=None, background=False, stdout=subpr
 SWEEP_SMOKE = CONFIGS / "sweep_smoke.yaml"
 
 
-@pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory):
-    """configs/sweep_smoke.yaml (8 cells), swept once per test session by `bnlab sweep`.
+# Runs `bnlab sweep` and records how it ended (written atomically: its presence means done).
+_SWEEP_AND_RECORD = """
+import json, os, subprocess, sys
+command, record = json.loads(sys.argv[1]), sys.argv[2]
+done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+with open(record + ".tmp", "w") as f:
+    json.dump({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}, f)
+os.replace(record + ".tmp", record)
+"""
 
-    (sweep directory, the CompletedProcess). With pytest-xdist the workers share it: the first
-    to get here sweeps, under a lock, and the others read its results. Tests only read it; a
-    test that changes a sweep copies it first.
+
+def _smoke_sweep_started(tmp_path_factory) -> tuple[Path, Path]:
+    """Starts configs/sweep_smoke.yaml in the background, once per test session; (results, record).
+
+    With pytest-xdist the workers share it: the first to get here starts it, under a lock.
     """
     import fcntl
 
@@ -90,10 +99,33 @@ def smoke_sweep(tmp_path_factory):
     results, record = shared / "smoke-sweep", shared / "smoke-sweep.json"
     with open(shared / "smoke-sweep.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not record.is_file():
-            done = bnlab("sweep", SWEEP_SMOKE, "--results", results, timeout=300)
-            record.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
-        done = subprocess.CompletedProcess(["bnlab", "sweep"], **json.loads(record.read_text()))
+        if not (shared / "smoke-sweep.started").exists():
+            (shared / "smoke-sweep.started").touch()
+            command = [*BNLAB, "sweep", str(SWEEP_SMOKE), "--results", str(results)]
+            subprocess.Popen([sys.executable, "-c", _SWEEP_AND_RECORD, json.dumps(command), str(record)], cwd=ROOT)
+    return results, record
+
+
+@pytest.fixture(scope="session", autouse=True)
+def smoke_sweep_under_way(request, tmp_path_factory, isolated_data_cache):
+    """If any test of this session needs the smoke sweep, it starts with the session, in the
+    background: the tests that read it then seldom wait, and no worker sits idle until it ends."""
+    if any("smoke_sweep" in item.fixturenames for item in request.session.items):
+        _smoke_sweep_started(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """configs/sweep_smoke.yaml (8 cells), swept once per test session by `bnlab sweep`.
+
+    (sweep directory, the CompletedProcess). Tests only read it; a test that changes a sweep
+    copies it first.
+    """
+    results, record = _smoke_sweep_started(tmp_path_factory)
+    deadline = time.monotonic() + 330
+    while not record.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = subprocess.CompletedProcess(["bnlab", "sweep"], **json.loads(record.read_text()))
     assert done.returncode == 0, done.stderr
     return results / "smoke_grid", done
 
@@ -130,7 +162,7 @@ TINY_DATA = {"train_limit": 600, "val_limit": 200, "test_limit": 100}
 
 
 def tiny_mlp_config(**dotted) -> dict:
-    """An MLP of 16 and 12 units on 600 training images, 40 steps: a pair trains in a second or two.
+    """An MLP of 16 and 12 units on 600 training images, 40 steps, diagnostics off: a pair trains in a second or two.
 
     dotted: config overrides by dotted key, e.g. tiny_mlp_config(**{"bn.backend": "manual"}).
     """
@@ -141,6 +173,8 @@ def tiny_mlp_config(**dotted) -> dict:
         "optimizer": {"learning_rate": 0.5},
         "train": {"batch_size": 30, "steps": 40, "eval_every": 20, "jit_compile": False, "single_samples": 20},
         "precise_bn": {"images": 300},
+        # Off: they would be most of a tiny run's time; the tests of the diagnostics turn them on.
+        "diagnostics": {"enabled": False},
         "data": dict(TINY_DATA),
     }
     return config.validate(config.apply_overrides(base, dotted))

@@ -15,6 +15,7 @@ def small_conv(**train):
             "optimizer": {"name": "adam", "learning_rate": 0.002},
             "loss": "sigmoid_cross_entropy",
             "train": {"batch_size": 16, "single_samples": 20, "jit_compile": False, **train},
+            "diagnostics": {"enabled": False},  # tests/test_diagnostics.py measures them
         }
     )
 
@@ -97,7 +98,7 @@ def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(m
 def test_trained_pair_single_sample_checks(mnist_small):
     c = config.validate(
         {"train": {"steps": 200, "eval_every": 100, "single_samples": 100}, "optimizer": {"learning_rate": 0.5},
-         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}}
+         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}, "diagnostics": {"enabled": False}}
     )
     trainer = train.PairTrainer(c, mnist_small, models.initial_weights(c))
     result = trainer.run()
@@ -126,7 +127,7 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     c = config.validate(
         {"init": {"scale": 5.0}, "optimizer": {"learning_rate": 2.0},
          "train": {"steps": 150, "eval_every": 50, "single_samples": 20},
-         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}}
+         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}, "diagnostics": {"enabled": False}}
     )
     result = train.PairTrainer(c, mnist_small, models.initial_weights(c)).run()
     plain, with_bn = result.variants["without_bn"], result.variants["with_bn"]
