@@ -16,14 +16,23 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 
+def _session_dir(tmp_path_factory) -> Path:
+    """This test session's temporary directory, the same for every pytest-xdist worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # above every worker's own
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_data_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/bn_lab or ~/.keras: one cache per session.
 
-    Subprocesses (the CLI tests) inherit it through the environment.
+    Subprocesses (the CLI tests) inherit it through the environment. pytest-xdist's workers
+    share it (bn_lab writes its cache atomically): MNIST is converted into it once, not once a worker.
     """
-    cache = tmp_path_factory.mktemp("bnlab-cache")
-    keras_home = tmp_path_factory.mktemp("keras-home")
+    shared = _session_dir(tmp_path_factory)
+    cache, keras_home = shared / "bnlab-cache", shared / "keras-home"
+    cache.mkdir(exist_ok=True)
+    keras_home.mkdir(exist_ok=True)
     saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "KERAS_HOME")}
     os.environ["BNLAB_CACHE_DIR"] = str(cache)
     os.environ["KERAS_HOME"] = str(keras_home)
@@ -93,9 +102,7 @@ def _smoke_sweep_started(tmp_path_factory) -> tuple[Path, Path]:
     """
     import fcntl
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the session's directory, above every worker's own
+    shared = _session_dir(tmp_path_factory)
     results, record = shared / "smoke-sweep", shared / "smoke-sweep.json"
     with open(shared / "smoke-sweep.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -81,7 +81,7 @@ def plain_training(cfg, mnist, weights, variant, steps):
     loss_fn = objectives.loss_function(cfg["loss"])
     order = train.batch_order(cfg["seed"], len(mnist.train.labels), cfg["train"]["batch_size"], steps)
 
-    @tf.function(jit_compile=False)
+    @tf.function(jit_compile=False, autograph=False)  # nothing to convert; converting is slow
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_fn(network(x, training=True), y)
