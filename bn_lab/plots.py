@@ -166,9 +166,9 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
 )
 
 
-def indexed(rows: list[dict]) -> dict:
-    """diagnostics.csv's rows as {(variant, layer, quantity): (steps, values)}, in one pass
-    (a figure reads ~80 series from ~10,000 rows; scanning them for each took half its time)."""
+def indexed(rows) -> dict:
+    """diagnostics.csv's rows (dicts, any iterable) as {(variant, layer, quantity): (steps, values)}:
+    one pass over the rows, not one per series a figure draws."""
     index = {}
     for r in rows:
         steps, values = index.setdefault((r["variant"], str(r["layer"]), r["quantity"]), ([], []))

@@ -109,16 +109,13 @@ BAD_INIT_SCALE = 1.0
 
 def _diagnostics_series(run_dir: Path) -> dict:
     """(variant, layer, quantity) -> (steps, values) from a run's diagnostics.csv ({} if it has none)."""
-    series: dict = {}
+    from bn_lab import plots
+
     path = run_dir / rundir.DIAGNOSTICS
     if not path.is_file():
-        return series
+        return {}
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            steps, values = series.setdefault((row["variant"], row["layer"], row["quantity"]), ([], []))
-            steps.append(int(row["step"]))
-            values.append(float(row["value"]))
-    return series
+        return plots.indexed(csv.DictReader(f))
 
 
 def mechanism(results, path: Path) -> bool:
