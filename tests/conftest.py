@@ -132,6 +132,7 @@ def smoke_sweep(tmp_path_factory):
     deadline = time.monotonic() + 330
     while not record.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert record.is_file(), f"the session's smoke sweep ({results}) did not end within 330 s"
     done = subprocess.CompletedProcess(["bnlab", "sweep"], **json.loads(record.read_text()))
     assert done.returncode == 0, done.stderr
     return results / "smoke_grid", done
