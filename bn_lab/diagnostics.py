@@ -10,11 +10,11 @@ mode), the input to the activation function (after BN in the BN network):
     |input| > 2, likewise) on at least 95% of the probe set;
 and of the layer's kernel: its mean column norm, the effective learning rate lr/‖w‖² (mean
 over columns; what the optimizer's steps mean to a scale-invariant BN layer), and the norm
-of its gradient on the current training batch.
+of its gradient in the last training step (the training loop returns it: taking it again
+here would trace a second gradient per network).
 
-Everything is computed in one compiled function per network; the gradient is taken in
-training mode, like a training step, and the population statistics that this updates are
-restored bit for bit, so the network is never changed (tests/test_diagnostics.py).
+Everything else is computed in one compiled function per network, in inference mode, which
+only reads the network: it is never changed (tests/test_diagnostics.py).
 """
 
 from __future__ import annotations
@@ -50,14 +50,11 @@ def percentiles(values, qs=PERCENTILES):
     """np.percentile(values, qs) (linear interpolation) of a 1-D tensor, in compiled code."""
     ordered = tf.sort(tf.reshape(values, [-1]))
     n = tf.shape(ordered)[0]
-    result = []
-    for q in qs:
-        position = tf.cast(n - 1, tf.float32) * (q / 100.0)
-        low = tf.cast(tf.floor(position), tf.int32)
-        high = tf.minimum(low + 1, n - 1)
-        weight = position - tf.cast(low, tf.float32)
-        result.append(tf.gather(ordered, low) * (1 - weight) + tf.gather(ordered, high) * weight)
-    return tf.stack(result)
+    position = tf.cast(n - 1, tf.float32) * tf.constant([q / 100.0 for q in qs], tf.float32)
+    low = tf.cast(tf.floor(position), tf.int32)
+    high = tf.minimum(low + 1, n - 1)
+    weight = position - tf.cast(low, tf.float32)
+    return tf.gather(ordered, low) * (1 - weight) + tf.gather(ordered, high) * weight
 
 
 def column_norms(kernel):
@@ -68,27 +65,29 @@ def column_norms(kernel):
 class Probe:
     """The diagnostics of one network, on a fixed probe set."""
 
-    def __init__(self, config: dict, network: models.Network, loss, probe_images: np.ndarray, jit: bool):
-        self.network, self.loss = network, loss
+    def __init__(self, config: dict, network: models.Network, probe_images: np.ndarray, jit: bool):
+        self.network = network
         self.unit = config["diagnostics"]["unit"]
         self.activation = config["model"]["activation"]
         self.learning_rate = config["optimizer"]["learning_rate"]
         self.with_bn = bool(network.batch_norms)
-        self.probe_images = tf.constant(probe_images)
+        self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
 
-    def _measure_impl(self, probe_images, batch_images, batch_labels):
+    def _measure_impl(self, probe_inputs):
         network = self.network
         activation_inputs = []
-        network(models.to_inputs(probe_images, network.input_shape), training=False, activation_inputs=activation_inputs)
+        network(probe_inputs, training=False, activation_inputs=activation_inputs)
         layers = []
-        for h in activation_inputs:
+        for h, kernel in zip(activation_inputs, network.kernels):
             flat = tf.reshape(h, (-1, h.shape[-1]))  # (probe values, units): a conv unit is a channel
             unit_mean, unit_std = tf.reduce_mean(flat, axis=0), tf.math.reduce_std(flat, axis=0)
+            norms = column_norms(kernel)
             layer = {
                 "unit": percentiles(flat[:, self.unit]),
                 "spread": tf.stack([tf.reduce_mean(unit_mean), tf.math.reduce_std(unit_mean),
                                     tf.reduce_mean(unit_std), tf.math.reduce_std(unit_std)]),  # fmt: skip
+                "kernel": tf.stack([tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / tf.square(norms))]),
                 # Every unit of the first probe images (a stride through the flat values would
                 # keep only every k-th unit).
                 "histogram": tf.reshape(flat[: max(1, HISTOGRAM_VALUES // flat.shape[1])], [-1]),
@@ -99,32 +98,18 @@ class Probe:
                 outside = tf.reduce_mean(tf.cast(tf.abs(flat) > SATURATION[self.activation], tf.float32), axis=0)
                 layer["inactive"] = tf.reduce_mean(tf.cast(outside >= SATURATED_SHARE, tf.float32))
             layers.append(layer)
-
-        # The gradient of the current batch's loss, as a training step sees it (training mode),
-        # then the population statistics that training mode updated are put back.
-        saved = [s.read_value() for s in network.population_statistics]
-        hidden_kernels = network.kernels[:-1]
-        with tf.GradientTape() as tape:
-            loss = self.loss(network(models.to_inputs(batch_images, network.input_shape), training=True), batch_labels)
-        gradients = tape.gradient(loss, hidden_kernels)
-        for statistic, value in zip(network.population_statistics, saved):
-            statistic.assign(value)
-        for layer, kernel, gradient in zip(layers, hidden_kernels, gradients):
-            norms = column_norms(kernel)
-            layer["kernel"] = tf.stack(
-                [tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / tf.square(norms)), tf.norm(gradient)]
-            )
         return layers
 
-    def measure(self, batch_images: np.ndarray, batch_labels: np.ndarray) -> tuple[list[dict], list[np.ndarray]]:
-        """(per layer {quantity: value}, per layer the activation inputs for a histogram)."""
-        layers = self._measure(self.probe_images, batch_images, batch_labels)
+    def measure(self, gradient_norms) -> tuple[list[dict], list[np.ndarray]]:
+        """(per layer {quantity: value}, per layer the activation inputs for a histogram).
+
+        gradient_norms: the norm of each hidden kernel's gradient, as training took it.
+        """
         values, histograms = [], []
-        for layer in layers:
+        for layer, gradient_norm in zip(self._measure(self.probe_inputs), gradient_norms):
             row = dict(zip(UNIT, layer["unit"].numpy().tolist()))
             row.update(zip(SPREAD, layer["spread"].numpy().tolist()))
-            kernel = layer["kernel"].numpy().tolist()
-            row.update(zip(KERNEL, kernel))
+            row.update(zip(KERNEL, layer["kernel"].numpy().tolist() + [float(gradient_norm)]))
             if not self.with_bn:  # lr/‖w‖² is what a step means only to a scale-invariant (BN) layer
                 del row["effective_lr"]
             if "inactive" in layer:

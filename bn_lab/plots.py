@@ -161,8 +161,8 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("per-unit std of the activation input (mean ± spread over units)", "unit_std_mean", "unit_std_std", False),
     ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
     ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
-    ("effective learning rate lr/‖w‖² (BN network)", "effective_lr", None, True),
-    ("gradient norm of the kernel, current batch", "gradient_norm", None, True),
+    ("effective learning rate lr/‖w‖², mean over columns: a BN layer's step size", "effective_lr", None, True),
+    ("gradient norm of the kernel, last training step", "gradient_norm", None, True),
 )
 
 
@@ -191,40 +191,70 @@ def percentile_band(ax, index: dict, variant: str, layer, color: str) -> None:
     steps, p15 = series(index, variant, layer, "unit_p15")
     _, p50 = series(index, variant, layer, "unit_p50")
     _, p85 = series(index, variant, layer, "unit_p85")
-    if steps:
+    if len(steps) == 1:  # a network that diverged before its second evaluation: a band of one point
+        ax.vlines(steps, p15, p85, color=color, alpha=0.4, linewidth=4, label="15th-85th percentile")
+    elif steps:
         ax.fill_between(steps, p15, p85, color=color, alpha=0.25, linewidth=0, label="15th-85th percentile")
-        ax.plot(steps, p50, color=color, linewidth=1.2, label="median")
+    if steps:
+        ax.plot(steps, p50, color=color, linewidth=1.2, marker=_lone_point(steps), label="median")
+
+
+def _lone_point(steps) -> str | None:
+    """A marker for a series of one point, which a line alone would not show."""
+    return "o" if len(steps) == 1 else None
 
 
 def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, diverged_at: dict | None = None):
-    """diagnostics.png: the last hidden layer's percentile bands (without | with BN), then one row per quantity."""
+    """diagnostics.png: the last hidden layer's percentile bands (without | with BN), then one row per
+    quantity across layers, without | with BN (the effective learning rate, which only a BN layer
+    has, across the whole row); the layers' colours are keyed once, under the title."""
     from matplotlib import colormaps
+    from matplotlib.lines import Line2D
 
     inactive = _inactive_name(rows)
     index = indexed(rows)
     quantity_rows = [r for r in DIAGNOSTIC_ROWS if r[1] != "inactive" or inactive]
-    height = 2.3 * (1 + len(quantity_rows)) + 0.8
+    height = 2.3 * (1 + len(quantity_rows)) + 1.0
     # Fixed margins, not layout="constrained": on these ~20 axes it took most of the
     # figure's ~2 s, which counted against the diagnostics' cost.
     figure = new_figure(figsize=(11, height))
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.45 / height, top=1 - 0.75 / height, hspace=0.45, wspace=0.18)
-    axes = figure.subplots(1 + len(quantity_rows), 2, squeeze=False, sharex=True)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.45 / height, top=1 - 1.0 / height, hspace=0.45, wspace=0.18)
+    grid = figure.add_gridspec(1 + len(quantity_rows), 2)
     layer_colours = colormaps["viridis"].resampled(max(layers, 2))
+    first = None
+
+    def panel(row: int, column, variant: str, text: str):
+        nonlocal first
+        ax = figure.add_subplot(grid[row, column], sharex=first)
+        first = first or ax
+        # y given: matplotlib's automatic title placement measured every axis below it (~0.6 s here).
+        ax.set_title(f"{VARIANT_STYLE[variant]['label']}: {text}", fontsize=9, y=1.0)
+        if diverged_at and diverged_at.get(variant) is not None:
+            ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
+        ax.grid(alpha=0.3)
+        if row < len(quantity_rows):
+            ax.tick_params(labelbottom=False)
+        else:
+            ax.set_xlabel("training step")
+        return ax
+
     for column, (variant, style) in enumerate(VARIANT_STYLE.items()):
-        ax = axes[0][column]
+        ax = panel(0, column, variant, f"layer {layers}, unit {unit}: input to the activation")
         percentile_band(ax, index, variant, layers, style["color"])
-        ax.set_title(f"{style['label']}: layer {layers}, unit {unit}: input to the activation", fontsize=9, y=1.0)
         ax.legend(fontsize=7, loc="upper right")
-        for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
-            ax = axes[r][column]
-            name = inactive if quantity == "inactive" else quantity
+    for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
+        name = inactive if quantity == "inactive" else quantity
+        for column, variant in enumerate(VARIANT_STYLE):
+            if quantity == "effective_lr" and variant != "with_bn":
+                continue
+            ax = panel(r, slice(None) if quantity == "effective_lr" else column, variant,
+                       label if quantity != "inactive" else inactive.replace("_", " "))  # fmt: skip
             for layer in range(1, layers + 1):
                 steps, values = series(index, variant, layer, name)
-                if not steps:
-                    continue
                 colour = layer_colours(layer - 1)
-                ax.plot(steps, values, color=colour, linewidth=1, label=f"layer {layer}")
-                if spread:
+                if steps:
+                    ax.plot(steps, values, color=colour, linewidth=1, marker=_lone_point(steps), markersize=4)
+                if spread and len(steps) > 1:
                     _, width = series(index, variant, layer, spread)
                     ax.fill_between(steps, [v - w for v, w in zip(values, width)], [v + w for v, w in zip(values, width)],
                                     color=colour, alpha=0.15, linewidth=0)  # fmt: skip
@@ -232,15 +262,9 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
                 ax.set_yscale("log")
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
-            # y given: matplotlib's automatic title placement measured every axis below it (~0.6 s here).
-            ax.set_title(f"{style['label']}: {label if quantity != 'inactive' else inactive.replace('_', ' ')}", fontsize=9, y=1.0)
-            if layers <= 8 and ax.lines:
-                ax.legend(fontsize=6, loc="upper right", ncol=2)
-        for ax in axes[:, column]:
-            if diverged_at and diverged_at.get(variant) is not None:
-                ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
-            ax.grid(alpha=0.3)
-        axes[-1][column].set_xlabel("training step")
+    keyed = range(1, layers + 1) if layers <= 8 else sorted({1, (layers + 1) // 2, layers})  # a deep net: ends and middle
+    figure.legend(handles=[Line2D([], [], color=layer_colours(k - 1), label=f"layer {k}") for k in keyed],
+                  loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height), ncol=len(keyed), fontsize=8, frameon=False)  # fmt: skip
     figure.suptitle(title)
     return figure
 

@@ -62,6 +62,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"} <= names
+    assert not names & {"diagnostics.csv", "diagnostics.png", "landscape.png", "paper_fig1.png"}  # smoke.yaml: diagnostics off
     # `latest` names the newest run; a file, so that TensorBoard lists the run once.
     assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer

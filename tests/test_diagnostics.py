@@ -51,8 +51,31 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activ
             assert got[(layer, "effective_lr")] == pytest.approx((0.5 / norms**2).mean(), rel=1e-5)
         else:
             assert (layer, "effective_lr") not in got
-        assert got[(layer, "gradient_norm")] > 0
         assert histograms[layer - 1].size == h.size
+
+
+@pytest.mark.parametrize("steps", [0, 7])
+def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
+    """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
+    before any step, that of the first step. Taken at step 0, it leaves the network as it was."""
+    cfg = tiny_config("relu")
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    reference = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    if steps:
+        trainer.train_steps(steps)
+        reference.train_steps(steps - 1)
+    network = reference.networks["with_bn"]
+    batch = trainer.batch_indices[max(steps - 1, 0)].numpy()
+    with tf.GradientTape() as tape:  # the step's gradient, eagerly, outside bn_lab's training loop
+        loss = reference.loss(network(models.to_inputs(tiny_mnist.train.images[batch], network.input_shape), training=True),
+                              tiny_mnist.train.labels[batch])  # fmt: skip
+    expected = [np.linalg.norm(g.numpy()) for g in tape.gradient(loss, network.kernels[:-1])]
+    before = snapshot(trainer.networks["with_bn"])
+    rows, _ = trainer.measure("with_bn", steps)
+    assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(trainer.networks["with_bn"])))
+    got = [r["value"] for r in rows if r["quantity"] == "gradient_norm"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert min(got) > 0
 
 
 def test_a_layer_of_dead_units_is_counted(tiny_mnist):
@@ -106,7 +129,8 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
 
 def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     run = api.run(Path(__file__).parent.parent / "configs" / "smoke.yaml", out=tmp_path / "run", progress="none",
-                  **{"diagnostics.enabled": True, "diagnostics.landscape": True, "train.steps": 60, "train.eval_every": 20})  # fmt: skip
+                  **{"diagnostics.enabled": True, "diagnostics.landscape": True, "diagnostics.paper_figure": True,
+                     "train.steps": 60, "train.eval_every": 20, "train.test_every": 20})  # fmt: skip
     with open(run.path / rundir.DIAGNOSTICS, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == rundir.DIAGNOSTICS_COLUMNS
@@ -114,9 +138,8 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     assert steps == [0, 20, 40, 60]
     layers = {r["layer"] for r in rows if r["variant"] == "with_bn"}
     assert layers == {"1", "2", "3", "all"}
-    for name in (rundir.DIAGNOSTICS_PLOT, rundir.LANDSCAPE_PLOT):
+    for name in (rundir.DIAGNOSTICS_PLOT, rundir.LANDSCAPE_PLOT, rundir.PAPER_FIG1_PLOT):
         assert (run.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (run.path / rundir.PAPER_FIG1_PLOT).exists()
     events = [p for p in (run.path / "tensorboard" / "with_bn").iterdir()]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -135,3 +158,22 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     assert "effective_lr" not in run.summary["variants"]["without_bn"]["diagnostics"]  # BN networks only
     assert all(written[k] == np.float32(in_csv[k]) for k in in_csv)
     assert diagnostics.inactive_quantity("relu") == "dead_fraction"
+
+
+def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
+    """One row per quantity, without | with BN; the effective learning rate (BN only) across its row;
+    a network measured once (it diverged in its first chunk) is drawn as points, not an empty panel."""
+    quantities = {"unit_p15": -1.0, "unit_p50": 0.0, "unit_p85": 1.0, "unit_mean_mean": 0.0, "unit_mean_std": 0.1,
+                  "unit_std_mean": 1.0, "unit_std_std": 0.1, "dead_fraction": 0.2, "kernel_norm": 3.0, "gradient_norm": 0.5}  # fmt: skip
+    rows = [dict(variant="without_bn", step=0, layer=layer, quantity=q, value=v) for layer in (1, 2) for q, v in quantities.items()]
+    rows += [dict(variant="with_bn", step=step, layer=layer, quantity=q, value=v) for step in (0, 10, 20) for layer in (1, 2)
+             for q, v in {**quantities, "effective_lr": 0.05}.items()]  # fmt: skip
+    from bn_lab import plots
+
+    figure = plots.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
+    titles = [ax.get_title() for ax in figure.axes]
+    assert len(figure.axes) == 2 + 2 * 5 + 1 and not any("not measured" in t.get_text() for ax in figure.axes for t in ax.texts)
+    (wide,) = [ax for ax, t in zip(figure.axes, titles) if "effective learning rate" in t]
+    assert wide.get_title().startswith("with BN") and wide.get_position().width > 0.8
+    lone = [line for ax, t in zip(figure.axes, titles) if t.startswith("without BN") for line in ax.lines if len(line.get_xdata()) == 1]
+    assert len(lone) == 2 * 5 + 1 and all(line.get_marker() == "o" for line in lone)  # 2 layers x 5 rows, 1 median
