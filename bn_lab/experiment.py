@@ -336,9 +336,9 @@ def run_experiment(
         events.write(step, evaluations, measurements)
         bar(step, evaluations)
 
-    # The diagnostics' figures are drawn while the final checks run: matplotlib is Python,
-    # the checks are mostly XLA compiling and running, and a run's wait is shorter by most of
-    # the drawing. Nothing else draws meanwhile (matplotlib is not thread-safe).
+    # The diagnostics' figures are drawn while the final checks run, which are mostly XLA
+    # compiling and running outside Python's lock: a run's wait is shorter by part of the
+    # drawing. Nothing else draws meanwhile (matplotlib is not thread-safe).
     drawing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bnlab-figures")
     drawn = []
 

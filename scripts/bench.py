@@ -302,14 +302,16 @@ def measure_overheads(rounds: int, names: list[str] | None = None) -> dict:
     """Each OVERHEAD_RUNS setting end to end `rounds` times, interleaved.
 
     This host's speed drifts by tens of percent over minutes, so a setting is compared with
-    the baseline run of the same round (seconds apart): its ratio is the median over rounds of
-    those per-round ratios, with their range beside it.
+    the baseline run of the same round (seconds apart; the order reversed every other round):
+    its ratio is the median over rounds of those per-round ratios, with their range beside it.
     """
     settings = {n: v for n, v in OVERHEAD_RUNS.items() if names is None or n in names or n == next(iter(OVERHEAD_RUNS))}
     walls = {name: [] for name in settings}
     runs = {}
     for round_ in range(rounds):
-        for name, (overrides, _) in settings.items():
+        # Every other round in reverse order: a drift of the host's speed within a round then
+        # favours no setting.
+        for name, (overrides, _) in list(settings.items())[:: -1 if round_ % 2 else 1]:
             print(f"overhead: {name} (round {round_ + 1}/{rounds}) ...", file=sys.stderr, flush=True)
             runs[name] = run_end_to_end(OVERHEAD_CONFIG, overrides)
             walls[name].append(runs[name]["wall_seconds"])
