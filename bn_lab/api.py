@@ -5,6 +5,8 @@
     run.summary["variants"]["with_bn"]["late_val_accuracy"]
     run.plot()                      # a matplotlib Figure: shows inline in Jupyter
     run.metrics_frame()             # pandas, if installed; run.metrics is plain columns
+    run.diagnostics                 # diagnostics.csv as columns; run.diagnostics_plot() draws them
+    run.weights("with_bn")          # the trained network's arrays, from weights.npz
     bn_lab.load(run.path)           # the same Run again, from disk
     grid = bn_lab.sweep("configs/sweep_smoke.yaml", jobs=2)
     bn_lab.load_sweep(grid.path).runs["relu_badinit_seed0"].summary
@@ -69,6 +71,53 @@ class Run:
             column: [numbers[column](r[column]) if column in numbers and r[column] != "" else (r[column] or None) for r in rows]
             for column in rundir.METRICS_COLUMNS
         }  # fmt: skip
+
+    @cached_property
+    def diagnostics(self) -> dict[str, list]:
+        """diagnostics.csv as columns: {"variant", "step", "layer", "quantity", "value"} (empty without it).
+
+        layer is an int (hidden layers count from 1), or "all" for the loss-landscape probe."""
+        path = self.path / rundir.DIAGNOSTICS
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        return {
+            "variant": [r["variant"] for r in rows],
+            "step": [int(r["step"]) for r in rows],
+            "layer": [int(r["layer"]) if r["layer"].isdigit() else r["layer"] for r in rows],
+            "quantity": [r["quantity"] for r in rows],
+            "value": [float(r["value"]) for r in rows],
+        }
+
+    def weights(self, variant: str = "with_bn") -> dict:
+        """One network's weights and population statistics after training, from weights.npz:
+        {"layer1/kernel": array, ..., "layer1/population_mean": ..., "layer4/bias": ...}."""
+        import numpy as np
+
+        if variant not in rundir.VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(rundir.VARIANTS)}, got {variant!r}")
+        path = self.path / rundir.WEIGHTS
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
+        with np.load(path) as saved:
+            prefix = f"{variant}/"
+            found = {name[len(prefix):]: saved[name] for name in saved.files if name.startswith(prefix)}
+        if not found:
+            raise ValueError(f"{path}: holds no {variant} network (this run trained {', '.join(self.summary['variants'])})")
+        return found
+
+    def diagnostics_plot(self):
+        """diagnostics.png's figure (what BN does inside the network) as a matplotlib Figure."""
+        from bn_lab import experiment, plots
+
+        columns = self.diagnostics
+        if not columns["step"]:
+            raise ValueError(f"{self.path}: no diagnostics (the run had diagnostics.enabled: false)")
+        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        hidden = max(layer for layer in columns["layer"] if layer != "all")
+        diverged_at = {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
+        return plots.diagnostics_figure(rows, hidden, experiment.title(self.config), self.config["diagnostics"]["unit"], diverged_at)
 
     def metrics_frame(self):
         """The metrics as a pandas DataFrame (pandas is optional: pip install pandas)."""

@@ -9,7 +9,8 @@ mode), the input to the activation function (after BN in the BN network):
     saturated units (sigmoid: |input| > 4, where its slope is under 7% of its peak; tanh:
     |input| > 2, likewise) on at least 95% of the probe set;
 and of the layer's kernel: its mean column norm, the effective learning rate lr/‖w‖² (mean
-over columns; what the optimizer's steps mean to a scale-invariant BN layer), and the norm
+over columns; what the optimizer's steps mean to a scale-invariant BN layer; lr/‖w‖ for
+Adam, whose steps do not scale with the gradient: bn_lab.objectives), and the norm
 of its gradient in the last training step (the training loop returns it: taking it again
 here would trace a second gradient per network).
 
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from bn_lab import models, runtime
+from bn_lab.objectives import effective_lr_norm_power
 
 PERCENTILES = (15, 50, 85)
 # Where each activation's slope falls under ~7% of its peak: beyond it a unit is saturated.
@@ -72,6 +74,7 @@ class Probe:
         self.unit = config["diagnostics"]["unit"]
         self.activation = config["model"]["activation"]
         self.learning_rate = config["optimizer"]["learning_rate"]
+        self.norm_power = effective_lr_norm_power(config)
         self.with_bn = bool(network.batch_norms)
         self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
@@ -89,7 +92,7 @@ class Probe:
                 "unit": percentiles(flat[:, self.unit]),
                 "spread": tf.stack([tf.reduce_mean(unit_mean), tf.math.reduce_std(unit_mean),
                                     tf.reduce_mean(unit_std), tf.math.reduce_std(unit_std)]),  # fmt: skip
-                "kernel": tf.stack([tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / tf.square(norms))]),
+                "kernel": tf.stack([tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / norms**self.norm_power)]),
                 # Every unit of evenly spaced rows of the probe values (a stride through the flat
                 # values would keep only every k-th unit; the first rows, of a conv layer, would
                 # be the top of the first image).
@@ -113,7 +116,7 @@ class Probe:
             row = dict(zip(UNIT, layer["unit"].numpy().tolist()))
             row.update(zip(SPREAD, layer["spread"].numpy().tolist()))
             row.update(zip(KERNEL, layer["kernel"].numpy().tolist() + [float(gradient_norm)]))
-            if not self.with_bn:  # lr/‖w‖² is what a step means only to a scale-invariant (BN) layer
+            if not self.with_bn:  # lr/‖w‖^p is what a step means only to a scale-invariant (BN) layer
                 del row["effective_lr"]
             if "inactive" in layer:
                 row[inactive_quantity(self.activation)] = float(layer["inactive"])

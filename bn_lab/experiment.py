@@ -361,6 +361,7 @@ def run_experiment(
         for e in result.evaluations
     ]  # fmt: skip
     files.write_csv(workdir / rundir.METRICS, rows, rundir.METRICS_COLUMNS)
+    files.write_npz(workdir / rundir.WEIGHTS, trainer.weights())
     diverged_at = {n: r.diverged_at_step for n, r in result.variants.items()}
     from bn_lab import plots
 

@@ -67,6 +67,15 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     write_text(path, buffer.getvalue())
 
 
+def write_npz(path: str | Path, arrays: dict) -> None:
+    """numpy arrays by name as one .npz file (np.load(path) reads it; no pickle)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
+
+
 def save_figure(path: str | Path, figure, tight: bool = True) -> None:
     """The figure as an image at path; tight=False keeps the figure's own margins (faster: one draw, not two)."""
     buffer = io.BytesIO()

@@ -198,6 +198,20 @@ class Network(tf.Module):
 
         self._compiled_layer_ends = {}  # (layer, training) -> XLA-compiled (runtime.compiled)
 
+    def named_arrays(self) -> dict[str, np.ndarray]:
+        """Every weight and population statistic by name, layers counted from 1 as in diagnostics.csv:
+        layer1/kernel, layer1/bias (if the layer has one), layer1/gamma, layer1/beta,
+        layer1/population_mean, layer1/population_variance (BN layers), ..., the output layer last."""
+        arrays = {}
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases), start=1):
+            arrays[f"layer{i}/kernel"] = kernel.numpy()
+            if bias is not None:
+                arrays[f"layer{i}/bias"] = bias.numpy()
+        for i, norm in enumerate(self.batch_norms, start=1):
+            for name in ("gamma", "beta", "population_mean", "population_variance"):
+                arrays[f"layer{i}/{name}"] = getattr(norm, name).numpy()
+        return arrays
+
     def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
         """The logits.
 

@@ -7,13 +7,25 @@ import tensorflow as tf
 from bn_lab import models, registry
 
 
+# Each optimizer's `norm_power` p: a BN layer is scale-invariant in each kernel column w, so a
+# step turns w as a step of lr/‖w‖^p would turn it at unit norm (its effective learning rate,
+# bn_lab.diagnostics). SGD: the gradient shrinks as 1/‖w‖ and the step is lr times it, p = 2.
+# Adam: its step is ~lr per weight whatever the gradient's scale, p = 1.
+
+
 def sgd(learning_rate: float):
     return tf.keras.optimizers.SGD(learning_rate=learning_rate)  # plain gradient descent, no momentum
+
+
+sgd.norm_power = 2
 
 
 def adam(learning_rate: float):
     # TF1's AdamOptimizer, which the notebooks used, has epsilon 1e-8 (Keras' default is 1e-7).
     return tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-8)
+
+
+adam.norm_power = 1
 
 
 def softmax_cross_entropy(logits, labels):
@@ -29,6 +41,11 @@ def sigmoid_cross_entropy(logits, labels):
 def make_optimizer(config: dict):
     """The configured optimizer; an unknown name is an error, never a fallback."""
     return registry.OPTIMIZERS.get(config["optimizer"]["name"])(config["optimizer"]["learning_rate"])
+
+
+def effective_lr_norm_power(config: dict) -> int:
+    """p of the configured optimizer's effective learning rate lr/‖w‖^p (see norm_power above)."""
+    return registry.OPTIMIZERS.get(config["optimizer"]["name"]).norm_power
 
 
 def loss_function(name: str):

@@ -161,7 +161,7 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("per-unit std of the activation input (mean ± spread over units)", "unit_std_mean", "unit_std_std", False),
     ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
     ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
-    ("effective learning rate lr/‖w‖², mean over columns: a BN layer's step size", "effective_lr", None, True),
+    ("effective learning rate of a BN layer's kernel (SGD: lr/‖w‖², Adam: lr/‖w‖), mean over columns", "effective_lr", None, True),
     ("gradient norm of the kernel, last training step", "gradient_norm", None, True),
 )
 
@@ -326,7 +326,7 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
 def mechanism_figure(panels: list[dict], title: str):
     """mechanism.png: why BN only sometimes rescues relu with a bad init, one column per grid point.
 
-    Top: the BN network's effective learning rate lr/‖w‖² per hidden layer (a scale-invariant
+    Top: the BN network's effective learning rate (lr/‖w‖² with SGD) per hidden layer (a scale-invariant
     layer's real step size); bottom: the dead fraction of the last hidden layer, without and
     with BN. panels: {"title", "seeds": [{"seed", "effective_lr": {layer: (steps, values)},
     "dead": {variant: (steps, values)}}]}; every seed is a line.
@@ -351,7 +351,7 @@ def mechanism_figure(panels: list[dict], title: str):
             top.legend(fontsize=7, loc="upper right")
         if bottom.lines:
             bottom.legend(fontsize=7, loc="best")
-        top.set_title(f"{panel['title']}\nBN network: effective lr lr/‖w‖²", fontsize=9)
+        top.set_title(f"{panel['title']}\nBN network: effective learning rate", fontsize=9)
         bottom.set_title("dead units, last hidden layer (fraction)", fontsize=9)
         bottom.set_ylim(-0.03, 1.03)
         bottom.set_xlabel("training step")

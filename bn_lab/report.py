@@ -28,8 +28,8 @@ same batches) over the seeds where neither network diverged. Success counts the 
 {figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
 INSIDE = """Inside the network (diagnostics on): at the last evaluation, the share of the last hidden layer's
 units that are dead (relu: input never positive on the probe images) or saturated (sigmoid:
-|input| > 4 on 95% of them), and the BN network's effective learning rate lr/‖w‖² of that
-layer (mean over its units): what a step of the optimizer means to a scale-invariant layer.
+|input| > 4 on 95% of them), and the BN network's effective learning rate of that layer (lr/‖w‖² with SGD, lr/‖w‖ with
+Adam; mean over its units): what a step of the optimizer means to a scale-invariant layer.
 Over the seeds where the network did not diverge."""
 MECHANISM_TEXT = {
     True: "`mechanism.png` draws both over training for the relu cells with a bad init.",

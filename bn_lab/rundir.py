@@ -42,7 +42,8 @@ DIAGNOSTICS = "diagnostics.csv"  # what BN does inside the network (bn_lab.diagn
 DIAGNOSTICS_PLOT = "diagnostics.png"
 LANDSCAPE_PLOT = "landscape.png"  # with diagnostics.landscape
 PAPER_FIG1_PLOT = "paper_fig1.png"  # with diagnostics.paper_figure
-RUN_ENTRIES = (CONFIG, ENVIRONMENT, METRICS, SUMMARY, ACCURACY_PLOT, TENSORBOARD, DIAGNOSTICS, DIAGNOSTICS_PLOT,
+WEIGHTS = "weights.npz"  # every network's weights and population statistics after training: <variant>/layer<k>/<name>
+RUN_ENTRIES = (CONFIG, ENVIRONMENT, METRICS, SUMMARY, WEIGHTS, ACCURACY_PLOT, TENSORBOARD, DIAGNOSTICS, DIAGNOSTICS_PLOT,
                LANDSCAPE_PLOT, PAPER_FIG1_PLOT)  # fmt: skip
 LATEST = "latest"
 

@@ -8,6 +8,7 @@ import re
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 
 DEVICES = ("auto", "cpu", "gpu")
 # TensorFlow's intra-op pool size changes how Eigen splits a matmul's sums, and so
@@ -150,6 +151,30 @@ def visible_gpus(device: str) -> list:
     return gpus
 
 
+# The CPU features that decide which kernels TensorFlow, oneDNN and XLA pick, and so the last
+# bits of every number: the same config and seed give other numbers on a CPU with others.
+_VECTOR_FEATURES = re.compile(r"(avx\w*|amx\w*|fma|sse4_2|asimd\w*|sve\w*|neon)")
+
+
+def cpu() -> dict:
+    """This machine's processor: its model and vector extensions (Linux: /proc/cpuinfo), for environment.json."""
+    import platform
+
+    model, features = platform.processor() or platform.machine(), set()
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "CPU part") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features"):
+            features.update(f for f in value.split() if _VECTOR_FEATURES.fullmatch(f))
+    return {"model": model, "vector_extensions": sorted(features)}
+
+
 _configured: dict[str, dict] = {}  # device -> settings: TensorFlow fixes them once per process
 
 
@@ -203,5 +228,6 @@ def configure(device: str = "auto") -> dict:
         "intra_op_threads": NUMERIC_THREADS,
         "inter_op_threads": PAIR_THREADS,
         "onednn": onednn,
+        "cpu": cpu(),
     }
     return _configured[device]

@@ -285,6 +285,11 @@ class PairTrainer:
             for statistic, value in zip(network.population_statistics, saved):
                 statistic.assign(value)
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """Every network's weights and population statistics as they are now: <variant>/layer<k>/<name>
+        (a network that diverged holds what it had when it stopped: NaN or inf)."""
+        return {f"{v}/{name}": array for v in self.variants for name, array in self.networks[v].named_arrays().items()}
+
     def single_sample_predictions(self, variant: str, images: np.ndarray, training: bool) -> np.ndarray:
         return self._single_sample[(variant, training)](images).numpy()
 

