@@ -178,19 +178,26 @@ class Progress:
 
             self.bar = tqdm(total=total_steps, desc=label or "steps", unit="step", leave=False, dynamic_ncols=True)
 
+    @staticmethod
+    def text(evaluations) -> str:
+        """'validation acc noBN 0.97  BN 0.98  (exact stats 0.98)  test acc noBN 0.96  BN 0.98': one part per split."""
+        parts = {}  # split (exact statistics go with the validation split they were taken on) -> its texts
+        for e in evaluations:
+            if e.split == rundir.PRECISE_BN:
+                parts.setdefault(rundir.VALIDATION, []).append(f"(exact stats {e.accuracy:.4f})")
+            else:
+                parts.setdefault(e.split, []).append(f"{VARIANT_SHORT[e.variant]} {e.accuracy:.4f}")
+        return "  ".join(f"{split.replace('_', ' ')} acc " + "  ".join(texts) for split, texts in parts.items())
+
     def __call__(self, step: int, evaluations) -> None:
-        text = "  ".join(
-            f"(exact stats {e.accuracy:.4f})" if e.split == rundir.PRECISE_BN else f"{VARIANT_SHORT[e.variant]} {e.accuracy:.4f}"
-            for e in evaluations
-        )
-        split = evaluations[0].split if evaluations else "validation"
+        text = self.text(evaluations)
         if self.bar is not None:
             self.bar.update(step - self.last_step)
             if evaluations:
-                self.bar.set_postfix_str(f"{split} acc {text}")
+                self.bar.set_postfix_str(text)
         elif self.mode == "lines":
             rate = f"  ({step / (time.perf_counter() - self.started):,.0f} steps/s)" if step else ""
-            print(f"{self.label}step {step:>6}/{self.total}  {split} acc {text}{rate}", flush=True)
+            print(f"{self.label}step {step:>6}/{self.total}  {text}{rate}", flush=True)
         self.last_step = step
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ choose, nothing to close, and a figure a function returns (`accuracy_figure`, fo
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -188,15 +189,34 @@ def _inactive_name(rows: list[dict]) -> str | None:
 
 def percentile_band(ax, index: dict, variant: str, layer, color: str) -> None:
     """The paper's Fig. 1 (b, c): one unit's 15th-85th percentile band and its median over training."""
-    steps, p15 = series(index, variant, layer, "unit_p15")
-    _, p50 = series(index, variant, layer, "unit_p50")
-    _, p85 = series(index, variant, layer, "unit_p85")
+    (steps, p15), (_, p50), (_, p85) = (series(index, variant, layer, q) for q in rundir.UNIT_PERCENTILES)
     if len(steps) == 1:  # a network that diverged before its second evaluation: a band of one point
         ax.vlines(steps, p15, p85, color=color, alpha=0.4, linewidth=4, label="15th-85th percentile")
     elif steps:
         ax.fill_between(steps, p15, p85, color=color, alpha=0.25, linewidth=0, label="15th-85th percentile")
     if steps:
         ax.plot(steps, p50, color=color, linewidth=1.2, marker=_lone_point(steps), label="median")
+
+
+def _step_zero_off_the_scale(ax, points) -> None:
+    """A linear panel scaled to its values after step 0 when step 0's lie far outside them.
+
+    At a bad init the untrained network's activation inputs reach ~1e4, and so do the BN
+    network's at step 0: inference mode normalises with the population statistics, which
+    start at mean 0 and variance 1. Drawn to scale, that one point flattens every later one
+    into a line at 0. points: (step, value) of everything the panel draws.
+    """
+    later = [v for s, v in points if s > 0 and math.isfinite(v)]
+    first = [v for s, v in points if s == 0 and math.isfinite(v)]
+    if len(later) < 2 or not first:
+        return
+    low, high = min(later), max(later)
+    span = max(high - low, 1e-9)
+    if low - span <= min(first) and max(first) <= high + span:
+        return
+    ax.set_ylim(low - 0.08 * span, high + 0.08 * span)
+    ax.text(0.01, 0.03, f"step 0 off the scale ({min(first):.3g} to {max(first):.3g})", transform=ax.transAxes,
+            fontsize=7, va="bottom", color="dimgrey")  # fmt: skip
 
 
 def _lone_point(steps) -> str | None:
@@ -241,7 +261,9 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
     for column, (variant, style) in enumerate(VARIANT_STYLE.items()):
         ax = panel(0, column, variant, f"layer {layers}, unit {unit}: input to the activation")
         percentile_band(ax, index, variant, layers, style["color"])
-        ax.legend(fontsize=7, loc="upper right")
+        if ax.lines:
+            ax.legend(fontsize=7, loc="upper right")
+        _step_zero_off_the_scale(ax, [p for q in rundir.UNIT_PERCENTILES for p in zip(*series(index, variant, layers, q))])
     for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
         name = inactive if quantity == "inactive" else quantity
         for column, variant in enumerate(VARIANT_STYLE):
@@ -249,17 +271,22 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
                 continue
             ax = panel(r, slice(None) if quantity == "effective_lr" else column, variant,
                        label if quantity != "inactive" else inactive.replace("_", " "))  # fmt: skip
+            drawn = []  # (step, value) of every line and band edge
             for layer in range(1, layers + 1):
                 steps, values = series(index, variant, layer, name)
                 colour = layer_colours(layer - 1)
                 if steps:
                     ax.plot(steps, values, color=colour, linewidth=1, marker=_lone_point(steps), markersize=4)
+                    drawn += zip(steps, values)
                 if spread and len(steps) > 1:
                     _, width = series(index, variant, layer, spread)
-                    ax.fill_between(steps, [v - w for v, w in zip(values, width)], [v + w for v, w in zip(values, width)],
-                                    color=colour, alpha=0.15, linewidth=0)  # fmt: skip
+                    low, high = [v - w for v, w in zip(values, width)], [v + w for v, w in zip(values, width)]
+                    ax.fill_between(steps, low, high, color=colour, alpha=0.15, linewidth=0)
+                    drawn += [*zip(steps, low), *zip(steps, high)]
             if log and ax.lines:
                 ax.set_yscale("log")
+            elif not log:
+                _step_zero_off_the_scale(ax, drawn)
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
     keyed = range(1, layers + 1) if layers <= 8 else sorted({1, (layers + 1) // 2, layers})  # a deep net: ends and middle

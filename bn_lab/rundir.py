@@ -65,6 +65,7 @@ TRAIN_BATCH = "train_batch"  # the current training batch, inference mode (the c
 TEST = "test"  # the test split: after training (and every train.test_every steps)
 # diagnostics.csv: long form; layer counts hidden layers from 1 ("all": the whole network).
 DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]
+UNIT_PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")  # its quantities for one unit's input percentiles
 
 _STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced)-(?P<pid>\d+)")
 

@@ -330,3 +330,14 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
         f"error: {CONFIGS / 'smoke.yaml'} (with --set): description must be UTF-8 text, got 'caf\\udce9'\n"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_progress_line_names_the_split_of_every_accuracy():
+    from bn_lab.experiment import Progress
+    from bn_lab.train import Evaluation
+
+    evaluations = [Evaluation("without_bn", 500, "validation", 0.3, 0.9730), Evaluation("without_bn", 500, "test", 0.3, 0.9699),
+                   Evaluation("with_bn", 500, "validation", 0.1, 0.9806),
+                   Evaluation("with_bn", 500, "validation_precise_bn", 0.1, 0.9808), Evaluation("with_bn", 500, "test", 0.1, 0.9801)]  # fmt: skip
+    assert Progress.text(evaluations) == "validation acc noBN 0.9730  BN 0.9806  (exact stats 0.9808)  test acc noBN 0.9699  BN 0.9801"
+    assert Progress.text([Evaluation("with_bn", 25, "train_batch", 0.5, 0.5)]) == "train batch acc BN 0.5000"

@@ -113,7 +113,7 @@ def test_configs_cover_every_experiment_in_the_spec():
     paper = config.load(CONFIGS / "paper_fig1.yaml")  # the paper's section 4.1 setup
     assert (paper["model"]["activation"], paper["model"]["hidden_units"]) == ("sigmoid", [100, 100, 100])
     assert (paper["train"]["batch_size"], paper["train"]["steps"], paper["diagnostics"]["paper_figure"]) == (60, 50000, True)
-    assert config.load(CONFIGS / "landscape_relu_lr0.5.yaml")["diagnostics"]["landscape"] is True
+    assert config.load(CONFIGS / "landscape_relu_lr0.8.yaml")["diagnostics"]["landscape"] is True
     placements = {config.load(CONFIGS / f"{n}.yaml")["bn"]["placement"] for n in names if n.startswith("convnet_")}
     assert placements == set(config.PLACEMENTS)
     bad = config.load(CONFIGS / "relu_lr2_badinit.yaml")

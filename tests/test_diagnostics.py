@@ -205,3 +205,22 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
     assert wide.get_title().startswith("with BN") and wide.get_position().width > 0.8
     lone = [line for ax, t in zip(figure.axes, titles) if t.startswith("without BN") for line in ax.lines if len(line.get_xdata()) == 1]
     assert len(lone) == 2 * 5 + 1 and all(line.get_marker() == "o" for line in lone)  # 2 layers x 5 rows, 1 median
+
+
+def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
+    """At a bad init the untrained network's activation inputs are ~1e4 (the BN network's too: its
+    population statistics start at 0 and 1). Its later values, ~1, stay readable; step 0 is named."""
+    from bn_lab import plots
+
+    later = {"unit_p15": -1.0, "unit_p50": 0.0, "unit_p85": 1.0, "unit_mean_mean": 0.2, "unit_mean_std": 0.1,
+             "unit_std_mean": 1.0, "unit_std_std": 0.2, "dead_fraction": 0.4, "kernel_norm": 50.0, "effective_lr": 8e-4,
+             "gradient_norm": 0.05}  # fmt: skip
+    rows = [dict(variant="with_bn", step=step, layer=1, quantity=q, value=v * (3e4 if step == 0 and "unit" in q else 1) + 0.01 * step)
+            for step in (0, 10, 20, 30) for q, v in later.items()]  # fmt: skip
+    figure = plots.diagnostics_figure(rows, 1, "title", 0)
+    (band,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: layer 1")]
+    (means,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: per-unit mean")]
+    assert band.get_ylim()[1] < 3 and means.get_ylim()[1] < 3
+    assert [t.get_text() for t in band.texts] == ["step 0 off the scale (-3e+04 to 3e+04)"]
+    (dead,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: dead")]
+    assert not dead.texts and dead.get_ylim()[1] < 1  # step 0 within the later values' range: drawn to scale
