@@ -316,7 +316,7 @@ def report(sweep_dir, threshold, figure):
     """Write the report of a sweep directory (results/<sweep-name>/), finished or not.
 
     Writes summary.csv (one row per cell), report.md (one row per grid point, over seeds),
-    heatmap.png and curves.png into SWEEP_DIR, and prints the table.
+    heatmap.png, curves.png and mechanism.png into SWEEP_DIR, and prints the table.
     """
     from bn_lab import report as reports
 

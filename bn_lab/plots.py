@@ -362,6 +362,8 @@ def mechanism_figure(panels: list[dict], title: str):
 
     figure = new_figure(figsize=(3.8 * len(panels) + 0.6, 6.2), layout="constrained")
     axes = figure.subplots(2, len(panels), squeeze=False, sharex="col")
+    for top in axes[0][1:]:  # one scale for every cell's effective learning rate: lr 0.01's is 100x below lr 1's
+        top.sharey(axes[0][0])
     for column, panel in enumerate(panels):
         top, bottom = axes[0][column], axes[1][column]
         layers = max((len(s["effective_lr"]) for s in panel["seeds"]), default=1)

@@ -1,4 +1,4 @@
-"""The report of a sweep: summary.csv, report.md, heatmap.png and curves.png in its directory.
+"""The report of a sweep: summary.csv, report.md, heatmap.png, curves.png, mechanism.png in its directory.
 
 It reads only files: the sweep's manifest (sweep.json, which lists every cell, so missing
 ones are known) and each finished cell's summary.json and metrics.csv. It works on a
@@ -311,7 +311,8 @@ def markdown_table(rows: list[list[str]]) -> str:
 
 
 def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late") -> str:
-    """Writes summary.csv, report.md, heatmap.png and curves.png; returns the text to print.
+    """Writes summary.csv, report.md, heatmap.png, curves.png and mechanism.png (relu bad-init cells
+    with diagnostics); returns the text to print.
 
     figure: the accuracy aggregated over seeds, one of FIGURES (default: the late-window mean).
     """
@@ -355,7 +356,8 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
     report_figures.curves(results, sweep_dir / rundir.CURVES)
     printed = [f"sweep {manifest['name']}: {status}", table_text] + [n for n in notes if n]
-    printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({rundir.SUMMARY_CSV}, {rundir.HEATMAP}, {rundir.CURVES})")
+    written = [rundir.SUMMARY_CSV, rundir.HEATMAP, rundir.CURVES] + ([rundir.MECHANISM] if drawn else [])
+    printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({', '.join(written)})")
     return "\n".join(printed)
 
 

@@ -22,7 +22,7 @@ PAIR_THREADS = 2
 # TensorFlow's oneDNN kernels (convolutions, matmuls outside XLA) instead of its Eigen
 # ones. TensorFlow turns them on by default only on CPUs with AVX-512 VNNI or newer,
 # so left alone the choice, and the last bits of every non-XLA number, would depend on
-# the machine. On these 2-core AVX2 machines they make the conv net's training step
+# the machine. On the 2-core AVX2 machines they were measured on they made the conv net's training step
 # 1.3x (with BN) to 1.5x (without) faster: its early layers have 1-12 input channels,
 # where Eigen's convolution gradients are slow. XLA-compiled code (the MLP's loop)
 # does not use them. TensorFlow reads the switch once, when it is imported.

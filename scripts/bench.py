@@ -59,6 +59,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
 from bn_lab.rundir import VARIANTS  # light: no TensorFlow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,8 +221,6 @@ def one_naive(model: str, plan: dict) -> dict:
 
 
 def one_bnlab(model: str, plan: dict) -> dict:
-    from bn_lab import runtime
-
     settings = runtime.configure("auto")  # what `bnlab run` does first
 
     from bn_lab import config as configs
@@ -391,6 +390,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "cpu": runtime.cpu(),  # its vector extensions decide the kernels, naive and bn_lab's alike
                     "load_average_at_start": os.getloadavg()},  # fmt: skip
         "plan": plan,
         "models": {},

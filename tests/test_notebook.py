@@ -22,8 +22,10 @@ def test_the_lesson_notebook_runs_and_shows_its_results(tmp_path):
     assert "Run('../results/notebook/smoke/" in text
     assert "with_bn     learned" in text
     assert "without BN: diverged at step" in text
+    assert "effective learning rate per layer: 1.0e-04, 8." in text  # lr 2 over norms of ~140 and ~50, squared
+    assert "dead units in the last hidden layer:" in text
     assert "single images, training mode" in text
     assert text.count("seed ") >= 3
     assert text.rstrip().endswith("True")  # bn_lab.load read back the same numbers
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # run.plot() shows inline
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # run.plot() and diagnostics_plot(), once each
     assert (tmp_path / "results" / "notebook" / "smoke").is_dir()

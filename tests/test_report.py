@@ -184,6 +184,7 @@ def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
     assert float(bad["BN effective lr, last layer"].split()[0]) < 2 / 5.0**2 / 10  # lr/‖w‖² with ‖w‖ ~ 5·√100
     assert "Inside the network (diagnostics on)" in report_md and "`mechanism.png` draws both" in report_md
     assert (grid.path / "mechanism.png").read_bytes().startswith(PNG_MAGIC)
+    assert grid.report().endswith("(summary.csv, heatmap.png, curves.png, mechanism.png)")  # the printed list names it
 
 
 def test_report_needs_no_tensorflow(smoke, tmp_path):
