@@ -169,8 +169,9 @@ def main():
 def run(config_file, overrides, out, results_root, device, force, seeds, jobs, quiet):
     """Train the pair (without and with BN) described by CONFIG (a YAML file).
 
-    Writes config.yaml, environment.json, metrics.csv, summary.json, accuracy.png
-    and TensorBoard events into the run directory: --out, or
+    Writes config.yaml, environment.json, metrics.csv, summary.json, weights.npz,
+    accuracy.png, diagnostics.csv, diagnostics.png and TensorBoard events into the
+    run directory (the README's "What a run writes"): --out, or
     results/<experiment>/<run-id>/ with a `latest` link beside it.
     """
     from bn_lab import api, experiment, rundir
@@ -316,7 +317,8 @@ def report(sweep_dir, threshold, figure):
     """Write the report of a sweep directory (results/<sweep-name>/), finished or not.
 
     Writes summary.csv (one row per cell), report.md (one row per grid point, over seeds),
-    heatmap.png, curves.png and mechanism.png into SWEEP_DIR, and prints the table.
+    heatmap.png, curves.png and, for relu cells with a bad init and diagnostics on,
+    mechanism.png into SWEEP_DIR, and prints the table.
     """
     from bn_lab import report as reports
 

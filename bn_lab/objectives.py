@@ -45,7 +45,12 @@ def make_optimizer(config: dict):
 
 def effective_lr_norm_power(config: dict) -> int:
     """p of the configured optimizer's effective learning rate lr/‖w‖^p (see norm_power above)."""
-    return registry.OPTIMIZERS.get(config["optimizer"]["name"]).norm_power
+    name = config["optimizer"]["name"]
+    power = getattr(registry.OPTIMIZERS.get(name), "norm_power", None)
+    if power is None:
+        raise ValueError(f"optimizer {name!r} has no norm_power (2 for SGD-like steps, 1 for Adam-like ones), "
+                         "which the diagnostics' effective learning rate needs; set it, or diagnostics.enabled: false")  # fmt: skip
+    return power
 
 
 def loss_function(name: str):

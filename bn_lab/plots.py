@@ -210,10 +210,11 @@ def _step_zero_off_the_scale(ax, points) -> None:
     first = [v for s, v in points if s == 0 and math.isfinite(v)]
     if len(later) < 2 or not first:
         return
-    low, high = min(later), max(later)
-    span = max(high - low, 1e-9)
-    if low - span <= min(first) and max(first) <= high + span:
+    size = max(abs(v) for v in later)
+    if max(abs(v) for v in first) <= 10 * size:  # on the later values' scale (a fraction from 0 to 1 is)
         return
+    low, high = min(later), max(later)
+    span = max(high - low, 0.1 * size, 1e-9)
     ax.set_ylim(low - 0.08 * span, high + 0.08 * span)
     ax.text(0.01, 0.03, f"step 0 off the scale ({min(first):.3g} to {max(first):.3g})", transform=ax.transAxes,
             fontsize=7, va="bottom", color="dimgrey")  # fmt: skip

@@ -68,7 +68,8 @@ ACTIVATIONS = Registry(
     {"relu": "tensorflow.nn:relu", "sigmoid": "tensorflow.nn:sigmoid", "tanh": "tensorflow.nn:tanh", "elu": "tensorflow.nn:elu"},
 )
 
-# Optimizers: f(learning_rate) -> a Keras optimizer.
+# Optimizers: f(learning_rate) -> a Keras optimizer; f.norm_power says what its step means to a
+# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.objectives).
 OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.objectives:sgd", "adam": "bn_lab.objectives:adam"})
 
 # Training losses: f(logits, integer labels) -> scalar.

@@ -224,3 +224,7 @@ def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     assert [t.get_text() for t in band.texts] == ["step 0 off the scale (-3e+04 to 3e+04)"]
     (dead,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: dead")]
     assert not dead.texts and dead.get_ylim()[1] < 1  # step 0 within the later values' range: drawn to scale
+    # Flat later values (every unit dead from step 10 on) and a step 0 just below them: to scale, not named.
+    flat = [dict(r, value=1.0 if r["step"] else 0.98) if r["quantity"] == "dead_fraction" else r for r in rows]
+    (dead,) = [ax for ax in plots.diagnostics_figure(flat, 1, "title", 0).axes if ax.get_title().startswith("with BN: dead")]
+    assert not dead.texts and dead.get_ylim()[0] < 0.98 < 1.0 < dead.get_ylim()[1]

@@ -54,3 +54,17 @@ def test_a_fourth_bn_backend_is_one_registry_line(fourth_backend, tmp_path):
     # `manual`, so the same numbers to the last bit.
     assert (runs["fourth"].path / "metrics.csv").read_bytes() == (runs["manual"].path / "metrics.csv").read_bytes()
     assert runs["fourth"].summary["variants"]["with_bn"]["outcome"] == "learned"
+
+
+def plain_sgd(learning_rate):  # an optimizer as a user might register one, without norm_power
+    return objectives.sgd(learning_rate)
+
+
+def test_an_optimizer_without_norm_power_is_a_clear_error_for_the_diagnostics():
+    registry.OPTIMIZERS.register("mine", f"{__name__}:plain_sgd")
+    try:
+        with pytest.raises(ValueError, match="optimizer 'mine' has no norm_power .* or diagnostics.enabled: false"):
+            objectives.effective_lr_norm_power({"optimizer": {"name": "mine"}})
+    finally:
+        registry.OPTIMIZERS.unregister("mine")
+    assert objectives.effective_lr_norm_power({"optimizer": {"name": "adam"}}) == 1
