@@ -43,6 +43,18 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
     return configs.load(config, overrides)
 
 
+def _read_columns(path: Path, columns: list[str], convert: dict) -> dict[str, list]:
+    """A CSV file of a run as columns; a value goes through its column's converter, an empty one is None."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {c: [convert[c](r[c]) if c in convert and r[c] != "" else (r[c] or None) for r in rows] for c in columns}
+
+
+def _rows(columns: dict[str, list]) -> list[dict]:
+    """Columns back as rows (dicts), as the figures take them."""
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
 class Run:
     """A finished run directory, read lazily from its files."""
 
@@ -64,13 +76,8 @@ class Run:
     @cached_property
     def metrics(self) -> dict[str, list]:
         """metrics.csv as columns: {"variant": [...], "step": [...], "split": [...], "loss": [...], ...}."""
-        with open(self.path / rundir.METRICS, newline="") as f:
-            rows = list(csv.DictReader(f))
         numbers = {"step": int, "loss": float, "accuracy": float, "top_class_share": float}
-        return {
-            column: [numbers[column](r[column]) if column in numbers and r[column] != "" else (r[column] or None) for r in rows]
-            for column in rundir.METRICS_COLUMNS
-        }  # fmt: skip
+        return _read_columns(self.path / rundir.METRICS, rundir.METRICS_COLUMNS, numbers)
 
     @cached_property
     def diagnostics(self) -> dict[str, list]:
@@ -78,17 +85,14 @@ class Run:
 
         layer is an int (hidden layers count from 1), or "all" for the loss-landscape probe."""
         path = self.path / rundir.DIAGNOSTICS
-        rows = []
-        if path.is_file():
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-        return {
-            "variant": [r["variant"] for r in rows],
-            "step": [int(r["step"]) for r in rows],
-            "layer": [int(r["layer"]) if r["layer"].isdigit() else r["layer"] for r in rows],
-            "quantity": [r["quantity"] for r in rows],
-            "value": [float(r["value"]) for r in rows],
-        }
+        if not path.is_file():
+            return {column: [] for column in rundir.DIAGNOSTICS_COLUMNS}
+        layer = lambda text: int(text) if text.isdigit() else text  # noqa: E731
+        return _read_columns(path, rundir.DIAGNOSTICS_COLUMNS, {"step": int, "layer": layer, "value": float})
+
+    @property
+    def _diverged_at(self) -> dict:
+        return {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
 
     def weights(self, variant: str = "with_bn") -> dict:
         """One network's weights and population statistics after training, from weights.npz:
@@ -114,10 +118,9 @@ class Run:
         columns = self.diagnostics
         if not columns["step"]:
             raise ValueError(f"{self.path}: no diagnostics (the run had diagnostics.enabled: false)")
-        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         hidden = max(layer for layer in columns["layer"] if layer != "all")
-        diverged_at = {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
-        return plots.diagnostics_figure(rows, hidden, experiment.title(self.config), self.config["diagnostics"]["unit"], diverged_at)
+        return plots.diagnostics_figure(_rows(columns), hidden, experiment.title(self.config), self.config["diagnostics"]["unit"],
+                                        self._diverged_at)  # fmt: skip
 
     def metrics_frame(self):
         """The metrics as a pandas DataFrame (pandas is optional: pip install pandas)."""
@@ -128,14 +131,13 @@ class Run:
         return pandas.DataFrame(self.metrics)
 
     def rows(self) -> list[dict]:
-        return [dict(zip(self.metrics, values)) for values in zip(*self.metrics.values())]
+        return _rows(self.metrics)
 
     def plot(self):
         """Validation accuracy vs step of both networks (and BN with exact statistics): a matplotlib Figure."""
         from bn_lab import experiment, plots
 
-        diverged_at = {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
-        return plots.accuracy_figure(self.rows(), experiment.title(self.config), diverged_at)
+        return plots.accuracy_figure(self.rows(), experiment.title(self.config), self._diverged_at)
 
     def __repr__(self) -> str:
         parts = []
