@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bn_lab import config as configs
 from bn_lab import rundir, runtime
 
 
 def _progress(progress: str) -> str:
-    """"auto" in a notebook is its widget bar (tqdm.auto); elsewhere a bar on a terminal, lines in a log."""
+    """ "auto" in a notebook is its widget bar (tqdm.auto); elsewhere a bar on a terminal, lines in a log."""
     return "bar" if progress == "auto" and "ipykernel" in sys.modules else progress
 
 
@@ -106,9 +107,11 @@ class Run:
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
         with np.load(path) as saved:
             prefix = f"{variant}/"
-            found = {name[len(prefix):]: saved[name] for name in saved.files if name.startswith(prefix)}
+            found = {name[len(prefix) :]: saved[name] for name in saved.files if name.startswith(prefix)}
         if not found:
-            raise ValueError(f"{path}: holds no {variant} network (this run trained {', '.join(self.summary['variants'])})")
+            raise ValueError(
+                f"{path}: holds no {variant} network (this run trained {', '.join(self.summary['variants'])})"
+            )
         return found
 
     def diagnostics_plot(self):
@@ -119,15 +122,18 @@ class Run:
         if not columns["step"]:
             raise ValueError(f"{self.path}: no diagnostics (the run had diagnostics.enabled: false)")
         hidden = max(layer for layer in columns["layer"] if layer != "all")
-        return plots.diagnostics_figure(_rows(columns), hidden, experiment.title(self.config), self.config["diagnostics"]["unit"],
-                                        self._diverged_at)  # fmt: skip
+        return plots.diagnostics_figure(
+            _rows(columns), hidden, experiment.title(self.config), self.config["diagnostics"]["unit"], self._diverged_at
+        )
 
     def metrics_frame(self):
         """The metrics as a pandas DataFrame (pandas is optional: pip install pandas)."""
         try:
             import pandas
         except ImportError:
-            raise ImportError("Run.metrics_frame needs pandas (pip install pandas); Run.metrics has the same columns") from None
+            raise ImportError(
+                "Run.metrics_frame needs pandas (pip install pandas); Run.metrics has the same columns"
+            ) from None
         return pandas.DataFrame(self.metrics)
 
     def rows(self) -> list[dict]:
@@ -175,9 +181,7 @@ def run_config(
     from bn_lab import experiment
 
     with claim:
-        experiment.run_experiment(
-            config, claim.staging, device=device, progress=progress, command_line=command_line
-        )
+        experiment.run_experiment(config, claim.staging, device=device, progress=progress, command_line=command_line)
     if out is None:
         rundir.point_latest(claim.run_dir)
     return claim.run_dir
@@ -232,7 +236,9 @@ class SweepRun:
     def runs(self) -> dict[str, Run]:
         """The finished cells, by name (e.g. "relu_lr2_badinit_seed1")."""
         return {
-            c["name"]: Run(self.path / c["name"]) for c in self.manifest["cells"] if rundir.is_complete(self.path / c["name"])
+            c["name"]: Run(self.path / c["name"])
+            for c in self.manifest["cells"]
+            if rundir.is_complete(self.path / c["name"])
         }
 
     def table(self, figure: str = "late") -> list[dict]:
@@ -281,8 +287,17 @@ def run(
     if seeds is not None:
         from bn_lab.sweeps import spec
 
-        done = run_seeds(resolved, spec.parse_seeds(",".join(map(str, seeds))), out=out, results_root=results,
-                         jobs=jobs, force=force, device=device, progress=_progress(progress), source=source)  # fmt: skip
+        done = run_seeds(
+            resolved,
+            spec.parse_seeds(",".join(map(str, seeds))),
+            out=out,
+            results_root=results,
+            jobs=jobs,
+            force=force,
+            device=device,
+            progress=_progress(progress),
+            source=source,
+        )
         return SweepRun(done.sweep_dir)
     path = run_config(resolved, out=out, results_root=results, force=force, device=device, progress=_progress(progress))
     return Run(path)
@@ -309,6 +324,16 @@ def sweep(
     from bn_lab.sweeps import driver, spec
 
     definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
-    done = driver.run_sweep(definition, results, jobs=jobs, executor=executor, ray_address=ray_address, device=device,
-                            force=force, progress=_progress(progress), threshold=threshold, figure=figure)  # fmt: skip
+    done = driver.run_sweep(
+        definition,
+        results,
+        jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
+        device=device,
+        force=force,
+        progress=_progress(progress),
+        threshold=threshold,
+        figure=figure,
+    )
     return SweepRun(done.sweep_dir)

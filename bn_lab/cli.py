@@ -93,14 +93,20 @@ DEVICE_OPTION = click.option(
 
 
 THRESHOLD_OPTION = click.option(
-    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
     help="Validation accuracy (of the aggregated figure) that counts as success in the report.",
-)  # fmt: skip
+)
 FIGURE_OPTION = click.option(
-    "--figure", type=click.Choice(list(outcome.FIGURES)), default="late", show_default=True,
+    "--figure",
+    type=click.Choice(list(outcome.FIGURES)),
+    default="late",
+    show_default=True,
     help="The accuracy of each run the report aggregates: late (mean over the last 10% of training), "
     "final (the last evaluation, as the lesson printed) or best.",
-)  # fmt: skip
+)
 
 
 def results_option(help_text: str):
@@ -182,14 +188,26 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
         from bn_lab.sweeps import spec
 
         result = _call(
-            api.run_seeds, config, _call(spec.parse_seeds, seeds), out=out, results_root=results_root, jobs=jobs,
-            force=force, device=device, progress="none" if quiet else "auto", source=str(config_file),
-        )  # fmt: skip
+            api.run_seeds,
+            config,
+            _call(spec.parse_seeds, seeds),
+            out=out,
+            results_root=results_root,
+            jobs=jobs,
+            force=force,
+            device=device,
+            progress="none" if quiet else "auto",
+            source=str(config_file),
+        )
         if not quiet:
             click.echo(report.seeds_table(result.sweep_dir))
-            click.echo(f"results: {result.sweep_dir}/ (one run directory per seed, {rundir.REPORT}, {rundir.SUMMARY_CSV})")
+            click.echo(
+                f"results: {result.sweep_dir}/ (one run directory per seed, {rundir.REPORT}, {rundir.SUMMARY_CSV})"
+            )
         if result.failed:
-            click.echo(f"error: seeds failed: {', '.join(result.failed)} (see {result.sweep_dir}/failed.json)", err=True)
+            click.echo(
+                f"error: seeds failed: {', '.join(result.failed)} (see {result.sweep_dir}/failed.json)", err=True
+            )
             sys.exit(1)
         return
     if jobs != 1:
@@ -246,8 +264,23 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
 @FIGURE_OPTION
 @click.option("--dry-run", is_flag=True, help="List the cells and whether each is complete; run nothing.")
 @click.option("--quiet", is_flag=True, help="No progress and no report table on stdout.")
-def sweep(sweep_file, grid, seeds, name, overrides, results_root, jobs, executor, ray_address, device, force,
-          threshold, figure, dry_run, quiet):
+def sweep(
+    sweep_file,
+    grid,
+    seeds,
+    name,
+    overrides,
+    results_root,
+    jobs,
+    executor,
+    ray_address,
+    device,
+    force,
+    threshold,
+    figure,
+    dry_run,
+    quiet,
+):
     """Run every cell of a grid of paired runs, then write the report.
 
     SWEEP is a sweep file (a base config, grid axes, seeds; see configs/sweep_lesson.yaml),

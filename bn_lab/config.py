@@ -13,9 +13,10 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -100,7 +101,7 @@ def _units(v):
     return None if ok else f"must be a non-empty list of at most {MAX_HIDDEN_LAYERS} integers in 1..{MAX_UNITS}"
 
 
-# Where BN sits in a hidden layer (EXPERIMENTS.md, conv net alternatives).
+# Where BN sits in a hidden layer (docs/experiments.md, conv net alternatives).
 PLACEMENTS = (
     "before_activation",  # matmul/conv (no bias) -> BN -> activation: the lessons' default
     "bias_before_activation",  # matmul/conv + bias -> BN -> activation
@@ -124,13 +125,21 @@ FIELDS: dict[str, Field] = {
     "model.dense_units": Field(100, int, "convnet: width of the hidden dense layer", _between(1, MAX_UNITS)),
     "init.distribution": Field("normal", INITS, "distribution of the initial weights"),
     "init.scale": Field(0.05, float, "stddev for normal / truncated_normal (unused by glorot_uniform)", _positive),
-    "bn.backend": Field("keras", registry.BN_BACKENDS, "batch-norm implementation: the Keras layer, tf.nn.moments + tf.nn.batch_normalization, the arithmetic written out"),
+    "bn.backend": Field(
+        "keras",
+        registry.BN_BACKENDS,
+        "batch-norm implementation: the Keras layer, tf.nn.moments + tf.nn.batch_normalization, the arithmetic written out",
+    ),
     "bn.momentum": Field(0.99, float, "decay of the population mean/variance", _fraction),
     "bn.epsilon": Field(0.001, float, "added to the variance", _positive),
-    "bn.placement": Field("before_activation", PLACEMENTS, "where BN sits in a hidden layer (before_activation: the kernel has no bias)"),
+    "bn.placement": Field(
+        "before_activation", PLACEMENTS, "where BN sits in a hidden layer (before_activation: the kernel has no bias)"
+    ),
     "optimizer.name": Field("sgd", registry.OPTIMIZERS, "optimizer (plain SGD has no momentum)"),
     "optimizer.learning_rate": Field(0.01, float, "learning rate", _positive),
-    "loss": Field("softmax_cross_entropy", registry.LOSSES, "training loss (sigmoid_cross_entropy: the conv net notebooks)"),
+    "loss": Field(
+        "softmax_cross_entropy", registry.LOSSES, "training loss (sigmoid_cross_entropy: the conv net notebooks)"
+    ),
     "train.batch_size": Field(60, int, "mini-batch size", _at_least(1)),
     "train.steps": Field(50000, int, "number of training batches", _between(1, MAX_STEPS)),
     "train.eval_every": Field(500, int, "validation loss/accuracy every N batches (and at 0)", _between(1, MAX_STEPS)),
@@ -138,11 +147,15 @@ FIELDS: dict[str, Field] = {
         0, int, "loss/accuracy on the current training batch every N batches (0: never)", _between(0, MAX_STEPS)
     ),
     "train.test_every": Field(
-        0, int, "test loss/accuracy every N batches too, at validation evaluations (0: after training only)",
+        0,
+        int,
+        "test loss/accuracy every N batches too, at validation evaluations (0: after training only)",
         _between(0, MAX_STEPS),
     ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),
-    "train.jit_compile": Field(True, bool, "compile the training loop with XLA (the conv net turns it off: see Performance)"),
+    "train.jit_compile": Field(
+        True, bool, "compile the training loop with XLA (the conv net turns it off: see Performance)"
+    ),
     "data.source": Field("auto", registry.DATA_SOURCES, "where MNIST comes from"),
     "data.idx_dir": Field(None, str, "folder with the four IDX files", nullable=True),
     "data.train_limit": Field(None, int, "use only the first N training images", _at_least(1), nullable=True),
@@ -156,8 +169,12 @@ FIELDS: dict[str, Field] = {
     # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape): see the README;
     # their cost is measured by scripts/bench.py.
     "diagnostics.enabled": Field(True, bool, "measure every hidden layer at every validation evaluation"),
-    "diagnostics.probe_images": Field(1000, int, "the first N validation images the diagnostics look at", _between(1, 5000)),
-    "diagnostics.unit": Field(0, int, "the unit whose input percentiles are drawn (the paper's typical unit)", _at_least(0)),
+    "diagnostics.probe_images": Field(
+        1000, int, "the first N validation images the diagnostics look at", _between(1, 5000)
+    ),
+    "diagnostics.unit": Field(
+        0, int, "the unit whose input percentiles are drawn (the paper's typical unit)", _at_least(0)
+    ),
     "diagnostics.landscape": Field(False, bool, "also probe the loss landscape along the gradient (slower)"),
     "diagnostics.paper_figure": Field(False, bool, "also draw paper_fig1.png (the paper's Fig. 1)"),
 }
@@ -258,7 +275,11 @@ def _check_consistency(flat: dict, where: str) -> None:
     """Rules that involve more than one key."""
     train_size = flat["data.train_limit"] or SPLIT_SIZES["train"]
     test_size = flat["data.test_limit"] or SPLIT_SIZES["test"]
-    for key, size in (("train", SPLIT_SIZES["train"]), ("val", SPLIT_SIZES["validation"]), ("test", SPLIT_SIZES["test"])):
+    for key, size in (
+        ("train", SPLIT_SIZES["train"]),
+        ("val", SPLIT_SIZES["validation"]),
+        ("test", SPLIT_SIZES["test"]),
+    ):
         limit = flat[f"data.{key}_limit"]
         if limit is not None and limit > size:
             raise ConfigError(f"{where}: data.{key}_limit must be <= {size} (the split's size), got {limit}")
@@ -352,7 +373,11 @@ def reference_table() -> str:
     """The README's table of every key, from FIELDS and the registries (tests/test_readme.py keeps them equal)."""
 
     def default(value) -> str:
-        return "null" if value is None else f"`{json.dumps(value) if not isinstance(value, str) else value or chr(34) * 2}`"
+        return (
+            "null"
+            if value is None
+            else f"`{json.dumps(value) if not isinstance(value, str) else value or chr(34) * 2}`"
+        )
 
     lines = ["| key | default | what |", "| --- | --- | --- |"]
     for key, field in FIELDS.items():

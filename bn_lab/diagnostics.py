@@ -90,9 +90,17 @@ class Probe:
             norms = column_norms(kernel)
             layer = {
                 "unit": percentiles(flat[:, self.unit]),
-                "spread": tf.stack([tf.reduce_mean(unit_mean), tf.math.reduce_std(unit_mean),
-                                    tf.reduce_mean(unit_std), tf.math.reduce_std(unit_std)]),  # fmt: skip
-                "kernel": tf.stack([tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / norms**self.norm_power)]),
+                "spread": tf.stack(
+                    [
+                        tf.reduce_mean(unit_mean),
+                        tf.math.reduce_std(unit_mean),
+                        tf.reduce_mean(unit_std),
+                        tf.math.reduce_std(unit_std),
+                    ]
+                ),
+                "kernel": tf.stack(
+                    [tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / norms**self.norm_power)]
+                ),
                 # Every unit of evenly spaced rows of the probe values (a stride through the flat
                 # values would keep only every k-th unit; the first rows, of a conv layer, would
                 # be the top of the first image).

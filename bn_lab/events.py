@@ -34,12 +34,19 @@ class EventWriters:
         values = {}
         for e in evaluations:
             values.setdefault(e.variant, []).extend(
-                scalar_pb(f"{e.split}/{name}", np.float32(x)).value[0] for name, x in (("accuracy", e.accuracy), ("loss", e.loss))
+                scalar_pb(f"{e.split}/{name}", np.float32(x)).value[0]
+                for name, x in (("accuracy", e.accuracy), ("loss", e.loss))
             )
         for variant, (rows, histograms) in measurements.items():
             found = values.setdefault(variant, [])
-            found.extend(scalar_pb(f"diagnostics/layer{r['layer']}/{r['quantity']}", np.float32(r["value"])).value[0] for r in rows)
-            found.extend(histogram_pb(f"activation_input/layer{layer}", h).value[0] for layer, h in enumerate(histograms, start=1))
+            found.extend(
+                scalar_pb(f"diagnostics/layer{r['layer']}/{r['quantity']}", np.float32(r["value"])).value[0]
+                for r in rows
+            )
+            found.extend(
+                histogram_pb(f"activation_input/layer{layer}", h).value[0]
+                for layer, h in enumerate(histograms, start=1)
+            )
         for variant, found in values.items():
             self._add(variant, step, found)
 

@@ -148,7 +148,10 @@ def summary(config: dict, result, wall_seconds: float, device: str, validation_l
         "device": device,
         "train_seconds": round(result.train_seconds, 2),
         "wall_seconds": round(wall_seconds, 2),
-        "late_window": {"fraction": outcome.LATE_FRACTION, "after_step": math.floor(outcome.late_window_start(config["train"]["steps"]))},
+        "late_window": {
+            "fraction": outcome.LATE_FRACTION,
+            "after_step": math.floor(outcome.late_window_start(config["train"]["steps"])),
+        },
         # What the lesson's TF1 code printed for a diverged network: the argmax of NaN logits
         # is class 0, so its "accuracy" is the share of class 0 in the validation split.
         "tf1_diverged_val_accuracy": float((validation_labels == 0).mean()),
@@ -239,7 +242,10 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
         ("test accuracy", lambda r: _fmt(r["test_accuracy"])),
         ("single images, inference mode", lambda r: _fmt(r["single_sample"]["inference"])),
         ("single images, training mode", lambda r: _fmt(r["single_sample"]["training"])),
-        ("training speed, steps/s", lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}"),
+        (
+            "training speed, steps/s",
+            lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}",
+        ),
     ]
     if not any("precise_bn" in v[n] for n in names):
         rows = [row for row in rows if "exact" not in row[0]]
@@ -285,7 +291,9 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, 
     files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, rundir.DIAGNOSTICS_COLUMNS)
     files.save_figure(
         workdir / rundir.DIAGNOSTICS_PLOT,
-        plots.diagnostics_figure(diagnostic_rows, _hidden_layers(config), title(config), config["diagnostics"]["unit"], diverged_at),
+        plots.diagnostics_figure(
+            diagnostic_rows, _hidden_layers(config), title(config), config["diagnostics"]["unit"], diverged_at
+        ),
         tight=False,  # it sets its own margins
     )
     if config["diagnostics"]["landscape"]:
@@ -363,10 +371,16 @@ def run_experiment(
         future.result()  # its exception, if any
 
     rows = [
-        {"variant": e.variant, "step": e.step, "split": e.split, "loss": e.loss, "accuracy": e.accuracy,
-         "top_class_share": e.top_class_share}
+        {
+            "variant": e.variant,
+            "step": e.step,
+            "split": e.split,
+            "loss": e.loss,
+            "accuracy": e.accuracy,
+            "top_class_share": e.top_class_share,
+        }
         for e in result.evaluations
-    ]  # fmt: skip
+    ]
     files.write_csv(workdir / rundir.METRICS, rows, rundir.METRICS_COLUMNS)
     files.write_npz(workdir / rundir.WEIGHTS, trainer.weights())
     diverged_at = {n: r.diverged_at_step for n, r in result.variants.items()}
@@ -376,9 +390,13 @@ def run_experiment(
     if result.diagnostics and config["diagnostics"]["paper_figure"]:  # (a) is the test accuracy, final one included
         files.save_figure(
             workdir / rundir.PAPER_FIG1_PLOT,
-            plots.paper_fig1_figure(rows, result.diagnostics, _hidden_layers(config), config["diagnostics"]["unit"], title(config)),
+            plots.paper_fig1_figure(
+                rows, result.diagnostics, _hidden_layers(config), config["diagnostics"]["unit"], title(config)
+            ),
         )
-    summary_data = summary(config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels)
+    summary_data = summary(
+        config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels
+    )
     env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     files.write_json(workdir / rundir.ENVIRONMENT, env)
     files.write_json(workdir / rundir.SUMMARY, summary_data)  # last: marks the run complete

@@ -1,4 +1,4 @@
-"""The two networks of EXPERIMENTS.md, built from explicit initial-weight arrays.
+"""The two networks of docs/experiments.md, built from explicit initial-weight arrays.
 
 `initial_weights(config)` draws every kernel once with numpy; `Network(config,
 initial_weights, with_bn, name)` copies those arrays into its variables, so the two
@@ -38,9 +38,7 @@ def mlp_layers(config: dict) -> tuple[tuple[int, ...], list[HiddenLayer]]:
 
 def convnet_layers(config: dict) -> tuple[tuple[int, ...], list[HiddenLayer]]:
     """19 convs 3x3 with 4*i filters, stride 2 when i % 3 == 0, then dense 100 (the exercise)."""
-    convs = [
-        HiddenLayer("conv", 4 * i, 2 if i % 3 == 0 else 1) for i in range(1, config["model"]["conv_layers"] + 1)
-    ]
+    convs = [HiddenLayer("conv", 4 * i, 2 if i % 3 == 0 else 1) for i in range(1, config["model"]["conv_layers"] + 1)]
     return (IMAGE_SIDE, IMAGE_SIDE, 1), convs + [HiddenLayer("dense", config["model"]["dense_units"])]
 
 
@@ -163,7 +161,9 @@ class Network(tf.Module):
     pass fast=False there.
     """
 
-    def __init__(self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str, *, fast: bool = False):
+    def __init__(
+        self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str, *, fast: bool = False
+    ):
         super().__init__(name=name)
         self.fast = fast
         self.input_shape, hidden = architecture(config)
@@ -228,7 +228,13 @@ class Network(tf.Module):
             else:
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
-            if self.fast and self.batch_norms and layer.kind == "conv" and bn_moments is None and activation_inputs is None:
+            if (
+                self.fast
+                and self.batch_norms
+                and layer.kind == "conv"
+                and bn_moments is None
+                and activation_inputs is None
+            ):
                 h = self._compiled_layer_end(i, training)(h)
             else:
                 h = self._layer_end(i, h, training, bn_moments, activation_inputs)
@@ -236,7 +242,9 @@ class Network(tf.Module):
             h = tf.reshape(h, (tf.shape(h)[0], -1))
         return tf.matmul(h, self.kernels[-1]) + self.biases[-1]
 
-    def _layer_end(self, i: int, h, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
+    def _layer_end(
+        self, i: int, h, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None
+    ):
         """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
         if self.biases[i] is not None:
             h = h + self.biases[i]

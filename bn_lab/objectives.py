@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from bn_lab import models, registry
 
-
 # Each optimizer's `norm_power` p: a BN layer is scale-invariant in each kernel column w, so a
 # step turns w as a step of lr/‖w‖^p would turn it at unit norm (its effective learning rate,
 # bn_lab.diagnostics). SGD: the gradient shrinks as 1/‖w‖ and the step is lr times it, p = 2.
@@ -48,8 +47,10 @@ def effective_lr_norm_power(config: dict) -> int:
     name = config["optimizer"]["name"]
     power = getattr(registry.OPTIMIZERS.get(name), "norm_power", None)
     if power is None:
-        raise ValueError(f"optimizer {name!r} has no norm_power (2 for SGD-like steps, 1 for Adam-like ones), "
-                         "which the diagnostics' effective learning rate needs; set it, or diagnostics.enabled: false")  # fmt: skip
+        raise ValueError(
+            f"optimizer {name!r} has no norm_power (2 for SGD-like steps, 1 for Adam-like ones), "
+            "which the diagnostics' effective learning rate needs; set it, or diagnostics.enabled: false"
+        )
     return power
 
 

@@ -51,7 +51,9 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
     figure = new_figure(figsize=(8, 4.5))
     axes = figure.subplots()
     for variant, style in VARIANT_STYLE.items():
-        points = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.VALIDATION]
+        points = [
+            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.VALIDATION
+        ]
         if not points:
             continue
         steps, accuracies = zip(*points)
@@ -60,10 +62,18 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
             label += f" (diverged at step {diverged_at[variant]:,})"
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
-        precise = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.PRECISE_BN]
+        precise = [
+            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.PRECISE_BN
+        ]
         if precise:
-            axes.plot(*zip(*precise), color=style["color"], linewidth=0.7, alpha=0.8, linestyle="--",
-                      label=f"{style['label']}, exact population statistics")  # fmt: skip
+            axes.plot(
+                *zip(*precise),
+                color=style["color"],
+                linewidth=0.7,
+                alpha=0.8,
+                linestyle="--",
+                label=f"{style['label']}, exact population statistics",
+            )
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")
     axes.set_ylabel("validation accuracy")
@@ -89,7 +99,6 @@ def heatmap(
     columns of bools (e.g. diverged on every seed)}. One colour scale, 0 to 1.
     """
     import numpy as np
-
     from matplotlib import colormaps
     from matplotlib.patches import Rectangle
 
@@ -107,9 +116,16 @@ def heatmap(
                 hatched = bool(panels[variant].get("hatched") and panels[variant]["hatched"][r][c])
                 if hatched:
                     ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="grey"))
-                ax.text(c, r, panels[variant]["texts"][r][c], ha="center", va="center", fontsize=8,
-                        color="black" if dark else "white",
-                        bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None)
+                ax.text(
+                    c,
+                    r,
+                    panels[variant]["texts"][r][c],
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if dark else "white",
+                    bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None,
+                )
         ax.set_xticks(range(columns), column_labels)
         ax.set_yticks(range(rows), row_labels)
         ax.set_xlabel(column_title)
@@ -162,7 +178,12 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("per-unit std of the activation input (mean ± spread over units)", "unit_std_mean", "unit_std_std", False),
     ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
     ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
-    ("effective learning rate of a BN layer's kernel (SGD: lr/‖w‖², Adam: lr/‖w‖), mean over columns", "effective_lr", None, True),
+    (
+        "effective learning rate of a BN layer's kernel (SGD: lr/‖w‖², Adam: lr/‖w‖), mean over columns",
+        "effective_lr",
+        None,
+        True,
+    ),
     ("gradient norm of the kernel, last training step", "gradient_norm", None, True),
 )
 
@@ -216,8 +237,15 @@ def _step_zero_off_the_scale(ax, points) -> None:
     low, high = min(later), max(later)
     span = max(high - low, 0.1 * size, 1e-9)
     ax.set_ylim(low - 0.08 * span, high + 0.08 * span)
-    ax.text(0.01, 0.03, f"step 0 off the scale ({min(first):.3g} to {max(first):.3g})", transform=ax.transAxes,
-            fontsize=7, va="bottom", color="dimgrey")  # fmt: skip
+    ax.text(
+        0.01,
+        0.03,
+        f"step 0 off the scale ({min(first):.3g} to {max(first):.3g})",
+        transform=ax.transAxes,
+        fontsize=7,
+        va="bottom",
+        color="dimgrey",
+    )
 
 
 def _lone_point(steps) -> str | None:
@@ -264,14 +292,20 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
         percentile_band(ax, index, variant, layers, style["color"])
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right")
-        _step_zero_off_the_scale(ax, [p for q in rundir.UNIT_PERCENTILES for p in zip(*series(index, variant, layers, q))])
+        _step_zero_off_the_scale(
+            ax, [p for q in rundir.UNIT_PERCENTILES for p in zip(*series(index, variant, layers, q))]
+        )
     for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
         name = inactive if quantity == "inactive" else quantity
         for column, variant in enumerate(VARIANT_STYLE):
             if quantity == "effective_lr" and variant != "with_bn":
                 continue
-            ax = panel(r, slice(None) if quantity == "effective_lr" else column, variant,
-                       label if quantity != "inactive" else inactive.replace("_", " "))  # fmt: skip
+            ax = panel(
+                r,
+                slice(None) if quantity == "effective_lr" else column,
+                variant,
+                label if quantity != "inactive" else inactive.replace("_", " "),
+            )
             drawn = []  # (step, value) of every line and band edge
             for layer in range(1, layers + 1):
                 steps, values = series(index, variant, layer, name)
@@ -290,9 +324,17 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
                 _step_zero_off_the_scale(ax, drawn)
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
-    keyed = range(1, layers + 1) if layers <= 8 else sorted({1, (layers + 1) // 2, layers})  # a deep net: ends and middle
-    figure.legend(handles=[Line2D([], [], color=layer_colours(k - 1), label=f"layer {k}") for k in keyed],
-                  loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height), ncol=len(keyed), fontsize=8, frameon=False)  # fmt: skip
+    keyed = (
+        range(1, layers + 1) if layers <= 8 else sorted({1, (layers + 1) // 2, layers})
+    )  # a deep net: ends and middle
+    figure.legend(
+        handles=[Line2D([], [], color=layer_colours(k - 1), label=f"layer {k}") for k in keyed],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.42 / height),
+        ncol=len(keyed),
+        fontsize=8,
+        frameon=False,
+    )
     figure.suptitle(title)
     return figure
 
@@ -304,9 +346,11 @@ def landscape_figure(rows: list[dict], title: str):
     index = indexed(rows)
     figure = new_figure(figsize=(13, 3.8), layout="constrained")
     axes = figure.subplots(1, len(BANDS), squeeze=False)[0]
-    labels = {"loss_variation": "loss over the step sizes (min-max)",
-              "gradient_predictiveness": "gradient change ‖g(w-ηg) - g‖ (min-max)",
-              "beta_smoothness": "effective β-smoothness (min-max)"}  # fmt: skip
+    labels = {
+        "loss_variation": "loss over the step sizes (min-max)",
+        "gradient_predictiveness": "gradient change ‖g(w-ηg) - g‖ (min-max)",
+        "beta_smoothness": "effective β-smoothness (min-max)",
+    }
     for ax, (quantity, (low, high)) in zip(axes, BANDS.items()):
         for variant, style in VARIANT_STYLE.items():
             steps, lows = series(index, variant, "all", low)
@@ -328,7 +372,9 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
     figure = new_figure(figsize=(13, 3.8), layout="constrained")
     a, b, c = figure.subplots(1, 3)
     for variant, style in VARIANT_STYLE.items():
-        points = [(r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == rundir.TEST]
+        points = [
+            (r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == rundir.TEST
+        ]
         if points:
             a.plot(*zip(*points), color=style["color"], label=style["label"])
     a.set_title("(a) test accuracy", fontsize=10)
@@ -339,8 +385,11 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
     limits = []
     for ax, (variant, style), letter in zip((b, c), VARIANT_STYLE.items(), "bc"):
         percentile_band(ax, index, variant, layers, style["color"])
-        ax.set_title(f"({letter}) {style['label']}: layer {layers}, unit {unit}, input to the sigmoid: "
-                     "15th/50th/85th percentiles", fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"({letter}) {style['label']}: layer {layers}, unit {unit}, input to the sigmoid: "
+            "15th/50th/85th percentiles",
+            fontsize=8,
+        )
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         limits.append(ax.get_ylim())
@@ -371,11 +420,26 @@ def mechanism_figure(panels: list[dict], title: str):
         colours = colormaps["viridis"].resampled(max(layers, 2))
         for i, seed in enumerate(panel["seeds"]):
             for layer, (steps, values) in seed["effective_lr"].items():
-                top.plot(steps, values, color=colours(layer - 1), linewidth=1, alpha=0.8, label=f"layer {layer}" if i == 0 else None)
+                top.plot(
+                    steps,
+                    values,
+                    color=colours(layer - 1),
+                    linewidth=1,
+                    alpha=0.8,
+                    label=f"layer {layer}" if i == 0 else None,
+                )
             for variant, (steps, values) in seed["dead"].items():
                 style = VARIANT_STYLE[variant]
-                bottom.plot(steps, values, color=style["color"], linewidth=1, alpha=0.8, label=style["label"] if i == 0 else None,
-                            marker="o" if len(steps) == 1 else None, markersize=3)  # a network that diverged at once: one point
+                bottom.plot(
+                    steps,
+                    values,
+                    color=style["color"],
+                    linewidth=1,
+                    alpha=0.8,
+                    label=style["label"] if i == 0 else None,
+                    marker="o" if len(steps) == 1 else None,
+                    markersize=3,
+                )  # a network that diverged at once: one point
         if top.lines:
             top.set_yscale("log")
             top.legend(fontsize=7, loc="upper right")

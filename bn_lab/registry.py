@@ -59,13 +59,22 @@ MODELS = Registry("model", {"mlp": "bn_lab.models:mlp_layers", "convnet": "bn_la
 # Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon); see bn/__init__.py.
 BN_BACKENDS = Registry(
     "bn backend",
-    {"keras": "bn_lab.bn.keras:BatchNorm", "tf_nn": "bn_lab.bn.tf_nn:BatchNorm", "manual": "bn_lab.bn.manual:BatchNorm"},
+    {
+        "keras": "bn_lab.bn.keras:BatchNorm",
+        "tf_nn": "bn_lab.bn.tf_nn:BatchNorm",
+        "manual": "bn_lab.bn.manual:BatchNorm",
+    },
 )
 
 # Hidden-layer activations: tensor -> tensor.
 ACTIVATIONS = Registry(
     "activation",
-    {"relu": "tensorflow.nn:relu", "sigmoid": "tensorflow.nn:sigmoid", "tanh": "tensorflow.nn:tanh", "elu": "tensorflow.nn:elu"},
+    {
+        "relu": "tensorflow.nn:relu",
+        "sigmoid": "tensorflow.nn:sigmoid",
+        "tanh": "tensorflow.nn:tanh",
+        "elu": "tensorflow.nn:elu",
+    },
 )
 
 # Optimizers: f(learning_rate) -> a Keras optimizer; f.norm_power says what its step means to a

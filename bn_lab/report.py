@@ -162,7 +162,9 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     points: dict[str, Point] = {}
     summaries, missing, stale = {}, [], []
     for cell in manifest["cells"]:
-        point = points.setdefault(cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"]), figure=figure))
+        point = points.setdefault(
+            cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"]), figure=figure)
+        )
         point.planned += 1
         run_dir = sweep_dir / cell["name"]
         if not rundir.is_complete(run_dir):
@@ -209,8 +211,18 @@ def _cell_figures(r: dict) -> dict:
     }
 
 
-CELL_FIGURES = list(_cell_figures({"final_val_accuracy": 0, "test_accuracy": 0, "single_sample": {"inference": 0, "training": 0},
-                                   "diverged": False, "diverged_at_step": None, "steps_per_second": None}))  # fmt: skip
+CELL_FIGURES = list(
+    _cell_figures(
+        {
+            "final_val_accuracy": 0,
+            "test_accuracy": 0,
+            "single_sample": {"inference": 0, "training": 0},
+            "diverged": False,
+            "diverged_at_step": None,
+            "steps_per_second": None,
+        }
+    )
+)
 
 
 def summary_columns(manifest: dict) -> list[str]:
@@ -271,8 +283,11 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
     ]
     inside = measured_inside(results)
     if inside:  # diagnostics were on: what happened inside, at the end of training
-        header += ["dead/saturated, last layer, without BN", "dead/saturated, last layer, with BN",
-                   "BN effective lr, last layer"]  # fmt: skip
+        header += [
+            "dead/saturated, last layer, without BN",
+            "dead/saturated, last layer, with BN",
+            "BN effective lr, last layer",
+        ]
     rows = [header]
     for p in results.points:
         done = len(p.summaries)
@@ -290,11 +305,14 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
                 f"{p.successes('with_bn', threshold)}/{done}" if done else "—",
             ]
             + (
-                [_mean_text(p.inside("without_bn", "inactive"), digits=".2f"),
-                 _mean_text(p.inside("with_bn", "inactive"), digits=".2f"),
-                 _mean_text(p.inside("with_bn", "effective_lr"), digits=".1e")]
-                if inside else []
-            )  # fmt: skip
+                [
+                    _mean_text(p.inside("without_bn", "inactive"), digits=".2f"),
+                    _mean_text(p.inside("with_bn", "inactive"), digits=".2f"),
+                    _mean_text(p.inside("with_bn", "effective_lr"), digits=".1e"),
+                ]
+                if inside
+                else []
+            )
         )
     return rows
 
@@ -336,21 +354,28 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
         settings = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in manifest["set"].items())
         lines.append(f"Set on every cell: {settings}.")
     table_text = markdown_table(table(results, threshold))
-    tf1 = next((s["tf1_diverged_val_accuracy"] for s in results.summaries.values() if "tf1_diverged_val_accuracy" in s), None)
+    tf1 = next(
+        (s["tf1_diverged_val_accuracy"] for s in results.summaries.values() if "tf1_diverged_val_accuracy" in s), None
+    )
     conventions = CONVENTIONS.format(
-        figure=FIGURES[figure], threshold=threshold, collapse=outcome.COLLAPSE_SHARE,
+        figure=FIGURES[figure],
+        threshold=threshold,
+        collapse=outcome.COLLAPSE_SHARE,
         tf1="the share of class 0" if tf1 is None else f"{tf1:.4f}",
-    )  # fmt: skip
+    )
     lines += ["", table_text, "", conventions, ""]
     drawn = report_figures.mechanism(results, sweep_dir / rundir.MECHANISM)
     if measured_inside(results):
         lines += [f"{INSIDE} {MECHANISM_TEXT[drawn]}", ""]
     notes = _incomplete_notes(results)
     lines += notes
-    lines += [f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
-              f"`{rundir.CURVES}` (validation curves, every seed)"
-              + (f", `{rundir.MECHANISM}` (inside the relu bad-init cells)" if drawn else "")
-              + f"; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
+    lines += [
+        f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
+        f"`{rundir.CURVES}` (validation curves, every seed)"
+        + (f", `{rundir.MECHANISM}` (inside the relu bad-init cells)" if drawn else "")
+        + f"; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.",
+        "",
+    ]
     files.write_text(sweep_dir / rundir.REPORT, "\n".join(lines))
 
     report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
@@ -399,7 +424,9 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
         row.append("—" if precise is None else f"{precise:.4f}")
         rows.append(row)
     done = len(results.summaries)
-    learned = {v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in VARIANTS}
+    learned = {
+        v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in VARIANTS
+    }
     reached = {v: sum(p.successes(v, threshold) for p in results.points) for v in VARIANTS}
     lines = [
         f"{results.manifest['name']}: {done} of {len(names)} seeds finished; accuracies are late validation accuracies "

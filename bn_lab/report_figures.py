@@ -14,6 +14,8 @@ from pathlib import Path
 from bn_lab import files, outcome, rundir
 from bn_lab.rundir import VARIANTS
 from bn_lab.sweeps.spec import Axis
+
+
 def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
     steps, accuracies = [], []
     with open(run_dir / rundir.METRICS, newline="") as f:
@@ -22,7 +24,6 @@ def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float
                 steps.append(int(row["step"]))
                 accuracies.append(float(row["accuracy"]))
     return steps, accuracies
-
 
 
 def layout(manifest: dict) -> tuple[list[int], int | None]:
@@ -76,7 +77,9 @@ def heatmap(results, path: Path) -> None:
         panels[v] = {"values": values, "texts": texts, "hatched": hatched}
     figure = results.points[0].figure if results.points else "late"
     title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure]}, mean over seeds"
-    plots.heatmap(panels, row_labels, column_labels, path, title, column_title=column_key, value_label=outcome.FIGURES[figure])
+    plots.heatmap(
+        panels, row_labels, column_labels, path, title, column_title=column_key, value_label=outcome.FIGURES[figure]
+    )
 
 
 def curves(results, path: Path) -> None:
@@ -128,7 +131,11 @@ def mechanism(results, path: Path) -> bool:
 
     panels = []
     for p in results.points:
-        cells = [(c["name"], c["seed"]) for c in results.manifest["cells"] if c["point"] == p.name and c["name"] in results.summaries]
+        cells = [
+            (c["name"], c["seed"])
+            for c in results.manifest["cells"]
+            if c["point"] == p.name and c["name"] in results.summaries
+        ]
         first = results.summaries[cells[0][0]] if cells else None
         if not first or first["activation"] != "relu" or first["init_scale"] <= BAD_INIT_SCALE:
             continue
@@ -138,13 +145,21 @@ def mechanism(results, path: Path) -> bool:
             layers = sorted({int(layer) for (_, layer, _) in series if layer != "all"})
             if not layers:
                 continue
-            seeds.append({
-                "seed": seed,
-                "effective_lr": {layer: series[("with_bn", str(layer), "effective_lr")] for layer in layers
-                                 if ("with_bn", str(layer), "effective_lr") in series},
-                "dead": {v: series[(v, str(layers[-1]), "dead_fraction")] for v in VARIANTS
-                         if (v, str(layers[-1]), "dead_fraction") in series},
-            })  # fmt: skip
+            seeds.append(
+                {
+                    "seed": seed,
+                    "effective_lr": {
+                        layer: series[("with_bn", str(layer), "effective_lr")]
+                        for layer in layers
+                        if ("with_bn", str(layer), "effective_lr") in series
+                    },
+                    "dead": {
+                        v: series[(v, str(layers[-1]), "dead_fraction")]
+                        for v in VARIANTS
+                        if (v, str(layers[-1]), "dead_fraction") in series
+                    },
+                }
+            )
         if seeds:
             panels.append({"title": p.name, "seeds": seeds})
     if not panels:

@@ -43,8 +43,19 @@ DIAGNOSTICS_PLOT = "diagnostics.png"
 LANDSCAPE_PLOT = "landscape.png"  # with diagnostics.landscape
 PAPER_FIG1_PLOT = "paper_fig1.png"  # with diagnostics.paper_figure
 WEIGHTS = "weights.npz"  # every network's weights and population statistics after training: <variant>/layer<k>/<name>
-RUN_ENTRIES = (CONFIG, ENVIRONMENT, METRICS, SUMMARY, WEIGHTS, ACCURACY_PLOT, TENSORBOARD, DIAGNOSTICS, DIAGNOSTICS_PLOT,
-               LANDSCAPE_PLOT, PAPER_FIG1_PLOT)  # fmt: skip
+RUN_ENTRIES = (
+    CONFIG,
+    ENVIRONMENT,
+    METRICS,
+    SUMMARY,
+    WEIGHTS,
+    ACCURACY_PLOT,
+    TENSORBOARD,
+    DIAGNOSTICS,
+    DIAGNOSTICS_PLOT,
+    LANDSCAPE_PLOT,
+    PAPER_FIG1_PLOT,
+)
 LATEST = "latest"
 
 # A sweep directory: one run directory per cell, and these.

@@ -28,6 +28,9 @@ PAIR_THREADS = 2
 # does not use them. TensorFlow reads the switch once, when it is imported.
 ONEDNN = True
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# Environment variables that choose other kernels than the CPU's best, and so other last bits
+# (scripts/test_capped_isa.py caps the vector extensions through them): recorded with the CPU.
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS", ONEDNN_ENV)
 
 
 _owned = False  # this process is a bnlab command or one of its sweep workers, not a user's
@@ -172,7 +175,8 @@ def cpu() -> dict:
             model = value.strip()
         elif key in ("flags", "Features"):
             features.update(f for f in value.split() if _VECTOR_FEATURES.fullmatch(f))
-    return {"model": model, "vector_extensions": sorted(features)}
+    capped = {name: os.environ[name] for name in KERNEL_ENV if name in os.environ}
+    return {"model": model, "vector_extensions": sorted(features), "kernel_settings": capped}
 
 
 _configured: dict[str, dict] = {}  # device -> settings: TensorFlow fixes them once per process
@@ -187,7 +191,9 @@ def configure(device: str = "auto") -> dict:
     if device in _configured:
         return _configured[device]
     if _configured:
-        raise DeviceError(f"this process already runs TensorFlow with --device {next(iter(_configured))}; cannot switch to {device}")
+        raise DeviceError(
+            f"this process already runs TensorFlow with --device {next(iter(_configured))}; cannot switch to {device}"
+        )
     check_device(device)
     tf = import_tensorflow()
     onednn = onednn_enabled()

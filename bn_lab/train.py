@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +20,7 @@ import tensorflow as tf
 from bn_lab import models, rundir, runtime
 from bn_lab.objectives import loss_function, make_optimizer
 from bn_lab.rundir import VARIANTS
+
 EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
 
 
@@ -122,7 +123,9 @@ class PairTrainer:
         if precise["enabled"] and "with_bn" in self.variants:
             indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
-            self._bn_moments = runtime.compiled(lambda images: self._bn_moments_impl("with_bn", images), jit_compile=jit)
+            self._bn_moments = runtime.compiled(
+                lambda images: self._bn_moments_impl("with_bn", images), jit_compile=jit
+            )
         self.probes, self.landscapes = {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:
@@ -131,13 +134,18 @@ class PairTrainer:
             probe_images = data.validation.images[: diagnostics_config["probe_images"]]
             # Not XLA-compiled: a probe runs once per evaluation, and XLA's compile time
             # would cost more than it saves.
-            self.probes = {v: diagnostics.Probe(config, self.networks[v], probe_images, jit=False) for v in self.variants}
+            self.probes = {
+                v: diagnostics.Probe(config, self.networks[v], probe_images, jit=False) for v in self.variants
+            }
         if diagnostics_config["landscape"]:
             from bn_lab import landscape
 
-            self.landscapes = {v: landscape.Landscape(config, self.networks[v], self.loss, jit=False) for v in self.variants}
+            self.landscapes = {
+                v: landscape.Landscape(config, self.networks[v], self.loss, jit=False) for v in self.variants
+            }
         self._train_chunk = {
-            v: runtime.compiled(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit) for v in self.variants
+            v: runtime.compiled(lambda *args, v=v: self._train_chunk_impl(v, *args), jit_compile=jit)
+            for v in self.variants
         }
         self._evaluate = {
             v: runtime.compiled(lambda x, y, v=v: self._evaluate_impl(v, x, y), jit_compile=jit) for v in self.variants
@@ -185,7 +193,11 @@ class PairTrainer:
             gradient_norms = tf.cond(
                 i == count - 1, lambda: self._hidden_gradient_norms(variant, gradients), lambda: gradient_norms
             )
-            return i + 1, tf.where((first_bad < 0) & ~tf.math.is_finite(loss), first_step + i + 1, first_bad), gradient_norms
+            return (
+                i + 1,
+                tf.where((first_bad < 0) & ~tf.math.is_finite(loss), first_step + i + 1, first_bad),
+                gradient_norms,
+            )
 
         hidden = len(self.networks[variant].kernels) - 1
         _, first_bad, gradient_norms = tf.while_loop(
@@ -195,7 +207,11 @@ class PairTrainer:
             return first_bad, gradient_norms, ()
         x, y = models.to_inputs(batch_images[count - 1], self.input_shape), batch_labels[count - 1]
         logits = self.networks[variant](x, training=False)
-        return first_bad, gradient_norms, (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32))
+        return (
+            first_bad,
+            gradient_norms,
+            (self.loss(logits, y), _correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32)),
+        )
 
     def _run_chunk_impl(self, first_step, count, variants):
         # One compiled cluster per variant: they share no state, so TensorFlow's
@@ -423,7 +439,9 @@ class PairTrainer:
                 v, self.data.validation
             )
             result.test_loss, result.test_accuracy, test_share = self.evaluate(v, self.data.test)
-            evaluations.append(Evaluation(v, self.steps_done, rundir.TEST, result.test_loss, result.test_accuracy, test_share))
+            evaluations.append(
+                Evaluation(v, self.steps_done, rundir.TEST, result.test_loss, result.test_accuracy, test_share)
+            )
             predictions = self.single_sample_predictions(v, single_images, training=False)
             result.predictions = predictions.tolist()
             result.single_sample_inference = float(np.mean(predictions == single_labels))

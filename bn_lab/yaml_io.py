@@ -47,9 +47,7 @@ class _Loader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base class says so
                 continue
             if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {shown(key)}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
         return super().construct_mapping(node, deep)
 
 
@@ -86,7 +84,9 @@ def read_yaml(path: str | Path) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as UTF-8"
+        ) from None
     try:
         tree = parse_yaml(text)
     except yaml.YAMLError as e:

@@ -136,7 +136,11 @@ class SweepProgress:
             v = rundir.load_summary(run_dir)["variants"]
             status = "  ".join(
                 f"{experiment.VARIANT_SHORT[n]} "
-                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['outcome']} {report.figure_of(r, 'late'):.4f}")
+                + (
+                    f"diverged at step {r['diverged_at_step']}"
+                    if r["diverged"]
+                    else f"{r['outcome']} {report.figure_of(r, 'late'):.4f}"
+                )
                 for n, r in v.items()
             )
             status = f"late val acc {status}"

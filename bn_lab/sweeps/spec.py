@@ -20,6 +20,8 @@ from bn_lab import config as configs
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
+
+
 class SweepError(configs.ConfigError):
     """A problem with a sweep definition or its results directory; worded for the user (one line)."""
 
@@ -353,7 +355,9 @@ def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise SweepError(f"--seeds {text}: expected comma-separated non-negative integers, e.g. --seeds 0,1,2") from None
+        raise SweepError(
+            f"--seeds {text}: expected comma-separated non-negative integers, e.g. --seeds 0,1,2"
+        ) from None
     return _check_seeds(seeds, "--seeds")
 
 
@@ -374,7 +378,13 @@ def of_seeds(config: dict, seeds: list[int], *, name: str, source: str) -> Sweep
     """One resolved config over several seeds (`bnlab run --seeds`): a sweep without grid axes, cells seed<N>."""
     seeds = _check_seeds(list(seeds), "--seeds")
     cells = [
-        Cell(f"seed{seed}", config["experiment"], seed, (), configs.validate(configs.apply_overrides(config, {"seed": seed})))
+        Cell(
+            f"seed{seed}",
+            config["experiment"],
+            seed,
+            (),
+            configs.validate(configs.apply_overrides(config, {"seed": seed})),
+        )
         for seed in seeds
     ]
     return Sweep(name, source, source, {}, [], seeds, cells)

@@ -12,7 +12,7 @@ Adding one (say, Slurm) is one new file here and one line in registry.EXECUTORS.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from bn_lab.sweeps.cell import Task
 
