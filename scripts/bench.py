@@ -31,6 +31,8 @@ variants, and a round during which other processes used more than 0.25 of a core
 (from /proc/stat, minus this process) is retried, a few times at most; the JSON
 records how busy the machine was (`foreign_cores`). Figures are medians over rounds.
 
+Data: loading MNIST from bn_lab's cache, best of 3, at most DATA_LOAD_LIMIT_S.
+
 End to end: `bnlab run configs/relu_lr2_badinit.yaml` (and any --also-run config) runs
 as a subprocess into a temporary --out directory: wall time and peak RSS (os.wait4).
 
@@ -78,6 +80,7 @@ OVERHEAD_RUNS = {
 }
 OVERHEAD_ROUNDS = 3  # each run this often, the runs interleaved; the median counts
 QUICK = {"mlp": {"steps": 1000, "rounds": 3}, "convnet": {"steps": 50, "rounds": 3}}
+DATA_LOAD_LIMIT_S = 0.5  # loading MNIST from the cache, best of 3, warm page cache
 MAX_FOREIGN = 0.25  # cores other processes may use during a round before it is retried
 RETRIES = 2  # extra attempts per round when the machine was busy
 
@@ -141,7 +144,9 @@ def naive_model(model: str, with_bn: bool):
     else:
         layers.append(keras.Input((28, 28, 1)))
         for i in range(1, 20):
-            layers.append(keras.layers.Conv2D(4 * i, 3, strides=2 if i % 3 == 0 else 1, padding="same", use_bias=not with_bn))
+            layers.append(
+                keras.layers.Conv2D(4 * i, 3, strides=2 if i % 3 == 0 else 1, padding="same", use_bias=not with_bn)
+            )
             if with_bn:
                 layers.append(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3))
             layers.append(keras.layers.Activation("relu"))
@@ -273,9 +278,11 @@ def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
         start = time.perf_counter()
         busy, own = _busy_ticks(), _own_ticks()
         process = subprocess.Popen(
-            command + ["run", str(config), "--out", str(out), "--quiet"]
+            command
+            + ["run", str(config), "--out", str(out), "--quiet"]
             + [f"--set={k}={v}" for k, v in (overrides or {}).items()],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the other children's
         wall = time.perf_counter() - start
@@ -318,13 +325,29 @@ def measure_overheads(rounds: int, names: list[str] | None = None) -> dict:
     for name, (_, limit) in settings.items():
         ratios = [w / b for w, b in zip(walls[name], baseline)]
         runs[name].update(
-            wall_seconds=statistics.median(walls[name]), wall_seconds_each=walls[name],
-            ratio=round(statistics.median(ratios), 3), ratios=[round(r, 3) for r in ratios], limit=limit,
-        )  # fmt: skip
+            wall_seconds=statistics.median(walls[name]),
+            wall_seconds_each=walls[name],
+            ratio=round(statistics.median(ratios), 3),
+            ratios=[round(r, 3) for r in ratios],
+            limit=limit,
+        )
     return runs
 
 
 # --- driver -----------------------------------------------------------------------------------
+
+
+def measure_data_load() -> dict:
+    """Seconds to load MNIST from bn_lab's uint8 cache (what every run does first), best of 3."""
+    from bn_lab import data
+
+    data.load_mnist()  # fills the cache if it is empty, and warms the page cache
+    seconds = [timed(data.load_mnist)[0] for _ in range(3)]
+    return {
+        "seconds_best": round(min(seconds), 3),
+        "seconds_each": [round(x, 3) for x in seconds],
+        "limit": DATA_LOAD_LIMIT_S,
+    }
 
 
 def run_group(group: str, quick: bool) -> dict:
@@ -339,26 +362,48 @@ def run_group(group: str, quick: bool) -> dict:
 def table(report: dict) -> str:
     lines = [f"{'model':8} {'variant':11} {'naive steps/s':>14} {'bn_lab steps/s':>15} {'bn_lab/naive':>13}"]
     for model, m in report["models"].items():
-        rows = [(v, m["naive"][v]["steps_per_second"], m["bn_lab"][v]["steps_per_second"], m["ratio_alone"][v]) for v in VARIANTS]
-        rows.append(("pair*", m["naive_pair_steps_per_second"], m["bn_lab"]["pair"]["steps_per_second"], m["ratio_pair"]))
+        rows = [
+            (v, m["naive"][v]["steps_per_second"], m["bn_lab"][v]["steps_per_second"], m["ratio_alone"][v])
+            for v in VARIANTS
+        ]
+        rows.append(
+            ("pair*", m["naive_pair_steps_per_second"], m["bn_lab"]["pair"]["steps_per_second"], m["ratio_pair"])
+        )
         for name, naive, ours, ratio in rows:
             lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x")
     lines.append("* pair: steps/s of each network when both networks of a pair train one step each (naive: one")
     lines.append("  after the other, 1/(1/r_without + 1/r_with); bn_lab: both at once, as `bnlab run` does)")
+    if "data_load" in report:
+        load = report["data_load"]
+        met = "met" if load["seconds_best"] <= load["limit"] else "NOT met"
+        lines.append(
+            f"MNIST from the cache: {load['seconds_best']:.3f} s (best of 3; at most {load['limit']} s: {met})"
+        )
     overheads = report.get("overheads", {})
     for name, run in overheads.items():
-        limit = f" (at most {run['limit']:.2f}x: {'met' if run['ratio'] <= run['limit'] else 'NOT met'})" if run["limit"] else ""
+        limit = (
+            f" (at most {run['limit']:.2f}x: {'met' if run['ratio'] <= run['limit'] else 'NOT met'})"
+            if run["limit"]
+            else ""
+        )
         walls = ", ".join(f"{w:.1f}" for w in run["wall_seconds_each"])
         spread = f" (per round {min(run['ratios']):.2f}-{max(run['ratios']):.2f})" if len(run["ratios"]) > 1 else ""
-        lines.append(f"overhead, {name}: {run['wall_seconds']:.1f} s wall (median of {walls}), "
-                     f"{run['ratio']:.3f}x the first{spread}{limit}")
+        lines.append(
+            f"overhead, {name}: {run['wall_seconds']:.1f} s wall (median of {walls}), "
+            f"{run['ratio']:.3f}x the first{spread}{limit}"
+        )
     for run in report.get("runs", []):
         lines.append(
             f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
             f"peak RSS {run['peak_rss_mib']:,.0f} MiB"
         )
-    busy = [c for m in report["models"].values() for side in ("naive", "bn_lab") for r in m[side].values()
-            for c in r["foreign_cores"]]  # fmt: skip
+    busy = [
+        c
+        for m in report["models"].values()
+        for side in ("naive", "bn_lab")
+        for r in m[side].values()
+        for c in r["foreign_cores"]
+    ]
     if busy:
         lines.append(
             f"(machine: {report['machine']['cpus']} CPUs; other processes used {statistics.median(busy):.2f} cores "
@@ -373,8 +418,12 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-run", action="store_true", help="skip the end-to-end `bnlab run`")
     parser.add_argument("--skip-overheads", action="store_true", help="skip the overhead runs (OVERHEAD_RUNS)")
     parser.add_argument("--overhead-rounds", type=int, default=OVERHEAD_ROUNDS, help="runs of each overhead setting")
-    parser.add_argument("--overheads", help="comma-separated names of OVERHEAD_RUNS to run (default: all; the baseline always)")
-    parser.add_argument("--also-run", action="append", default=[], metavar="CONFIG", help="another config to time end to end")
+    parser.add_argument(
+        "--overheads", help="comma-separated names of OVERHEAD_RUNS to run (default: all; the baseline always)"
+    )
+    parser.add_argument(
+        "--also-run", action="append", default=[], metavar="CONFIG", help="another config to time end to end"
+    )
     parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet (empty: none)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement group, JSON on stdout
@@ -389,13 +438,18 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "cpu": runtime.cpu(),  # its vector extensions decide the kernels, naive and bn_lab's alike
-                    "load_average_at_start": os.getloadavg()},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu": runtime.cpu(),  # its vector extensions decide the kernels, naive and bn_lab's alike
+            "load_average_at_start": os.getloadavg(),
+        },
         "plan": plan,
         "models": {},
         "runs": [],
     }
+    report["data_load"] = measure_data_load()
     for model in filter(None, args.models.split(",")):  # --models "": only the end-to-end runs
         print(f"measuring {model}: naive loop ...", file=sys.stderr, flush=True)
         naive = run_group(f"naive:{model}", args.quick)

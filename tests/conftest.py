@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
@@ -198,3 +199,41 @@ def tiny_mnist():
 def snapshot(network) -> list:
     """Copies of every weight and population statistic of a network, to compare bit for bit."""
     return [v.numpy().copy() for v in network.parameters + network.population_statistics]
+
+
+NUMPY_ACTIVATIONS = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z))}
+
+
+def numpy_mlp(arrays: dict, images: np.ndarray, activation: str, epsilon: float = 1e-3, statistics=None):
+    """A saved MLP (weights.npz's arrays of one network, BN before the activation) by hand, in float64.
+
+    statistics: "population" (inference mode, the saved population statistics), None (training
+    mode: each BN layer normalises with the batch's own moments) or per-layer (mean, variance).
+    Returns (logits, every hidden layer's input to its activation, every BN layer's batch moments).
+    """
+    layers = sorted({int(name.split("/")[0][len("layer") :]) for name in arrays})
+    h, inputs, moments = images.reshape(len(images), -1).astype(np.float64) / 255.0, [], []
+    for k in layers[:-1]:
+        z = h @ arrays[f"layer{k}/kernel"].astype(np.float64)
+        if f"layer{k}/bias" in arrays:
+            z = z + arrays[f"layer{k}/bias"]
+        if f"layer{k}/gamma" in arrays:
+            moments.append((z.mean(axis=0), z.var(axis=0)))  # biased, as BN's training mode uses
+            if statistics is None:
+                mean, variance = moments[-1]
+            elif statistics == "population":
+                mean, variance = arrays[f"layer{k}/population_mean"], arrays[f"layer{k}/population_variance"]
+            else:
+                mean, variance = statistics[k - 1]
+            z = (z - mean) / np.sqrt(variance + epsilon) * arrays[f"layer{k}/gamma"] + arrays[f"layer{k}/beta"]
+        inputs.append(z)
+        h = NUMPY_ACTIVATIONS[activation](z)
+    last = layers[-1]
+    return h @ arrays[f"layer{last}/kernel"] + arrays[f"layer{last}/bias"], inputs, moments
+
+
+def numpy_loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean softmax cross-entropy and accuracy, by hand."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    loss = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), labels]
+    return float(loss.mean()), float((logits.argmax(axis=1) == labels).mean())

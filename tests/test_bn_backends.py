@@ -33,9 +33,7 @@ def reference(batches, gamma, beta, upstream):
         x_hat = (x - mean) / np.sqrt(var + EPSILON)
         outputs.append(x_hat * gamma + beta)
         g = upstream * gamma  # d loss / d x_hat for loss = sum(y * upstream)
-        input_grads.append(
-            (g - g.mean(axes) - x_hat * (g * x_hat).sum(axes) / n) / np.sqrt(var + EPSILON)
-        )
+        input_grads.append((g - g.mean(axes) - x_hat * (g * x_hat).sum(axes) / n) / np.sqrt(var + EPSILON))
         mean_pop = mean_pop * MOMENTUM + mean * (1 - MOMENTUM)
         var_pop = var_pop * MOMENTUM + var * (1 - MOMENTUM)
     return outputs, input_grads, mean_pop, var_pop
@@ -58,7 +56,9 @@ def run_backend(backend, batches, gamma, beta, upstream, probe):
     population = (norm.population_mean.numpy(), norm.population_variance.numpy())
     inference = norm(tf.constant(probe), training=False).numpy()
     # Inference mode updates nothing.
-    assert all(np.array_equal(a, b.numpy()) for a, b in zip(population, (norm.population_mean, norm.population_variance)))
+    assert all(
+        np.array_equal(a, b.numpy()) for a, b in zip(population, (norm.population_mean, norm.population_variance))
+    )
     return outputs, grads, population, inference
 
 

@@ -10,16 +10,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from bn_lab import config
+from bn_lab import config, rundir
+from tests.conftest import CONFIGS, ROOT, bnlab, numpy_loss_and_accuracy, numpy_mlp
 
-from tests.conftest import CONFIGS, ROOT, bnlab
-
+# summary.json's figures of one network, exactly (the BN network adds precise_bn; diagnostics add theirs).
 SUMMARY_VARIANT_KEYS = {
-    "final_val_accuracy", "test_accuracy", "single_sample", "predictions", "diverged", "steps_per_second", "wall_seconds",
-    "outcome", "late_val_accuracy", "best_val_accuracy", "top_class_share",
+    "outcome",
+    "final_val_accuracy",
+    "late_val_accuracy",
+    "best_val_accuracy",
+    "top_class_share",
+    "final_val_loss",
+    "test_accuracy",
+    "test_loss",
+    "single_sample",
+    "predictions",
+    "predictions_training_mode",
+    "diverged",
+    "diverged_at_step",
+    "steps_trained",
+    "steps_per_second",
+    "wall_seconds",
 }
 
 
@@ -41,7 +56,9 @@ SMOKE_RUN = {"train.jit_compile": True, "description": "温度 🔥 $\\frac$ and
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--results", results, *(f"--set={k}={v}" for k, v in SMOKE_RUN.items()))
+    process = bnlab(
+        "run", CONFIGS / "smoke.yaml", "--results", results, *(f"--set={k}={v}" for k, v in SMOKE_RUN.items())
+    )
     assert process.returncode == 0, process.stderr
     runs = [p for p in (results / "smoke").iterdir() if not p.name.startswith(".") and p.name != "latest"]
     assert len(runs) == 1
@@ -62,8 +79,21 @@ def test_help_is_instant_and_does_not_import_tensorflow(command):
 def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "environment.json", "metrics.csv", "summary.json", "weights.npz", "accuracy.png", "tensorboard"} <= names
-    assert not names & {"diagnostics.csv", "diagnostics.png", "landscape.png", "paper_fig1.png"}  # smoke.yaml: diagnostics off
+    assert {
+        "config.yaml",
+        "environment.json",
+        "metrics.csv",
+        "summary.json",
+        "weights.npz",
+        "accuracy.png",
+        "tensorboard",
+    } <= names
+    assert not names & {
+        "diagnostics.csv",
+        "diagnostics.png",
+        "landscape.png",
+        "paper_fig1.png",
+    }  # smoke.yaml: diagnostics off
     # `latest` names the newest run; a file, so that TensorBoard lists the run once.
     assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
@@ -81,14 +111,47 @@ def test_smoke_run_writes_every_output(smoke_run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
     assert summary["config_digest"] == config.digest(resolved)
-    for variant in ("without_bn", "with_bn"):
+    # Every figure of both networks, recomputed in numpy from the saved weights on the same images.
+    from bn_lab import data
+
+    mnist = data.load_mnist(**{k: resolved["data"][k] for k in ("train_limit", "val_limit", "test_limit")})
+    test, validation, epsilon = mnist.test, mnist.validation, resolved["bn"]["epsilon"]
+    with np.load(run_dir / "weights.npz") as saved:
+        networks = {
+            v: {n.split("/", 1)[1]: saved[n] for n in saved.files if n.startswith(v + "/")} for v in rundir.VARIANTS
+        }
+    for variant, arrays in networks.items():
         v = summary["variants"][variant]
-        assert SUMMARY_VARIANT_KEYS <= set(v)
-        assert v["diverged"] is False and 0.5 < v["final_val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
-        assert len(v["predictions"]) == 50 and all(0 <= p <= 9 for p in v["predictions"])
-        assert 0 <= v["single_sample"]["inference"] <= 1 and v["steps_per_second"] > 0
+        assert set(v) == SUMMARY_VARIANT_KEYS | ({"precise_bn"} if variant == "with_bn" else set())
+        assert ("layer1/bias" in arrays) == (variant == "without_bn")  # BN's beta stands in for the bias
+        for split, loss_key, accuracy_key in (
+            (test, "test_loss", "test_accuracy"),
+            (validation, "final_val_loss", "final_val_accuracy"),
+        ):
+            logits = numpy_mlp(arrays, split.images, "relu", epsilon, "population")[0]
+            loss, accuracy = numpy_loss_and_accuracy(logits, split.labels)
+            assert v[loss_key] == pytest.approx(loss, rel=1e-4), (variant, loss_key)
+            assert abs(v[accuracy_key] - accuracy) <= 1 / len(split.labels), (
+                variant,
+                accuracy_key,
+            )  # a boundary image may flip
+        share = np.bincount(numpy_mlp(arrays, validation.images, "relu", epsilon, "population")[0].argmax(axis=1)).max()
+        assert abs(v["top_class_share"] - share / len(validation.labels)) <= 1 / len(validation.labels)
+        # The single images: each alone through the network; their accuracy is their predictions'.
+        alone = [
+            int(numpy_mlp(arrays, test.images[i : i + 1], "relu", epsilon, "population")[0].argmax()) for i in range(50)
+        ]
+        assert sum(p != q for p, q in zip(v["predictions"], alone)) <= 1, variant
+        assert v["single_sample"]["inference"] == pytest.approx(np.mean(np.array(v["predictions"]) == test.labels[:50]))
+        assert v["steps_per_second"] > 0
     assert summary["variants"]["without_bn"]["single_sample"]["training"] is None
-    assert summary["variants"]["with_bn"]["single_sample"]["training"] < 0.3
+    # Training mode on one image: its own mean and variance, so every BN output is beta: one class for all.
+    bn = summary["variants"]["with_bn"]
+    training = {
+        int(numpy_mlp(networks["with_bn"], test.images[i : i + 1], "relu", epsilon)[0].argmax()) for i in range(50)
+    }
+    assert len(training) == 1 and set(bn["predictions_training_mode"]) == training
+    assert bn["single_sample"]["training"] == pytest.approx(np.mean(test.labels[:50] == training.pop()))
 
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -121,7 +184,11 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert f"{summary['variants']['with_bn']['final_val_accuracy']:.4f}" in process.stdout
     assert summary["variants"]["with_bn"]["outcome"] == "learned"
     late = summary["variants"]["with_bn"]["late_val_accuracy"]
-    assert (late["points"], late["after_step"], late["mean"]) == (1, 180, summary["variants"]["with_bn"]["final_val_accuracy"])
+    assert (late["points"], late["after_step"], late["mean"]) == (
+        1,
+        180,
+        summary["variants"]["with_bn"]["final_val_accuracy"],
+    )
     assert "late: mean [min-max] of the 1 validation evaluation after step 180" in process.stdout
 
 
@@ -165,7 +232,10 @@ def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path)
     "args, expected",
     [
         (["--set", "optimizer.learning_rate=-1"], "optimizer.learning_rate must be > 0, got -1"),
-        (["--set", "model.activation=swish"], "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu"),
+        (
+            ["--set", "model.activation=swish"],
+            "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu",
+        ),
         (["--set", "bn.backend=cudnn"], "bn.backend: unknown value 'cudnn'; allowed: keras, tf_nn, manual"),
         (["--set", "train.batch_size=5000"], "train.batch_size 5000 is larger than the training set (2000 images)"),
         (["--set", "optimizer.lr=1"], "unknown key 'optimizer.lr' (did you mean 'optimizer.name'?)"),
@@ -191,8 +261,10 @@ def test_gpu_without_a_gpu_fails_clearly_before_anything_starts(tmp_path):
 
     if any(os.path.exists(trace) for trace in runtime.GPU_DRIVER_TRACES):
         pytest.skip("this machine has a GPU driver")
-    for command in (("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "g"),
-                    ("sweep", CONFIGS / "sweep_smoke.yaml", "--results", tmp_path / "s")):  # fmt: skip
+    for command in (
+        ("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "g"),
+        ("sweep", CONFIGS / "sweep_smoke.yaml", "--results", tmp_path / "s"),
+    ):
         line = one_error_line(bnlab(*command, "--device", "gpu"))
         assert line == (
             "error: --device gpu: this machine has no GPU driver (install the gpu extra, `pip install bn_lab[gpu]`, "
@@ -218,8 +290,18 @@ def test_data_command_reports_source_sizes_and_checksums():
 
 def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
-                    background=True, stderr=subprocess.DEVNULL)
+    process = bnlab(
+        "run",
+        CONFIGS / "smoke.yaml",
+        "--out",
+        out,
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.eval_every=100",
+        background=True,
+        stderr=subprocess.DEVNULL,
+    )
     # Wait until training is under way (the first evaluation lines), then kill -9.
     for line in process.stdout:
         if "step    100/" in line:
@@ -234,7 +316,9 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     # the library's claim on the directory, which `bnlab run` calls).
     from bn_lab import api
 
-    api.run_config(config.load(CONFIGS / "smoke.yaml", {"train.steps": 20, "train.eval_every": 10}), out=out, progress="none")
+    api.run_config(
+        config.load(CONFIGS / "smoke.yaml", {"train.steps": 20, "train.eval_every": 10}), out=out, progress="none"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
 
 
@@ -253,7 +337,10 @@ def test_concurrent_runs_with_the_same_out_never_share_it(tmp_path):
     codes = sorted(code for _, _, code in outputs)
     assert codes == [0, 2], outputs
     refused = next(stderr for _, stderr, code in outputs if code == 2)
-    assert re.fullmatch(rf"error: {re.escape(str(out))}: another bnlab run \(pid \d+\) is writing it; wait for it or use --out\n", refused)
+    assert re.fullmatch(
+        rf"error: {re.escape(str(out))}: another bnlab run \(pid \d+\) is writing it; wait for it or use --out\n",
+        refused,
+    )
     assert (out / "summary.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same"]
 
@@ -263,7 +350,9 @@ def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     line = one_error_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", mine, "--force"))
-    assert line == f"error: {mine}: --force replaces only a bn_lab run, and it holds notes.txt, which no bn_lab run writes"
+    assert (
+        line == f"error: {mine}: --force replaces only a bn_lab run, and it holds notes.txt, which no bn_lab run writes"
+    )
     assert (mine / "notes.txt").read_text() == "mine"
 
 
@@ -299,8 +388,17 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
 
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     out = tmp_path / "terminated"
-    process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--set", "train.steps=100000", "--set", "train.eval_every=100",
-                    background=True)
+    process = bnlab(
+        "run",
+        CONFIGS / "smoke.yaml",
+        "--out",
+        out,
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.eval_every=100",
+        background=True,
+    )
     for line in process.stdout:  # training is under way
         if "step    100/" in line:
             break
@@ -321,10 +419,20 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
     # A description in another encoding (Latin-1 bytes on a UTF-8 system): refused up front,
     # not a crash in matplotlib after training.
     process = subprocess.run(
-        [sys.executable.encode(), b"-m", b"bn_lab.cli", b"run", str(CONFIGS / "smoke.yaml").encode(),
-         b"--out", str(tmp_path / "r").encode(), b"--set", b"description=caf\xe9"],
-        cwd=ROOT, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"bn_lab.cli",
+            b"run",
+            str(CONFIGS / "smoke.yaml").encode(),
+            b"--out",
+            str(tmp_path / "r").encode(),
+            b"--set",
+            b"description=caf\xe9",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+    )
     assert process.returncode == 2
     assert process.stderr.decode() == (
         f"error: {CONFIGS / 'smoke.yaml'} (with --set): description must be UTF-8 text, got 'caf\\udce9'\n"
@@ -336,8 +444,15 @@ def test_a_progress_line_names_the_split_of_every_accuracy():
     from bn_lab.experiment import Progress
     from bn_lab.train import Evaluation
 
-    evaluations = [Evaluation("without_bn", 500, "validation", 0.3, 0.9730), Evaluation("without_bn", 500, "test", 0.3, 0.9699),
-                   Evaluation("with_bn", 500, "validation", 0.1, 0.9806),
-                   Evaluation("with_bn", 500, "validation_precise_bn", 0.1, 0.9808), Evaluation("with_bn", 500, "test", 0.1, 0.9801)]  # fmt: skip
-    assert Progress.text(evaluations) == "validation acc noBN 0.9730  BN 0.9806  (exact stats 0.9808)  test acc noBN 0.9699  BN 0.9801"
+    evaluations = [
+        Evaluation("without_bn", 500, "validation", 0.3, 0.9730),
+        Evaluation("without_bn", 500, "test", 0.3, 0.9699),
+        Evaluation("with_bn", 500, "validation", 0.1, 0.9806),
+        Evaluation("with_bn", 500, "validation_precise_bn", 0.1, 0.9808),
+        Evaluation("with_bn", 500, "test", 0.1, 0.9801),
+    ]
+    assert (
+        Progress.text(evaluations)
+        == "validation acc noBN 0.9730  BN 0.9806  (exact stats 0.9808)  test acc noBN 0.9699  BN 0.9801"
+    )
     assert Progress.text([Evaluation("with_bn", 25, "train_batch", 0.5, 0.5)]) == "train batch acc BN 0.5000"

@@ -24,8 +24,13 @@ def error_of(tmp_path, text, overrides=None):
 
 def test_defaults_are_the_mlp_lesson():
     c = config.validate({})
-    assert c["model"] == {"name": "mlp", "activation": "relu", "hidden_units": [100, 100, 100],
-                          "conv_layers": 19, "dense_units": 100}
+    assert c["model"] == {
+        "name": "mlp",
+        "activation": "relu",
+        "hidden_units": [100, 100, 100],
+        "conv_layers": 19,
+        "dense_units": 100,
+    }
     assert (c["bn"]["momentum"], c["bn"]["epsilon"]) == (0.99, 0.001)
     assert (c["train"]["batch_size"], c["train"]["steps"], c["train"]["eval_every"]) == (60, 50000, 500)
     assert c["optimizer"] == {"name": "sgd", "learning_rate": 0.01}
@@ -52,7 +57,10 @@ def test_unknown_key_suggests_the_closest(tmp_path):
         ("model: {name: resnet}", "model.name: unknown value 'resnet'; allowed: mlp, convnet"),
         ("bn: {momentum: 1.5}", "bn.momentum must be strictly between 0 and 1, got 1.5"),
         ("train: {batch_size: 60000}", "train.batch_size 60000 is larger than the training set (55000 images)"),
-        ("train: {batch_size: 100}\ndata: {train_limit: 50}", "train.batch_size 100 is larger than the training set (50 images)"),
+        (
+            "train: {batch_size: 100}\ndata: {train_limit: 50}",
+            "train.batch_size 100 is larger than the training set (50 images)",
+        ),
         ("data: {val_limit: 6000}", "data.val_limit must be <= 5000"),
         ("data: {source: idx}", "data.source is 'idx' but data.idx_dir is not set"),
         ("experiment: 'a b'", "experiment may contain only letters"),
@@ -74,7 +82,10 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
 
 def test_set_overrides_parse_as_yaml_and_are_validated(tmp_path):
     path = write(tmp_path, "experiment: x\n")
-    overrides = dict(config.parse_override(t) for t in ["optimizer.learning_rate=2", "model.hidden_units=[10, 20]", "data.train_limit=null"])
+    overrides = dict(
+        config.parse_override(t)
+        for t in ["optimizer.learning_rate=2", "model.hidden_units=[10, 20]", "data.train_limit=null"]
+    )
     c = config.load(path, overrides)
     assert c["optimizer"]["learning_rate"] == 2.0 and isinstance(c["optimizer"]["learning_rate"], float)
     assert c["model"]["hidden_units"] == [10, 20]
@@ -105,14 +116,21 @@ def test_every_shipped_config_is_valid_and_named_after_its_file():
 def test_configs_cover_every_experiment_in_the_spec():
     names = {p.stem for p in CONFIGS.glob("*.yaml")}
     grid = {
-        f"{act}_lr{lr}_{init}init" for act in ("relu", "sigmoid") for lr in ("0.01", "1", "2") for init in ("good", "bad")
+        f"{act}_lr{lr}_{init}init"
+        for act in ("relu", "sigmoid")
+        for lr in ("0.01", "1", "2")
+        for init in ("good", "bad")
     }
     assert grid <= names
     assert {"relu_lr0.01_goodinit_short", "sigmoid_lr1_goodinit_short", "sigmoid_lr2_goodinit_short"} <= names
     assert {"inference_demo", "smoke", "convnet_keras", "convnet_tf_nn", "convnet_manual"} <= names
     paper = config.load(CONFIGS / "paper_fig1.yaml")  # the paper's section 4.1 setup
     assert (paper["model"]["activation"], paper["model"]["hidden_units"]) == ("sigmoid", [100, 100, 100])
-    assert (paper["train"]["batch_size"], paper["train"]["steps"], paper["diagnostics"]["paper_figure"]) == (60, 50000, True)
+    assert (paper["train"]["batch_size"], paper["train"]["steps"], paper["diagnostics"]["paper_figure"]) == (
+        60,
+        50000,
+        True,
+    )
     assert config.load(CONFIGS / "landscape_relu_lr0.8.yaml")["diagnostics"]["landscape"] is True
     placements = {config.load(CONFIGS / f"{n}.yaml")["bn"]["placement"] for n in names if n.startswith("convnet_")}
     assert placements == set(config.PLACEMENTS)
@@ -120,7 +138,11 @@ def test_configs_cover_every_experiment_in_the_spec():
     assert (bad["init"]["scale"], bad["optimizer"]["learning_rate"], bad["model"]["activation"]) == (5.0, 2.0, "relu")
     conv = config.load(CONFIGS / "convnet_manual.yaml")
     assert (conv["optimizer"]["name"], conv["train"]["batch_size"], conv["train"]["steps"], conv["loss"]) == (
-        "adam", 64, 800, "sigmoid_cross_entropy")
+        "adam",
+        64,
+        800,
+        "sigmoid_cross_entropy",
+    )
     assert conv["bn"]["backend"] == "manual"
 
 
@@ -149,7 +171,11 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
 def test_scientific_notation_is_a_float_in_files_and_in_set(tmp_path):
     path = write(tmp_path, "optimizer: {learning_rate: 1e-3}\nbn: {epsilon: 1E-5}\n")
     resolved = config.load(path, dict([config.parse_override("bn.momentum=9.9e-1")]))
-    assert (resolved["optimizer"]["learning_rate"], resolved["bn"]["epsilon"], resolved["bn"]["momentum"]) == (1e-3, 1e-5, 0.99)
+    assert (resolved["optimizer"]["learning_rate"], resolved["bn"]["epsilon"], resolved["bn"]["momentum"]) == (
+        1e-3,
+        1e-5,
+        0.99,
+    )
     assert config.parse_override("optimizer.learning_rate=1e6") == ("optimizer.learning_rate", 1e6)
     assert config.parse_override("seed=2") == ("seed", 2)  # ints stay ints
 
@@ -163,15 +189,19 @@ def test_a_non_utf8_argument_is_refused_before_training():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("model: {hidden_units: [10000000, 10000000]}",
-         "model.hidden_units must be a non-empty list of at most 64 integers in 1..4096, got [10000000, 10000000]"),
+        (
+            "model: {hidden_units: [10000000, 10000000]}",
+            "model.hidden_units must be a non-empty list of at most 64 integers in 1..4096, got [10000000, 10000000]",
+        ),
         ("model: {name: convnet, conv_layers: 1000}", "model.conv_layers must be in 1..40, got 1000"),
         ("train: {steps: 100000000000}", "train.steps must be in 1..10,000,000, got 100000000000"),
-        ("train: {steps: 5000000, batch_size: 55000}",
-         "train.steps x train.batch_size must be <= 50,000,000 (the batch order is precomputed, 4 bytes an index), "
-         "got 5,000,000 x 55,000"),
+        (
+            "train: {steps: 5000000, batch_size: 55000}",
+            "train.steps x train.batch_size must be <= 50,000,000 (the batch order is precomputed, 4 bytes an index), "
+            "got 5,000,000 x 55,000",
+        ),
     ],
-)  # fmt: skip
+)
 def test_sizes_have_upper_bounds(tmp_path, text, expected):
     path = write(tmp_path, text + "\n")
     assert error(config.load, path) == f"{path}: {expected}"

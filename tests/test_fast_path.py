@@ -115,7 +115,9 @@ def check_same_training(cfg, mnist, variants, pair=True):
         assert len(fast) == len(plain)
         # The comparison proves something only if training moved the weights far beyond the tolerance.
         assert largest(fast[: len(weights)], weights) > 10 * ATOL
-        print(f"{cfg['model']['name']} {cfg['bn']['backend']} {variant}: largest |fast - plain| {largest(fast, plain):.1e}")
+        print(
+            f"{cfg['model']['name']} {cfg['bn']['backend']} {variant}: largest |fast - plain| {largest(fast, plain):.1e}"
+        )
         for got, want in zip(fast, plain):
             np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 

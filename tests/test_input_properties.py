@@ -23,7 +23,9 @@ TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=12) | s
     ["relu", "1e-3", "1e+06", "-1", "nan", ".inf", "[1, 2]", "{a: 1}", "\udcff", "a\nb", "\u2028", "..", "."]
 )
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | TEXT
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12
+)
 TREES = st.dictionaries(st.sampled_from(KEYS) | TEXT, VALUES, max_size=6)
 
 
@@ -86,8 +88,10 @@ def test_any_set_strings_apply_or_are_one_line(tmp_path_factory, texts):
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(["name", "base", "set", "grid", "seeds", "other"]), VALUES, max_size=5),
-       st.dictionaries(st.sampled_from(KEYS) | TEXT, VALUES, max_size=3))  # fmt: skip
+@given(
+    st.dictionaries(st.sampled_from(["name", "base", "set", "grid", "seeds", "other"]), VALUES, max_size=5),
+    st.dictionaries(st.sampled_from(KEYS) | TEXT, VALUES, max_size=3),
+)
 def test_any_sweep_file_expands_or_is_one_line(tmp_path_factory, tree, grid):
     folder = tmp_path_factory.mktemp("sweep")
     (folder / "base.yaml").write_text("experiment: prop\ntrain: {steps: 10}\n")
@@ -131,7 +135,9 @@ def test_identifiers_cover_printable_ascii():
 
 # Mostly valid configs whose strings look like other YAML types (1e5, null, 0x10, a date).
 LOOKALIKES = st.sampled_from(["1e5", "1E6", "1e+06", "-2.5e-4", "null", "true", "0x10", "1_000", "12:30", "2024-01-01"])
-NAMES = LOOKALIKES.filter(lambda n: config.name_problem(n) is None) | st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)
+NAMES = LOOKALIKES.filter(lambda n: config.name_problem(n) is None) | st.from_regex(
+    r"[A-Za-z0-9_.-]{1,20}", fullmatch=True
+)
 SAVED = st.fixed_dictionaries(
     {},
     optional={
@@ -160,7 +166,9 @@ def test_a_resolved_config_reads_back_from_its_config_yaml(tmp_path_factory, fla
 SMOKE = config.Path(__file__).parent.parent / "configs" / "smoke.yaml"
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT | st.sampled_from(["key", "labels"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(TEXT | st.sampled_from(["key", "labels"]), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -215,7 +223,10 @@ def test_sweep_json_of_the_wrong_shape_names_what_is_wrong(tmp_path):
     damaged = {
         "no labels": {**manifest, "axes": [{k: v for k, v in a.items() if k != "labels"} for a in manifest["axes"]]},
         "unknown key": {**manifest, "axes": [{**manifest["axes"][0], "key": "model.activaton"}] + manifest["axes"][1:]},
-        "unnameable value": {**manifest, "axes": [{**manifest["axes"][0], "values": ["a/b", "sigmoid"]}] + manifest["axes"][1:]},
+        "unnameable value": {
+            **manifest,
+            "axes": [{**manifest["axes"][0], "values": ["a/b", "sigmoid"]}] + manifest["axes"][1:],
+        },
         "no base": {k: v for k, v in manifest.items() if k != "base"},
         "set a list": {**manifest, "set": [1]},
     }

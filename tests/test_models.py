@@ -61,7 +61,12 @@ def test_both_networks_of_a_pair_start_from_the_same_arrays():
 
 @pytest.mark.parametrize(
     "placement, biases",
-    [("before_activation", False), ("bias_before_activation", True), ("after_activation", True), ("after_activation_no_bias", False)],
+    [
+        ("before_activation", False),
+        ("bias_before_activation", True),
+        ("after_activation", True),
+        ("after_activation_no_bias", False),
+    ],
 )
 def test_conv_placements(placement, biases):
     c = small_conv()
@@ -97,8 +102,12 @@ def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(m
 
 def test_trained_pair_single_sample_checks(mnist_small):
     c = config.validate(
-        {"train": {"steps": 200, "eval_every": 100, "single_samples": 100}, "optimizer": {"learning_rate": 0.5},
-         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}, "diagnostics": {"enabled": False}}
+        {
+            "train": {"steps": 200, "eval_every": 100, "single_samples": 100},
+            "optimizer": {"learning_rate": 0.5},
+            "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500},
+            "diagnostics": {"enabled": False},
+        }
     )
     trainer = train.PairTrainer(c, mnist_small, models.initial_weights(c))
     result = trainer.run()
@@ -125,9 +134,13 @@ def test_trained_pair_single_sample_checks(mnist_small):
 
 def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     c = config.validate(
-        {"init": {"scale": 5.0}, "optimizer": {"learning_rate": 2.0},
-         "train": {"steps": 150, "eval_every": 50, "single_samples": 20},
-         "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500}, "diagnostics": {"enabled": False}}
+        {
+            "init": {"scale": 5.0},
+            "optimizer": {"learning_rate": 2.0},
+            "train": {"steps": 150, "eval_every": 50, "single_samples": 20},
+            "data": {"train_limit": 2000, "val_limit": 500, "test_limit": 500},
+            "diagnostics": {"enabled": False},
+        }
     )
     result = train.PairTrainer(c, mnist_small, models.initial_weights(c)).run()
     plain, with_bn = result.variants["without_bn"], result.variants["with_bn"]
@@ -144,6 +157,15 @@ def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     result = train.PairTrainer(c, mnist_small, models.initial_weights(c)).run()
     with_bn = [(e.step, e.split) for e in result.evaluations if e.variant == "with_bn"]
     precise = "validation_precise_bn"  # the BN network again, with exact population statistics
-    assert with_bn == [(0, "validation"), (0, precise), (5, "train_batch"), (10, "validation"), (10, precise),
-                       (15, "train_batch"), (20, "validation"), (20, precise), (20, "test")]
+    assert with_bn == [
+        (0, "validation"),
+        (0, precise),
+        (5, "train_batch"),
+        (10, "validation"),
+        (10, precise),
+        (15, "train_batch"),
+        (20, "validation"),
+        (20, precise),
+        (20, "test"),
+    ]
     assert all(0 <= e.accuracy <= 1 and np.isfinite(e.loss) for e in result.evaluations)

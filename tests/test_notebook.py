@@ -14,7 +14,9 @@ def test_the_lesson_notebook_runs_and_shows_its_results(tmp_path):
     shutil.copy(ROOT / "examples" / "lesson.ipynb", tmp_path / "examples")
     (tmp_path / "configs").symlink_to(ROOT / "configs")  # the notebook's relative paths, results in tmp_path
     notebook = nbformat.read(tmp_path / "examples" / "lesson.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "examples")}}
+    ).execute()
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

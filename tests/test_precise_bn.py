@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bn_lab import models, registry, rundir, train
-from tests.conftest import snapshot, tiny_mlp_config
+from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()
 
@@ -65,3 +65,35 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
     assert all(np.array_equal(a, b) for net_a, net_b in zip(nets_on, nets_off) for a, b in zip(net_a, net_b))
     precise_steps = [e.step for e in with_precise.evaluations if e.split == rundir.PRECISE_BN]
     assert precise_steps == [0, 20, 40]
+
+
+def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_weights(tmp_path, tiny_mnist):
+    """metrics.csv's final validation_precise_bn row, recomputed in numpy from weights.npz and the same batches.
+
+    Catches exact statistics that are computed but never put in place (the row would then repeat the
+    EMA statistics' figures), computed over other batches, or averaged wrongly.
+    """
+    from bn_lab import api
+
+    cfg = tiny_config("keras")
+    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    arrays, epsilon = run.weights("with_bn"), cfg["bn"]["epsilon"]
+    batches = train.precise_bn_batches(
+        cfg["seed"], len(tiny_mnist.train.labels), cfg["train"]["batch_size"], cfg["precise_bn"]["images"]
+    )
+    per_batch = [numpy_mlp(arrays, tiny_mnist.train.images[b], "relu", epsilon)[2] for b in batches]
+    exact = [tuple(np.mean([m[k][j] for m in per_batch], axis=0) for j in (0, 1)) for k in range(len(per_batch[0]))]
+
+    metrics, validation = run.metrics, tiny_mnist.validation
+    for statistics, split in ((exact, rundir.PRECISE_BN), ("population", rundir.VALIDATION)):  # EMA: the contrast
+        logits = numpy_mlp(arrays, validation.images, "relu", epsilon, statistics)[0]
+        loss, accuracy = numpy_loss_and_accuracy(logits, validation.labels)
+        final = [
+            i
+            for i, (v, s, step) in enumerate(zip(metrics["variant"], metrics["split"], metrics["step"]))
+            if v == "with_bn" and s == split and step == cfg["train"]["steps"]
+        ]
+        assert len(final) == 1, split
+        assert metrics["loss"][final[0]] == pytest.approx(loss, rel=1e-4), split
+        # float32 against float64: an image at the decision boundary may flip, never more
+        assert abs(metrics["accuracy"][final[0]] - accuracy) <= 1 / len(validation.labels), split

@@ -51,12 +51,16 @@ def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_o
     local = smoke_sweep[0]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # nothing to connect to by accident
     before = _ray_daemons()
-    done = bnlab("sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--results", tmp_path / "ray", timeout=300, env=env)
+    done = bnlab(
+        "sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--results", tmp_path / "ray", timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr
     remote = tmp_path / "ray" / "smoke_grid"
 
     assert sorted(p.name for p in remote.iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(CELLS)
-    assert [p.name for p in remote.iterdir() if p.name.startswith(".") and p.name != ".lock"] == []  # no unpack leftovers
+    assert [
+        p.name for p in remote.iterdir() if p.name.startswith(".") and p.name != ".lock"
+    ] == []  # no unpack leftovers
     for cell in CELLS:
         assert _files(remote / cell) == _files(local / cell), cell  # incl. tensorboard/<variant>/events...
         for name in ("metrics.csv", "config.yaml"):

@@ -6,8 +6,15 @@ from bn_lab import api, config, objectives, registry
 from bn_lab.bn import manual
 from tests.conftest import tiny_mlp_config
 
-ALL = [registry.MODELS, registry.BN_BACKENDS, registry.ACTIVATIONS, registry.OPTIMIZERS, registry.LOSSES,
-       registry.DATA_SOURCES, registry.EXECUTORS]  # fmt: skip
+ALL = [
+    registry.MODELS,
+    registry.BN_BACKENDS,
+    registry.ACTIVATIONS,
+    registry.OPTIMIZERS,
+    registry.LOSSES,
+    registry.DATA_SOURCES,
+    registry.EXECUTORS,
+]
 
 
 @pytest.mark.parametrize("table", ALL, ids=lambda t: t.kind)

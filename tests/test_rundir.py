@@ -93,7 +93,10 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     (mine / "thesis.tex").write_text("months of work")
     with pytest.raises(rundir.RunDirError) as refused:
         rundir.claim(mine, force=True)
-    assert str(refused.value) == f"{mine}: --force replaces only a bn_lab run, and it holds thesis.tex, which no bn_lab run writes"
+    assert (
+        str(refused.value)
+        == f"{mine}: --force replaces only a bn_lab run, and it holds thesis.tex, which no bn_lab run writes"
+    )
     assert (mine / "thesis.tex").read_text() == "months of work"
 
     lookalike = tmp_path / "lookalike"

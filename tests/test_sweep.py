@@ -28,7 +28,16 @@ CELLS = [
     for init in ("good", "bad")
     for seed in (0, 1)
 ]
-RUN_FILES = {"config.yaml", "environment.json", "metrics.csv", "summary.json", "accuracy.png", "tensorboard"}
+# A cell of the smoke sweep (diagnostics off), exactly.
+RUN_FILES = {
+    "config.yaml",
+    "environment.json",
+    "metrics.csv",
+    "summary.json",
+    "weights.npz",
+    "accuracy.png",
+    "tensorboard",
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -60,7 +69,7 @@ def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
     assert sorted(complete_cells(sweep_dir)) == sorted(CELLS)
     for cell in CELLS:
         cell_dir = sweep_dir / cell
-        assert RUN_FILES <= {p.name for p in cell_dir.iterdir()}
+        assert {p.name for p in cell_dir.iterdir()} == RUN_FILES
         config = yaml.safe_load((cell_dir / "config.yaml").read_text())
         point, seed = cell.rsplit("_seed", 1)
         assert config["experiment"] == point and config["seed"] == int(seed)
@@ -83,10 +92,12 @@ def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
     # The printed table, read by its cells (column widths follow the contents, which differ by CPU).
     table = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
     relu_bad = next(row for row in table if row[:2] == ["relu", "bad (5)"])
-    assert relu_bad[2:6] == ["2/2", "2 diverged", "2 learned", "diverged (2/2)"]
-    for name in ("heatmap.png", "curves.png"):
+    # BN's outcomes from the cells' own summaries (a chaotic cell's outcome may differ by CPU)
+    with_bn = [summary(sweep_dir / f"relu_badinit_seed{seed}")["variants"]["with_bn"]["outcome"] for seed in (0, 1)]
+    outcomes = ", ".join(f"{with_bn.count(o)} {o}" for o in ("learned", "collapsed", "diverged") if with_bn.count(o))
+    assert relu_bad[2:6] == ["2/2", "2 diverged", outcomes, "diverged (2/2)"]
+    for name in ("heatmap.png", "curves.png"):  # what they draw: tests/test_report.py
         assert (sweep_dir / name).read_bytes().startswith(PNG_MAGIC)
-        assert (sweep_dir / name).stat().st_size > 10_000
 
 
 def test_summary_csv_has_one_row_per_cell_with_the_cells_numbers(jobs1):
@@ -172,13 +183,20 @@ def resumed(tmp_path_factory):
     orphans = [pid for pid in workers if _alive(pid)]
     done_before = complete_cells(sweep_dir)
     stats = {
-        (cell, name): (sweep_dir / cell / name).stat() for cell in done_before for name in ("summary.json", "metrics.csv")
+        (cell, name): (sweep_dir / cell / name).stat()
+        for cell in done_before
+        for name in ("summary.json", "metrics.csv")
     }
     done = sweep_smoke(results, "--jobs", "2") if not orphans else None
     return dict(
-        sweep_dir=sweep_dir, done_before=done_before, workers=workers, orphans=orphans, stats=stats,
-        killed_log=(results / "killed.log").read_text(), done=done,
-    )  # fmt: skip
+        sweep_dir=sweep_dir,
+        done_before=done_before,
+        workers=workers,
+        orphans=orphans,
+        stats=stats,
+        killed_log=(results / "killed.log").read_text(),
+        done=done,
+    )
 
 
 def test_killed_sweep_resumes_without_retraining_finished_cells(resumed):
@@ -241,8 +259,19 @@ def test_more_jobs_than_cores_and_cells_then_sigterm(tmp_path):
     # 2 cells with --jobs 100: one warning, one worker per cell (never 100); then a SIGTERM
     # while both train stops the sweep and its workers like Ctrl-C.
     results = tmp_path / "results"
-    proc = bnlab("sweep", REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu,sigmoid", "--results", results,
-                 "--jobs", "100", "--set", "train.steps=100000", background=True)  # fmt: skip
+    proc = bnlab(
+        "sweep",
+        REPO / "configs" / "smoke.yaml",
+        "--grid",
+        "model.activation=relu,sigmoid",
+        "--results",
+        results,
+        "--jobs",
+        "100",
+        "--set",
+        "train.steps=100000",
+        background=True,
+    )
     deadline, workers = time.monotonic() + 120, set()
     while len(workers) < 2 and time.monotonic() < deadline:  # both workers started
         workers |= _workers(proc.pid)
@@ -271,12 +300,17 @@ def test_more_jobs_than_cores_and_cells_then_sigterm(tmp_path):
 
 def test_a_read_only_results_directory_is_one_line_for_sweep_and_report(read_only_dir, jobs1):
     done = bnlab("sweep", SMOKE, "--results", read_only_dir)
-    assert (done.returncode, done.stderr) == (1, f"error: {read_only_dir / 'smoke_grid'}: cannot write (Read-only file system)\n")
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"error: {read_only_dir / 'smoke_grid'}: cannot write (Read-only file system)\n",
+    )
     # A finished sweep seen through a read-only mount: the report cannot be rewritten there.
     shutil.copytree(jobs1[0], read_only_dir.parent / "ro-source" / "smoke_grid")
     done = bnlab("report", read_only_dir / "smoke_grid")
     assert done.returncode == 1
-    assert done.stderr == f"error: {read_only_dir / 'smoke_grid' / 'summary.csv'}: cannot write (Read-only file system)\n"
+    assert (
+        done.stderr == f"error: {read_only_dir / 'smoke_grid' / 'summary.csv'}: cannot write (Read-only file system)\n"
+    )
 
 
 # --- a small sweep built from cells of the smoke sweep ------------------------------------------
@@ -375,13 +409,20 @@ def test_dry_run_lists_cells_and_their_state_without_tensorflow(jobs1, tmp_path)
 
 def test_ad_hoc_grid_names_cells_from_the_axes(tmp_path):
     listing = bnlab(
-        "sweep", REPO / "configs" / "smoke.yaml",
-        "--grid", "optimizer.learning_rate=0.1,2",
-        "--grid", "init.scale=good:0.05,bad:5",
-        "--grid", "train.steps=100",
-        "--seeds", "0,3",
-        "--results", tmp_path, "--dry-run",
-    )  # fmt: skip
+        "sweep",
+        REPO / "configs" / "smoke.yaml",
+        "--grid",
+        "optimizer.learning_rate=0.1,2",
+        "--grid",
+        "init.scale=good:0.05,bad:5",
+        "--grid",
+        "train.steps=100",
+        "--seeds",
+        "0,3",
+        "--results",
+        tmp_path,
+        "--dry-run",
+    )
     assert listing.returncode == 0, listing.stderr
     names = [line.split()[0] for line in listing.stdout.splitlines()[1:-1]]
     assert names == [
@@ -407,12 +448,24 @@ def test_help_imports_neither_tensorflow_nor_ray():
 
 BAD_SWEEPS = {
     # issue 8: names that would escape their parent, duplicate keys, unnameable values
-    "value name ..": ("grid: {init.scale: {'..': 5.0}}", "grid: init.scale: value name '..' must not be '.' or '..' (it names a directory of its own)"),
-    "duplicate key": ("grid: {model.activation: [relu]}\nseeds: [0]\nseeds: [1]", "duplicate key 'seeds' at line 5; give each key once"),
-    "unknown key": ("grid: {model.activaton: [relu]}", "grid: unknown key 'model.activaton' (did you mean 'model.activation'?)"),
+    "value name ..": (
+        "grid: {init.scale: {'..': 5.0}}",
+        "grid: init.scale: value name '..' must not be '.' or '..' (it names a directory of its own)",
+    ),
+    "duplicate key": (
+        "grid: {model.activation: [relu]}\nseeds: [0]\nseeds: [1]",
+        "duplicate key 'seeds' at line 5; give each key once",
+    ),
+    "unknown key": (
+        "grid: {model.activaton: [relu]}",
+        "grid: unknown key 'model.activaton' (did you mean 'model.activation'?)",
+    ),
     "bare leaf": ("grid: {activation: [relu]}", "grid: unknown key 'activation' (did you mean 'model.activation'?)"),
     "empty axis": ("grid: {model.activation: []}", "grid: model.activation: empty axis; give at least one value"),
-    "negative lr": ("grid: {optimizer.learning_rate: [0.1, -1]}", "grid: optimizer.learning_rate must be > 0, got -1.0"),
+    "negative lr": (
+        "grid: {optimizer.learning_rate: [0.1, -1]}",
+        "grid: optimizer.learning_rate must be > 0, got -1.0",
+    ),
     "unknown activation": (
         "grid: {model.activation: [relu, swish]}",
         "grid: model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu",
@@ -422,7 +475,10 @@ BAD_SWEEPS = {
         "grid: model.activation: must be a list of values or a mapping of names to values, got 'relu'",
     ),
     "seed axis": ("grid: {seed: [0, 1]}", "grid: seed cannot be a grid axis: list seeds under `seeds:` (or --seeds)"),
-    "same value twice": ("grid: {optimizer.learning_rate: [0.1, 0.10]}", "grid: optimizer.learning_rate: value 0.1 is listed twice"),
+    "same value twice": (
+        "grid: {optimizer.learning_rate: [0.1, 0.10]}",
+        "grid: optimizer.learning_rate: value 0.1 is listed twice",
+    ),
     "a value no name can hold": (
         "grid: {data.idx_dir: [/data/mnist, other]}",
         "grid: data.idx_dir: value /data/mnist cannot be part of a cell name; name the values, e.g. data.idx_dir: {a: ..., b: ...}",
@@ -435,7 +491,10 @@ BAD_SWEEPS = {
         "grid: {model.activation: [relu]}\nseed: [0]",
         "unknown key 'seed'; a sweep file has: name, base, set, grid, seeds",
     ),
-    "bad set": ("set: {train.steps: 0}\ngrid: {model.activation: [relu]}", "set: train.steps must be in 1..10,000,000, got 0"),
+    "bad set": (
+        "set: {train.steps: 0}\ngrid: {model.activation: [relu]}",
+        "set: train.steps must be in 1..10,000,000, got 0",
+    ),
     "bad value for the base": (
         "grid: {train.batch_size: [60, 5000]}",
         "grid: train.batch_size 5000 is larger than the training set (2000 images)",
@@ -462,9 +521,15 @@ def test_bad_sweep_files_are_one_line_errors_and_nothing_runs(case, tmp_path):
     "args, message",
     [
         (["--grid", "model.activation"], "--grid model.activation: expected KEY=V1,V2,..."),
-        (["--grid", "model.activaton=relu"], "--grid: unknown key 'model.activaton' (did you mean 'model.activation'?)"),
+        (
+            ["--grid", "model.activaton=relu"],
+            "--grid: unknown key 'model.activaton' (did you mean 'model.activation'?)",
+        ),
         (["--grid", "optimizer.learning_rate=0.1,-2"], "--grid: optimizer.learning_rate must be > 0, got -2.0"),
-        (["--grid", "model.activation=relu", "--seeds", "0,x"], "--seeds 0,x: expected comma-separated non-negative integers"),
+        (
+            ["--grid", "model.activation=relu", "--seeds", "0,x"],
+            "--seeds 0,x: expected comma-separated non-negative integers",
+        ),
         (["--grid", "model.activation=relu", "--set", "seed=3"], "--set: seed cannot be set in a sweep"),
         ([], "is a run config, not a sweep file (it has no `grid:`); give axes with --grid KEY=V1,V2"),
         (["--grid", "model.activation=relu", "--executor", "ray", "--jobs", "2"], "--jobs is for the local executor"),
@@ -500,8 +565,10 @@ def test_cell_names_never_lie_about_their_value(tmp_path):
 
 def test_a_base_that_is_a_directory_or_a_sweep_says_so(tmp_path):
     (tmp_path / "adir").mkdir()
-    for base, message in (("adir", "is a directory; it must be a run config (a YAML file)"),
-                          (str(SMOKE), "is a sweep file; the base must be a run config (no grid:, no base:)")):  # fmt: skip
+    for base, message in (
+        ("adir", "is a directory; it must be a run config (a YAML file)"),
+        (str(SMOKE), "is a sweep file; the base must be a run config (no grid:, no base:)"),
+    ):
         path = tmp_path / "s.yaml"
         path.write_text(f"base: {base}\ngrid: {{model.activation: [relu]}}\n")
         done = bnlab("sweep", path, "--results", tmp_path / "results")
@@ -519,7 +586,9 @@ def test_an_escaping_sweep_name_is_refused(tmp_path):
         for args in ([SMOKE], [REPO / "configs" / "smoke.yaml", "--grid", "model.activation=relu"]):  # file, ad-hoc
             done = bnlab("sweep", *args, "--name", name, "--results", tmp_path / "results")
             assert (done.returncode, done.stderr) == (2, f"error: --{message}\n")
-        path.write_text(f"name: {json.dumps(name)}\nbase: {REPO / 'configs' / 'smoke.yaml'}\ngrid: {{model.activation: [relu]}}\n")
+        path.write_text(
+            f"name: {json.dumps(name)}\nbase: {REPO / 'configs' / 'smoke.yaml'}\ngrid: {{model.activation: [relu]}}\n"
+        )
         done = bnlab("sweep", path, "--results", tmp_path / "results")
         assert (done.returncode, done.stderr) == (2, f"error: {path}: {message}\n")
     assert not (tmp_path / "results").exists()
@@ -559,7 +628,10 @@ def test_seeds_sections_and_long_names_are_one_line_errors():
         "--grid: model is a section, a mapping of its keys (model.name, model.activation,"
     )
     # Each value's name fits, the cell's name (their sum) does not: a file name has 255 bytes.
-    long = ["init.scale=" + ",".join(f"{c * 120}:0.0{i + 1}" for i, c in enumerate("ab")), "bn.epsilon=" + "e" * 80 + ":0.01"]
+    long = [
+        "init.scale=" + ",".join(f"{c * 120}:0.0{i + 1}" for i, c in enumerate("ab")),
+        "bn.epsilon=" + "e" * 80 + ":0.01",
+    ]
     assert error(sweeps.load, smoke, long) == (
         f"--grid: cell name '{'a' * 58}… must be at most 200 characters long; name the values with short names, "
         "e.g. init.scale: {good: 0.05, bad: 5.0}"
