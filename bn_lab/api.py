@@ -18,6 +18,7 @@ before anything slow (TensorFlow) starts.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Mapping
 from functools import cached_property
@@ -25,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from bn_lab import config as configs
-from bn_lab import rundir, runtime
+from bn_lab import footprint, rundir, runtime
+from bn_lab.sweeps import manifest as manifests
+
+PROGRESS = ("auto", "bar", "lines", "none")
 
 
 def _progress(progress: str) -> str:
     """ "auto" in a notebook is its widget bar (tqdm.auto); elsewhere a bar on a terminal, lines in a log."""
+    if not isinstance(progress, str) or progress not in PROGRESS:
+        raise configs.ConfigError(f"progress {configs.shown(progress)}: unknown; allowed: {', '.join(PROGRESS)}")
     return "bar" if progress == "auto" and "ipykernel" in sys.modules else progress
 
 
@@ -41,6 +47,11 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
     if isinstance(config, Mapping):
         tree = configs.unflatten(configs.flatten(dict(config)))
         return configs.validate(configs.apply_overrides(tree, overrides, "overrides"), "config")
+    if not isinstance(config, (str, os.PathLike)):
+        raise configs.ConfigError(
+            f"config must be a YAML file's path or a mapping of keys to values, got {type(config).__name__} "
+            f"{configs.shown(config)}"
+        )
     return configs.load(config, overrides)
 
 
@@ -61,8 +72,11 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not rundir.is_complete(self.path):
-            raise rundir.RunDirError(f"{self.path}: not a finished bn_lab run (no {rundir.SUMMARY})")
+        problem = rundir.run_problem(self.path)
+        if problem is None and not rundir.written_by_bn_lab(self.path):
+            problem = f"no {rundir.ENVIRONMENT} that bn_lab wrote"
+        if problem:
+            raise rundir.RunDirError(f"{self.path}: not a finished bn_lab run ({problem})")
 
     @cached_property
     def summary(self) -> dict:
@@ -150,7 +164,7 @@ class Run:
         for variant, r in self.summary["variants"].items():
             late = (r.get("late_val_accuracy") or {}).get("mean")
             parts.append(f"{variant} {r.get('outcome', '?')}" + ("" if late is None else f" {late:.4f}"))
-        return f"Run({str(self.path)!r}: seed {self.summary['seed']}, " + ", ".join(parts) + ")"
+        return f"Run({str(self.path)!r}: seed {self.summary.get('seed', '?')}, " + ", ".join(parts) + ")"
 
 
 def load(path: str | Path) -> Run:
@@ -174,6 +188,7 @@ def run_config(
     Without `out`, the new run directory gets a `latest` link beside it.
     """
     runtime.check_device(device)
+    footprint.check(config)
     if out is not None:
         claim = rundir.claim(out, force)
     else:
@@ -230,7 +245,7 @@ class SweepRun:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.manifest = rundir.load_manifest(self.path)
+        self.manifest = manifests.load_manifest(self.path)
 
     @property
     def runs(self) -> dict[str, Run]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from bn_lab import config as configs
-from bn_lab import outcome, registry
+from bn_lab import footprint, outcome, registry
 from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
 
 DEVICE_CHOICE = click.Choice(DEVICES)
@@ -182,7 +182,9 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     """
     from bn_lab import api, experiment, rundir
 
-    config = _call(configs.load, config_file, parse_overrides(overrides))
+    overrides = parse_overrides(overrides)
+    config = _call(configs.load, config_file, overrides)
+    _call(footprint.check, config, configs.origin(config_file, overrides))  # named by its file, before TensorFlow
     if seeds is not None:
         from bn_lab import report
         from bn_lab.sweeps import spec

@@ -92,6 +92,8 @@ MAX_STEPS = 10_000_000
 MAX_BATCH_INDICES = 50_000_000
 # numpy takes seeds of any size, but a seed is part of directory names (seed<N>): the 32-bit range.
 MAX_SEED = 2**32 - 1
+# A kernel drawn at 1,000 x N(0, 1) already saturates every unit; beyond ~1e19 float32 overflows.
+MAX_INIT_SCALE = 1000.0
 
 
 def _units(v):
@@ -124,7 +126,14 @@ FIELDS: dict[str, Field] = {
     "model.conv_layers": Field(19, int, "convnet: number of 3x3 conv layers", _between(1, MAX_CONV_LAYERS)),
     "model.dense_units": Field(100, int, "convnet: width of the hidden dense layer", _between(1, MAX_UNITS)),
     "init.distribution": Field("normal", INITS, "distribution of the initial weights"),
-    "init.scale": Field(0.05, float, "stddev for normal / truncated_normal (unused by glorot_uniform)", _positive),
+    "init.scale": Field(
+        0.05,
+        float,
+        f"stddev for normal / truncated_normal (unused by glorot_uniform), at most {MAX_INIT_SCALE:g}",
+        lambda v: (
+            None if 0 < v <= MAX_INIT_SCALE else f"must be in (0, {MAX_INIT_SCALE:g}] (the lesson's bad init is 5)"
+        ),
+    ),
     "bn.backend": Field(
         "keras",
         registry.BN_BACKENDS,
@@ -165,12 +174,17 @@ FIELDS: dict[str, Field] = {
     # 3,000 images = 50 batches of 60: the per-batch noise of the averaged mean shrinks by
     # sqrt(50), while the cost stays a few percent of the run's (scripts/bench.py measures it).
     "precise_bn.enabled": Field(True, bool, "also evaluate the BN network with exact population statistics"),
-    "precise_bn.images": Field(3000, int, "training images the exact statistics average over", _between(1, 55000)),
+    "precise_bn.images": Field(
+        3000,
+        int,
+        "training images the exact statistics average over (whole batches, at most data.train_limit)",
+        _between(1, 55000),
+    ),
     # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape): see the README;
     # their cost is measured by scripts/bench.py.
     "diagnostics.enabled": Field(True, bool, "measure every hidden layer at every validation evaluation"),
     "diagnostics.probe_images": Field(
-        1000, int, "the first N validation images the diagnostics look at", _between(1, 5000)
+        1000, int, "the first N validation images the diagnostics look at (at most data.val_limit)", _between(1, 5000)
     ),
     "diagnostics.unit": Field(
         0, int, "the unit whose input percentiles are drawn (the paper's typical unit)", _at_least(0)
@@ -235,8 +249,19 @@ def _unknown_key(key: str, where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown key {shown(key)}; the top-level keys are {', '.join(sections())}")
 
 
+def _plain(value: Any) -> Any:
+    """numpy's scalars (np.int64(20), np.float32(0.5), np.bool_) as the Python numbers they stand for,
+    in lists too: the Python API takes what numpy code has at hand, without importing numpy here."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     field = FIELDS[key]
+    value = _plain(value)
     if value is None:
         if field.nullable:
             return None
@@ -271,6 +296,21 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def precise_bn_images(images: int, train_size: int, batch_size: int) -> int:
+    """The training images exact statistics average over: whole training batches, at least one."""
+    return max(1, min(images, train_size) // batch_size) * batch_size
+
+
+def _record_what_is_used(flat: dict) -> None:
+    """The config records the numbers a run uses: a count larger than the data holds (the default
+    or asked for) is cut to what the data holds. Cutting, not refusing, keeps validation idempotent:
+    a resolved config with a smaller data.train_limit set over it (a sweep's axis) stays valid."""
+    train_size = flat["data.train_limit"] or SPLIT_SIZES["train"]
+    val_size = flat["data.val_limit"] or SPLIT_SIZES["validation"]
+    flat["precise_bn.images"] = precise_bn_images(flat["precise_bn.images"], train_size, flat["train.batch_size"])
+    flat["diagnostics.probe_images"] = min(flat["diagnostics.probe_images"], val_size)
+
+
 def _check_consistency(flat: dict, where: str) -> None:
     """Rules that involve more than one key."""
     train_size = flat["data.train_limit"] or SPLIT_SIZES["train"]
@@ -299,6 +339,7 @@ def _check_consistency(flat: dict, where: str) -> None:
             f"{where}: train.steps x train.batch_size must be <= {MAX_BATCH_INDICES:,} (the batch order is "
             f"precomputed, 4 bytes an index), got {flat['train.steps']:,} x {flat['train.batch_size']:,}"
         )
+    _record_what_is_used(flat)
     widths = flat["model.hidden_units"] if flat["model.name"] == "mlp" else [4, flat["model.dense_units"]]
     if flat["diagnostics.unit"] >= min(widths):
         raise ConfigError(
@@ -345,16 +386,19 @@ def apply_overrides(tree: dict, overrides: dict[str, Any], where: str = "--set")
     return unflatten(flat)
 
 
+def origin(path: str | Path, overrides: dict[str, Any] | None = None) -> str:
+    """How an error names a config read from a file: the file, and whether --set changed it."""
+    return f"{path} (with --set)" if overrides else str(path)
+
+
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
     """Reads a YAML config, applies `--set` overrides, validates; returns the resolved config."""
     tree = read_yaml(path)
-    where = str(path)
     for key in flatten(tree):  # name the file for its own unknown keys
-        check_key(key, where)
+        check_key(key, str(path))
     if overrides:
         tree = apply_overrides(tree, overrides)
-        where = f"{path} (with --set)"
-    return validate(tree, where)
+    return validate(tree, origin(path, overrides))
 
 
 def get(config: dict, dotted: str) -> Any:

@@ -161,23 +161,38 @@ def _idx_file(folder: Path, name: str) -> Path:
     raise DataError(f"{folder / name}: file not found (nor without .gz)")
 
 
-def _parse_idx(path: Path, raw: bytes, magic: int, shape: tuple) -> np.ndarray:
+def _content(path: Path, raw: bytes, size: int) -> bytes:
+    """The first `size` bytes of the file's content (gunzipped for .gz), and never more than
+    size + 1: a gzip bomb stops expanding there, however much it holds."""
+    if path.suffix != ".gz":
+        return raw[: size + 1]
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        data = gzip.decompress(raw) if path.suffix == ".gz" else raw
-    except _BAD_FILE_ERRORS as err:
-        raise DataError(f"{path}: truncated or corrupt gzip ({type(err).__name__}: {err})") from None
+        content = stream.decompress(raw, size + 1)
+    except zlib.error as err:
+        raise DataError(f"{path}: truncated or corrupt gzip (zlib.error: {err})") from None
+    if len(content) <= size and not stream.eof:  # the compressed stream stops in the middle
+        raise DataError(f"{path}: truncated or corrupt gzip (it ends after {len(content):,} bytes of content)")
+    return content
+
+
+def _parse_idx(path: Path, raw: bytes, magic: int, shape: tuple) -> np.ndarray:
     header_size = 4 + 4 * len(shape)
-    if len(data) < header_size:
-        raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
+    # The header first, checked against MNIST's sizes before the body is decompressed.
+    header = _content(path, raw, header_size)[:header_size]
+    if len(header) < header_size:
+        raise DataError(f"{path}: too short for an IDX header ({len(header)} bytes)")
     # IDX header: big-endian int32 magic (0x0000 0x08=ubyte, then the number of dims), then the dims.
-    found_magic, *dims = struct.unpack(f">{1 + len(shape)}i", data[:header_size])
+    found_magic, *dims = struct.unpack(f">{1 + len(shape)}i", header)
     if found_magic != magic:
         raise DataError(f"{path}: bad IDX magic number {found_magic}, expected {magic}")
     if tuple(dims) != shape:
         raise DataError(f"{path}: IDX dimensions {tuple(dims)}, expected {shape}")
-    body = data[header_size:]
-    if len(body) != int(np.prod(shape)):
-        raise DataError(f"{path}: {len(body)} data bytes after the header, expected {int(np.prod(shape))}")
+    expected = int(np.prod(shape))
+    body = _content(path, raw, header_size + expected)[header_size:]
+    if len(body) != expected:
+        found = f"{len(body)}" if len(body) <= expected else "more"
+        raise DataError(f"{path}: {found} data bytes after the header, expected {expected}")
     return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
 
 
@@ -187,6 +202,14 @@ def _read_idx(folder: Path) -> tuple[dict, str]:
     arrays, digest = {}, hashlib.sha256()
     for key, name in IDX_FILES.items():
         path = _idx_file(folder, name)
+        content = 4 + 4 * len(ARRAY_SHAPES[key]) + int(np.prod(ARRAY_SHAPES[key]))
+        largest = content if path.suffix != ".gz" else content + content // 100 + 1024  # gzip never grows more
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+        if size > largest:
+            raise DataError(f"{path}: {size:,} bytes, more than this MNIST IDX file can be (at most {largest:,})")
         raw = _read_bytes(path)
         digest.update(raw)
         magic = IDX_IMAGES_MAGIC if key.startswith("x") else IDX_LABELS_MAGIC

@@ -53,8 +53,8 @@ class Registry:
         del self._entries[name]
 
 
-# Hidden layers of each architecture: f(config) -> (input shape, [models.HiddenLayer]).
-MODELS = Registry("model", {"mlp": "bn_lab.models:mlp_layers", "convnet": "bn_lab.models:convnet_layers"})
+# Hidden layers of each architecture: f(config) -> (input shape, [architecture.HiddenLayer]).
+MODELS = Registry("model", {"mlp": "bn_lab.architecture:mlp_layers", "convnet": "bn_lab.architecture:convnet_layers"})
 
 # Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon); see bn/__init__.py.
 BN_BACKENDS = Registry(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bn_lab import files, outcome, report_figures, rundir
 from bn_lab.rundir import VARIANTS
+from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.spec import SweepError
 
 FIGURES = outcome.FIGURES
@@ -150,25 +151,37 @@ class SweepResults:
     summaries: dict  # cell name -> summary.json, finished cells whose config is the manifest's
     missing: list[str]  # not finished (never run, interrupted or failed)
     stale: list[str]  # finished, but with a config other than the sweep's
+    damaged: dict  # cell -> what is wrong: finished once, but its files do not read back
     failed: dict  # cell -> error, from failed.json
+
+
+def check_options(threshold, figure: str) -> None:
+    """The report's options, checked before a sweep trains anything (NaN is not in (0, 1])."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ReportError(f"--threshold {threshold}: must be a number in (0, 1]")
+    if figure not in FIGURES:
+        raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(FIGURES)}")
 
 
 def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     """Every cell's summary, grouped by grid point; `figure` is the accuracy the points aggregate."""
-    if figure not in FIGURES:
-        raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(FIGURES)}")
+    check_options(1, figure)
     sweep_dir = Path(sweep_dir)
-    manifest = rundir.load_manifest(sweep_dir)
+    manifest = manifests.load_manifest(sweep_dir)
     points: dict[str, Point] = {}
-    summaries, missing, stale = {}, [], []
+    summaries, missing, stale, damaged = {}, [], [], {}
     for cell in manifest["cells"]:
         point = points.setdefault(
             cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"]), figure=figure)
         )
         point.planned += 1
         run_dir = sweep_dir / cell["name"]
-        if not rundir.is_complete(run_dir):
+        problem = rundir.run_problem(run_dir)
+        if problem == rundir.NOT_FINISHED:
             missing.append(cell["name"])
+            continue
+        if problem:
+            damaged[cell["name"]] = problem
             continue
         summary = rundir.load_summary(run_dir)
         if summary.get("config_digest") != cell["config_digest"]:
@@ -177,10 +190,10 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
         summaries[cell["name"]] = summary
         point.summaries.append(summary)
     try:
-        failed = {k: v["error"] for k, v in json.loads((sweep_dir / rundir.FAILURES).read_text()).items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        failed = {k: str(v["error"]) for k, v in json.loads((sweep_dir / rundir.FAILURES).read_text()).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: the report goes on without it
         failed = {}
-    return SweepResults(manifest, list(points.values()), summaries, missing, stale, failed)
+    return SweepResults(manifest, list(points.values()), summaries, missing, stale, damaged=damaged, failed=failed)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -334,8 +347,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
 
     figure: the accuracy aggregated over seeds, one of FIGURES (default: the late-window mean).
     """
-    if not 0 < threshold <= 1:
-        raise ReportError(f"--threshold {threshold}: must be in (0, 1]")
+    check_options(threshold, figure)
     sweep_dir = Path(sweep_dir)
     results = collect(sweep_dir, figure)
     manifest = results.manifest
@@ -395,6 +407,11 @@ def _incomplete_notes(results: SweepResults) -> list[str]:
     if failed:
         notes += [f"Failed: {_cells(len(failed))}, errors with tracebacks in failed.json:"]
         notes += [f"- {n}: {results.failed[n]}" for n in failed] + [""]
+    if results.damaged:
+        notes += [
+            f"Damaged: {_cells(len(results.damaged))} left out, whose files do not read back (resuming the sweep reruns them):"
+        ]
+        notes += [f"- {n}: {problem}" for n, problem in results.damaged.items()] + [""]
     if results.stale:
         notes += [
             f"Left out: {_cells(len(results.stale))} finished with a config other than this sweep's "

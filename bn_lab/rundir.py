@@ -16,6 +16,8 @@ the process dies; a staging directory whose process is gone is stale and removed
 from __future__ import annotations
 
 import contextlib
+import csv
+import errno
 import fcntl
 import json
 import os
@@ -24,9 +26,8 @@ import shutil
 import time
 from pathlib import Path
 
-from bn_lab.config import FIELDS, name_problem, shown
+from bn_lab.config import shown
 from bn_lab.files import OutputError, cannot_write
-from bn_lab.sweeps.spec import Axis, SweepError
 
 # The two networks of a pair, as every file of a run names them.
 VARIANTS = ("without_bn", "with_bn")
@@ -78,7 +79,9 @@ TEST = "test"  # the test split: after training (and every train.test_every step
 DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]
 UNIT_PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")  # its quantities for one unit's input percentiles
 
-_STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced)-(?P<pid>\d+)")
+# Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
+# an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.
+_STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
 
 
 class RunDirError(Exception):
@@ -86,11 +89,69 @@ class RunDirError(Exception):
 
 
 def is_complete(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / SUMMARY).is_file()
+    """A finished run whose files read back (run_problem)."""
+    return run_problem(run_dir) is None
 
 
 def load_summary(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / SUMMARY).read_text())
+    return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+
+
+NOT_FINISHED = f"no {SUMMARY}"  # run_problem's answer for a run that never finished
+# What every reader of a network's summary relies on (the report, the sweep's progress line, the API).
+_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_accuracy", "late_val_accuracy")
+
+
+def _json_object(path: Path) -> dict:
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def run_problem(run_dir: str | Path) -> str | None:
+    """None if run_dir holds a finished run whose summary.json and metrics.csv read back; else
+    what is wrong, in a few words (NOT_FINISHED if it never finished). A damaged run is no result."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SUMMARY).is_file():
+        return NOT_FINISHED
+    try:
+        summary = _json_object(run_dir / SUMMARY)
+        variants = summary.get("variants")
+        if not isinstance(variants, dict) or not isinstance(summary.get("config_digest"), str):
+            raise ValueError("no variants or config_digest")
+        for variant in VARIANTS:
+            if not isinstance(variants.get(variant), dict) or any(k not in variants[variant] for k in _VARIANT_KEYS):
+                raise ValueError(f"{variant} is missing or incomplete")
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"{SUMMARY} is damaged ({shown(str(e), 60)})"
+    try:
+        with open(run_dir / METRICS, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0] != METRICS_COLUMNS:
+            raise ValueError("its header is not bn_lab's")
+        if len(rows) < 2:
+            raise ValueError("no rows")
+        for row in rows[1:]:
+            if len(row) != len(METRICS_COLUMNS) or row[0] not in VARIANTS:
+                raise ValueError(f"row {shown(row, 40)}")
+            int(row[1]), *map(float, row[3:])
+    except (OSError, ValueError, csv.Error) as e:
+        return f"{METRICS} is damaged ({shown(str(e), 60)})"
+    return None
+
+
+def written_by_bn_lab(directory: Path) -> bool:
+    """Whether `directory` holds a run bn_lab wrote, by content: its environment.json is bn_lab's record."""
+    try:
+        env = _json_object(directory / ENVIRONMENT)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(env.get("bn_lab"), str)
+        and isinstance(env.get("tensorflow"), str)
+        and isinstance(env.get("data"), dict)
+    )
 
 
 def pid_alive(pid: int) -> bool:
@@ -119,12 +180,13 @@ def _unknown_entries(directory: Path) -> list[str]:
     )
 
 
-def replaceable(directory: Path) -> str | None:
+def replaceable(directory: Path, cell_of_a_sweep: bool = False) -> str | None:
     """None if --force may replace `directory` (empty, or a bn_lab run), else what was found there.
 
-    --force replaces only what bn_lab wrote: a directory holding nothing but a run's files
-    (config.yaml and summary.json or environment.json among them). Anything else, a user's
-    own files or a sweep, is never deleted.
+    --force replaces only what bn_lab wrote: nothing but a run's files, and an environment.json
+    that is bn_lab's record (file names alone prove nothing). Inside a bn_lab sweep, a cell's
+    directory of run files whose record is damaged is replaced too (cell_of_a_sweep): the sweep
+    made it. Anything else, a user's own files or a sweep, is never deleted.
     """
     entries = list(directory.iterdir())
     if not entries:
@@ -133,14 +195,13 @@ def replaceable(directory: Path) -> str | None:
     if unknown:
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
         return f"it holds {shown}, which no bn_lab run writes"
-    names = {p.name for p in entries}
-    if CONFIG not in names or not names & {SUMMARY, ENVIRONMENT}:
-        return "it is not a bn_lab run (no config.yaml with summary.json or environment.json)"
+    if not (written_by_bn_lab(directory) or cell_of_a_sweep):
+        return f"it is not a bn_lab run (no {ENVIRONMENT} that bn_lab wrote)"
     return None
 
 
-def _live_writer(parent: Path, name: str) -> int | None:
-    """The pid of another live process staging `name` in `parent`; removes stale staging dirs."""
+def _live_writer(parent: Path, name: str) -> tuple[int, str] | None:
+    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; removes stale staging dirs."""
     writer = None
     for staging in parent.glob(f".{glob_escape(name)}.*-*"):
         match = _STAGING.fullmatch(staging.name)
@@ -148,10 +209,38 @@ def _live_writer(parent: Path, name: str) -> int | None:
             continue
         pid = int(match["pid"])
         if pid != os.getpid() and pid_alive(pid):
-            writer = pid
+            writer = (pid, "sweep" if match["kind"] == "sweep" else "run")
         else:  # killed, or left by this very process: nobody will finish it
             shutil.rmtree(staging, ignore_errors=True)
     return writer
+
+
+def refuse_if_written(directory: Path) -> None:
+    """Every kind of claim (a run's, a sweep's) sees every other: refused while another process writes `directory`."""
+    writer = _live_writer(directory.parent, directory.name)
+    if writer is not None:
+        pid, kind = writer
+        raise RunDirError(f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or use --out")
+
+
+@contextlib.contextmanager
+def sweep_claim(sweep_dir: Path, check):
+    """Claims `sweep_dir` for this process's sweep while the block runs: `check(sweep_dir)` (may it be
+    written?) runs under the parent's lock, then a marker beside it makes every run's claim on the
+    same path see the sweep (refuse_if_written), as the sweep sees theirs."""
+    _make_parent(sweep_dir.parent)
+    marker = sweep_dir.parent / f".{sweep_dir.name}.sweep-{os.getpid()}"
+    with _locked(sweep_dir.parent):
+        refuse_if_written(sweep_dir)
+        check(sweep_dir)
+        try:
+            marker.mkdir(exist_ok=True)
+        except OSError as e:
+            raise cannot_write(sweep_dir, e) from None
+    try:
+        yield
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
 
 
 def glob_escape(text: str) -> str:
@@ -194,29 +283,81 @@ def check_location(run_dir: Path) -> None:
         )
 
 
+def fingerprint(path: Path):
+    """What is at `path` now, to tell later whether anything there changed: None if nothing;
+    else the directory's identity and every entry's name, inode, size and modification time."""
+    try:
+        here = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not path.is_dir() or path.is_symlink():
+        return ("not a directory", here.st_ino, here.st_mtime_ns)
+    entries = []
+    for entry in os.scandir(path):
+        info = entry.stat(follow_symlinks=False)
+        entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    return (here.st_dev, here.st_ino, tuple(sorted(entries)))
+
+
+def _describe_now(path: Path) -> str:
+    if not path.is_dir() or path.is_symlink():
+        return "it is now a file, not a directory"
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return "it was created meanwhile"
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"it now holds {listed}"
+
+
 class Claim:
     """A run directory claimed by this process: write into `staging`, then `commit()`.
 
     Used as a context manager, it removes the staging directory if the block raises
     (Ctrl-C included), so nothing incomplete is left, and commits if it does not.
+    `seen` is what was at run_dir when it was claimed: the commit replaces only that.
     """
 
-    def __init__(self, run_dir: Path, staging: Path):
-        self.run_dir, self.staging = run_dir, staging
+    def __init__(self, run_dir: Path, staging: Path, seen=None):
+        self.run_dir, self.staging, self.seen = run_dir, staging, seen
 
     def commit(self) -> Path:
-        """Puts the staged run at run_dir; an old run (empty, or --force) is set aside first and removed after."""
-        old = None
-        try:
-            if self.run_dir.exists():
-                old = self.run_dir.parent / f".{self.run_dir.name}.replaced-{os.getpid()}"
-                os.replace(self.run_dir, old)
-            os.replace(self.staging, self.run_dir)
-        except OSError as e:
-            raise cannot_write(self.run_dir, e) from None
+        """Puts the staged run at run_dir. What the claim saw there (an empty directory, a run
+        replaced with --force) is set aside first and removed after; anything else found there
+        now is left untouched, the finished run is kept beside it, and the error names both."""
+        with _locked(self.run_dir.parent):
+            old = None
+            try:
+                if fingerprint(self.run_dir) != self.seen:
+                    self._keep_beside()
+                if self.seen is not None:
+                    old = self.run_dir.parent / f".{self.run_dir.name}.replaced-{os.getpid()}"
+                    os.rename(self.run_dir, old)
+                os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
+            except OSError as e:
+                if old is not None and not self.run_dir.exists():
+                    os.rename(old, self.run_dir)  # what was there goes back, untouched
+                    old = None
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    self._keep_beside()
+                raise cannot_write(self.run_dir, e) from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.run_dir
+
+    def _keep_beside(self):
+        """Something else arrived at run_dir while the run trained: the run goes to a free name beside it."""
+        found = _describe_now(self.run_dir)
+        for n in range(2, 10_000):
+            kept = self.run_dir.with_name(f"{self.run_dir.name}-{n}")
+            if not (kept.exists() or kept.is_symlink()):
+                os.rename(self.staging, kept)
+                break
+        else:
+            raise RunDirError(f"{self.run_dir}: changed while this run trained ({found}); no free name to keep the run")
+        raise RunDirError(
+            f"{self.run_dir}: changed while this run trained ({found}); nothing there was touched, "
+            f"and the finished run is at {kept}"
+        )
 
     def abandon(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -239,29 +380,33 @@ def _stage(run_dir: Path) -> Claim:
         staging.mkdir()
     except OSError as e:  # a read-only file system, a full disk, no permission
         raise cannot_write(run_dir, e) from None
-    return Claim(run_dir, staging)
+    return Claim(run_dir, staging, fingerprint(run_dir))
 
 
-def claim(run_dir: str | Path, force: bool = False) -> Claim:
-    """Claims exactly `run_dir` (the user's --out, a sweep cell), before anything slow starts."""
+def claim(run_dir: str | Path, force: bool = False, cell_of_a_sweep: bool = False) -> Claim:
+    """Claims exactly `run_dir` (the user's --out, a sweep cell), before anything slow starts.
+
+    cell_of_a_sweep: run_dir is a cell of a bn_lab sweep (see replaceable)."""
     run_dir = Path(run_dir)
     check_location(run_dir)
     if run_dir.name in ("", ".", ".."):
         raise RunDirError(f"{run_dir}: not a directory name a run can be written to")
     _make_parent(run_dir.parent)
     with _locked(run_dir.parent):
-        writer = _live_writer(run_dir.parent, run_dir.name)
-        if writer is not None:
-            raise RunDirError(f"{run_dir}: another bnlab run (pid {writer}) is writing it; wait for it or use --out")
+        refuse_if_written(run_dir)
         if run_dir.exists() or run_dir.is_symlink():
             if not run_dir.is_dir() or run_dir.is_symlink():
                 raise RunDirError(f"{run_dir}: exists and is not a directory")
+            if (run_dir / MANIFEST).exists():
+                raise RunDirError(f"{run_dir}: holds a sweep ({MANIFEST}), not a run; use --out to write elsewhere")
             if any(run_dir.iterdir()):
                 if not force:
                     raise RunDirError(
                         f"{run_dir}: already holds a run; use --force to replace it or --out to write elsewhere"
+                        if written_by_bn_lab(run_dir)
+                        else f"{run_dir}: already holds files bn_lab did not write; use --out to write elsewhere"
                     )
-                problem = replaceable(run_dir)
+                problem = replaceable(run_dir, cell_of_a_sweep)
                 if problem:
                     raise RunDirError(f"{run_dir}: --force replaces only a bn_lab run, and {problem}")
         return _stage(run_dir)
@@ -340,75 +485,3 @@ def follow_latest(path: Path) -> Path:
 
 
 __all__ = ["Claim", "OutputError", "RunDirError", "claim", "claim_new", "is_complete", "load_summary"]
-
-
-# --- a sweep's manifest ------------------------------------------------------------------
-
-
-def load_manifest(sweep_dir: str | Path) -> dict:
-    """A sweep's sweep.json, checked: a damaged one is one line, not a KeyError later."""
-    path = Path(sweep_dir) / MANIFEST
-    if not Path(sweep_dir).is_dir():
-        raise SweepError(f"{sweep_dir}: no such directory")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"{sweep_dir}: not a sweep directory (no {MANIFEST}; `bnlab sweep` writes it)") from None
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{path}: unreadable ({e})") from None
-    problem = manifest_problem(manifest)
-    if problem:
-        raise SweepError(f"{path}: not a bn_lab sweep manifest ({problem}); rerun `bnlab sweep` to rewrite it")
-    return manifest
-
-
-# What a report reads of sweep.json: checked first, so a damaged file is one line, not a KeyError.
-_CELL_KEYS = {"name": str, "point": str, "seed": int, "indices": list, "grid": dict, "config_digest": str}
-_AXIS_KEYS = {"key": str, "values": list}
-
-
-def manifest_problem(manifest) -> str | None:
-    if not isinstance(manifest, dict):
-        return f"a JSON {type(manifest).__name__}, not an object"
-    for key, kind in (("name", str), ("axes", list), ("cells", list), ("seeds", list)):
-        if not isinstance(manifest.get(key), kind):
-            return f"'{key}' must be a {kind.__name__}"
-    for i, axis in enumerate(manifest["axes"]):
-        if problem := _axis_problem(axis):
-            return f"axes[{i}] {problem}"
-    for i, cell in enumerate(manifest["cells"]):
-        if not isinstance(cell, dict) or any(not isinstance(cell.get(k), t) for k, t in _CELL_KEYS.items()):
-            return f"cells[{i}] needs {', '.join(_CELL_KEYS)}"
-        if len(cell["indices"]) != len(manifest["axes"]) or not all(
-            isinstance(j, int) and 0 <= j < len(a["values"]) for j, a in zip(cell["indices"], manifest["axes"])
-        ):
-            return f"cells[{i}].indices do not fit the axes"
-        if any(not isinstance(cell["grid"].get(a["key"]), str) for a in manifest["axes"]):
-            return f"cells[{i}].grid must give every axis's value"
-        if name_problem(cell["name"]):
-            return f"cells[{i}].name is not a directory name"
-    if not isinstance(manifest.get("base"), str):  # the report's heading names the base config
-        return "'base' must be a str"
-    if not isinstance(manifest.get("set") or {}, dict):
-        return "'set' must be an object"
-    return None
-
-
-def _axis_problem(axis) -> str | None:
-    shaped = isinstance(axis, dict) and "labels" in axis
-    if not shaped or any(not isinstance(axis.get(k), t) for k, t in _AXIS_KEYS.items()):
-        return f"needs {', '.join(_AXIS_KEYS)}, labels"
-    if axis["key"] not in FIELDS:
-        return f"key {shown(axis['key'])} is not a config key"
-    labels = axis["labels"]
-    if labels is not None and not (
-        isinstance(labels, list) and len(labels) == len(axis["values"]) and all(isinstance(n, str) for n in labels)
-    ):
-        return "labels must be null or list one name per value"
-    try:  # the figures label rows and columns with the values' pieces of cell names
-        named = Axis(axis["key"], tuple(axis["values"]), tuple(labels) if labels else None)
-        for j in range(len(named.values)):
-            named.fragment(j)
-    except SweepError:
-        return "has a value no cell name can hold"
-    return None

@@ -18,10 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from bn_lab import models, rundir, runtime
+from bn_lab.footprint import EVAL_BATCH
 from bn_lab.objectives import loss_function, make_optimizer
 from bn_lab.rundir import VARIANTS
-
-EVAL_BATCH = 1000  # images per compiled evaluation call; bounds memory for the conv net
 
 
 @dataclass

@@ -6,6 +6,7 @@ And the one-line error every bad input becomes (ConfigError), with how values ar
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,17 @@ def one_line(text: str) -> str:
 
 
 def shown(value: Any, limit: int = 80) -> str:
-    """A value as an error message quotes it: repr, one line, cut to `limit` characters."""
-    text = one_line(repr(value))
+    """A value as an error message quotes it: repr, one line, cut to `limit` characters.
+
+    A container's repr is bounded before it is made (reprlib): a list of a billion items costs
+    what ten do, not the memory and minutes of its whole repr."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        bounded = reprlib.Repr()  # its limits are attributes (keyword arguments from Python 3.12 on)
+        bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, limit, limit
+        bounded.maxlist = bounded.maxtuple = bounded.maxdict = bounded.maxset = bounded.maxfrozenset = 10
+        text = one_line(bounded.repr(value))
+    else:
+        text = one_line(repr(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -33,9 +43,28 @@ class ConfigError(Exception):
         super().__init__(one_line(message))
 
 
+# A config is a few dozen values: a document of more nodes than this is no config, and PyYAML
+# would build every node of it (a few hundred bytes of nested aliases expand to billions).
+MAX_NODES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
     """YAML as a config means it: `1e-3` is a float (YAML 1.1 reads it as a string: the exponent
-    needs a dot there), and a key given twice in one mapping is an error, not the last one winning."""
+    needs a dot there), a key given twice in one mapping is an error, not the last one winning,
+    and aliases (`*name`) are refused: they are how a small file expands without bound."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark
+            )
+        self._nodes = getattr(self, "_nodes", 0) + 1
+        if self._nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_NODES:,} values; not a config", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()

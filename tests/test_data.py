@@ -338,3 +338,42 @@ def test_imports_neither_tensorflow_nor_mnist():
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
+
+
+def test_a_gzip_bomb_is_refused_by_its_header_before_it_expands(idx_folder, monkeypatch):
+    """IDX dimensions far beyond MNIST's (2.2 GB of zeros behind a 28x28 image header) are an error
+    read from the first 16 bytes; the content is never decompressed beyond what MNIST holds."""
+    images = idx_folder / "train-images-idx3-ubyte.gz"
+    bomb = gzip.compress(struct.pack(">4i", 2051, 2_800_000, 28, 28) + bytes(20_000_000), compresslevel=9)
+    images.write_bytes(bomb)
+    with pytest.raises(DataError, match=r"IDX dimensions \(2800000, 28, 28\), expected \(60000, 28, 28\)") as err:
+        load_mnist(source="idx", idx_dir=idx_folder)
+    assert str(images) in str(err.value)
+
+    # The right header and endless data behind it: cut at MNIST's size plus one byte.
+    decompressed, real = [], data.zlib.decompressobj
+
+    class Watched:  # the real decompressor, which notes how much it was asked for
+        def __init__(self, *args, **kwargs):
+            self.stream = real(*args, **kwargs)
+
+        def decompress(self, raw, limit):
+            decompressed.append(limit)
+            return self.stream.decompress(raw, limit)
+
+        eof = property(lambda self: self.stream.eof)
+
+    monkeypatch.setattr(data.zlib, "decompressobj", Watched)
+    images.write_bytes(gzip.compress(struct.pack(">4i", 2051, 60000, 28, 28) + bytes(60000 * 784 + 5_000_000)))
+    with pytest.raises(DataError, match="more data bytes after the header, expected 47040000"):
+        load_mnist(source="idx", idx_dir=idx_folder)
+    assert max(decompressed) == 16 + 60000 * 784 + 1
+
+
+def test_an_idx_file_larger_than_mnist_can_be_is_refused_before_it_is_read(idx_folder):
+    labels = idx_folder / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    raw = idx_folder / "t10k-labels-idx1-ubyte"
+    raw.write_bytes(struct.pack(">2i", 2049, 10000) + bytes(10_000 + 100))
+    with pytest.raises(DataError, match=r"10,108 bytes, more than this MNIST IDX file can be \(at most 10,008\)"):
+        load_mnist(source="idx", idx_dir=idx_folder)

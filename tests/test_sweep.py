@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bn_lab.sweeps import spec
 from tests.conftest import ROOT, SWEEP_SMOKE, bnlab
 
 REPO, SMOKE = ROOT, SWEEP_SMOKE
@@ -363,7 +364,11 @@ def test_a_failed_cell_is_recorded_and_the_sweep_goes_on(mini):
     path, results, smoke_dir = mini
     sweep_dir = results / "smoke_grid"
     sweep_dir.mkdir(parents=True)
-    (sweep_dir / "relu_goodinit_seed0").write_text("in the way")  # a file where the run must go
+    # This sweep's manifest, as a sweep stopped before its cells writes it: the directory is the
+    # sweep's, so a file where a run must go fails that cell (a directory of other files is refused whole).
+    manifest = {**spec.load(path).manifest(), "command_line": "bnlab sweep mini.yaml"}
+    (sweep_dir / "sweep.json").write_text(json.dumps(manifest))
+    (sweep_dir / "relu_goodinit_seed0").write_text("in the way")
     done = bnlab("sweep", path, "--results", results, timeout=300)
     assert done.returncode == 1
     assert "relu_goodinit_seed0" in done.stderr and "1 of 2 cells did not complete" in done.stderr

@@ -34,7 +34,7 @@ def run_cell(task: Task, progress: str = "none") -> float:
     """Runs one cell into its run directory; returns its wall time in seconds."""
     started = time.perf_counter()
     try:
-        with rundir.claim(task.run_dir, task.force) as claim:
+        with rundir.claim(task.run_dir, task.force, cell_of_a_sweep=True) as claim:
             experiment.run_experiment(
                 task.config, claim.staging, device=task.device, progress=progress, command_line=task.command_line
             )

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from bn_lab import config as configs
-from bn_lab import experiment, files, registry, report, rundir, runtime
+from bn_lab import experiment, files, footprint, registry, report, rundir, runtime
+from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
 
@@ -27,6 +28,7 @@ from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
 COMPLETE = "complete"  # finished, same config: skipped
 TO_RUN = "to run"  # no run directory yet
 INCOMPLETE = "incomplete"  # a directory without summary.json: replaced
+DAMAGED = "damaged"  # finished once, but its files do not read back: replaced
 CHANGED = "changed config"  # finished, but with another config: an error unless --force
 
 
@@ -34,8 +36,11 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
     """(state, detail): is this cell's run directory complete, and with this cell's config?"""
     if not run_dir.exists():
         return TO_RUN, ""
-    if not rundir.is_complete(run_dir):
-        return INCOMPLETE, f"no {rundir.SUMMARY}"
+    problem = rundir.run_problem(run_dir)
+    if problem == rundir.NOT_FINISHED:
+        return INCOMPLETE, problem
+    if problem:
+        return DAMAGED, problem
     try:
         saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
@@ -68,7 +73,9 @@ def describe(sweep: Sweep, sweep_dir: Path) -> str:
         state, detail = found[c.name]
         text = "  ".join(f"{v:<{w}}" for v, w in zip(row, widths))
         lines.append(f"  {text}  [{state}{': ' + detail if detail else ''}]")
-    counts = {s: sum(1 for st, _ in found.values() if st == s) for s in (COMPLETE, TO_RUN, INCOMPLETE, CHANGED)}
+    counts = {
+        s: sum(1 for st, _ in found.values() if st == s) for s in (COMPLETE, TO_RUN, INCOMPLETE, DAMAGED, CHANGED)
+    }
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(lines)
 
@@ -179,9 +186,15 @@ def run_sweep(
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
+    report.check_options(threshold, figure)  # the report comes after training: its options are checked before
+    for cell in sweep.cells:
+        footprint.check(cell.config, cell.name)
     runtime.check_device(device)
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
+    command_line = command_line if command_line is not None else shlex.join(sys.argv)
+    manifest = {**sweep.manifest(), "command_line": command_line}
+    manifests.check_place(sweep_dir, manifest, force)  # again under the claim's lock: here to fail before any state
     found = states(sweep, sweep_dir)
     changed = [name for name, (state, _) in found.items() if state == CHANGED]
     if changed and not force:
@@ -191,20 +204,20 @@ def run_sweep(
             f"{cells} a finished run of a different config ({found[changed[0]][1]}); "
             "use --force to rerun, or --name to write the sweep elsewhere"
         )
-    command_line = command_line if command_line is not None else shlex.join(sys.argv)
-    # A changed config gets here only with --force; an incomplete directory is always replaced.
+    # A changed config gets here only with --force; an incomplete or damaged directory is always replaced.
+    replaced = (INCOMPLETE, DAMAGED, CHANGED)
     todo = [
-        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in (INCOMPLETE, CHANGED), device, command_line)
+        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in replaced, device, command_line)
         for c in sweep.cells
         if found[c.name][0] != COMPLETE
     ]
     skipped = [c.name for c in sweep.cells if found[c.name][0] == COMPLETE]
     failed: dict[str, str] = {}
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
-    with runner if todo else contextlib.nullcontext():
+    with manifests.claimed(sweep_dir, manifest, force), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
             rundir.remove_stale(sweep_dir)
-            files.write_json(sweep_dir / rundir.MANIFEST, {**sweep.manifest(), "command_line": command_line})
+            files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
     completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
@@ -232,6 +245,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             runner.run(todo, finished, progress="bar" if bar.mode == "bar" else "none")
     finally:
         bar.close()
+        rundir.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
         _record_failures(sweep_dir, sweep, failed, tracebacks)
 
 
@@ -239,8 +253,10 @@ def _record_failures(sweep_dir: Path, sweep: Sweep, failed: dict, tracebacks: di
     """failed.json: this sweep's failed cells with their errors; cells that since finished drop out."""
     path = sweep_dir / rundir.FAILURES
     try:
-        earlier = json.loads(path.read_text())
+        earlier = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        earlier = {}
+    if not isinstance(earlier, dict):  # damaged (e.g. a list): rewritten from this sweep's failures
         earlier = {}
     names = {c.name for c in sweep.cells}
     records = {

@@ -52,6 +52,7 @@ class Executor(executors.Executor):
             task = queue.pop(0)
             running[slots[slot].submit(_pool_cell, task)] = (slot, task)
 
+        interrupted = False
         try:
             for slot in range(len(slots)):
                 start_next(slot)
@@ -70,14 +71,37 @@ class Executor(executors.Executor):
         except KeyboardInterrupt:
             # Ctrl-C in a terminal reaches the workers too; a SIGTERM or a `kill -INT` reaches
             # only this process: pass it on, so that each cell removes its staging directory and ends.
-            for worker in slots:
-                for process in list(getattr(worker, "_processes", {}).values()):
-                    with contextlib.suppress(OSError):
-                        os.kill(process.pid, signal.SIGINT)
+            interrupted = True
+            for process in _processes(slots):
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGINT)
             raise
         finally:
-            for worker in slots:
-                worker.shutdown(wait=True, cancel_futures=True)
+            _stop(slots, interrupted)
+
+
+# How long interrupted workers get to clean up. One interrupted while it imports TensorFlow can
+# hang in that import's half-started threads (seen under load); it is killed, and its staging
+# directory, hidden and never complete, is removed by the sweep (rundir.remove_stale).
+STOP_SECONDS = 30
+
+
+def _processes(slots) -> list:
+    return [process for worker in slots for process in list(getattr(worker, "_processes", {}).values())]
+
+
+def _stop(slots, interrupted: bool) -> None:
+    processes = _processes(slots)
+    for worker in slots:
+        worker.shutdown(wait=not interrupted, cancel_futures=True)
+    if not interrupted:
+        return
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def _new_worker():

@@ -1,0 +1,315 @@
+"""Nothing lost, round two: a directory bn_lab did not make is never touched, a damaged run never
+stops a report, no input exhausts the machine. Real processes, acting while they train."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bn_lab import config, footprint, rundir
+from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab
+
+SMOKE = CONFIGS / "smoke.yaml"
+SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10")
+
+
+def one_error_line(process, code: int = 2) -> str:
+    assert process.returncode == code, (process.returncode, process.stderr)
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in process.stderr, process.stderr
+    return lines[0]
+
+
+def staging_of(out: Path, timeout: float = 120) -> Path:
+    """Waits until a run's claim on `out` shows (its hidden staging directory beside it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p for p in out.parent.glob(f".{out.name}.*-*") if p.is_dir()]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no claim on {out} within {timeout} s")
+
+
+# --- 1. the destination at commit is what the claim saw -----------------------------------------
+
+
+@pytest.mark.parametrize("arrival", ["notes", "a finished run"])
+def test_what_arrives_at_out_while_the_run_trains_is_never_deleted(tmp_path, arrival):
+    out = tmp_path / "X"
+    earlier = finished_run(tmp_path) if arrival == "a finished run" else None  # before, so it is ready in time
+    run = bnlab("run", SMOKE, "--set", "train.steps=400", "--out", out, "--quiet", background=True)
+    staging_of(out)
+    if arrival == "notes":
+        out.mkdir()
+        (out / "notes.txt").write_text("notes")
+        expected = {"notes.txt": "notes"}
+    else:  # another run, finished, copied there
+        shutil.copytree(earlier, out)
+        expected = {name: (out / name).read_text() for name in ("summary.json", "config.yaml")}
+    _, stderr = run.communicate(timeout=300)
+    kept = tmp_path / "X-2"
+    run.stderr = stderr  # one_error_line reads returncode and stderr
+    line = one_error_line(run)
+    assert line.startswith(f"error: {out}: changed while this run trained (it now holds ")
+    assert line.endswith(f"); nothing there was touched, and the finished run is at {kept}")
+    assert {name: (out / name).read_text() for name in expected} == expected
+    assert rundir.is_complete(kept)  # the run itself is not lost either
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def finished_run(tmp_path) -> Path:
+    out = tmp_path / "a-finished-run"
+    done = bnlab("run", SMOKE, *SHORT, "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+# --- 2. every kind of claim sees every other -------------------------------------------------
+
+
+def test_a_seeds_run_and_a_plain_run_never_share_a_directory(tmp_path):
+    out = tmp_path / "X"
+    plain = bnlab("run", SMOKE, "--set", "train.steps=400", "--out", out, "--quiet", background=True)
+    staging_of(out)
+    line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", out))
+    assert line.startswith(f"error: {out}: another bnlab run (pid {plain.pid}) is writing it")
+    assert plain.wait(timeout=300) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.yaml", "environment.json", "metrics.csv", "summary.json", "weights.npz", "accuracy.png", "tensorboard"]
+    )  # no .lock, sweep.json or seed directory of the refused one
+
+    seeds = tmp_path / "S"
+    sweep = bnlab("run", SMOKE, "--set", "train.steps=400", "--seeds", "0", "--out", seeds, "--quiet", background=True)
+    staging_of(seeds)
+    line = one_error_line(bnlab("run", SMOKE, *SHORT, "--out", seeds))
+    assert line.startswith(f"error: {seeds}: another bnlab sweep (pid {sweep.pid}) is writing it")
+    assert sweep.wait(timeout=300) == 0
+    assert rundir.is_complete(seeds / "seed0")
+
+
+# --- 3, 4. a sweep writes only its own directory, with its own grid ---------------------------------
+
+
+def test_a_sweep_never_writes_into_a_directory_of_other_files(tmp_path):
+    mine = tmp_path / "d"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", mine))
+    assert line == (
+        f"error: {mine}: not a bn_lab sweep (no sweep.json; it holds report.md); write the sweep elsewhere (--out, --name)"
+    )
+    results = tmp_path / "R"
+    (results / "N").mkdir(parents=True)
+    (results / "N" / "summary.csv").write_text("mine")
+    line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", results, "--name", "N"))
+    assert "R/N: not a bn_lab sweep (no sweep.json; it holds summary.csv)" in line
+    assert (mine / "report.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    assert (results / "N" / "summary.csv").read_text() == "mine" and len(list((results / "N").iterdir())) == 1
+
+
+def test_a_changed_sweep_is_an_error_naming_what_changed_and_force_replaces_its_manifest(smoke_sweep, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(smoke_sweep[0], results / "smoke_grid")
+    manifest = results / "smoke_grid" / "sweep.json"
+    before = manifest.read_text()
+    done = bnlab("sweep", SWEEP_SMOKE, "--results", results, "--seeds", "0")
+    line = one_error_line(done)
+    assert line.startswith(f"error: {manifest}: this sweep was started with another grid (seeds [0, 1] -> [0]; ")
+    assert "cells only in it: relu_goodinit_seed1, relu_badinit_seed1, sigmoid_goodinit_seed1 and 1 more" in line
+    assert "rerun it as it was started (" in line and "use --force to replace its manifest" in line
+    assert manifest.read_text() == before
+    # A --seeds run into a grid sweep is refused the same way; into a finished run, as a run.
+    line = one_error_line(bnlab("run", SMOKE, "--seeds", "0", "--out", results / "smoke_grid"))
+    assert "this sweep was started with another grid" in line and manifest.read_text() == before
+    cell = results / "smoke_grid" / "relu_goodinit_seed0"
+    line = one_error_line(bnlab("run", SMOKE, "--seeds", "0", "--out", cell))
+    assert line == f"error: {cell}: holds a run, not a sweep; write the sweep elsewhere (--out, --name)"
+    assert not (cell / "sweep.json").exists()
+    # The same sweep again resumes (nothing to run); --force replaces the manifest, and only it.
+    assert bnlab("sweep", SWEEP_SMOKE, "--results", results, "--quiet").returncode == 0
+    forced = bnlab("sweep", SWEEP_SMOKE, "--results", results, "--seeds", "0", "--force", "--quiet")
+    assert forced.returncode == 0, forced.stderr
+    assert [c["seed"] for c in json.loads(manifest.read_text())["cells"]] == [0, 0, 0, 0]
+    assert rundir.is_complete(results / "smoke_grid" / "relu_goodinit_seed1")  # still there, untouched
+
+
+# --- 5. --force recognises a run by what bn_lab wrote, not by file names ----------------------------
+
+
+def test_force_never_replaces_a_lookalike_of_a_run(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("database: prod\n")
+    (mine / "summary.json").write_text('{"rows": 12}')
+    line = one_error_line(bnlab("run", SMOKE, *SHORT, "--out", mine, "--force"))
+    assert line == (
+        f"error: {mine}: --force replaces only a bn_lab run, and it is not a bn_lab run "
+        "(no environment.json that bn_lab wrote)"
+    )
+    assert (mine / "config.yaml").read_text() == "database: prod\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+# --- 6. a damaged cell is reported as damaged, rerun on resume, and the report goes on -----------------
+
+DAMAGE = {
+    "relu_goodinit_seed0": ("summary.json", lambda p: p.write_text(p.read_text()[:40])),  # truncated
+    "relu_goodinit_seed1": ("summary.json", lambda p: p.write_text("")),
+    "relu_badinit_seed0": ("summary.json", lambda p: p.write_text("[1, 2]")),
+    "relu_badinit_seed1": (
+        "summary.json",
+        lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "variants": {}})),
+    ),
+    "sigmoid_goodinit_seed0": ("summary.json", lambda p: p.write_bytes(b"\xff\xfe" + p.read_bytes())),
+    "sigmoid_goodinit_seed1": ("metrics.csv", lambda p: p.write_text(p.read_text().replace("0.", "zero.", 3))),
+    "sigmoid_badinit_seed0": ("metrics.csv", lambda p: p.unlink() or p.mkdir()),  # a directory
+    "sigmoid_badinit_seed1": ("metrics.csv", lambda p: p.write_bytes(bytes(range(256)))),
+}
+
+
+def test_damaged_cells_are_named_in_the_report_and_rerun_on_resume(smoke_sweep, tmp_path):
+    results = tmp_path / "results"
+    sweep_dir = results / "smoke_grid"
+    shutil.copytree(smoke_sweep[0], sweep_dir)
+    for cell, (name, damage) in DAMAGE.items():
+        damage(sweep_dir / cell / name)
+    (sweep_dir / "failed.json").write_text("[1, 2]")
+
+    report = bnlab("report", sweep_dir)
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+    report_md = (sweep_dir / "report.md").read_text()
+    assert "0 of 8 cells finished" in report_md
+    assert "Damaged: 8 cells left out, whose files do not read back (resuming the sweep reruns them):" in report_md
+    for cell, (name, _) in DAMAGE.items():
+        assert f"- {cell}: {name} is damaged (" in report_md, cell
+    dry = bnlab("sweep", SWEEP_SMOKE, "--results", results, "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.strip().endswith("8 damaged"), dry.stdout
+
+    # Resuming reruns only the damaged cells: make two of them whole again first.
+    for cell in ("relu_goodinit_seed0", "sigmoid_badinit_seed1"):
+        shutil.rmtree(sweep_dir / cell)
+        shutil.copytree(smoke_sweep[0] / cell, sweep_dir / cell)
+    resumed = bnlab("sweep", SWEEP_SMOKE, "--results", results, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 of 8 cells already complete: skipped" in resumed.stdout
+    assert all(rundir.is_complete(sweep_dir / cell) for cell in DAMAGE)
+    assert "8 of 8 cells finished" in (sweep_dir / "report.md").read_text()
+    assert not (sweep_dir / "failed.json").exists()
+
+
+# --- 7, 8. no input exhausts the machine ---------------------------------------------------------
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nexperiment: bomb\n")
+    started = time.monotonic()
+    line = one_error_line(bnlab("run", bomb))
+    assert line == f"error: {bomb}: not valid YAML at line 2 (aliases (*a0) are not allowed; write the value out)"
+    units = tmp_path / "units.yaml"
+    units.write_text("u: &u [100, 100, 100]\nmodel: {hidden_units: *u}\n")
+    line = one_error_line(bnlab("run", units))
+    assert "aliases (*u) are not allowed" in line
+    assert time.monotonic() - started < 60  # generous: each is a process start; before, 148 s and 6.9 GB
+    assert config.shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    huge = config.validate({"model": {"hidden_units": [4096] * 64}, "optimizer": {"name": "adam"}})
+    # The estimate: 13 float32 copies of every parameter with Adam, above what was measured (0.75 GB a layer of 4,096²).
+    needed = footprint.estimate_bytes(huge)
+    assert needed > 13 * 4 * footprint.parameters(huge) > 64 * 0.75e9
+    monkeypatch.setattr(footprint, "machine_bytes", lambda: 24 * 2**30)
+    with pytest.raises(config.ConfigError) as refused:
+        footprint.check(huge)
+    assert str(refused.value).startswith(
+        f"config: model.hidden_units, optimizer.name: this run needs about {needed / 2**30:.1f} GiB of memory "
+        "(2 networks of 1,061,003,294 parameters with adam), more than this machine's 24.0 GiB"
+    )
+    footprint.check(config.load(CONFIGS / "relu_lr2_badinit.yaml"))  # the lesson fits easily
+    footprint.check(config.load(CONFIGS / "convnet_keras.yaml"))
+
+
+def test_the_cli_refuses_a_run_too_large_for_this_machine(tmp_path):
+    huge = {"model.hidden_units": [4096] * 64, "optimizer.name": "adam"}
+    if footprint.estimate_bytes(config.validate(config.unflatten(huge))) <= footprint.SHARE * footprint.machine_bytes():
+        pytest.skip("this machine has the memory for the largest run bn_lab accepts")
+    out = tmp_path / "huge"
+    line = one_error_line(
+        bnlab(
+            "run",
+            SMOKE,
+            "--set",
+            "model.hidden_units=[" + ",".join(["4096"] * 64) + "]",
+            "--set",
+            "optimizer.name=adam",
+            "--out",
+            out,
+        )
+    )
+    assert line.startswith(f"error: {SMOKE} (with --set): model.hidden_units, optimizer.name: this run needs about ")
+    assert line.endswith("; use fewer or narrower layers")
+    assert list(tmp_path.iterdir()) == []  # no staging directory, nothing
+
+
+# --- 10-12. everything checked before anything trains; the record says what was used -----------------
+
+
+def test_a_bad_report_option_is_refused_before_any_cell_trains(tmp_path):
+    for value in ("nan", "inf", "0"):
+        line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", tmp_path / "r", "--threshold", value))
+        assert "--threshold" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):
+    from bn_lab import api
+
+    resolved = api.resolve_config(
+        SMOKE,
+        seed=np.int64(1),
+        overrides={
+            "train.steps": np.int64(20),
+            "optimizer.learning_rate": np.float32(0.5),
+            "model.hidden_units": [np.int32(8), 8],
+            "train.jit_compile": np.bool_(False),
+        },
+    )
+    assert (resolved["seed"], resolved["train"]["steps"], resolved["optimizer"]["learning_rate"]) == (1, 20, 0.5)
+    assert type(resolved["train"]["steps"]) is int and type(resolved["optimizer"]["learning_rate"]) is float
+    assert resolved["model"]["hidden_units"] == [8, 8] and resolved["train"]["jit_compile"] is False
+
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / "summary.json").write_text("{}")
+    with pytest.raises(rundir.RunDirError, match=r"lookalike: not a finished bn_lab run \(summary.json is damaged"):
+        api.load(lookalike)
+    with pytest.raises(
+        config.ConfigError, match=r"config must be a YAML file's path or a mapping of keys to values, got list \[1, 2\]"
+    ):
+        api.run([1, 2])
+    with pytest.raises(config.ConfigError, match="progress 'bogus': unknown; allowed: auto, bar, lines, none"):
+        api.run(SMOKE, progress="bogus", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_config_records_the_images_a_run_uses():
+    small = {"data": {"train_limit": 2000, "val_limit": 500}}
+    resolved = config.validate(small)  # defaults larger than the data: cut to what it holds, in whole batches
+    assert (resolved["precise_bn"]["images"], resolved["diagnostics"]["probe_images"]) == (1980, 500)
+    assert config.validate(resolved) == resolved  # config.yaml reads back the same
+    asked = config.validate({**small, "precise_bn": {"images": 55000}, "diagnostics": {"probe_images": 5000}})
+    assert (asked["precise_bn"]["images"], asked["diagnostics"]["probe_images"]) == (1980, 500)
+    swept = config.validate(config.apply_overrides(config.validate({}), {"data.train_limit": 1000}))
+    assert swept["precise_bn"]["images"] == 960  # a smaller limit over a resolved config: cut again, not refused
+    with pytest.raises(
+        config.ConfigError, match=r"init.scale must be in \(0, 1000\] \(the lesson's bad init is 5\), got 1e\+300"
+    ):
+        config.validate({"init": {"scale": 1e300}})
