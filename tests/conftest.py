@@ -83,6 +83,16 @@ def bnlab(*args, cwd=None, timeout=600, env=None, background=False, stdout=subpr
 
 
 SWEEP_SMOKE = CONFIGS / "sweep_smoke.yaml"
+# What a run without the diagnostics writes (smoke.yaml, a smoke sweep's cell), exactly.
+RUN_FILES = {
+    "config.yaml",
+    "environment.json",
+    "metrics.csv",
+    "summary.json",
+    "weights.npz",
+    "accuracy.png",
+    "tensorboard",
+}
 
 
 # Runs `bnlab sweep` and records how it ended (written atomically: its presence means done).

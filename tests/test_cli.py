@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bn_lab import config, rundir
-from tests.conftest import CONFIGS, ROOT, bnlab, numpy_loss_and_accuracy, numpy_mlp
+from tests.conftest import CONFIGS, ROOT, RUN_FILES, bnlab, numpy_loss_and_accuracy, numpy_mlp
 
 # summary.json's figures of one network, exactly (the BN network adds precise_bn; diagnostics add theirs).
 SUMMARY_VARIANT_KEYS = {
@@ -78,22 +78,7 @@ def test_help_is_instant_and_does_not_import_tensorflow(command):
 
 def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
-    names = {p.name for p in run_dir.iterdir()}
-    assert {
-        "config.yaml",
-        "environment.json",
-        "metrics.csv",
-        "summary.json",
-        "weights.npz",
-        "accuracy.png",
-        "tensorboard",
-    } <= names
-    assert not names & {
-        "diagnostics.csv",
-        "diagnostics.png",
-        "landscape.png",
-        "paper_fig1.png",
-    }  # smoke.yaml: diagnostics off
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES  # smoke.yaml: diagnostics off
     # `latest` names the newest run; a file, so that TensorBoard lists the run once.
     assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
@@ -288,9 +273,9 @@ def test_data_command_reports_source_sizes_and_checksums():
     assert os.environ["BNLAB_CACHE_DIR"] in process.stdout
 
 
-def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
-    out = tmp_path / "killed"
-    process = bnlab(
+def endless_run(out, **popen):
+    """A smoke run of 100,000 steps, evaluated every 100, started in the background: one to stop."""
+    return bnlab(
         "run",
         CONFIGS / "smoke.yaml",
         "--out",
@@ -300,8 +285,13 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
         "--set",
         "train.eval_every=100",
         background=True,
-        stderr=subprocess.DEVNULL,
+        **popen,
     )
+
+
+def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
+    out = tmp_path / "killed"
+    process = endless_run(out, stderr=subprocess.DEVNULL)
     # Wait until training is under way (the first evaluation lines), then kill -9.
     for line in process.stdout:
         if "step    100/" in line:
@@ -388,17 +378,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
 
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     out = tmp_path / "terminated"
-    process = bnlab(
-        "run",
-        CONFIGS / "smoke.yaml",
-        "--out",
-        out,
-        "--set",
-        "train.steps=100000",
-        "--set",
-        "train.eval_every=100",
-        background=True,
-    )
+    process = endless_run(out)
     for line in process.stdout:  # training is under way
         if "step    100/" in line:
             break

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from bn_lab.sweeps import spec
-from tests.conftest import ROOT, SWEEP_SMOKE, bnlab
+from tests.conftest import ROOT, RUN_FILES, SWEEP_SMOKE, bnlab
 
 REPO, SMOKE = ROOT, SWEEP_SMOKE
 CELLS = [
@@ -29,16 +29,6 @@ CELLS = [
     for init in ("good", "bad")
     for seed in (0, 1)
 ]
-# A cell of the smoke sweep (diagnostics off), exactly.
-RUN_FILES = {
-    "config.yaml",
-    "environment.json",
-    "metrics.csv",
-    "summary.json",
-    "weights.npz",
-    "accuracy.png",
-    "tensorboard",
-}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
