@@ -42,17 +42,14 @@ class Landscape:
     def _probe_impl(self, batch_images, batch_labels, steps):
         network = self.network
         parameters, statistics = network.parameters, network.population_statistics
-        saved_parameters = [p.read_value() for p in parameters]
-        saved_statistics = [s.read_value() for s in statistics]
+        saved_parameters, saved_statistics = models.snapshot(parameters), models.snapshot(statistics)
         x = models.to_inputs(batch_images, network.input_shape)
         loss, gradient = self._loss_and_gradient(x, batch_labels)
         flat = tf.concat([tf.reshape(g, [-1]) for g in gradient], axis=0)
 
         def step_to(i, losses, changes):  # w - η_i·g, from the saved weights and statistics
-            for p, start, g in zip(parameters, saved_parameters, gradient):
-                p.assign(start - steps[i] * g)
-            for s, start in zip(statistics, saved_statistics):
-                s.assign(start)
+            models.restore(parameters, [start - steps[i] * g for start, g in zip(saved_parameters, gradient)])
+            models.restore(statistics, saved_statistics)
             moved_loss, moved_gradient = self._loss_and_gradient(x, batch_labels)
             change = tf.norm(tf.concat([tf.reshape(g, [-1]) for g in moved_gradient], axis=0) - flat)
             return i + 1, losses.write(i, moved_loss), changes.write(i, change)
@@ -61,10 +58,8 @@ class Landscape:
         count = tf.shape(steps)[0]
         empty = tf.TensorArray(tf.float32, size=count)
         _, losses, changes = tf.while_loop(lambda i, *_: i < count, step_to, (tf.constant(0), empty, empty))
-        for p, start in zip(parameters, saved_parameters):
-            p.assign(start)
-        for s, start in zip(statistics, saved_statistics):
-            s.assign(start)
+        models.restore(parameters, saved_parameters)
+        models.restore(statistics, saved_statistics)
         losses, changes = losses.stack(), changes.stack()
         distances = tf.abs(steps) * tf.norm(flat)
         return loss, flat, losses, changes, distances

@@ -12,6 +12,8 @@ compare it with (tests/test_fast_path.py). See Network.__init__.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -88,6 +90,27 @@ def _conv_as_matmul(h, kernel, stride: int):
     dense = tf.reshape(dense, (side * side * channels, out * out * filters))
     flat = tf.reshape(h, (-1, side * side * channels))
     return tf.reshape(tf.matmul(flat, dense), (-1, out, out, filters))
+
+
+def snapshot(variables) -> list:
+    """The variables' values as they are now (tensors, inside a compiled function or eagerly)."""
+    return [v.read_value() for v in variables]
+
+
+def restore(variables, values) -> None:
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+@contextlib.contextmanager
+def kept(variables):
+    """What runs inside may change `variables` (training mode updates a network's population
+    statistics); they are put back, bit for bit, after. Yields the saved values."""
+    saved = snapshot(variables)
+    try:
+        yield saved
+    finally:
+        restore(variables, saved)
 
 
 def to_inputs(images, input_shape):

@@ -234,7 +234,6 @@ class PairTrainer:
         are restored, bit for bit, before returning. The weights are never touched.
         """
         network = self.networks[variant]
-        saved = [s.read_value() for s in network.population_statistics]
         count = tf.shape(batches)[0]
         zeros = [tf.zeros_like(s) for s in network.population_statistics]  # (mean, variance) per layer
 
@@ -244,15 +243,12 @@ class PairTrainer:
             flat = [value for mean_and_variance in moments for value in mean_and_variance]  # as population_statistics
             return i + 1, [total + value for total, value in zip(sums, flat)]
 
-        _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
-        for statistic, value in zip(network.population_statistics, saved):
-            statistic.assign(value)
+        with models.kept(network.population_statistics):
+            _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
         return [total / tf.cast(count, total.dtype) for total in sums]
 
     def _single_sample_impl(self, variant, images, training):
         network = self.networks[variant]
-        # Training mode updates the population statistics; a check must not change the network.
-        saved = [s.read_value() for s in network.population_statistics]
         count = tf.shape(images)[0]
         predictions = tf.TensorArray(tf.int32, size=count)
 
@@ -260,9 +256,8 @@ class PairTrainer:
             logits = network(models.to_inputs(images[i : i + 1], self.input_shape), training=training)
             return i + 1, predictions.write(i, tf.argmax(logits[0], output_type=tf.int32))
 
-        _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
-        for statistic, value in zip(network.population_statistics, saved):
-            statistic.assign(value)
+        with models.kept(network.population_statistics):  # a check must not change the network
+            _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
         return predictions.stack()
 
     # --- driver ----------------------------------------------------------------------
@@ -290,15 +285,10 @@ class PairTrainer:
 
     def evaluate_precise(self, variant: str, split) -> tuple[float, float, float]:
         """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
-        network = self.networks[variant]
-        saved = [s.read_value() for s in network.population_statistics]
-        for statistic, value in zip(network.population_statistics, self._bn_moments(self.precise_batches)):
-            statistic.assign(value)
-        try:
+        statistics = self.networks[variant].population_statistics
+        with models.kept(statistics):
+            models.restore(statistics, self._bn_moments(self.precise_batches))
             return self.evaluate(variant, split)
-        finally:
-            for statistic, value in zip(network.population_statistics, saved):
-                statistic.assign(value)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Every network's weights and population statistics as they are now: <variant>/layer<k>/<name>
@@ -319,12 +309,9 @@ class PairTrainer:
         Run eagerly, once per network: tracing it would cost more. Training mode updates the
         population statistics; they are put back.
         """
-        network = self.networks[variant]
-        saved = [s.numpy() for s in network.population_statistics]
         images, labels = self.current_batch()
-        _, gradients = self._loss_and_gradients(variant, models.to_inputs(images, self.input_shape), labels)
-        for statistic, value in zip(network.population_statistics, saved):
-            statistic.assign(value)
+        with models.kept(self.networks[variant].population_statistics):
+            _, gradients = self._loss_and_gradients(variant, models.to_inputs(images, self.input_shape), labels)
         return self._hidden_gradient_norms(variant, gradients).numpy()
 
     def measure(self, variant: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
