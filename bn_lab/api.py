@@ -17,7 +17,6 @@ before anything slow (TensorFlow) starts.
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bn_lab import config as configs
-from bn_lab import footprint, rundir, runtime
+from bn_lab import footprint, rundir, runtime, schema
 from bn_lab.sweeps import manifest as manifests
 
 PROGRESS = ("auto", "bar", "lines", "none")
@@ -57,8 +56,7 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
 
 def _read_columns(path: Path, columns: list[str], convert: dict) -> dict[str, list]:
     """A CSV file of a run as columns; a value goes through its column's converter, an empty one is None."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = schema.read_table(path, columns)
     return {c: [convert[c](r[c]) if c in convert and r[c] != "" else (r[c] or None) for r in rows] for c in columns}
 
 
@@ -92,7 +90,7 @@ class Run:
     def metrics(self) -> dict[str, list]:
         """metrics.csv as columns: {"variant": [...], "step": [...], "split": [...], "loss": [...], ...}."""
         numbers = {"step": int, "loss": float, "accuracy": float, "top_class_share": float}
-        return _read_columns(self.path / rundir.METRICS, rundir.METRICS_COLUMNS, numbers)
+        return _read_columns(self.path / rundir.METRICS, schema.METRICS_COLUMNS, numbers)
 
     @cached_property
     def diagnostics(self) -> dict[str, list]:
@@ -101,9 +99,9 @@ class Run:
         layer is an int (hidden layers count from 1), or "all" for the loss-landscape probe."""
         path = self.path / rundir.DIAGNOSTICS
         if not path.is_file():
-            return {column: [] for column in rundir.DIAGNOSTICS_COLUMNS}
+            return {column: [] for column in schema.DIAGNOSTICS_COLUMNS}
         layer = lambda text: int(text) if text.isdigit() else text  # noqa: E731
-        return _read_columns(path, rundir.DIAGNOSTICS_COLUMNS, {"step": int, "layer": layer, "value": float})
+        return _read_columns(path, schema.DIAGNOSTICS_COLUMNS, {"step": int, "layer": layer, "value": float})
 
     @property
     def _diverged_at(self) -> dict:
@@ -114,8 +112,8 @@ class Run:
         {"layer1/kernel": array, ..., "layer1/population_mean": ..., "layer4/bias": ...}."""
         import numpy as np
 
-        if variant not in rundir.VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(rundir.VARIANTS)}, got {variant!r}")
+        if variant not in schema.VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(schema.VARIANTS)}, got {variant!r}")
         path = self.path / rundir.WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")

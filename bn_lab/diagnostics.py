@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models, rundir, runtime
+from bn_lab import models, runtime, schema
 from bn_lab.objectives import effective_lr_norm_power
 
 PERCENTILES = (15, 50, 85)
@@ -36,7 +36,7 @@ SATURATED_SHARE = 0.95  # of the probe set's values of a unit
 HISTOGRAM_VALUES = 3_000
 
 # The quantities of diagnostics.csv, per (variant, step, layer); layers count from 1.
-UNIT = rundir.UNIT_PERCENTILES
+UNIT = schema.UNIT_PERCENTILES
 SPREAD = ("unit_mean_mean", "unit_mean_std", "unit_std_mean", "unit_std_std")
 KERNEL = ("kernel_norm", "effective_lr", "gradient_norm")
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bn_lab import config as configs
-from bn_lab import files, outcome, rundir
+from bn_lab import files, outcome, rundir, schema
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def _points(evaluations, variant: str, split: str) -> list[tuple[int, float]]:
 def variant_summary(config: dict, result, name: str) -> dict:
     """One network's figures: the final point, the robust ones (late window, best), its outcome."""
     r, steps = result.variants[name], config["train"]["steps"]
-    validation = _points(result.evaluations, name, rundir.VALIDATION)
+    validation = _points(result.evaluations, name, schema.VALIDATION)
     figures = {
         "outcome": outcome.classify(r.diverged, r.final_top_class_share),
         "final_val_accuracy": r.final_val_accuracy,
@@ -102,7 +102,7 @@ def variant_summary(config: dict, result, name: str) -> dict:
     inside = last_hidden_layer(result.diagnostics, name)
     if inside:
         figures["diagnostics"] = inside
-    precise = _points(result.evaluations, name, rundir.PRECISE_BN)
+    precise = _points(result.evaluations, name, schema.PRECISE_BN)
     if precise:  # the BN network: the same figures with exact population statistics
         figures["precise_bn"] = {
             "final_val_accuracy": precise[-1][1] if not r.diverged else None,
@@ -186,8 +186,8 @@ class Progress:
         """'validation acc noBN 0.97  BN 0.98  (exact stats 0.98)  test acc noBN 0.96  BN 0.98': one part per split."""
         parts = {}  # split (exact statistics go with the validation split they were taken on) -> its texts
         for e in evaluations:
-            if e.split == rundir.PRECISE_BN:
-                parts.setdefault(rundir.VALIDATION, []).append(f"(exact stats {e.accuracy:.4f})")
+            if e.split == schema.PRECISE_BN:
+                parts.setdefault(schema.VALIDATION, []).append(f"(exact stats {e.accuracy:.4f})")
             else:
                 parts.setdefault(e.split, []).append(f"{VARIANT_SHORT[e.variant]} {e.accuracy:.4f}")
         return "  ".join(f"{split.replace('_', ' ')} acc " + "  ".join(texts) for split, texts in parts.items())
@@ -288,7 +288,7 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, 
     """diagnostics.csv and the figures drawn from it alone: diagnostics.png, landscape.png (opt-in)."""
     from bn_lab import plots
 
-    files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, rundir.DIAGNOSTICS_COLUMNS)
+    files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, schema.DIAGNOSTICS_COLUMNS)
     files.save_figure(
         workdir / rundir.DIAGNOSTICS_PLOT,
         plots.diagnostics_figure(
@@ -344,7 +344,7 @@ def run_experiment(
 
     initial_weights = models.initial_weights(config)
     trainer = train.PairTrainer(config, mnist, initial_weights)
-    events = EventWriters(workdir, rundir.VARIANTS)
+    events = EventWriters(workdir, schema.VARIANTS)
     bar = Progress(config["train"]["steps"], progress if progress != "none" else "quiet", config["experiment"] + " ")
 
     def on_evaluation(step, evaluations, measurements):
@@ -381,7 +381,7 @@ def run_experiment(
         }
         for e in result.evaluations
     ]
-    files.write_csv(workdir / rundir.METRICS, rows, rundir.METRICS_COLUMNS)
+    files.write_csv(workdir / rundir.METRICS, rows, schema.METRICS_COLUMNS)
     files.write_npz(workdir / rundir.WEIGHTS, trainer.weights())
     diverged_at = {n: r.diverged_at_step for n, r in result.variants.items()}
     from bn_lab import plots

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from bn_lab import files, rundir
+from bn_lab import files, schema
 
 VARIANT_STYLE = {
     "without_bn": {"label": "without BN", "color": "tab:red"},
@@ -52,7 +52,7 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
     axes = figure.subplots()
     for variant, style in VARIANT_STYLE.items():
         points = [
-            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.VALIDATION
+            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == schema.VALIDATION
         ]
         if not points:
             continue
@@ -63,7 +63,7 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
         precise = [
-            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == rundir.PRECISE_BN
+            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == schema.PRECISE_BN
         ]
         if precise:
             axes.plot(
@@ -210,7 +210,7 @@ def _inactive_name(rows: list[dict]) -> str | None:
 
 def percentile_band(ax, index: dict, variant: str, layer, color: str) -> None:
     """The paper's Fig. 1 (b, c): one unit's 15th-85th percentile band and its median over training."""
-    (steps, p15), (_, p50), (_, p85) = (series(index, variant, layer, q) for q in rundir.UNIT_PERCENTILES)
+    (steps, p15), (_, p50), (_, p85) = (series(index, variant, layer, q) for q in schema.UNIT_PERCENTILES)
     if len(steps) == 1:  # a network that diverged before its second evaluation: a band of one point
         ax.vlines(steps, p15, p85, color=color, alpha=0.4, linewidth=4, label="15th-85th percentile")
     elif steps:
@@ -293,7 +293,7 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right")
         _step_zero_off_the_scale(
-            ax, [p for q in rundir.UNIT_PERCENTILES for p in zip(*series(index, variant, layers, q))]
+            ax, [p for q in schema.UNIT_PERCENTILES for p in zip(*series(index, variant, layers, q))]
         )
     for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
         name = inactive if quantity == "inactive" else quantity
@@ -373,7 +373,7 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
     a, b, c = figure.subplots(1, 3)
     for variant, style in VARIANT_STYLE.items():
         points = [
-            (r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == rundir.TEST
+            (r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == schema.TEST
         ]
         if points:
             a.plot(*zip(*points), color=style["color"], label=style["label"])

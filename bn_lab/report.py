@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bn_lab import files, outcome, report_figures, rundir
-from bn_lab.rundir import VARIANTS
+from bn_lab.schema import VARIANTS
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.spec import SweepError
 

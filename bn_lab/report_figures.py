@@ -7,22 +7,20 @@ only to draw. (report imports this module, not the other way round.)
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-from bn_lab import files, outcome, rundir
-from bn_lab.rundir import VARIANTS
+from bn_lab import files, outcome, rundir, schema
+from bn_lab.schema import VARIANTS
 from bn_lab.sweeps.spec import Axis
 
 
 def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
     steps, accuracies = [], []
-    with open(run_dir / rundir.METRICS, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["variant"] == variant and row["split"] == rundir.VALIDATION:
-                steps.append(int(row["step"]))
-                accuracies.append(float(row["accuracy"]))
+    for row in schema.read_table(run_dir / rundir.METRICS, schema.METRICS_COLUMNS):
+        if row["variant"] == variant and row["split"] == schema.VALIDATION:
+            steps.append(int(row["step"]))
+            accuracies.append(float(row["accuracy"]))
     return steps, accuracies
 
 
@@ -114,11 +112,10 @@ def _diagnostics_series(run_dir: Path) -> dict:
     """(variant, layer, quantity) -> (steps, values) from a run's diagnostics.csv ({} if it has none)."""
     from bn_lab import plots
 
-    path = run_dir / rundir.DIAGNOSTICS
-    if not path.is_file():
+    try:
+        return plots.indexed(schema.read_table(run_dir / rundir.DIAGNOSTICS, schema.DIAGNOSTICS_COLUMNS))
+    except (OSError, ValueError):  # none, or damaged: the figure goes without this cell's diagnostics
         return {}
-    with open(path, newline="") as f:
-        return plots.indexed(csv.DictReader(f))
 
 
 def mechanism(results, path: Path) -> bool:

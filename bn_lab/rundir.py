@@ -16,7 +16,6 @@ the process dies; a staging directory whose process is gone is stale and removed
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import fcntl
 import json
@@ -26,11 +25,9 @@ import shutil
 import time
 from pathlib import Path
 
+from bn_lab import schema
 from bn_lab.config import shown
 from bn_lab.files import OutputError, cannot_write
-
-# The two networks of a pair, as every file of a run names them.
-VARIANTS = ("without_bn", "with_bn")
 
 # The files of a run directory (every name is here and nowhere else).
 CONFIG = "config.yaml"
@@ -69,16 +66,6 @@ HEATMAP = "heatmap.png"
 CURVES = "curves.png"
 MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate and dead units
 
-# metrics.csv: one row per (variant, step, split).
-METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
-VALIDATION = "validation"  # the validation split, inference mode with the EMA population statistics
-PRECISE_BN = "validation_precise_bn"  # the same with exact population statistics (the BN network)
-TRAIN_BATCH = "train_batch"  # the current training batch, inference mode (the conv net's log)
-TEST = "test"  # the test split: after training (and every train.test_every steps)
-# diagnostics.csv: long form; layer counts hidden layers from 1 ("all": the whole network).
-DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]
-UNIT_PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")  # its quantities for one unit's input percentiles
-
 # Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
 # an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.
 _STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
@@ -98,8 +85,6 @@ def load_summary(run_dir: str | Path) -> dict:
 
 
 NOT_FINISHED = f"no {SUMMARY}"  # run_problem's answer for a run that never finished
-# What every reader of a network's summary relies on (the report, the sweep's progress line, the API).
-_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_accuracy", "late_val_accuracy")
 
 
 def _json_object(path: Path) -> dict:
@@ -110,34 +95,24 @@ def _json_object(path: Path) -> dict:
 
 
 def run_problem(run_dir: str | Path) -> str | None:
-    """None if run_dir holds a finished run whose summary.json and metrics.csv read back; else
-    what is wrong, in a few words (NOT_FINISHED if it never finished). A damaged run is no result."""
+    """None if run_dir holds a finished run whose summary.json and metrics.csv read back (their
+    content as bn_lab.schema says); else what is wrong, in a few words (NOT_FINISHED if it never
+    finished). A damaged run is no result."""
     run_dir = Path(run_dir)
     if not (run_dir / SUMMARY).is_file():
         return NOT_FINISHED
     try:
-        summary = _json_object(run_dir / SUMMARY)
-        variants = summary.get("variants")
-        if not isinstance(variants, dict) or not isinstance(summary.get("config_digest"), str):
-            raise ValueError("no variants or config_digest")
-        for variant in VARIANTS:
-            if not isinstance(variants.get(variant), dict) or any(k not in variants[variant] for k in _VARIANT_KEYS):
-                raise ValueError(f"{variant} is missing or incomplete")
+        problem = schema.summary_problem(json.loads((run_dir / SUMMARY).read_text(encoding="utf-8")))
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return f"{SUMMARY} is damaged ({shown(str(e), 60)})"
+        problem = str(e)
+    if problem:
+        return f"{SUMMARY} is damaged ({shown(problem, 60)})"
     try:
-        with open(run_dir / METRICS, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        if not rows or rows[0] != METRICS_COLUMNS:
-            raise ValueError("its header is not bn_lab's")
-        if len(rows) < 2:
-            raise ValueError("no rows")
-        for row in rows[1:]:
-            if len(row) != len(METRICS_COLUMNS) or row[0] not in VARIANTS:
-                raise ValueError(f"row {shown(row, 40)}")
-            int(row[1]), *map(float, row[3:])
-    except (OSError, ValueError, csv.Error) as e:
-        return f"{METRICS} is damaged ({shown(str(e), 60)})"
+        problem = schema.metrics_problem(schema.read_table(run_dir / METRICS, schema.METRICS_COLUMNS))
+    except (OSError, ValueError) as e:
+        problem = str(e)
+    if problem:
+        return f"{METRICS} is damaged ({shown(problem, 60)})"
     return None
 
 

@@ -17,17 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models, rundir, runtime
+from bn_lab import models, runtime, schema
 from bn_lab.footprint import EVAL_BATCH
 from bn_lab.objectives import loss_function, make_optimizer
-from bn_lab.rundir import VARIANTS
+from bn_lab.schema import VARIANTS
 
 
 @dataclass
 class Evaluation:
     variant: str
     step: int  # number of updates applied before this evaluation
-    split: str  # one of rundir's splits: VALIDATION, PRECISE_BN, TRAIN_BATCH, TEST
+    split: str  # one of schema's splits: VALIDATION, PRECISE_BN, TRAIN_BATCH, TEST
     loss: float
     accuracy: float
     top_class_share: float | None = None  # share of the images predicted as the most predicted class
@@ -375,9 +375,9 @@ class PairTrainer:
                     continue
                 new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
                 if v == "with_bn" and self.precise_batches is not None:
-                    new.append(Evaluation(v, step, rundir.PRECISE_BN, *self.evaluate_precise(v, split)))
+                    new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
                 if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
-                    new.append(Evaluation(v, step, rundir.TEST, *self.evaluate(v, self.data.test)))
+                    new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
                 if self.probes or self.landscapes:
                     measurements[v] = self.measure(v, step)
                     diagnostics.extend(measurements[v][0])
@@ -385,7 +385,7 @@ class PairTrainer:
             if on_evaluation:
                 on_evaluation(step, new, measurements)
 
-        record(0, rundir.VALIDATION, self.data.validation)
+        record(0, schema.VALIDATION, self.data.validation)
         train_seconds = 0.0
         # Steady-state speed per network: a chunk of a shape not run before (its length, the
         # networks still training) is traced and compiled first, so it is left out.
@@ -403,9 +403,9 @@ class PairTrainer:
             compiled.add((count, alive))
             step = self.steps_done
             if step % eval_every == 0 or step == steps:
-                record(step, rundir.VALIDATION, self.data.validation)
+                record(step, schema.VALIDATION, self.data.validation)
             elif train_eval_every and step % train_eval_every == 0:
-                record(step, rundir.TRAIN_BATCH, last_batch=last_batch)
+                record(step, schema.TRAIN_BATCH, last_batch=last_batch)
 
         if on_trained:
             on_trained(diagnostics, dict(self.diverged_at))
@@ -426,7 +426,7 @@ class PairTrainer:
             )
             result.test_loss, result.test_accuracy, test_share = self.evaluate(v, self.data.test)
             evaluations.append(
-                Evaluation(v, self.steps_done, rundir.TEST, result.test_loss, result.test_accuracy, test_share)
+                Evaluation(v, self.steps_done, schema.TEST, result.test_loss, result.test_accuracy, test_share)
             )
             predictions = self.single_sample_predictions(v, single_images, training=False)
             result.predictions = predictions.tolist()

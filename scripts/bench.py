@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 
 from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
-from bn_lab.rundir import VARIANTS  # light: no TensorFlow
+from bn_lab.schema import VARIANTS  # light: no TensorFlow
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}

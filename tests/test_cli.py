@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bn_lab import config, rundir
+from bn_lab import config, schema
 from tests.conftest import CONFIGS, ROOT, RUN_FILES, bnlab, numpy_loss_and_accuracy, numpy_mlp
 
 # summary.json's figures of one network, exactly (the BN network adds precise_bn; diagnostics add theirs).
@@ -103,7 +103,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     test, validation, epsilon = mnist.test, mnist.validation, resolved["bn"]["epsilon"]
     with np.load(run_dir / "weights.npz") as saved:
         networks = {
-            v: {n.split("/", 1)[1]: saved[n] for n in saved.files if n.startswith(v + "/")} for v in rundir.VARIANTS
+            v: {n.split("/", 1)[1]: saved[n] for n in saved.files if n.startswith(v + "/")} for v in schema.VARIANTS
         }
     for variant, arrays in networks.items():
         v = summary["variants"][variant]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, diagnostics, landscape, models, rundir, train
+from bn_lab import api, diagnostics, landscape, models, rundir, schema, train
 from tests.conftest import numpy_mlp, snapshot, tiny_mlp_config
 
 
@@ -24,7 +24,7 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-@pytest.mark.parametrize("variant", rundir.VARIANTS)
+@pytest.mark.parametrize("variant", schema.VARIANTS)
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant, monkeypatch):
     monkeypatch.setattr(diagnostics, "HISTOGRAM_VALUES", 1000)  # fewer than the probe's values: a subset
     cfg = tiny_config(activation)
@@ -158,12 +158,12 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     (probed, nets_on), (plain, nets_off) = finished[True], finished[False]
     assert all(np.array_equal(a, b) for x, y in zip(nets_on, nets_off) for a, b in zip(x, y))
     keep = lambda e: (e.variant, e.step, e.split, e.loss, e.accuracy)  # noqa: E731
-    assert [keep(e) for e in probed.evaluations if e.split != rundir.PRECISE_BN] == [keep(e) for e in plain.evaluations]
+    assert [keep(e) for e in probed.evaluations if e.split != schema.PRECISE_BN] == [keep(e) for e in plain.evaluations]
     assert plain.diagnostics == []
     # Every quantity of every hidden layer, and the landscape's of the whole network, nothing else.
     found = {(r["variant"], r["layer"], r["quantity"]) for r in probed.diagnostics}
     per_layer = {*diagnostics.UNIT, *diagnostics.SPREAD, "dead_fraction", "kernel_norm", "gradient_norm"}
-    for variant in rundir.VARIANTS:
+    for variant in schema.VARIANTS:
         for layer in (1, 2):
             expected = per_layer | ({"effective_lr"} if variant == "with_bn" else set())
             assert {q for v, at, q in found if (v, at) == (variant, layer)} == expected, (variant, layer)
@@ -187,7 +187,7 @@ def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     )
     with open(run.path / rundir.DIAGNOSTICS, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == rundir.DIAGNOSTICS_COLUMNS
+    assert list(rows[0]) == schema.DIAGNOSTICS_COLUMNS
     steps = sorted({int(r["step"]) for r in rows})
     assert steps == [0, 20, 40, 60]
     layers = {r["layer"] for r in rows if r["variant"] == "with_bn"}

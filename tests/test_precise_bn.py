@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bn_lab import models, registry, rundir, train
+from bn_lab import models, registry, schema, train
 from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()
@@ -58,12 +58,12 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (with_precise, nets_on), (without, nets_off) = runs[True], runs[False]
-    plain = [e for e in with_precise.evaluations if e.split != rundir.PRECISE_BN]
+    plain = [e for e in with_precise.evaluations if e.split != schema.PRECISE_BN]
     assert [(e.variant, e.step, e.split, e.loss, e.accuracy) for e in plain] == [
         (e.variant, e.step, e.split, e.loss, e.accuracy) for e in without.evaluations
     ]
     assert all(np.array_equal(a, b) for net_a, net_b in zip(nets_on, nets_off) for a, b in zip(net_a, net_b))
-    precise_steps = [e.step for e in with_precise.evaluations if e.split == rundir.PRECISE_BN]
+    precise_steps = [e.step for e in with_precise.evaluations if e.split == schema.PRECISE_BN]
     assert precise_steps == [0, 20, 40]
 
 
@@ -85,7 +85,7 @@ def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_
     exact = [tuple(np.mean([m[k][j] for m in per_batch], axis=0) for j in (0, 1)) for k in range(len(per_batch[0]))]
 
     metrics, validation = run.metrics, tiny_mnist.validation
-    for statistics, split in ((exact, rundir.PRECISE_BN), ("population", rundir.VALIDATION)):  # EMA: the contrast
+    for statistics, split in ((exact, schema.PRECISE_BN), ("population", schema.VALIDATION)):  # EMA: the contrast
         logits = numpy_mlp(arrays, validation.images, "relu", epsilon, statistics)[0]
         loss, accuracy = numpy_loss_and_accuracy(logits, validation.labels)
         final = [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bn_lab import rundir
+from tests.conftest import CONFIGS, bnlab
 
 
 def _claim_new(results, barrier, queue):
@@ -184,3 +185,34 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     finally:
         zombie.wait()
+
+
+def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
+    """A training-batch row has no top class share (an empty cell): it reads back; text where a number goes does not."""
+    from bn_lab import files, schema
+
+    path = tmp_path / rundir.METRICS
+    rows = [
+        dict(variant="with_bn", step=0, split=schema.VALIDATION, loss=2.3, accuracy=0.1, top_class_share=0.2),
+        dict(variant="with_bn", step=25, split=schema.TRAIN_BATCH, loss=1.2, accuracy=0.5, top_class_share=None),
+    ]
+    files.write_csv(path, rows, schema.METRICS_COLUMNS)
+    read = schema.read_table(path, schema.METRICS_COLUMNS)
+    assert schema.metrics_problem(read) is None and read[1]["top_class_share"] == ""
+    files.write_csv(path, [{**rows[0], "loss": "zero"}], schema.METRICS_COLUMNS)
+    problem = schema.metrics_problem(schema.read_table(path, schema.METRICS_COLUMNS))
+    assert problem.startswith("row ['with_bn', '0', 'validation', 'zero'")
+    path.write_text(path.read_text().replace("variant,step", "network,step", 1))
+    with pytest.raises(ValueError, match="its header is not bn_lab's"):
+        schema.read_table(path, schema.METRICS_COLUMNS)
+
+
+def test_a_run_that_logs_training_batches_is_complete(tmp_path):
+    """Training-batch rows (the conv net's log; the MLP here, for speed) leave top_class_share
+    empty: such a run is complete, not damaged."""
+    out = tmp_path / "logged"
+    settings = ("train.steps=20", "train.eval_every=10", "train.train_eval_every=5")
+    done = bnlab("run", CONFIGS / "smoke.yaml", *[a for s in settings for a in ("--set", s)], "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "with_bn,5,train_batch," in (out / rundir.METRICS).read_text()
+    assert rundir.run_problem(out) is None
