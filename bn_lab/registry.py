@@ -66,6 +66,17 @@ BN_BACKENDS = Registry(
     },
 )
 
+# The normalizers BN is measured against (bn_lab.normalizers): shape, options -> tf.Module.
+NORMALIZERS = Registry(
+    "normalizer",
+    {
+        "batch_norm": "bn_lab.normalizers.batch_norm:BatchNorm",
+        "batch_renorm": "bn_lab.normalizers.batch_renorm:BatchRenorm",
+        "layer_norm": "bn_lab.normalizers.layer_norm:LayerNorm",
+        "group_norm": "bn_lab.normalizers.group_norm:GroupNorm",
+    },
+)
+
 # Hidden-layer activations: tensor -> tensor.
 ACTIVATIONS = Registry(
     "activation",

@@ -1,0 +1,22 @@
+"""`batch_norm` (Ioffe & Szegedy 2015): per feature over the batch (and the spatial positions),
+with population statistics for inference; its `backend` option is one of bn_lab.bn's three
+(registry.BN_BACKENDS), which compute the same function. Each kernel column's scale cancels."""
+
+import tensorflow as tf
+
+from bn_lab import bn
+
+
+class BatchNorm(tf.Module):
+    HAS_POPULATION_STATISTICS = True
+    SCALE_INVARIANCE = "column"
+
+    def __init__(self, shape: tuple[int, ...], backend: str = "keras", momentum: float = 0.99, epsilon: float = 1e-3):
+        super().__init__()
+        self.norm = bn.make(backend, shape[-1], len(shape) + 1, momentum, epsilon)
+        self.gamma, self.beta = self.norm.gamma, self.norm.beta
+        self.population_mean, self.population_variance = self.norm.population_mean, self.norm.population_variance
+        self.population_statistics = [self.population_mean, self.population_variance]
+
+    def __call__(self, x, training: bool):
+        return self.norm(x, training)

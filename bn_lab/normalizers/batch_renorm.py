@@ -1,0 +1,65 @@
+"""`batch_renorm` (Ioffe 2017, arXiv 1702.03275), written out.
+
+Training mode normalizes with the batch's mean μ_B and σ_B = sqrt(var_B + ε), then corrects
+towards the population statistics (μ, σ):
+
+    x̂ = (x − μ_B) / σ_B · r + d,   r = clip(σ_B / σ, 1/r_max, r_max),   d = clip((μ_B − μ) / σ, −d_max, d_max)
+
+with r and d constants for the gradient, and updates μ and σ by moving averages (of σ_B, as
+the paper does, not of the variance). Inference mode is (x − μ) / σ. r_max and d_max start at
+1 and 0 (plain BN) and grow linearly to their limits between steps `relax_from` and
+`relax_to` (the paper: r_max 3 and d_max 5 over tens of thousands of steps); the step count is
+one of the population statistics, so a check in training mode leaves it as it was.
+Keras' BatchNormalization(renorm=True) with renorm_momentum = momentum is the same function
+(tests/test_normalizers.py); this one is written out for its schedule and its readable steps.
+"""
+
+import tensorflow as tf
+
+
+class BatchRenorm(tf.Module):
+    HAS_POPULATION_STATISTICS = True
+    SCALE_INVARIANCE = "column"
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        relax_from: int = 0,
+        relax_to: int = 0,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+    ):
+        super().__init__()
+        features = shape[-1]
+        self.axes = list(range(len(shape)))  # the batch and every spatial axis: per feature
+        self.r_max, self.d_max, self.momentum, self.epsilon = r_max, d_max, momentum, epsilon
+        self.relax_from, self.relax_to = relax_from, relax_to
+        self.gamma = tf.Variable(tf.ones([features]), name="gamma")
+        self.beta = tf.Variable(tf.zeros([features]), name="beta")
+        self.population_mean = tf.Variable(tf.zeros([features]), trainable=False, name="population_mean")
+        self.population_stddev = tf.Variable(tf.ones([features]), trainable=False, name="population_stddev")
+        self.steps = tf.Variable(0.0, trainable=False, name="steps")  # training-mode calls so far
+        self.population_statistics = [self.population_mean, self.population_stddev, self.steps]
+
+    def limits(self):
+        """(r_max, d_max) at this step of the schedule."""
+        span = max(self.relax_to - self.relax_from, 1)
+        ramp = tf.clip_by_value((self.steps - self.relax_from) / span, 0.0, 1.0)
+        if self.relax_to <= self.relax_from:
+            ramp = tf.ones_like(ramp)
+        return 1.0 + (self.r_max - 1.0) * ramp, self.d_max * ramp
+
+    def __call__(self, x, training: bool):
+        if not training:
+            return (x - self.population_mean) / self.population_stddev * self.gamma + self.beta
+        mean, variance = tf.nn.moments(x, self.axes)
+        stddev = tf.sqrt(variance + self.epsilon)
+        r_max, d_max = self.limits()
+        r = tf.stop_gradient(tf.clip_by_value(stddev / self.population_stddev, 1.0 / r_max, r_max))
+        d = tf.stop_gradient(tf.clip_by_value((mean - self.population_mean) / self.population_stddev, -d_max, d_max))
+        self.population_mean.assign(self.population_mean * self.momentum + mean * (1 - self.momentum))
+        self.population_stddev.assign(self.population_stddev * self.momentum + stddev * (1 - self.momentum))
+        self.steps.assign_add(1.0)
+        return ((x - mean) / stddev * r + d) * self.gamma + self.beta
