@@ -55,3 +55,16 @@ def kernel_shapes(config: dict) -> list[tuple[int, ...]]:
     fan_in = features if flat else side * side * features
     shapes.append((fan_in, NUM_CLASSES))
     return shapes
+
+
+def hidden_shapes(config: dict) -> list[tuple[int, ...]]:
+    """One example's shape at each hidden layer's output: (units,) or (side, side, filters)."""
+    _, hidden = architecture(config)
+    side, shapes = IMAGE_SIDE, []
+    for layer in hidden:
+        if layer.kind == "conv":
+            side = -(-side // layer.stride)  # "same" padding: ceil(side / stride)
+            shapes.append((side, side, layer.units))
+        else:
+            shapes.append((layer.units,))
+    return shapes

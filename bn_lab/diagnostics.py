@@ -75,7 +75,7 @@ class Probe:
         self.activation = config["model"]["activation"]
         self.learning_rate = config["optimizer"]["learning_rate"]
         self.norm_power = effective_lr_norm_power(config)
-        self.with_bn = bool(network.batch_norms)
+        self.with_bn = bool(network.norms)
         self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
 

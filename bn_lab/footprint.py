@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 
-from bn_lab.architecture import IMAGE_SIDE, architecture, kernel_shapes
+from bn_lab.architecture import hidden_shapes, kernel_shapes
 from bn_lab.yaml_io import ConfigError
 
 NETWORKS = 2  # a run trains a pair
@@ -32,15 +32,7 @@ def parameters(config: dict) -> int:
 
 def activations_per_image(config: dict) -> int:
     """Values every hidden layer computes for one image."""
-    _, hidden = architecture(config)
-    side, total = IMAGE_SIDE, 0
-    for layer in hidden:
-        if layer.kind == "conv":
-            side = -(-side // layer.stride)
-            total += side * side * layer.units
-        else:
-            total += layer.units
-    return total
+    return sum(math.prod(shape) for shape in hidden_shapes(config))
 
 
 def estimate_bytes(config: dict) -> int:

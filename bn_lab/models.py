@@ -17,8 +17,8 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import bn, registry, runtime
-from bn_lab.architecture import IMAGE_SIDE, NUM_CLASSES, HiddenLayer, architecture, kernel_shapes  # noqa: F401
+from bn_lab import normalizers, registry, runtime
+from bn_lab.architecture import IMAGE_SIDE, NUM_CLASSES, HiddenLayer, architecture, hidden_shapes, kernel_shapes  # noqa: F401
 
 
 def _fans(shape):
@@ -137,39 +137,43 @@ class Network(tf.Module):
     """
 
     def __init__(
-        self, config: dict, initial_weights: list[np.ndarray], with_bn: bool, name: str, *, fast: bool = False
+        self,
+        config: dict,
+        initial_weights: list[np.ndarray],
+        with_bn: bool,
+        name: str,
+        *,
+        fast: bool = False,
+        normalizer: str | None = None,
+        options: dict | None = None,
     ):
+        """with_bn: BN as the config's bn section says (the pair's second network). normalizer:
+        instead, any of registry.NORMALIZERS with its options, placed as bn.placement says."""
         super().__init__(name=name)
         self.fast = fast
         self.input_shape, hidden = architecture(config)
         self.hidden = hidden
         self.activation = registry.ACTIVATIONS.get(config["model"]["activation"])
+        if with_bn:
+            bn_config = config["bn"]
+            normalizer = "batch_norm"
+            options = dict(backend=bn_config["backend"], momentum=bn_config["momentum"], epsilon=bn_config["epsilon"])
+        normalized = normalizer is not None
         placement = config["bn"]["placement"]
-        self.bn_after_activation = with_bn and placement.startswith("after_activation")
-        hidden_bias = not with_bn or placement in ("bias_before_activation", "after_activation")
+        self.bn_after_activation = normalized and placement.startswith("after_activation")
+        hidden_bias = not normalized or placement in ("bias_before_activation", "after_activation")
         self.kernels = [tf.Variable(w, name=f"kernel_{i}") for i, w in enumerate(initial_weights)]
         self.biases = [
             tf.Variable(tf.zeros([w.shape[-1]]), name=f"bias_{i}") if (hidden_bias or i == len(hidden)) else None
             for i, w in enumerate(initial_weights)
         ]
-        self.batch_norms = []
-        if with_bn:
-            self.batch_norms = [
-                bn.make(
-                    config["bn"]["backend"],
-                    layer.units,
-                    4 if layer.kind == "conv" else 2,
-                    config["bn"]["momentum"],
-                    config["bn"]["epsilon"],
-                )
-                for layer in hidden
-            ]
+        self.norms = []  # one normalizer per hidden layer (bn_lab.normalizers), or none
+        if normalized:
+            self.norms = [normalizers.make(normalizer, shape, **(options or {})) for shape in hidden_shapes(config)]
         self.parameters = [v for v in self.kernels + self.biases if v is not None]
-        for norm in self.batch_norms:
+        for norm in self.norms:
             self.parameters += [norm.gamma, norm.beta]
-        self.population_statistics = [
-            v for norm in self.batch_norms for v in (norm.population_mean, norm.population_variance)
-        ]
+        self.population_statistics = [v for norm in self.norms for v in norm.population_statistics]
 
         self._compiled_layer_ends = {}  # (layer, training) -> XLA-compiled (runtime.compiled)
 
@@ -182,9 +186,10 @@ class Network(tf.Module):
             arrays[f"layer{i}/kernel"] = kernel.numpy()
             if bias is not None:
                 arrays[f"layer{i}/bias"] = bias.numpy()
-        for i, norm in enumerate(self.batch_norms, start=1):
-            for name in ("gamma", "beta", "population_mean", "population_variance"):
-                arrays[f"layer{i}/{name}"] = getattr(norm, name).numpy()
+        for i, norm in enumerate(self.norms, start=1):
+            arrays[f"layer{i}/gamma"], arrays[f"layer{i}/beta"] = norm.gamma.numpy(), norm.beta.numpy()
+            for name, statistic in zip(norm.STATISTICS, norm.population_statistics):
+                arrays[f"layer{i}/{name}"] = statistic.numpy()
         return arrays
 
     def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
@@ -203,13 +208,7 @@ class Network(tf.Module):
             else:
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
-            if (
-                self.fast
-                and self.batch_norms
-                and layer.kind == "conv"
-                and bn_moments is None
-                and activation_inputs is None
-            ):
+            if self.fast and self.norms and layer.kind == "conv" and bn_moments is None and activation_inputs is None:
                 h = self._compiled_layer_end(i, training)(h)
             else:
                 h = self._layer_end(i, h, training, bn_moments, activation_inputs)
@@ -223,7 +222,7 @@ class Network(tf.Module):
         """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
         if self.biases[i] is not None:
             h = h + self.biases[i]
-        if self.batch_norms and not self.bn_after_activation:
+        if self.norms and not self.bn_after_activation:
             h = self._batch_norm(i, h, training, bn_moments)
         if activation_inputs is not None:
             activation_inputs.append(h)
@@ -235,7 +234,7 @@ class Network(tf.Module):
     def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None):
         if bn_moments is not None:  # the statistics every backend's training mode normalises with
             bn_moments.append(tf.nn.moments(h, list(range(len(h.shape) - 1))))
-        return self.batch_norms[i](h, training)
+        return self.norms[i](h, training)
 
     def _compiled_layer_end(self, i: int, training: bool):
         key = (i, bool(training))

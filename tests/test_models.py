@@ -56,7 +56,7 @@ def test_both_networks_of_a_pair_start_from_the_same_arrays():
     # The BN network's hidden layers have no bias (BN's beta takes its place); outputs keep theirs.
     assert [b is None for b in with_bn.biases] == [True, True, True, False]
     assert all(b is not None for b in plain.biases)
-    assert len(with_bn.batch_norms) == 3 and not plain.batch_norms
+    assert len(with_bn.norms) == 3 and not plain.norms
 
 
 @pytest.mark.parametrize(

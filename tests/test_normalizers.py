@@ -42,6 +42,7 @@ def test_every_registered_normalizer_declares_what_it_has():
         assert isinstance(norm.HAS_POPULATION_STATISTICS, bool) and bool(norm.population_statistics) == (
             norm.HAS_POPULATION_STATISTICS
         ), name
+        assert len(norm.STATISTICS) == len(norm.population_statistics), name
 
 
 @pytest.mark.parametrize("shape", [DENSE, CONV], ids=["dense", "conv"])
@@ -180,3 +181,20 @@ def test_each_declared_scale_invariance_holds():
     norm = normalizers.make("layer_norm", CONV)
     changed = norm(tf.constant(x * one_column), training=True).numpy()
     assert not np.allclose(changed, norm(tf.constant(x), training=True).numpy(), atol=1e-2)
+
+
+@pytest.mark.parametrize("name", list(registry.NORMALIZERS))
+def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
+    from bn_lab import config
+
+    c = config.validate({"model": {"name": "convnet", "conv_layers": 3, "dense_units": 8}})
+    network = models.Network(c, models.initial_weights(c), with_bn=False, name=name, normalizer=name)
+    x = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32))
+    with models.kept(network.population_statistics):
+        trained = network(x, training=True).numpy()
+    assert trained.shape == (4, 10) and np.isfinite(trained).all()
+    assert np.isfinite(network(x, training=False).numpy()).all()
+    norm = normalizers.make(name, (8,))
+    expected = {f"layer{i}/{n}" for i in (1, 2, 3, 4) for n in ("gamma", "beta", *norm.STATISTICS)}
+    assert expected <= set(network.named_arrays())
+    assert len(network.parameters) == 5 + 1 + 2 * 4  # 5 kernels, the output bias (none before a norm), gamma, beta

@@ -16,7 +16,7 @@ def tiny_config(backend: str, **precise) -> dict:
 def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarray]:
     """Each BN layer's input mean and biased variance, averaged over batches, by hand."""
     kernels = [k.numpy().astype(np.float64) for k in network.kernels]
-    norms = [(b.gamma.numpy(), b.beta.numpy(), epsilon) for b in network.batch_norms]
+    norms = [(b.gamma.numpy(), b.beta.numpy(), epsilon) for b in network.norms]
     sums = None
     for batch in batches:
         h, found = batch.astype(np.float64) / 255.0, []

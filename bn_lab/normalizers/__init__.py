@@ -7,7 +7,7 @@ one example's shape at the normalizer's input, (features,) for a dense layer or
     statistics, a step count) is in `population_statistics`; inference mode updates nothing;
   - `gamma`, `beta`: its trainable scale and offset;
   - `population_statistics`: the non-trainable variables training mode changes ([] if none),
-    what models.kept() puts back after a check;
+    what models.kept() puts back after a check, named by `STATISTICS` (in weights.npz);
 and declares, as an optimizer declares its norm power:
   - `HAS_POPULATION_STATISTICS`: whether inference mode uses statistics gathered in training
     (exact statistics and the single-image training-mode check apply only then);

@@ -10,6 +10,10 @@ from bn_lab import bn
 class BatchNorm(tf.Module):
     HAS_POPULATION_STATISTICS = True
     SCALE_INVARIANCE = "column"
+    STATISTICS = (
+        "population_mean",
+        "population_variance",
+    )  # the names of population_statistics, as weights.npz has them
 
     def __init__(self, shape: tuple[int, ...], backend: str = "keras", momentum: float = 0.99, epsilon: float = 1e-3):
         super().__init__()

@@ -20,6 +20,11 @@ import tensorflow as tf
 class BatchRenorm(tf.Module):
     HAS_POPULATION_STATISTICS = True
     SCALE_INVARIANCE = "column"
+    STATISTICS = (
+        "population_mean",
+        "population_stddev",
+        "steps",
+    )  # the names of population_statistics, as weights.npz has them
 
     def __init__(
         self,

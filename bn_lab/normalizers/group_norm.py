@@ -9,6 +9,7 @@ import tensorflow as tf
 class GroupNorm(tf.Module):
     HAS_POPULATION_STATISTICS = False
     SCALE_INVARIANCE = "group"
+    STATISTICS = ()  # the names of population_statistics, as weights.npz has them
 
     def __init__(self, shape: tuple[int, ...], groups: int = 4, epsilon: float = 1e-3):
         super().__init__()

@@ -9,6 +9,7 @@ import tensorflow as tf
 class LayerNorm(tf.Module):
     HAS_POPULATION_STATISTICS = False
     SCALE_INVARIANCE = "matrix"
+    STATISTICS = ()  # the names of population_statistics, as weights.npz has them
 
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-3):
         super().__init__()
