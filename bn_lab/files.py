@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader sees the old file or the whole new one, never half of one."""
+"""Atomic file writing: a reader sees the old file or the whole new one, never half of one; and
+the one reader of the JSON files bn_lab wrote, which a damaged file cannot crash."""
 
 from __future__ import annotations
 
@@ -19,6 +20,23 @@ def cannot_write(path: str | Path, error: OSError) -> OutputError:
     """The one-line OutputError for an OSError met while writing `path`."""
     cause = error.strerror or str(error) or type(error).__name__
     return OutputError(f"{path}: cannot write ({cause})")
+
+
+# A JSON file of bn_lab's is a few kB; one far larger, or nested deeper than Python's parser
+# recurses, is damaged: ValueError, as for any other damage.
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def read_json(path: str | Path):
+    """The value of a JSON file bn_lab wrote. OSError if it cannot be read; ValueError if it is
+    not UTF-8 JSON (truncated, empty, nested too deep or too large)."""
+    path = Path(path)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def _umask() -> int:

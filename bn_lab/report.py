@@ -190,7 +190,7 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
         summaries[cell["name"]] = summary
         point.summaries.append(summary)
     try:
-        failed = {k: str(v["error"]) for k, v in json.loads((sweep_dir / rundir.FAILURES).read_text()).items()}
+        failed = {k: str(v["error"]) for k, v in files.read_json(sweep_dir / rundir.FAILURES).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: the report goes on without it
         failed = {}
     return SweepResults(manifest, list(points.values()), summaries, missing, stale, damaged=damaged, failed=failed)

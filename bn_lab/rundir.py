@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from bn_lab import schema
 from bn_lab.config import shown
-from bn_lab.files import OutputError, cannot_write
+from bn_lab.files import OutputError, cannot_write, read_json
 
 # The files of a run directory (every name is here and nowhere else).
 CONFIG = "config.yaml"
@@ -71,6 +70,12 @@ MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate 
 _STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
 
 
+def is_staging(name: str) -> bool:
+    """Whether `name` is one of bn_lab's hidden entries beside a directory being written (or an
+    atomic write's temporary file); any other hidden file (.git, .env) is the user's."""
+    return bool(_STAGING.fullmatch(name) or re.fullmatch(r"\..+\.tmp", name))
+
+
 class RunDirError(Exception):
     """The run directory cannot be used (taken, not ours, being written); worded for the user."""
 
@@ -81,14 +86,14 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def load_summary(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+    return read_json(Path(run_dir) / SUMMARY)
 
 
 NOT_FINISHED = f"no {SUMMARY}"  # run_problem's answer for a run that never finished
 
 
 def _json_object(path: Path) -> dict:
-    value = json.loads(path.read_text(encoding="utf-8"))
+    value = read_json(path)
     if not isinstance(value, dict):
         raise ValueError(f"a JSON {type(value).__name__}, not an object")
     return value
@@ -102,7 +107,7 @@ def run_problem(run_dir: str | Path) -> str | None:
     if not (run_dir / SUMMARY).is_file():
         return NOT_FINISHED
     try:
-        problem = schema.summary_problem(json.loads((run_dir / SUMMARY).read_text(encoding="utf-8")))
+        problem = schema.summary_problem(read_json(run_dir / SUMMARY))
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         problem = str(e)
     if problem:
@@ -149,10 +154,21 @@ def pid_alive(pid: int) -> bool:
 
 
 def _unknown_entries(directory: Path) -> list[str]:
-    """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted)."""
-    return sorted(
+    """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted),
+    inside tensorboard/ too: a run writes only one folder of event files per network there."""
+    unknown = [
         p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not re.fullmatch(r"\..+\.tmp", p.name)
-    )
+    ]
+    events = directory / TENSORBOARD
+    if events.is_dir() and not events.is_symlink():
+        for network in events.iterdir():
+            inside = list(network.iterdir()) if network.is_dir() and not network.is_symlink() else [network]
+            unknown += [
+                str(p.relative_to(directory))
+                for p in inside
+                if p is network or not (p.is_file() and p.name.startswith("events.out.tfevents."))
+            ]
+    return sorted(unknown)
 
 
 def replaceable(directory: Path, cell_of_a_sweep: bool = False) -> str | None:
@@ -203,6 +219,7 @@ def sweep_claim(sweep_dir: Path, check):
     """Claims `sweep_dir` for this process's sweep while the block runs: `check(sweep_dir)` (may it be
     written?) runs under the parent's lock, then a marker beside it makes every run's claim on the
     same path see the sweep (refuse_if_written), as the sweep sees theirs."""
+    check_location(sweep_dir)
     _make_parent(sweep_dir.parent)
     marker = sweep_dir.parent / f".{sweep_dir.name}.sweep-{os.getpid()}"
     with _locked(sweep_dir.parent):
@@ -245,8 +262,19 @@ def _make_parent(parent: Path) -> None:
         raise cannot_write(parent, e) from None
 
 
+# Linux's limit for one name; a staging name adds a dot and ".partial-<pid>" to the run's.
+NAME_MAX_BYTES = 255
+STAGING_EXTRA_BYTES = 24
+
+
 def check_location(run_dir: Path) -> None:
-    """Refuses places a run can never be renamed into: the current directory or one of its parents."""
+    """Refuses places a run (or a sweep) can never be written to: a name too long for the file
+    system (with its staging name's additions), the current directory or one of its parents."""
+    for i, part in enumerate(run_dir.parts):
+        room = NAME_MAX_BYTES - (STAGING_EXTRA_BYTES if i == len(run_dir.parts) - 1 else 0)
+        if len(os.fsencode(part)) > room:
+            shown_path = str(run_dir) if len(str(run_dir)) <= 60 else str(run_dir)[:60] + "…"
+            raise RunDirError(f"{shown_path}: a name in it is {len(os.fsencode(part))} bytes; at most {room}")
     try:
         resolved, here = run_dir.resolve(), Path.cwd().resolve()
     except OSError as e:
@@ -268,9 +296,11 @@ def fingerprint(path: Path):
     if not path.is_dir() or path.is_symlink():
         return ("not a directory", here.st_ino, here.st_mtime_ns)
     entries = []
-    for entry in os.scandir(path):
-        info = entry.stat(follow_symlinks=False)
-        entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    for folder, subfolders, names in os.walk(path):  # the whole tree: a file added deep inside counts
+        for name in subfolders + names:
+            entry = Path(folder, name)
+            info = entry.lstat()
+            entries.append((str(entry.relative_to(path)), info.st_ino, info.st_size, info.st_mtime_ns))
     return (here.st_dev, here.st_ino, tuple(sorted(entries)))
 
 
@@ -446,8 +476,17 @@ def point_latest(run_dir: Path) -> None:
     """
     from bn_lab import files
 
+    latest = run_dir.parent / LATEST
+    if latest.exists() or latest.is_symlink():  # replaced only if it is bn_lab's: the name of a run
+        try:
+            ours = latest.is_file() and not latest.is_symlink() and latest.stat().st_size < 256
+            named = latest.read_text().strip() if ours else ""
+        except (OSError, ValueError):
+            ours = False
+        if not ours or not re.fullmatch(r"\d{8}-\d{6}-seed\d+(-\d+)?", named):
+            return  # the user's own `latest`: never touched (the run itself is complete)
     try:
-        files.write_text(run_dir.parent / LATEST, run_dir.name + "\n")
+        files.write_text(latest, run_dir.name + "\n")
     except OutputError:  # a convenience only; the run itself is complete
         pass
 

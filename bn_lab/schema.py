@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from bn_lab.outcome import OUTCOMES
 from bn_lab.yaml_io import shown
 
 # The two networks of a pair, as every file of a run names them.
@@ -48,16 +49,86 @@ def read_table(path: str | Path, columns: list[str]) -> list[dict]:
     return rows
 
 
+# The types of what the readers of summary.json take from it (the report, its figures, the API),
+# checked before any of them reads it: a damaged cell is named, never a traceback later.
+_NUMBER, _NUMBER_OR_NONE, _INT_OR_NONE = "a number", "a number or null", "an integer or null"
+_FIGURE = {"mean": _NUMBER_OR_NONE, "min": _NUMBER_OR_NONE, "max": _NUMBER_OR_NONE}
+_BEST = {"accuracy": _NUMBER_OR_NONE, "step": _INT_OR_NONE}
+SUMMARY_TYPES = {
+    "config_digest": str,
+    "seed": int,
+    "activation": str,
+    "init_scale": _NUMBER,
+    "wall_seconds": _NUMBER,
+    "variants": dict,
+}
+VARIANT_TYPES = {
+    "outcome": OUTCOMES,
+    "diverged": bool,
+    "diverged_at_step": _INT_OR_NONE,
+    "final_val_accuracy": _NUMBER_OR_NONE,
+    "late_val_accuracy": (_FIGURE, None),
+    "best_val_accuracy": (_BEST, None),
+    "top_class_share": _NUMBER_OR_NONE,
+    "test_accuracy": _NUMBER_OR_NONE,
+    "single_sample": {"inference": _NUMBER_OR_NONE, "training": _NUMBER_OR_NONE},
+    "steps_per_second": _NUMBER_OR_NONE,
+    "diagnostics": (dict, None),
+    "precise_bn": (
+        {
+            "final_val_accuracy": _NUMBER_OR_NONE,
+            "late_val_accuracy": (_FIGURE, None),
+            "best_val_accuracy": (_BEST, None),
+        },
+        None,
+    ),
+}
+_OPTIONAL = ("diagnostics", "precise_bn")  # written only when the run measured them
+
+
+def _type_problem(value, kind) -> str | None:
+    if isinstance(kind, tuple) and kind is not OUTCOMES:  # alternatives: (a mapping, None)
+        problems = [_type_problem(value, k) for k in kind if k is not None]
+        return None if (value is None and None in kind) or None in problems else problems[0]
+    if kind is OUTCOMES:
+        return None if value in OUTCOMES else f"must be one of {', '.join(OUTCOMES)}"
+    if isinstance(kind, dict):
+        if not isinstance(value, dict):
+            return "must be an object"
+        for key, inner in kind.items():
+            if problem := _type_problem(value.get(key), inner):
+                return f"{key} {problem}"
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {
+        _NUMBER: number,
+        _NUMBER_OR_NONE: number or value is None,
+        _INT_OR_NONE: value is None or (isinstance(value, int) and not isinstance(value, bool)),
+    }.get(kind)
+    if ok is None:  # a Python type
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        return None if ok else f"must be {'an' if kind is int else 'a'} {kind.__name__}"
+    return None if ok else f"must be {kind}"
+
+
 def summary_problem(summary) -> str | None:
-    """None if a summary.json's content has what its readers rely on, else what it lacks."""
+    """None if a summary.json's content has what its readers rely on, in the types they read."""
     if not isinstance(summary, dict):
         return f"a JSON {type(summary).__name__}, not an object"
-    variants = summary.get("variants")
-    if not isinstance(variants, dict) or not isinstance(summary.get("config_digest"), str):
-        return "no variants or config_digest"
+    for key, kind in SUMMARY_TYPES.items():
+        if problem := "is missing" if key not in summary else _type_problem(summary[key], kind):
+            return f"{key} {problem}"
     for variant in VARIANTS:
-        if not isinstance(variants.get(variant), dict) or any(k not in variants[variant] for k in SUMMARY_VARIANT_KEYS):
+        found = summary["variants"].get(variant)
+        if not isinstance(found, dict) or any(k not in found for k in SUMMARY_VARIANT_KEYS):
             return f"{variant} is missing or incomplete"
+        for key, kind in VARIANT_TYPES.items():
+            if key not in found:
+                if key in _OPTIONAL:
+                    continue
+                return f"{variant}.{key} is missing"
+            if problem := _type_problem(found[key], kind):
+                return f"{variant}.{key} {problem}"
     return None
 
 
@@ -70,8 +141,8 @@ def metrics_problem(rows: list[dict]) -> str | None:
             if row["variant"] not in VARIANTS:
                 raise ValueError
             int(row["step"])
-            for column in METRICS_COLUMNS[3:]:
-                float(row[column] or 0)
+            float(row["loss"]), float(row["accuracy"])  # NaN and inf are numbers: a diverged loss
+            float(row["top_class_share"] or 0)  # empty for a training batch
         except ValueError:
             return f"row {shown(list(row.values()), 40)}"
     return None

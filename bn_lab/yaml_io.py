@@ -99,16 +99,27 @@ def parse_yaml(text: str):
         raise yaml.MarkedYAMLError(problem="nested too deeply") from None
 
 
+# A config or sweep file is a few kB: one larger than this is no config (and /dev/zero never ends).
+MAX_YAML_BYTES = 2**20
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        if path.is_dir():
+            raise IsADirectoryError
+        if path.exists() and not path.is_file():  # a device or a pipe: it may never end
+            raise ConfigError(f"{path}: not a regular file; give a YAML file")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a YAML file") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES // 2**20} MB; not a config")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

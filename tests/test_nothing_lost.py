@@ -137,6 +137,33 @@ def test_a_changed_sweep_is_an_error_naming_what_changed_and_force_replaces_its_
     assert rundir.is_complete(results / "smoke_grid" / "relu_goodinit_seed1")  # still there, untouched
 
 
+def test_a_sweep_never_writes_into_hidden_files_nor_over_a_users_latest(tmp_path):
+    dots = tmp_path / "dots"
+    (dots / ".git").mkdir(parents=True)
+    (dots / ".env").write_text("SECRET=1")
+    line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", dots))
+    assert line.endswith(
+        f"{dots}: not a bn_lab sweep (no sweep.json; it holds .env, .git); write the sweep elsewhere (--out, --name)"
+    )
+    run = tmp_path / "exp" / "20261202-101010-seed0"
+    run.mkdir(parents=True)
+    latest = tmp_path / "exp" / "latest"
+    latest.write_text("my notes\n")
+    rundir.point_latest(run)
+    assert latest.read_text() == "my notes\n"  # not bn_lab's pointer: never touched
+    latest.write_text("20261201-000000-seed0\n")
+    rundir.point_latest(run)
+    assert latest.read_text() == "20261202-101010-seed0\n"
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    long = tmp_path / ("a" * 300)
+    for seeds in ((), ("--seeds", "0")):
+        line = one_error_line(bnlab("run", SMOKE, *SHORT, *seeds, "--out", long))
+        assert line.endswith(": a name in it is 300 bytes; at most 231"), line
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- 5. --force recognises a run by what bn_lab wrote, not by file names ----------------------------
 
 
@@ -152,6 +179,24 @@ def test_force_never_replaces_a_lookalike_of_a_run(tmp_path):
     )
     assert (mine / "config.yaml").read_text() == "database: prod\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tmp_path):
+    run = finished_run(tmp_path)
+    notes = run / "tensorboard" / "with_bn" / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(rundir.RunDirError) as refused:
+        rundir.claim(run, force=True)
+    assert str(refused.value) == (
+        f"{run}: --force replaces only a bn_lab run, and it holds tensorboard/with_bn/notes.txt, which no bn_lab run writes"
+    )
+    notes.unlink()
+    claim = rundir.claim(run, force=True)  # a bn_lab run: --force may replace it...
+    (claim.staging / "summary.json").write_text("{}")
+    notes.write_text("mine")  # ...but not after a file was put deep inside it meanwhile
+    with pytest.raises(rundir.RunDirError, match="changed while this run trained"):
+        claim.commit()
+    assert notes.read_text() == "mine"
 
 
 # --- 6. a damaged cell is reported as damaged, rerun on resume, and the report goes on -----------------
@@ -201,6 +246,68 @@ def test_damaged_cells_are_named_in_the_report_and_rerun_on_resume(smoke_sweep, 
     assert not (sweep_dir / "failed.json").exists()
 
 
+SUMMARY_DAMAGE = {  # what the report reads, each made unreadable: the key the problem names
+    "test_accuracy": lambda s: s["variants"]["with_bn"].pop("test_accuracy"),
+    "wall_seconds": lambda s: s.pop("wall_seconds"),
+    "with_bn.outcome": lambda s: s["variants"]["with_bn"].update(outcome="bogus"),
+    "late_val_accuracy": lambda s: s["variants"]["without_bn"].update(late_val_accuracy=5),
+    "precise_bn": lambda s: s["variants"]["with_bn"].update(precise_bn=[1]),
+    "final_val_accuracy": lambda s: s["variants"]["with_bn"].update(final_val_accuracy="x"),
+    "init_scale": lambda s: s.update(init_scale="big"),
+}
+
+
+def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, tmp_path):
+    cell = tmp_path / "cell"
+    shutil.copytree(smoke_sweep[0] / "relu_goodinit_seed0", cell)
+    original = json.loads((cell / "summary.json").read_text())
+    assert rundir.run_problem(cell) is None
+    for key, damage in SUMMARY_DAMAGE.items():
+        damaged = json.loads(json.dumps(original))
+        damage(damaged)
+        (cell / "summary.json").write_text(json.dumps(damaged))
+        problem = rundir.run_problem(cell)
+        assert problem is not None and problem.startswith("summary.json is damaged (") and key in problem, key
+    rows = (cell / "metrics.csv").read_text().splitlines()
+    (cell / "summary.json").write_text(json.dumps(original))
+    (cell / "metrics.csv").write_text("\n".join([rows[0], rows[1].replace(rows[1].split(",")[4], "", 1)]) + "\n")
+    assert rundir.run_problem(cell).startswith("metrics.csv is damaged (")  # an empty accuracy is no number
+
+
+def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
+    from bn_lab import files
+    from bn_lab.sweeps import manifest as manifests
+    from bn_lab.sweeps.spec import SweepError
+
+    deep = "[" * 100_000
+    for name in ("summary.json", "environment.json", "sweep.json", "failed.json"):
+        (tmp_path / name).write_text(deep)
+    with pytest.raises(ValueError, match="nested too deep"):
+        files.read_json(tmp_path / "failed.json")
+    assert rundir.run_problem(tmp_path) == "summary.json is damaged ('nested too deep')"
+    assert not rundir.written_by_bn_lab(tmp_path)
+    with pytest.raises(SweepError, match=r"sweep.json: unreadable \(nested too deep\)"):
+        manifests.load_manifest(tmp_path)
+
+
+def test_a_cells_config_is_read_as_every_config_is(smoke_sweep, tmp_path):
+    """A finished cell's config.yaml with an alias bomb, a date or keys JSON cannot sort: the
+    cell's config is unreadable (a changed cell), said at once, never expanded or a traceback."""
+    results = tmp_path / "results"
+    shutil.copytree(smoke_sweep[0], results / "smoke_grid")
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)
+    ]
+    bad = {"relu_goodinit_seed0": "\n".join(levels), "relu_goodinit_seed1": "a: 2024-01-01\n1: b\n"}
+    for cell, text in bad.items():
+        (results / "smoke_grid" / cell / "config.yaml").write_text(text)
+    dry = bnlab("sweep", SWEEP_SMOKE, "--results", results, "--dry-run", timeout=60)
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, dry.stderr
+    for cell in bad:
+        line = next(x for x in dry.stdout.splitlines() if x.split()[:1] == [cell])
+        assert line.endswith("[changed config: its config.yaml is missing or unreadable]"), line
+
+
 # --- 7, 8. no input exhausts the machine ---------------------------------------------------------
 
 
@@ -216,11 +323,26 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     units.write_text("u: &u [100, 100, 100]\nmodel: {hidden_units: *u}\n")
     line = one_error_line(bnlab("run", units))
     assert "aliases (*u) are not allowed" in line
+    assert one_error_line(bnlab("run", "/dev/zero")) == "error: /dev/zero: not a regular file; give a YAML file"
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 2**20 + "\n")
+    assert one_error_line(bnlab("run", big)) == f"error: {big}: larger than 1 MB; not a config"
     huge = tmp_path / "huge.yaml"
     huge.write_text("experiment: huge\nmodel:\n  hidden_units: [" + ", ".join(["1"] * 100_001) + "]\n")
     with pytest.raises(config.ConfigError, match=r"more than 100,000 values; not a config"):
         config.read_yaml(huge)
     assert config.shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
+
+
+def test_a_grid_of_too_many_cells_is_refused_before_any_is_built(tmp_path):
+    axes = ("optimizer.learning_rate", "init.scale", "train.steps")
+    grid = [a for key in axes for a in ("--grid", f"{key}=" + ",".join(str(v) for v in range(1, 23)))]
+    line = one_error_line(bnlab("sweep", SMOKE, *grid, "--results", tmp_path / "r", "--dry-run"))
+    assert line == (
+        "error: --grid: 22 (optimizer.learning_rate) x 22 (init.scale) x 22 (train.steps) x 1 seeds is "
+        "10,648 cells, more than 10,000; sweep fewer values"
+    )
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_starts(tmp_path, monkeypatch):

@@ -8,15 +8,12 @@ what it ran. A cell is done iff both hold and the config matches.
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from bn_lab import config as configs
 from bn_lab import experiment, files, footprint, registry, report, rundir, runtime
@@ -41,13 +38,12 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
         return INCOMPLETE, problem
     if problem:
         return DAMAGED, problem
-    try:
-        saved = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-    except (OSError, yaml.YAMLError):
-        saved = None
-    if not isinstance(saved, dict):
+    try:  # as every config is read: no aliases, bounded, one error for anything else
+        saved = configs.read_yaml(run_dir / rundir.CONFIG)
+        same = configs.digest(saved) == configs.digest(cell.config)
+    except (configs.ConfigError, TypeError, ValueError):  # TypeError: values JSON cannot hold (a date)
         return CHANGED, f"its {rundir.CONFIG} is missing or unreadable"
-    if configs.digest(saved) == configs.digest(cell.config):
+    if same:
         return COMPLETE, ""
     old, new = configs.flatten(saved), configs.flatten(cell.config)
     differences = [f"{k}: {show(old.get(k))} -> {show(new.get(k))}" for k in new if old.get(k) != new.get(k)]
@@ -253,7 +249,7 @@ def _record_failures(sweep_dir: Path, sweep: Sweep, failed: dict, tracebacks: di
     """failed.json: this sweep's failed cells with their errors; cells that since finished drop out."""
     path = sweep_dir / rundir.FAILURES
     try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
+        earlier = files.read_json(path)
     except (OSError, ValueError):
         earlier = {}
     if not isinstance(earlier, dict):  # damaged (e.g. a list): rewritten from this sweep's failures

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bn_lab import rundir
+from bn_lab import files, rundir
 from bn_lab.config import FIELDS, name_problem, shown
 from bn_lab.rundir import MANIFEST, SUMMARY
 from bn_lab.sweeps.spec import Axis, SweepError
@@ -21,7 +21,7 @@ def load_manifest(sweep_dir: str | Path) -> dict:
     if not Path(sweep_dir).is_dir():
         raise SweepError(f"{sweep_dir}: no such directory")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = files.read_json(path)
     except FileNotFoundError:
         raise SweepError(f"{sweep_dir}: not a sweep directory (no {MANIFEST}; `bnlab sweep` writes it)") from None
     except (OSError, ValueError) as e:
@@ -107,7 +107,7 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
     if not sweep_dir.is_dir() or sweep_dir.is_symlink():
         raise SweepError(f"{sweep_dir}: exists and is not a directory")
     names = sorted(
-        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not p.name.startswith(".")
+        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not rundir.is_staging(p.name)
     )
     if not names:
         return

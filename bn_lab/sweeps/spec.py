@@ -8,6 +8,8 @@ TensorFlow, nothing written.
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ import yaml
 from bn_lab import config as configs
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
+# Each cell is a directory and a paired run of its own: the lesson's grid is 60; more than this is a typo.
+MAX_CELLS = 10_000
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
 
@@ -246,6 +250,12 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     if not axes:
         raise SweepError(f"{where}: grid: needs at least one axis, e.g. model.activation: [relu, sigmoid]")
     seeds = [base_config["seed"]] if seeds is None else seeds
+    cells = math.prod(len(a.values) for a in axes) * len(seeds)
+    if cells > MAX_CELLS:
+        sizes = " x ".join(f"{len(a.values)} ({a.key})" for a in axes) + f" x {len(seeds)} seeds"
+        raise SweepError(
+            f"{_grid_where(where)}: {sizes} is {cells:,} cells, more than {MAX_CELLS:,}; sweep fewer values"
+        )
     fixed = {**settings, **overrides}
     cells = _expand(name, tree, axes, seeds, fixed, where)
     return Sweep(name, source, str(base), fixed, axes, list(seeds), cells)
@@ -277,15 +287,19 @@ def _axis(key, spec, tree: dict, where: str) -> Axis:
         )
     if not raw:
         raise SweepError(f"{where}: {key}: empty axis; give at least one value")
+    if len(raw) > MAX_CELLS:  # before each value is validated: each costs a config's validation
+        raise SweepError(f"{where}: {key}: {len(raw):,} values, more than a sweep's {MAX_CELLS:,} cells")
     values = []
     for value in raw:
         # Each value through the config's own validation, so 2 becomes 2.0 for a float key
         # and a bad value is named here, with its key, before any cell is built.
         resolved = configs.validate(configs.apply_overrides(tree, {key: value}, where), where)
         values.append(configs.get(resolved, key))
-    for i, value in enumerate(values):
-        if value in values[:i]:
+    seen = set()
+    for value in values:  # validated values: 2 is 2.0 for a float key; lists compare by their JSON
+        if (found := json.dumps(value)) in seen:
             raise SweepError(f"{where}: {key}: value {show(value)} is listed twice")
+        seen.add(found)
     return Axis(key, tuple(values), labels)
 
 
@@ -364,6 +378,8 @@ def parse_seeds(text: str) -> list[int]:
 def _check_seeds(seeds, where: str) -> list[int]:
     if not isinstance(seeds, list) or not seeds:
         raise SweepError(f"{where}: must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
+    if len(seeds) > MAX_CELLS:
+        raise SweepError(f"{where}: {len(seeds):,} seeds, more than a sweep's {MAX_CELLS:,} cells")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise SweepError(f"{where}: must be a non-empty list of non-negative integers, got {configs.shown(s)}")
