@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bn_lab import config as configs
-from bn_lab import footprint, rundir, runtime, schema
+from bn_lab import data, footprint, rundir, runtime, schema
 from bn_lab.sweeps import manifest as manifests
 
 PROGRESS = ("auto", "bar", "lines", "none")
@@ -187,6 +187,7 @@ def run_config(
     """
     runtime.check_device(device)
     footprint.check(config)
+    data.locate(config["data"]["source"], config["data"]["idx_dir"])
     if out is not None:
         claim = rundir.claim(out, force)
     else:

@@ -185,6 +185,9 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     overrides = parse_overrides(overrides)
     config = _call(configs.load, config_file, overrides)
     _call(footprint.check, config, configs.origin(config_file, overrides))  # named by its file, before TensorFlow
+    from bn_lab import data as mnist  # numpy: only once a run is asked for (`data` is also a command here)
+
+    _call(mnist.locate, config["data"]["source"], config["data"]["idx_dir"])
     if seeds is not None:
         from bn_lab import report
         from bn_lab.sweeps import spec

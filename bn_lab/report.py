@@ -8,6 +8,7 @@ partial sweep, and never imports TensorFlow.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,7 @@ class SweepResults:
 
 def check_options(threshold, figure: str) -> None:
     """The report's options, checked before a sweep trains anything (NaN is not in (0, 1])."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
         raise ReportError(f"--threshold {threshold}: must be a number in (0, 1]")
     if figure not in FIGURES:
         raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(FIGURES)}")

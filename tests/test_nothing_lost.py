@@ -386,11 +386,26 @@ def test_the_cli_refuses_a_run_too_large_for_this_machine(tmp_path):
 # --- 10-12. everything checked before anything trains; the record says what was used -----------------
 
 
+def test_missing_data_is_refused_before_tensorflow_starts(tmp_path):
+    none = tmp_path / "none"
+    for command in (
+        ("run", SMOKE),
+        ("sweep", SMOKE, "--grid", "model.activation=relu,sigmoid", "--results", tmp_path / "r"),
+    ):
+        line = one_error_line(bnlab(*command, "--set", "data.source=idx", "--set", f"data.idx_dir={none}"))
+        assert line == f"error: data.idx_dir: {none}: no such folder"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_report_option_is_refused_before_any_cell_trains(tmp_path):
     for value in ("nan", "inf", "0"):
         line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", tmp_path / "r", "--threshold", value))
         assert "--threshold" in line
     assert not (tmp_path / "r").exists()
+    from bn_lab import report
+
+    report.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
+    report.check_options(np.int64(1), "late")
 
 
 def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab import config as configs
-from bn_lab import experiment, files, footprint, registry, report, rundir, runtime
+from bn_lab import data, experiment, files, footprint, registry, report, rundir, runtime
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
@@ -185,6 +185,8 @@ def run_sweep(
     report.check_options(threshold, figure)  # the report comes after training: its options are checked before
     for cell in sweep.cells:
         footprint.check(cell.config, cell.name)
+    for source, idx_dir in {(c.config["data"]["source"], c.config["data"]["idx_dir"]) for c in sweep.cells}:
+        data.locate(source, idx_dir)  # the data every cell needs is there, before any cell starts
     runtime.check_device(device)
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
