@@ -3,22 +3,12 @@ over height, width and channels); Keras' LayerNormalization. No batch dependence
 population statistics; the output is unchanged when the whole preceding kernel is rescaled."""
 
 import keras
-import tensorflow as tf
+
+from bn_lab.normalizers.keras_layer import KerasLayer
 
 
-class LayerNorm(tf.Module):
-    HAS_POPULATION_STATISTICS = False
+class LayerNorm(KerasLayer):
     SCALE_INVARIANCE = "matrix"
-    STATISTICS = ()  # the names of population_statistics, as weights.npz has them
 
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-3):
-        super().__init__()
-        self.layer = keras.layers.LayerNormalization(axis=list(range(1, len(shape) + 1)), epsilon=epsilon)
-        self.layer.build((None, *shape))
-        # Keras wraps its weights; the tf.Variables underneath are what tapes and optimizers see.
-        self.gamma = self.layer.gamma.value
-        self.beta = self.layer.beta.value
-        self.population_statistics = []
-
-    def __call__(self, x, training: bool):
-        return self.layer(x, training=training)
+        super().__init__(keras.layers.LayerNormalization(axis=list(range(1, len(shape) + 1)), epsilon=epsilon), shape)

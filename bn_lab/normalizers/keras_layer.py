@@ -1,0 +1,21 @@
+"""What layer_norm and group_norm share: a Keras normalization layer, built for one shape, behind
+the normalizers' interface."""
+
+import tensorflow as tf
+
+
+class KerasLayer(tf.Module):
+    HAS_POPULATION_STATISTICS = False
+    STATISTICS = ()  # no batch dependence: nothing gathered in training
+
+    def __init__(self, layer, shape: tuple[int, ...]):
+        super().__init__()
+        self.layer = layer
+        self.layer.build((None, *shape))
+        # Keras wraps its weights; the tf.Variables underneath are what tapes and optimizers see.
+        self.gamma = self.layer.gamma.value
+        self.beta = self.layer.beta.value
+        self.population_statistics = []
+
+    def __call__(self, x, training: bool):
+        return self.layer(x, training=training)
