@@ -30,11 +30,17 @@ MAX_JSON_BYTES = 64 * 2**20
 def read_json(path: str | Path):
     """The value of a JSON file bn_lab wrote. OSError if it cannot be read; ValueError if it is
     not UTF-8 JSON (truncated, empty, nested too deep or too large)."""
-    path = Path(path)
-    if path.stat().st_size > MAX_JSON_BYTES:
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero, a pipe: never bn_lab's file
+            raise ValueError("not a regular file")
+        raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise ValueError("nested too deep") from None
 

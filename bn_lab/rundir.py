@@ -483,7 +483,7 @@ def point_latest(run_dir: Path) -> None:
             named = latest.read_text().strip() if ours else ""
         except (OSError, ValueError):
             ours = False
-        if not ours or not re.fullmatch(r"\d{8}-\d{6}-seed\d+(-\d+)?", named):
+        if not ours or not re.fullmatch(r"\d{8}-\d{6}-seeds?[\d_]+(-\d+)?", named):  # a run's or --seeds
             return  # the user's own `latest`: never touched (the run itself is complete)
     try:
         files.write_text(latest, run_dir.name + "\n")

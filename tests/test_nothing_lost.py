@@ -2,6 +2,7 @@
 stops a report, no input exhausts the machine. Real processes, acting while they train."""
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -151,9 +152,10 @@ def test_a_sweep_never_writes_into_hidden_files_nor_over_a_users_latest(tmp_path
     latest.write_text("my notes\n")
     rundir.point_latest(run)
     assert latest.read_text() == "my notes\n"  # not bn_lab's pointer: never touched
-    latest.write_text("20261201-000000-seed0\n")
-    rundir.point_latest(run)
-    assert latest.read_text() == "20261202-101010-seed0\n"
+    for earlier in ("20261201-000000-seed0", "20261201-000000-seeds0_3_7", "20261201-000000-seeds0-2"):
+        latest.write_text(earlier + "\n")  # bn_lab's pointer, to a run or a --seeds directory
+        rundir.point_latest(run)
+        assert latest.read_text() == "20261202-101010-seed0\n", earlier
 
 
 def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
@@ -288,6 +290,13 @@ def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
     assert not rundir.written_by_bn_lab(tmp_path)
     with pytest.raises(SweepError, match=r"sweep.json: unreadable \(nested too deep\)"):
         manifests.load_manifest(tmp_path)
+    (tmp_path / "environment.json").unlink()
+    os.mkfifo(tmp_path / "environment.json")  # would block a plain read for ever
+    assert not rundir.written_by_bn_lab(tmp_path)
+    (tmp_path / "failed.json").unlink()
+    (tmp_path / "failed.json").symlink_to("/dev/zero")  # would fill memory
+    with pytest.raises(ValueError, match="not a regular file"):
+        files.read_json(tmp_path / "failed.json")
 
 
 def test_a_cells_config_is_read_as_every_config_is(smoke_sweep, tmp_path):

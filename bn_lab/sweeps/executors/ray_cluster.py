@@ -71,7 +71,7 @@ class Executor(executors.Executor):
                 [ref], pending = ray.wait(pending, num_returns=1)
                 task = refs[ref]
                 try:
-                    unpack_run(ray.get(ref), Path(task.run_dir))
+                    unpack_run(ray.get(ref), Path(task.run_dir), task.force)
                 except ray.exceptions.RayTaskError as e:
                     cause = getattr(e, "cause", None)
                     finished(task, None, cause if isinstance(cause, BaseException) else RuntimeError(str(e)))
@@ -97,9 +97,11 @@ def run_packed(task) -> bytes:
         return buffer.getvalue()
 
 
-def unpack_run(packed: bytes, run_dir: Path) -> None:
-    """A packed run into run_dir, atomically: unpacked beside it, checked, then renamed."""
-    with rundir.Claim(run_dir, rundir.unpack_staging(run_dir)) as claim:
+def unpack_run(packed: bytes, run_dir: Path, force: bool = False) -> None:
+    """A packed run into run_dir, atomically: claimed as a local cell is (a damaged, incomplete
+    or, with force, changed cell of this sweep is replaced; nothing else), unpacked into the
+    claim's staging directory, checked, then renamed."""
+    with rundir.claim(run_dir, force, cell_of_a_sweep=True) as claim:
         with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
             tar.extractall(claim.staging, filter="data")
         if not rundir.is_complete(claim.staging):
