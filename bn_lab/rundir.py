@@ -70,10 +70,18 @@ MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate 
 _STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
 
 
+_ATOMIC_TEMPORARY = re.compile(r"\..+\.tmp")  # bn_lab.files' temporary file of a write under way
+
+
 def is_staging(name: str) -> bool:
     """Whether `name` is one of bn_lab's hidden entries beside a directory being written (or an
     atomic write's temporary file); any other hidden file (.git, .env) is the user's."""
-    return bool(_STAGING.fullmatch(name) or re.fullmatch(r"\..+\.tmp", name))
+    return bool(_STAGING.fullmatch(name) or _ATOMIC_TEMPORARY.fullmatch(name))
+
+
+def listed(names: list[str]) -> str:
+    """The first three names, and how many more: what a one-line message shows of a list."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 class RunDirError(Exception):
@@ -157,7 +165,7 @@ def _unknown_entries(directory: Path) -> list[str]:
     """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted),
     inside tensorboard/ too: a run writes only one folder of event files per network there."""
     unknown = [
-        p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not re.fullmatch(r"\..+\.tmp", p.name)
+        p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not _ATOMIC_TEMPORARY.fullmatch(p.name)
     ]
     events = directory / TENSORBOARD
     if events.is_dir() and not events.is_symlink():
@@ -184,8 +192,7 @@ def replaceable(directory: Path, cell_of_a_sweep: bool = False) -> str | None:
         return None
     unknown = _unknown_entries(directory)
     if unknown:
-        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
-        return f"it holds {shown}, which no bn_lab run writes"
+        return f"it holds {listed(unknown)}, which no bn_lab run writes"
     if not (written_by_bn_lab(directory) or cell_of_a_sweep):
         return f"it is not a bn_lab run (no {ENVIRONMENT} that bn_lab wrote)"
     return None
@@ -310,8 +317,7 @@ def _describe_now(path: Path) -> str:
     names = sorted(p.name for p in path.iterdir())
     if not names:
         return "it was created meanwhile"
-    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"it now holds {listed}"
+    return f"it now holds {listed(names)}"
 
 
 class Claim:

@@ -88,10 +88,6 @@ def _axis_problem(axis) -> str | None:
 _BEFORE_THE_MANIFEST = {rundir.SWEEP_LOCK}
 
 
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def _identity(manifest: dict) -> tuple:
     """What makes two manifests the same sweep: its cells (name and config) and its axes and seeds."""
     cells = tuple((c["name"], c["config_digest"]) for c in manifest["cells"])
@@ -118,7 +114,7 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
         return  # recognisably this sweep's: only bn_lab runs of its cells (its sweep.json lost or not yet written)
     if MANIFEST not in names:
         raise SweepError(
-            f"{sweep_dir}: not a bn_lab sweep (no {MANIFEST}; it holds {_listed(names)}); "
+            f"{sweep_dir}: not a bn_lab sweep (no {MANIFEST}; it holds {rundir.listed(names)}); "
             "write the sweep elsewhere (--out, --name)"
         )
     try:
@@ -132,11 +128,11 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
     if old["seeds"] != manifest["seeds"]:
         differences.append(f"seeds {shown(old['seeds'], 40)} -> {shown(manifest['seeds'], 40)}")
     if gone := [n for n in before if n not in now]:
-        differences.append(f"cells only in it: {_listed(gone)}")
+        differences.append(f"cells only in it: {rundir.listed(gone)}")
     if new := [n for n in now if n not in before]:
-        differences.append(f"cells only in this one: {_listed(new)}")
+        differences.append(f"cells only in this one: {rundir.listed(new)}")
     if changed := [n for n in now if n in before and before[n] != now[n]]:
-        differences.append(f"cells with another config: {_listed(changed)}")
+        differences.append(f"cells with another config: {rundir.listed(changed)}")
         differences += _set_differences(old, manifest)
     if not differences:
         differences.append("its axes differ")
