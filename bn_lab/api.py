@@ -24,8 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bn_lab import arms, claims, data, footprint, rundir, runtime, schema
 from bn_lab import config as configs
-from bn_lab import data, footprint, rundir, runtime, schema
 from bn_lab.sweeps import manifest as manifests
 
 PROGRESS = ("auto", "bar", "lines", "none")
@@ -107,13 +107,16 @@ class Run:
     def _diverged_at(self) -> dict:
         return {v: r["diverged_at_step"] for v, r in self.summary["variants"].items()}
 
-    def weights(self, variant: str = "with_bn") -> dict:
-        """One network's weights and population statistics after training, from weights.npz:
-        {"layer1/kernel": array, ..., "layer1/population_mean": ..., "layer4/bias": ...}."""
+    def weights(self, variant: str | None = None) -> dict:
+        """One arm's weights and population statistics after training, from weights.npz:
+        {"layer1/kernel": array, ..., "layer1/population_mean": ..., "layer4/bias": ...}.
+        variant: the arm's name; default: the run's last arm (the lesson's: with_bn)."""
         import numpy as np
 
-        if variant not in schema.VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(schema.VARIANTS)}, got {variant!r}")
+        names = list(self.summary["variants"])
+        variant = names[-1] if variant is None else variant
+        if variant not in names:
+            raise ValueError(f"variant must be one of {', '.join(names)}, got {variant!r}")
         path = self.path / rundir.WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
@@ -128,14 +131,19 @@ class Run:
 
     def diagnostics_plot(self):
         """diagnostics.png's figure (what BN does inside the network) as a matplotlib Figure."""
-        from bn_lab import experiment, plots
+        from bn_lab import plots, printed
 
         columns = self.diagnostics
         if not columns["step"]:
             raise ValueError(f"{self.path}: no diagnostics (the run had diagnostics.enabled: false)")
         hidden = max(layer for layer in columns["layer"] if layer != "all")
         return plots.diagnostics_figure(
-            _rows(columns), hidden, experiment.title(self.config), self.config["diagnostics"]["unit"], self._diverged_at
+            _rows(columns),
+            hidden,
+            printed.title(self.config),
+            self.config["diagnostics"]["unit"],
+            self._diverged_at,
+            styles=arms.recorded(self.summary),
         )
 
     def metrics_frame(self):
@@ -153,9 +161,11 @@ class Run:
 
     def plot(self):
         """Validation accuracy vs step of both networks (and BN with exact statistics): a matplotlib Figure."""
-        from bn_lab import experiment, plots
+        from bn_lab import plots, printed
 
-        return plots.accuracy_figure(self.rows(), experiment.title(self.config), self._diverged_at)
+        return plots.accuracy_figure(
+            self.rows(), printed.title(self.config), self._diverged_at, styles=arms.recorded(self.summary)
+        )
 
     def __repr__(self) -> str:
         parts = []
@@ -189,9 +199,9 @@ def run_config(
     footprint.check(config)
     data.locate(config["data"]["source"], config["data"]["idx_dir"])
     if out is not None:
-        claim = rundir.claim(out, force)
+        claim = claims.claim(out, force)
     else:
-        claim = rundir.claim_new(results_root, config["experiment"], config["seed"])
+        claim = claims.claim_new(results_root, config["experiment"], config["seed"])
     from bn_lab import experiment
 
     with claim:
@@ -205,7 +215,7 @@ def seeds_directory_name(seeds: list[int]) -> str:
     """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise."""
     ordered = sorted(seeds)
     contiguous = ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1
-    return f"{rundir.timestamp()}-seeds" + (f"{ordered[0]}-{ordered[-1]}" if contiguous else "_".join(map(str, seeds)))
+    return f"{claims.timestamp()}-seeds" + (f"{ordered[0]}-{ordered[-1]}" if contiguous else "_".join(map(str, seeds)))
 
 
 def run_seeds(
@@ -228,10 +238,10 @@ def run_seeds(
 
     spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
-        rundir.check_location(Path(out))
+        claims.check_location(Path(out))
         sweep_dir = Path(out)
     else:
-        sweep_dir = rundir.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
+        sweep_dir = claims.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
     definition = spec.of_seeds(config, seeds, name=sweep_dir.name, source=source)
     result = driver.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
     if out is None:

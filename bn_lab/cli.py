@@ -180,7 +180,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     run directory (the README's "What a run writes"): --out, or
     results/<experiment>/<run-id>/ with a `latest` link beside it.
     """
-    from bn_lab import api, experiment, rundir
+    from bn_lab import api, printed, rundir
 
     overrides = parse_overrides(overrides)
     config = _call(configs.load, config_file, overrides)
@@ -227,7 +227,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
         progress="none" if quiet else "auto",
     )
     if not quiet:
-        click.echo(experiment.report_text(rundir.load_summary(run_dir), run_dir))
+        click.echo(printed.report_text(rundir.load_summary(run_dir), run_dir))
 
 
 @main.command()

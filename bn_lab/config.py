@@ -12,7 +12,6 @@ import difflib
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from bn_lab import registry
+from bn_lab import arms, registry
+from bn_lab.names import MAX_NAME, name_problem  # noqa: F401 - config's own names
 from bn_lab.yaml_io import ConfigError, dump, one_line, parse_yaml, read_yaml, shown  # noqa: F401 - config's own names
 
 
@@ -64,22 +64,6 @@ def _utf8(text: str) -> bool:
     return True
 
 
-# A name is a directory's name, and its staging directory's (.<name>.partial-<pid>): 200
-# characters leave room for that within the 255 bytes a file name may have.
-MAX_NAME = 200
-
-
-def name_problem(v: str) -> str | None:
-    """What is wrong with a name that becomes a path component (an experiment, a sweep, a cell, a value's name)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
-        return "may contain only letters, digits, '_', '.', '-'"
-    if v in (".", ".."):
-        return "must not be '.' or '..' (it names a directory of its own)"
-    if len(v) > MAX_NAME:
-        return f"must be at most {MAX_NAME} characters long"
-    return None
-
-
 # Upper bounds on sizes: generous for any real experiment, and far below what would exhaust a
 # 24 GiB machine before the first step. A 3-layer MLP of 4,096 units is 34 M weights (about
 # 1.5 GB for two networks with gradients and Adam's slots); 40 conv layers reach 160 filters
@@ -103,13 +87,7 @@ def _units(v):
     return None if ok else f"must be a non-empty list of at most {MAX_HIDDEN_LAYERS} integers in 1..{MAX_UNITS}"
 
 
-# Where BN sits in a hidden layer (docs/experiments.md, conv net alternatives).
-PLACEMENTS = (
-    "before_activation",  # matmul/conv (no bias) -> BN -> activation: the lessons' default
-    "bias_before_activation",  # matmul/conv + bias -> BN -> activation
-    "after_activation",  # matmul/conv + bias -> activation -> BN
-    "after_activation_no_bias",  # matmul/conv (no bias) -> activation -> BN
-)
+PLACEMENTS = arms.PLACEMENTS
 INITS = ("normal", "truncated_normal", "glorot_uniform")
 
 # Defaults are the 3x100 MLP lesson; the conv net configs override what differs.
@@ -224,18 +202,27 @@ def unflatten(flat: dict) -> dict:
 
 def sections() -> list[str]:
     """The top-level keys: plain keys (seed) and sections (model, train, ...), in FIELDS' order."""
-    return list(dict.fromkeys(k.split(".", 1)[0] for k in FIELDS))
+    return list(dict.fromkeys(k.split(".", 1)[0] for k in FIELDS)) + [ARMS]
+
+
+# The arms a run compares (bn_lab.arms): a list, not a leaf of FIELDS. A config without it
+# compares the lesson's pair, and its resolved form (config.yaml, its digest) has no `arms`.
+ARMS = "arms"
 
 
 def check_key(key: str, where: str) -> None:
     """Raises the one-line error for a key that is not a config key (with its closest match)."""
-    if key not in FIELDS:
+    if key not in FIELDS and key != ARMS:
         raise _unknown_key(key, where)
 
 
 def _unknown_key(key: str, where: str) -> ConfigError:
     if not key.strip():
         return ConfigError(f"{where}: a key is empty; keys are dotted names like optimizer.learning_rate")
+    if key.startswith(ARMS + "."):  # `arms: {name: ...}`: one arm, not a list of them
+        return ConfigError(
+            f"{where}: arms must be a non-empty list of arms ({{name: ..., normalizer: ...}}), got a mapping"
+        )
     if key in sections():  # a section given a scalar: `model: 5`
         inside = [k for k in FIELDS if k.startswith(key + ".")]
         return ConfigError(f"{where}: {key} is a section, a mapping of its keys ({', '.join(inside)})")
@@ -355,11 +342,17 @@ def validate(tree: dict, where: str = "config") -> dict:
     given = flatten(tree)
     for key in given:
         check_key(key, where)
+    given_arms = given.pop(ARMS, None)
     flat = {k: copy.deepcopy(f.default) for k, f in FIELDS.items()}
     for key, value in given.items():
         flat[key] = _coerce(key, value, where)
     _check_consistency(flat, where)
-    return unflatten(flat)
+    resolved = unflatten(flat)
+    if given_arms is not None:
+        from bn_lab.architecture import hidden_shapes
+
+        resolved[ARMS] = arms.resolve(_plain(given_arms), resolved, hidden_shapes(resolved), where)
+    return resolved
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -66,6 +66,18 @@ def column_norms(kernel):
     return tf.norm(tf.reshape(kernel, (-1, kernel.shape[-1])), axis=0)
 
 
+def invariant_norms(kernel, invariance: str, groups: int = 1):
+    """The norms of the parts of a kernel that a normalizer lets be rescaled freely (its declared
+    SCALE_INVARIANCE): each column, the whole matrix (Frobenius), or each group of columns."""
+    if invariance == "matrix":
+        return tf.norm(kernel)[None]
+    columns = tf.reshape(kernel, (-1, kernel.shape[-1]))
+    if invariance == "group":
+        grouped = tf.reshape(columns, (columns.shape[0], groups, -1))
+        return tf.norm(tf.transpose(grouped, (1, 0, 2)), axis=(1, 2))
+    return tf.norm(columns, axis=0)
+
+
 class Probe:
     """The diagnostics of one network, on a fixed probe set."""
 
@@ -75,7 +87,10 @@ class Probe:
         self.activation = config["model"]["activation"]
         self.learning_rate = config["optimizer"]["learning_rate"]
         self.norm_power = effective_lr_norm_power(config)
-        self.with_bn = bool(network.norms)
+        # lr/‖w‖^p is what a step means only to a scale-invariant (normalized) layer: which part
+        # of the kernel w is, the arm's normalizer declares.
+        self.invariance = network.arm.scale_invariance
+        self.groups = [norm.groups for norm in network.norms]
         self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
 
@@ -84,10 +99,11 @@ class Probe:
         activation_inputs = []
         network(probe_inputs, training=False, activation_inputs=activation_inputs)
         layers = []
-        for h, kernel in zip(activation_inputs, network.kernels):
+        for k, (h, kernel) in enumerate(zip(activation_inputs, network.kernels)):
             flat = tf.reshape(h, (-1, h.shape[-1]))  # (probe values, units): a conv unit is a channel
             unit_mean, unit_std = tf.reduce_mean(flat, axis=0), tf.math.reduce_std(flat, axis=0)
             norms = column_norms(kernel)
+            invariant = invariant_norms(kernel, self.invariance, self.groups[k]) if self.invariance else norms
             layer = {
                 "unit": percentiles(flat[:, self.unit]),
                 "spread": tf.stack(
@@ -99,7 +115,7 @@ class Probe:
                     ]
                 ),
                 "kernel": tf.stack(
-                    [tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / norms**self.norm_power)]
+                    [tf.reduce_mean(norms), tf.reduce_mean(self.learning_rate / invariant**self.norm_power)]
                 ),
                 # Every unit of evenly spaced rows of the probe values (a stride through the flat
                 # values would keep only every k-th unit; the first rows, of a conv layer, would
@@ -124,7 +140,7 @@ class Probe:
             row = dict(zip(UNIT, layer["unit"].numpy().tolist()))
             row.update(zip(SPREAD, layer["spread"].numpy().tolist()))
             row.update(zip(KERNEL, layer["kernel"].numpy().tolist() + [float(gradient_norm)]))
-            if not self.with_bn:  # lr/‖w‖^p is what a step means only to a scale-invariant (BN) layer
+            if not self.invariance:
                 del row["effective_lr"]
             if "inactive" in layer:
                 row[inactive_quantity(self.activation)] = float(layer["inactive"])

@@ -1,7 +1,7 @@
 """How much memory a run needs, estimated from its config before anything is built, and the
 refusal of a run that cannot fit in this machine's memory (no TensorFlow here).
 
-Every float32 parameter lives in several copies while a pair trains: the numpy initial weights
+Every float32 parameter lives in several copies while a run's arms train: the numpy initial weights
 once, then per network its variable, its gradient, its optimizer's slots and about two
 temporaries of XLA's: 13 copies with Adam. Measured for the MLP with Adam, 64 hidden layers of
 4,096 units took ~0.75 GB a layer; this estimates 0.87 GB (13 x 16.8 M parameters x 4 bytes):
@@ -14,10 +14,10 @@ import math
 import os
 from pathlib import Path
 
+from bn_lab import arms
 from bn_lab.architecture import hidden_shapes, kernel_shapes
 from bn_lab.yaml_io import ConfigError
 
-NETWORKS = 2  # a run trains a pair
 SLOTS = {"sgd": 0, "adam": 2}  # optimizer state per parameter
 TEMPORARIES = 2  # per parameter, XLA's buffers while a step runs
 ACTIVATION_COPIES = 6  # per activation value of a training batch: forward, backward, BN's statistics
@@ -36,9 +36,10 @@ def activations_per_image(config: dict) -> int:
 
 
 def estimate_bytes(config: dict) -> int:
-    copies = 1 + NETWORKS * (2 + SLOTS.get(config["optimizer"]["name"], 2) + TEMPORARIES)
+    networks = len(arms.of(config))
+    copies = 1 + networks * (2 + SLOTS.get(config["optimizer"]["name"], 2) + TEMPORARIES)
     per_image = activations_per_image(config)
-    batch = config["train"]["batch_size"] * per_image * ACTIVATION_COPIES * NETWORKS
+    batch = config["train"]["batch_size"] * per_image * ACTIVATION_COPIES * networks
     evaluation = EVAL_BATCH * per_image * 2
     return int(4 * (parameters(config) * copies + batch + evaluation) + PROCESS_BYTES)
 
@@ -69,6 +70,6 @@ def check(config: dict, where: str = "config") -> None:
         return
     raise ConfigError(
         f"{where}: {size_keys(config)}: this run needs about {needed / 2**30:.1f} GiB of memory "
-        f"({NETWORKS} networks of {parameters(config):,} parameters with {config['optimizer']['name']}), "
+        f"({len(arms.of(config))} networks of {parameters(config):,} parameters with {config['optimizer']['name']}), "
         f"more than this machine's {available / 2**30:.1f} GiB; use fewer or narrower layers"
     )

@@ -1,8 +1,8 @@
 """The two networks of docs/experiments.md, built from explicit initial-weight arrays.
 
 `initial_weights(config)` draws every kernel once with numpy; `Network(config,
-initial_weights, with_bn, name)` copies those arrays into its variables, so the two
-networks of a pair start from the same numbers. Architectures, activations and BN
+initial_weights, arm)` copies those arrays into its variables, so every arm of a run
+starts from the same numbers. Architectures, activations and BN
 backends are chosen by name from bn_lab.registry.
 
 `Network(..., fast=True)` (what the trainer uses) computes the same function a
@@ -17,7 +17,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import normalizers, registry, runtime
+from bn_lab import arms, normalizers, registry, runtime
 from bn_lab.architecture import IMAGE_SIDE, NUM_CLASSES, HiddenLayer, architecture, hidden_shapes, kernel_shapes  # noqa: F401
 
 
@@ -120,7 +120,8 @@ def to_inputs(images, input_shape):
 
 
 class Network(tf.Module):
-    """A plain or BN network. Hidden layers: kernel (+ bias) (+ BN) -> activation; output: kernel + bias.
+    """One arm's network. Hidden layers: kernel (+ bias) (+ norm) -> activation, or the norm after
+    the activation, as the arm's placement says; output: kernel + bias.
 
     fast=True computes the same function a faster way, for the conv net outside XLA
     (the trainer asks for it; numbers agree within float rounding, tests/test_fast_path.py):
@@ -137,39 +138,32 @@ class Network(tf.Module):
     """
 
     def __init__(
-        self,
-        config: dict,
-        initial_weights: list[np.ndarray],
-        with_bn: bool,
-        name: str,
-        *,
-        fast: bool = False,
-        normalizer: str | None = None,
-        options: dict | None = None,
+        self, config: dict, initial_weights: list[np.ndarray], arm: arms.Arm, *, fast: bool = False, index: int = 0
     ):
-        """with_bn: BN as the config's bn section says (the pair's second network). normalizer:
-        instead, any of registry.NORMALIZERS with its options, placed as bn.placement says."""
-        super().__init__(name=name)
+        """arm: what its hidden layers have (bn_lab.arms); index: the arm's place in the run (a
+        seeded normalizer's stream)."""
+        super().__init__(name=arm.name)
+        self.arm = arm
         self.fast = fast
         self.input_shape, hidden = architecture(config)
         self.hidden = hidden
         self.activation = registry.ACTIVATIONS.get(config["model"]["activation"])
-        if with_bn:
-            bn_config = config["bn"]
-            normalizer = "batch_norm"
-            options = dict(backend=bn_config["backend"], momentum=bn_config["momentum"], epsilon=bn_config["epsilon"])
-        normalized = normalizer is not None
-        placement = config["bn"]["placement"]
-        self.bn_after_activation = normalized and placement.startswith("after_activation")
-        hidden_bias = not normalized or placement in ("bias_before_activation", "after_activation")
+        self.bn_after_activation = arm.after_activation
+        hidden_bias = arm.hidden_bias
         self.kernels = [tf.Variable(w, name=f"kernel_{i}") for i, w in enumerate(initial_weights)]
         self.biases = [
             tf.Variable(tf.zeros([w.shape[-1]]), name=f"bias_{i}") if (hidden_bias or i == len(hidden)) else None
             for i, w in enumerate(initial_weights)
         ]
         self.norms = []  # one normalizer per hidden layer (bn_lab.normalizers), or none
-        if normalized:
-            self.norms = [normalizers.make(normalizer, shape, **(options or {})) for shape in hidden_shapes(config)]
+        if arm.normalizer:
+            seeded = arm.declared.SEEDED
+            self.norms = [
+                normalizers.make(
+                    arm.normalizer, shape, **arm.options, **({"seed": (config["seed"], index, layer)} if seeded else {})
+                )
+                for layer, shape in enumerate(hidden_shapes(config), start=1)
+            ]
         self.parameters = [v for v in self.kernels + self.biases if v is not None]
         for norm in self.norms:
             self.parameters += [norm.gamma, norm.beta]
@@ -195,7 +189,7 @@ class Network(tf.Module):
     def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
         """The logits.
 
-        bn_moments: a list that receives (mean, biased variance) of every BN layer's input;
+        bn_moments: a list that receives (mean, biased variance) of every normalizer's input;
         activation_inputs: a list that receives every hidden layer's input to its activation.
         """
         h = x

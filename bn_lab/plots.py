@@ -1,4 +1,6 @@
-"""Figures. Each function takes plain rows (dicts as in metrics.csv / summary.csv) and a path.
+"""Figures. Each function takes plain rows (dicts as in metrics.csv / summary.csv), the arms'
+styles ({arm name: {"label", "color", ...}} in the run's order: arms.Arm.as_dict, or
+arms.recorded(summary)) and a path.
 
 Figures are matplotlib `Figure` objects made without pyplot: no global state, no backend to
 choose, nothing to close, and a figure a function returns (`accuracy_figure`, for
@@ -11,12 +13,10 @@ import math
 import sys
 from pathlib import Path
 
-from bn_lab import files, schema
+from bn_lab import arms, files, schema
 
-VARIANT_STYLE = {
-    "without_bn": {"label": "without BN", "color": "tab:red"},
-    "with_bn": {"label": "with BN", "color": "tab:blue"},
-}
+# The figures of a run without recorded arms show the lesson's pair.
+LESSON_STYLES = {a["name"]: a for a in arms.LESSON}
 
 
 def new_figure(**options):
@@ -42,15 +42,18 @@ def _show_figures_inline() -> None:
         select_figure_formats(shell, {"png"})
 
 
-def accuracy_plot(rows: list[dict], title: str, path: str | Path, diverged_at: dict | None = None) -> None:
-    files.save_figure(path, accuracy_figure(rows, title, diverged_at))
+def accuracy_plot(
+    rows: list[dict], title: str, path: str | Path, diverged_at: dict | None = None, *, styles: dict | None = None
+) -> None:
+    files.save_figure(path, accuracy_figure(rows, title, diverged_at, styles=styles))
 
 
-def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None):
-    """Validation accuracy vs training step for both variants on one plot, y from 0 to 1."""
+def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None, *, styles: dict | None = None):
+    """Validation accuracy vs training step for every arm on one plot, y from 0 to 1."""
+    styles = styles or LESSON_STYLES
     figure = new_figure(figsize=(8, 4.5))
     axes = figure.subplots()
-    for variant, style in VARIANT_STYLE.items():
+    for variant, style in styles.items():
         points = [
             (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == schema.VALIDATION
         ]
@@ -91,18 +94,21 @@ def heatmap(
     title: str,
     column_title: str = "",
     value_label: str = "validation accuracy",
+    *,
+    styles: dict | None = None,
 ) -> None:
-    """Side-by-side panels (without BN, with BN) of a value per grid point, annotated.
+    """Side-by-side panels, one per arm, of a value per grid point, annotated.
 
     panels: variant -> {"values": rows x columns of floats (NaN: nothing to colour, e.g.
     diverged or missing), "texts": rows x columns of annotations, optional "hatched": rows x
     columns of bools (e.g. diverged on every seed)}. One colour scale, 0 to 1.
     """
+    styles = styles or LESSON_STYLES
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.patches import Rectangle
 
-    variants = [v for v in VARIANT_STYLE if v in panels]
+    variants = [v for v in styles if v in panels]
     rows, columns = len(row_labels), len(column_labels)
     figure = new_figure(figsize=(len(variants) * (1.5 * columns + 2.2), 0.8 * rows + 1.8), layout="constrained")
     axes = figure.subplots(1, len(variants), squeeze=False)
@@ -129,18 +135,21 @@ def heatmap(
         ax.set_xticks(range(columns), column_labels)
         ax.set_yticks(range(rows), row_labels)
         ax.set_xlabel(column_title)
-        ax.set_title(VARIANT_STYLE[variant]["label"])
+        ax.set_title(styles[variant]["label"])
     figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label=value_label)
     figure.suptitle(title)
     files.save_figure(path, figure)
 
 
-def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title: str) -> None:
+def curves(
+    panels: list[dict], rows: int, columns: int, path: str | Path, title: str, *, styles: dict | None = None
+) -> None:
     """Small multiples: validation accuracy vs step, one panel per grid point, every seed overlaid.
 
     panels: {"title", "row", "column", "lines": [{"variant", "seed", "steps", "accuracies",
     "diverged_at"}]}. A diverged line ends with an x at its last evaluation.
     """
+    styles = styles or LESSON_STYLES
     from matplotlib.lines import Line2D
 
     figure = new_figure(figsize=(3.2 * columns + 0.5, 2.4 * rows + 1.2), layout="constrained")
@@ -151,7 +160,7 @@ def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title:
         ax = axes[panel["row"]][panel["column"]]
         ax.set_visible(True)
         for line in panel["lines"]:
-            style = VARIANT_STYLE[line["variant"]]
+            style = styles[line["variant"]]
             ax.plot(line["steps"], line["accuracies"], color=style["color"], alpha=0.7, linewidth=1)
             if line["diverged_at"] is not None and line["steps"]:
                 ax.plot(line["steps"][-1], line["accuracies"][-1], "x", color=style["color"], markersize=7)
@@ -164,9 +173,9 @@ def curves(panels: list[dict], rows: int, columns: int, path: str | Path, title:
         ax.set_xlabel("training step")
     for ax in axes[:, 0]:
         ax.set_ylabel("validation accuracy")
-    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in VARIANT_STYLE.values()]
+    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in styles.values()]
     handles.append(Line2D([], [], color="grey", marker="x", linestyle="", label="diverged"))
-    figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
     figure.suptitle(title)
     files.save_figure(path, figure)
 
@@ -253,10 +262,13 @@ def _lone_point(steps) -> str | None:
     return "o" if len(steps) == 1 else None
 
 
-def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, diverged_at: dict | None = None):
-    """diagnostics.png: the last hidden layer's percentile bands (without | with BN), then one row per
-    quantity across layers, without | with BN (the effective learning rate, which only a BN layer
-    has, across the whole row); the layers' colours are keyed once, under the title."""
+def diagnostics_figure(
+    rows: list[dict], layers: int, title: str, unit: int, diverged_at: dict | None = None, *, styles: dict | None = None
+):
+    """diagnostics.png: the last hidden layer's percentile bands, one column per arm, then one row
+    per quantity across layers (the effective learning rate only for the arms that have one, across
+    the whole row when one arm has it); the layers' colours are keyed once, under the title."""
+    styles = styles or LESSON_STYLES
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
@@ -266,9 +278,11 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
     height = 2.3 * (1 + len(quantity_rows)) + 1.0
     # Fixed margins, not layout="constrained": on these ~20 axes it took most of the
     # figure's ~2 s, which counted against the diagnostics' cost.
-    figure = new_figure(figsize=(11, height))
+    columns = max(len(styles), 1)
+    figure = new_figure(figsize=(5.5 * max(columns, 2), height))
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.45 / height, top=1 - 1.0 / height, hspace=0.45, wspace=0.18)
-    grid = figure.add_gridspec(1 + len(quantity_rows), 2)
+    grid = figure.add_gridspec(1 + len(quantity_rows), columns)
+    with_effective_lr = [v for v in styles if series(index, v, 1, "effective_lr")[0]]
     layer_colours = colormaps["viridis"].resampled(max(layers, 2))
     first = None
 
@@ -277,7 +291,7 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
         ax = figure.add_subplot(grid[row, column], sharex=first)
         first = first or ax
         # y given: matplotlib's automatic title placement measured every axis below it (~0.6 s here).
-        ax.set_title(f"{VARIANT_STYLE[variant]['label']}: {text}", fontsize=9, y=1.0)
+        ax.set_title(f"{styles[variant]['label']}: {text}", fontsize=9, y=1.0)
         if diverged_at and diverged_at.get(variant) is not None:
             ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
         ax.grid(alpha=0.3)
@@ -287,7 +301,7 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
             ax.set_xlabel("training step")
         return ax
 
-    for column, (variant, style) in enumerate(VARIANT_STYLE.items()):
+    for column, (variant, style) in enumerate(styles.items()):
         ax = panel(0, column, variant, f"layer {layers}, unit {unit}: input to the activation")
         percentile_band(ax, index, variant, layers, style["color"])
         if ax.lines:
@@ -297,12 +311,12 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
         )
     for r, (label, quantity, spread, log) in enumerate(quantity_rows, start=1):
         name = inactive if quantity == "inactive" else quantity
-        for column, variant in enumerate(VARIANT_STYLE):
-            if quantity == "effective_lr" and variant != "with_bn":
+        for column, variant in enumerate(styles):
+            if quantity == "effective_lr" and variant not in with_effective_lr:
                 continue
             ax = panel(
                 r,
-                slice(None) if quantity == "effective_lr" else column,
+                slice(None) if quantity == "effective_lr" and len(with_effective_lr) == 1 else column,
                 variant,
                 label if quantity != "inactive" else inactive.replace("_", " "),
             )
@@ -339,8 +353,9 @@ def diagnostics_figure(rows: list[dict], layers: int, title: str, unit: int, div
     return figure
 
 
-def landscape_figure(rows: list[dict], title: str):
-    """landscape.png: loss variation, gradient predictiveness, β-smoothness over training, both networks."""
+def landscape_figure(rows: list[dict], title: str, *, styles: dict | None = None):
+    """landscape.png: loss variation, gradient predictiveness, β-smoothness over training, every arm."""
+    styles = styles or LESSON_STYLES
     from bn_lab.landscape import BANDS
 
     index = indexed(rows)
@@ -352,7 +367,7 @@ def landscape_figure(rows: list[dict], title: str):
         "beta_smoothness": "effective β-smoothness (min-max)",
     }
     for ax, (quantity, (low, high)) in zip(axes, BANDS.items()):
-        for variant, style in VARIANT_STYLE.items():
+        for variant, style in styles.items():
             steps, lows = series(index, variant, "all", low)
             _, highs = series(index, variant, "all", high)
             if steps:
@@ -366,12 +381,22 @@ def landscape_figure(rows: list[dict], title: str):
     return figure
 
 
-def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], layers: int, unit: int, title: str):
-    """The paper's Fig. 1: (a) test accuracy vs step, (b) one unit's percentiles without BN, (c) with BN."""
+def paper_fig1_figure(
+    metric_rows: list[dict],
+    diagnostic_rows: list[dict],
+    layers: int,
+    unit: int,
+    title: str,
+    *,
+    styles: dict | None = None,
+):
+    """The paper's Fig. 1: (a) test accuracy vs step, then one unit's percentiles, one panel per arm
+    ((b) without BN, (c) with BN in the lesson)."""
+    styles = styles or LESSON_STYLES
     index = indexed(diagnostic_rows)
-    figure = new_figure(figsize=(13, 3.8), layout="constrained")
-    a, b, c = figure.subplots(1, 3)
-    for variant, style in VARIANT_STYLE.items():
+    figure = new_figure(figsize=(4.3 * (1 + len(styles)), 3.8), layout="constrained")
+    a, *bands = figure.subplots(1, 1 + len(styles))
+    for variant, style in styles.items():
         points = [
             (r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == schema.TEST
         ]
@@ -383,7 +408,7 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
     a.grid(alpha=0.3)
     a.legend()
     limits = []
-    for ax, (variant, style), letter in zip((b, c), VARIANT_STYLE.items(), "bc"):
+    for ax, (variant, style), letter in zip(bands, styles.items(), "bcdefghijk"):
         percentile_band(ax, index, variant, layers, style["color"])
         ax.set_title(
             f"({letter}) {style['label']}: layer {layers}, unit {unit}, input to the sigmoid: "
@@ -394,42 +419,48 @@ def paper_fig1_figure(metric_rows: list[dict], diagnostic_rows: list[dict], laye
         ax.grid(alpha=0.3)
         limits.append(ax.get_ylim())
     shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
-    for ax in (b, c):
+    for ax in bands:
         ax.set_ylim(shared)
     figure.suptitle(title)
     return figure
 
 
-def mechanism_figure(panels: list[dict], title: str):
+def mechanism_figure(panels: list[dict], title: str, *, styles: dict | None = None):
     """mechanism.png: why BN only sometimes rescues relu with a bad init, one column per grid point.
 
-    Top: the BN network's effective learning rate (lr/‖w‖² with SGD) per hidden layer (a scale-invariant
-    layer's real step size); bottom: the dead fraction of the last hidden layer, without and
-    with BN. panels: {"title", "seeds": [{"seed", "effective_lr": {layer: (steps, values)},
-    "dead": {variant: (steps, values)}}]}; every seed is a line.
+    Top, one row per arm that has one: its effective learning rate (lr/‖w‖² with SGD) per hidden
+    layer (a scale-invariant layer's real step size); bottom: the dead fraction of the last hidden
+    layer, every arm. panels: {"title", "seeds": [{"seed", "effective_lr": {arm: {layer: (steps,
+    values)}}, "dead": {arm: (steps, values)}}]}; every seed is a line.
     """
+    styles = styles or LESSON_STYLES
     from matplotlib import colormaps
 
-    figure = new_figure(figsize=(3.8 * len(panels) + 0.6, 6.2), layout="constrained")
-    axes = figure.subplots(2, len(panels), squeeze=False, sharex="col")
-    for top in axes[0][1:]:  # one scale for every cell's effective learning rate: lr 0.01's is 100x below lr 1's
-        top.sharey(axes[0][0])
+    normalized = [v for v in styles if any(v in s["effective_lr"] for p in panels for s in p["seeds"])]
+    rows = len(normalized) + 1
+    figure = new_figure(figsize=(3.8 * len(panels) + 0.6, 3.1 * rows), layout="constrained")
+    axes = figure.subplots(rows, len(panels), squeeze=False, sharex="col")
+    for row in axes[:-1]:  # one scale for every cell's effective learning rate: lr 0.01's is 100x below lr 1's
+        for top in row:
+            if top is not axes[0][0]:
+                top.sharey(axes[0][0])
     for column, panel in enumerate(panels):
-        top, bottom = axes[0][column], axes[1][column]
-        layers = max((len(s["effective_lr"]) for s in panel["seeds"]), default=1)
+        bottom = axes[-1][column]
+        layers = max((len(lr) for s in panel["seeds"] for lr in s["effective_lr"].values()), default=1)
         colours = colormaps["viridis"].resampled(max(layers, 2))
         for i, seed in enumerate(panel["seeds"]):
-            for layer, (steps, values) in seed["effective_lr"].items():
-                top.plot(
-                    steps,
-                    values,
-                    color=colours(layer - 1),
-                    linewidth=1,
-                    alpha=0.8,
-                    label=f"layer {layer}" if i == 0 else None,
-                )
+            for top, variant in zip(axes[:-1, column], normalized):
+                for layer, (steps, values) in seed["effective_lr"].get(variant, {}).items():
+                    top.plot(
+                        steps,
+                        values,
+                        color=colours(layer - 1),
+                        linewidth=1,
+                        alpha=0.8,
+                        label=f"layer {layer}" if i == 0 else None,
+                    )
             for variant, (steps, values) in seed["dead"].items():
-                style = VARIANT_STYLE[variant]
+                style = styles[variant]
                 bottom.plot(
                     steps,
                     values,
@@ -440,16 +471,18 @@ def mechanism_figure(panels: list[dict], title: str):
                     marker="o" if len(steps) == 1 else None,
                     markersize=3,
                 )  # a network that diverged at once: one point
-        if top.lines:
-            top.set_yscale("log")
-            top.legend(fontsize=7, loc="upper right")
+        for row, (top, variant) in enumerate(zip(axes[:-1, column], normalized)):
+            if top.lines:
+                top.set_yscale("log")
+                top.legend(fontsize=7, loc="upper right")
+            heading = f"{panel['title']}\n" if row == 0 else ""
+            top.set_title(f"{heading}{styles[variant]['label']}: effective learning rate", fontsize=9)
         if bottom.lines:
             bottom.legend(fontsize=7, loc="best")
-        top.set_title(f"{panel['title']}\nBN network: effective learning rate", fontsize=9)
         bottom.set_title("dead units, last hidden layer (fraction)", fontsize=9)
         bottom.set_ylim(-0.03, 1.03)
         bottom.set_xlabel("training step")
-        for ax in (top, bottom):
+        for ax in axes[:, column]:
             ax.grid(alpha=0.3)
     figure.suptitle(title)
     return figure

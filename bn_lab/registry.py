@@ -66,12 +66,13 @@ BN_BACKENDS = Registry(
     },
 )
 
-# The normalizers BN is measured against (bn_lab.normalizers): shape, options -> tf.Module.
+# The normalizers an arm can use (bn_lab.normalizers): shape, options -> a Normalizer.
 NORMALIZERS = Registry(
     "normalizer",
     {
         "batch_norm": "bn_lab.normalizers.batch_norm:BatchNorm",
         "batch_renorm": "bn_lab.normalizers.batch_renorm:BatchRenorm",
+        "noisy_bn": "bn_lab.normalizers.noisy_bn:NoisyBN",
         "layer_norm": "bn_lab.normalizers.layer_norm:LayerNorm",
         "group_norm": "bn_lab.normalizers.group_norm:GroupNorm",
     },

@@ -12,8 +12,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bn_lab import files, outcome, report_figures, rundir
-from bn_lab.schema import VARIANTS
+from bn_lab import arms, files, outcome, report_figures, rundir
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.spec import SweepError
 
@@ -26,12 +25,14 @@ argmax of NaN logits is class 0, that class's share of the validation images). A
 *collapsed* when at least {collapse:.0%} of the validation images get the same class: its accuracy is
 about that class's share (~0.10), a real result of training, so it is in the mean. The BN
 uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
-same batches) over the seeds where neither network diverged. Success counts the seeds whose
+same batches) over the seeds where neither network diverged (with more arms: each arm's uplift
+over the first arm's). Success counts the seeds whose
 {figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
 INSIDE = """Inside the network (diagnostics on): at the last evaluation, the share of the last hidden layer's
 units that are dead (relu: input never positive on the probe images) or saturated (sigmoid:
-|input| > 4 on 95% of them), and the BN network's effective learning rate of that layer (lr/‖w‖² with SGD, lr/‖w‖ with
-Adam; mean over its units): what a step of the optimizer means to a scale-invariant layer.
+|input| > 4 on 95% of them), and each normalized arm's effective learning rate of that layer (lr/‖w‖² with SGD,
+lr/‖w‖ with Adam, w the part of the kernel its normalizer makes scale-invariant; mean over them): what a
+step of the optimizer means to a scale-invariant layer.
 Over the seeds where the network did not diverge."""
 MECHANISM_TEXT = {
     True: "`mechanism.png` draws both over training for the relu cells with a bad init.",
@@ -114,9 +115,11 @@ class Point:
                 values.append(value)
         return values
 
-    def uplifts(self) -> list[float]:
-        pairs = ([figure_of(s["variants"][v], self.figure) for v in VARIANTS] for s in self.summaries)
-        return [with_bn - without for without, with_bn in pairs if without is not None and with_bn is not None]
+    def uplifts(self, variant: str, reference: str) -> list[float]:
+        """variant's figure minus reference's, seed by seed (same initial weights, same batches),
+        over the seeds where neither diverged."""
+        pairs = ([figure_of(s["variants"][v], self.figure) for v in (reference, variant)] for s in self.summaries)
+        return [value - base for base, value in pairs if base is not None and value is not None]
 
 
 def _mean_text(values: list[float], signed: bool = False, digits: str = ".4f") -> str:
@@ -154,6 +157,15 @@ class SweepResults:
     stale: list[str]  # finished, but with a config other than the sweep's
     damaged: dict  # cell -> what is wrong: finished once, but its files do not read back
     failed: dict  # cell -> error, from failed.json
+
+    @property
+    def styles(self) -> dict[str, dict]:
+        """The arms of the finished cells (arms.recorded), in their order; none finished: the lesson's."""
+        found = {}
+        for s in self.summaries.values():
+            for name, style in arms.recorded(s).items():
+                found.setdefault(name, style)
+        return found or {a["name"]: dict(a) for a in arms.LESSON}
 
 
 def check_options(threshold, figure: str) -> None:
@@ -239,7 +251,10 @@ CELL_FIGURES = list(
 )
 
 
-def summary_columns(manifest: dict) -> list[str]:
+def summary_columns(manifest: dict, names: list[str] | None = None) -> list[str]:
+    """summary.csv's columns: the cell, its grid point and seed, each figure of each arm (default:
+    the lesson's pair)."""
+    names = names or arms.LESSON_NAMES
     columns = ["cell", "grid_point"]
     for axis in manifest["axes"]:
         columns.append(axis["key"])
@@ -247,7 +262,7 @@ def summary_columns(manifest: dict) -> list[str]:
             columns.append(f"{axis['key']}_value")
     columns.append("seed")
     for metric in CELL_FIGURES:
-        columns += [f"{v}_{metric}" for v in VARIANTS]
+        columns += [f"{v}_{metric}" for v in names]
     return columns + ["wall_seconds"]
 
 
@@ -265,69 +280,59 @@ def summary_rows(results: SweepResults) -> list[dict]:
                 row[axis["key"]], row[f"{axis['key']}_value"] = axis["labels"][i], axis["values"][i]
             else:
                 row[axis["key"]] = axis["values"][i]
-        for v in VARIANTS:
+        for v in s["variants"]:
             row.update({f"{v}_{k}": value for k, value in _cell_figures(s["variants"][v]).items()})
         rows.append(row)
     return rows
 
 
-def precise_text(point: Point) -> str:
-    """The BN network's late accuracy with exact population statistics, over seeds."""
+def precise_text(point: Point, variant: str) -> str:
+    """An arm's late accuracy with exact population statistics, over seeds."""
     values = [
-        ((s["variants"]["with_bn"].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
+        ((s["variants"][variant].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
         for s in point.summaries
     ]
     return _mean_text([v for v in values if v is not None]) if any(v is not None for v in values) else "—"
 
 
 def table(results: SweepResults, threshold: float) -> list[list[str]]:
-    """report.md's table: a header row, then one row per grid point."""
+    """report.md's table: a header row, then one row per grid point. Per arm (its label, or its
+    short name in the uplift): outcomes, accuracy, with exact statistics (arms with population
+    statistics), the uplift over the first arm, successes, and inside the network."""
     keys = [a["key"] for a in results.manifest["axes"]]
     figure = results.points[0].figure if results.points else "late"
-    header = keys + [
-        "seeds",
-        "outcomes without BN",
-        "outcomes with BN",
-        f"{figure} val acc without BN",
-        f"{figure} val acc with BN",
-        "late val acc with BN, exact stats",
-        "BN uplift",
-        "success without BN",
-        "success with BN",
-    ]
+    styles = results.styles
+    names = list(styles)
+    reference, others = names[0], names[1:]
+    population = [v for v in names if arms.uses_population_statistics(styles[v]["normalizer"])]
+    normalized = [v for v in names if styles[v]["normalizer"]]
+    label = {v: styles[v]["label"] for v in names}
+    header = (
+        keys
+        + ["seeds"]
+        + [f"outcomes {label[v]}" for v in names]
+        + [f"{figure} val acc {label[v]}" for v in names]
+        + [f"late val acc {label[v]}, exact stats" for v in population]
+        + [f"{styles[v]['short']} uplift" for v in others]
+        + [f"success {label[v]}" for v in names]
+    )
     inside = measured_inside(results)
     if inside:  # diagnostics were on: what happened inside, at the end of training
-        header += [
-            "dead/saturated, last layer, without BN",
-            "dead/saturated, last layer, with BN",
-            "BN effective lr, last layer",
-        ]
+        header += [f"dead/saturated, last layer, {label[v]}" for v in names]
+        header += [f"{styles[v]['short']} effective lr, last layer" for v in normalized]
     rows = [header]
     for p in results.points:
         done = len(p.summaries)
-        rows.append(
-            [p.grid[k] for k in keys]
-            + [
-                f"{done}/{p.planned}",
-                outcome_text(p, "without_bn"),
-                outcome_text(p, "with_bn"),
-                accuracy_text(p, "without_bn"),
-                accuracy_text(p, "with_bn"),
-                precise_text(p),
-                _mean_text(p.uplifts(), signed=True) if done else "—",
-                f"{p.successes('without_bn', threshold)}/{done}" if done else "—",
-                f"{p.successes('with_bn', threshold)}/{done}" if done else "—",
-            ]
-            + (
-                [
-                    _mean_text(p.inside("without_bn", "inactive"), digits=".2f"),
-                    _mean_text(p.inside("with_bn", "inactive"), digits=".2f"),
-                    _mean_text(p.inside("with_bn", "effective_lr"), digits=".1e"),
-                ]
-                if inside
-                else []
-            )
-        )
+        row = [p.grid[k] for k in keys] + [f"{done}/{p.planned}"]
+        row += [outcome_text(p, v) for v in names]
+        row += [accuracy_text(p, v) for v in names]
+        row += [precise_text(p, v) for v in population]
+        row += [_mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
+        row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
+        if inside:
+            row += [_mean_text(p.inside(v, "inactive"), digits=".2f") for v in names]
+            row += [_mean_text(p.inside(v, "effective_lr"), digits=".1e") for v in normalized]
+        rows.append(row)
     return rows
 
 
@@ -352,7 +357,9 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     sweep_dir = Path(sweep_dir)
     results = collect(sweep_dir, figure)
     manifest = results.manifest
-    files.write_csv(sweep_dir / rundir.SUMMARY_CSV, summary_rows(results), summary_columns(manifest))
+    files.write_csv(
+        sweep_dir / rundir.SUMMARY_CSV, summary_rows(results), summary_columns(manifest, list(results.styles))
+    )
 
     cells = manifest["cells"]
     seeds = ", ".join(str(s) for s in manifest["seeds"])
@@ -427,30 +434,39 @@ def _cells(n: int) -> str:
 
 
 def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
-    """What `bnlab run --seeds` prints: per seed the outcome and late accuracy, then the counts."""
+    """What `bnlab run --seeds` prints: per seed each arm's outcome and late accuracy, then the counts."""
     results = collect(sweep_dir, "late")
+    styles = results.styles
+    population = [v for v in styles if arms.uses_population_statistics(styles[v]["normalizer"])]
     names = {n: cell for n, cell in ((c["name"], c) for c in results.manifest["cells"])}
-    header = ["seed", "without BN", "with BN", "with BN, exact stats"]
+    header = [
+        "seed",
+        *(s["label"] for s in styles.values()),
+        *(f"{styles[v]['label']}, exact stats" for v in population),
+    ]
     rows = [header]
     for name, s in results.summaries.items():
         row = [str(names[name]["seed"])]
-        for v in VARIANTS:
+        for v in styles:
             r = s["variants"][v]
             late = figure_of(r, "late")
             row.append(outcome_of(r) + ("" if late is None else f" {late:.4f}"))
-        precise = ((s["variants"]["with_bn"].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
-        row.append("—" if precise is None else f"{precise:.4f}")
+        for v in population:
+            precise = ((s["variants"][v].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
+            row.append("—" if precise is None else f"{precise:.4f}")
         rows.append(row)
     done = len(results.summaries)
     learned = {
-        v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in VARIANTS
+        v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in styles
     }
-    reached = {v: sum(p.successes(v, threshold) for p in results.points) for v in VARIANTS}
+    reached = {v: sum(p.successes(v, threshold) for p in results.points) for v in styles}
     lines = [
         f"{results.manifest['name']}: {done} of {len(names)} seeds finished; accuracies are late validation accuracies "
         "(mean over the last 10% of training)",
         markdown_table(rows),
-        f"BN learned in {learned['with_bn']}/{done} seeds, plain in {learned['without_bn']}/{done}; "
-        f"late accuracy >= {threshold:g}: BN {reached['with_bn']}/{done}, plain {reached['without_bn']}/{done}",
+        "learned: "
+        + ", ".join(f"{styles[v]['label']} {learned[v]}/{done}" for v in styles)
+        + f"; late accuracy >= {threshold:g}: "
+        + ", ".join(f"{styles[v]['label']} {reached[v]}/{done}" for v in styles),
     ]
     return "\n".join(lines)

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 from bn_lab import files, outcome, rundir, schema
-from bn_lab.schema import VARIANTS
 from bn_lab.sweeps.spec import Axis
 
 
@@ -56,7 +55,7 @@ def heatmap(results, path: Path) -> None:
 
     row_labels, column_labels, places, column_key = figure_grid(results)
     panels = {}
-    for v in VARIANTS:
+    for v in results.styles:
         values = [[math.nan] * len(column_labels) for _ in row_labels]
         texts = [["missing"] * len(column_labels) for _ in row_labels]
         hatched = [[False] * len(column_labels) for _ in row_labels]
@@ -76,7 +75,14 @@ def heatmap(results, path: Path) -> None:
     figure = results.points[0].figure if results.points else "late"
     title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure]}, mean over seeds"
     plots.heatmap(
-        panels, row_labels, column_labels, path, title, column_title=column_key, value_label=outcome.FIGURES[figure]
+        panels,
+        row_labels,
+        column_labels,
+        path,
+        title,
+        column_title=column_key,
+        value_label=outcome.FIGURES[figure],
+        styles=results.styles,
     )
 
 
@@ -92,7 +98,7 @@ def curves(results, path: Path) -> None:
         for name, cell in by_cell.items():
             if cell["point"] != p.name or name not in results.summaries:
                 continue
-            for v in VARIANTS:
+            for v in results.summaries[name]["variants"]:
                 steps, accuracies = validation_curve(sweep_dir / name, v)
                 at = results.summaries[name]["variants"][v]["diverged_at_step"]
                 lines.append(
@@ -101,7 +107,7 @@ def curves(results, path: Path) -> None:
         row, column = places[p.name]
         panels.append({"title": p.name, "row": row, "column": column, "lines": lines})
     title = f"sweep {results.manifest['name']}: validation accuracy (every seed)"
-    plots.curves(panels, len(row_labels), len(column_labels), path, title)
+    plots.curves(panels, len(row_labels), len(column_labels), path, title, styles=results.styles)
 
 
 # Weights this much larger than a good init's (0.05 in the lesson) are a bad init: the lesson's is 5.0.
@@ -121,8 +127,9 @@ def _diagnostics_series(run_dir: Path) -> dict:
 def mechanism(results, path: Path) -> bool:
     """mechanism.png for the relu cells with a bad init, if their diagnostics were on; whether it was drawn.
 
-    Per grid point (a column): the BN network's effective learning rate per hidden layer, and
-    the dead fraction of the last hidden layer without and with BN, over training, every seed.
+    Per grid point (a column): the effective learning rate per hidden layer of every arm that
+    has one (a normalized arm), and the dead fraction of the last hidden layer of every arm, over
+    training, every seed.
     """
     from bn_lab import plots
 
@@ -146,13 +153,17 @@ def mechanism(results, path: Path) -> bool:
                 {
                     "seed": seed,
                     "effective_lr": {
-                        layer: series[("with_bn", str(layer), "effective_lr")]
-                        for layer in layers
-                        if ("with_bn", str(layer), "effective_lr") in series
+                        v: {
+                            layer: series[(v, str(layer), "effective_lr")]
+                            for layer in layers
+                            if (v, str(layer), "effective_lr") in series
+                        }
+                        for v in results.styles
+                        if (v, "1", "effective_lr") in series
                     },
                     "dead": {
                         v: series[(v, str(layers[-1]), "dead_fraction")]
-                        for v in VARIANTS
+                        for v in results.styles
                         if (v, str(layers[-1]), "dead_fraction") in series
                     },
                 }
@@ -163,5 +174,5 @@ def mechanism(results, path: Path) -> bool:
         path.unlink(missing_ok=True)  # an earlier report's figure would describe other cells
         return False
     title = f"sweep {results.manifest['name']}: relu with a bad init, inside the network (every seed)"
-    files.save_figure(path, plots.mechanism_figure(panels, title))
+    files.save_figure(path, plots.mechanism_figure(panels, title, styles=results.styles))
     return True

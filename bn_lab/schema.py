@@ -1,4 +1,4 @@
-"""What a run's files hold: the networks they name, the splits and columns of its tables, the
+"""What a run's files hold: the arms they name, the splits and columns of its tables, the
 keys every reader of its summary relies on, and the one reader of its CSV tables.
 
 Where the files are, and how a run directory is claimed, is bn_lab.rundir's; this module says
@@ -10,13 +10,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from bn_lab import arms
 from bn_lab.outcome import OUTCOMES
 from bn_lab.yaml_io import shown
 
-# The two networks of a pair, as every file of a run names them.
-VARIANTS = ("without_bn", "with_bn")
-
-# metrics.csv: one row per (variant, step, split).
+# metrics.csv: one row per (variant, step, split); `variant` is the arm's name (bn_lab.arms).
 METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
 VALIDATION = "validation"  # the validation split, inference mode with the EMA population statistics
 PRECISE_BN = "validation_precise_bn"  # the same with exact population statistics (the BN network)
@@ -118,7 +116,10 @@ def summary_problem(summary) -> str | None:
     for key, kind in SUMMARY_TYPES.items():
         if problem := "is missing" if key not in summary else _type_problem(summary[key], kind):
             return f"{key} {problem}"
-    for variant in VARIANTS:
+    names = arm_names(summary)
+    if isinstance(names, str):
+        return names
+    for variant in names:
         found = summary["variants"].get(variant)
         if not isinstance(found, dict) or any(k not in found for k in SUMMARY_VARIANT_KEYS):
             return f"{variant} is missing or incomplete"
@@ -132,13 +133,32 @@ def summary_problem(summary) -> str | None:
     return None
 
 
-def metrics_problem(rows: list[dict]) -> str | None:
-    """None if metrics.csv's rows (read_table) are a run's numbers, else the first that is not."""
+def arm_names(summary: dict) -> list[str] | str:
+    """The arms a summary says the run trained (a summary from before arms were recorded: the
+    lesson's pair), or what is wrong with its `arms`."""
+    if "arms" not in summary:
+        return list(arms.LESSON_NAMES)
+    given = summary["arms"]
+    if (
+        not isinstance(given, list)
+        or not given
+        or any(not isinstance(a, dict) or not isinstance(a.get("name"), str) for a in given)
+    ):
+        return "arms must be a non-empty list of arms with names"
+    if any(not isinstance(a.get(key), str) for a in given for key in ("label", "short", "color")):
+        return "arms: each needs a label, short and color"
+    return [a["name"] for a in given]
+
+
+def metrics_problem(rows: list[dict], names: list[str] | None = None) -> str | None:
+    """None if metrics.csv's rows (read_table) are the numbers of a run of these arms (default:
+    the lesson's pair), else the first row that is not."""
+    names = names or arms.LESSON_NAMES
     if not rows:
         return "no rows"
     for row in rows:
         try:
-            if row["variant"] not in VARIANTS:
+            if row["variant"] not in names:
                 raise ValueError
             int(row["step"])
             float(row["loss"]), float(row["accuracy"])  # NaN and inf are numbers: a diverged loss

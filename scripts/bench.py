@@ -11,11 +11,11 @@ backend):
 * naive: the typical port, written out plainly below (`naive_*`): a Keras model, one
   tf.function call per training step, each batch sliced from the numpy arrays and fed
   in, TensorFlow's default settings;
-* bn_lab: `bn_lab.train.PairTrainer`, set up by `bn_lab.runtime.configure` exactly as
+* bn_lab: `bn_lab.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
   `bnlab run` does, timed through `train_steps` with the chunk length a real run uses
   (the steps between two evaluations: 500 for the MLP, 25 for the conv net). Each
-  variant is timed alone, and the pair (both variants at once, what `bnlab run` does)
-  is timed too.
+  variant is timed alone, the pair (both variants at once, what `bnlab run` does),
+  and four arms at once (FOUR_ARMS' arms: plain and BN with each of the three backends).
 
 Fairness. `runtime.configure` fixes TensorFlow's process-wide settings (threads, op
 determinism, oneDNN), and TensorFlow cannot change them once it runs. So each
@@ -44,7 +44,8 @@ all of it off, beside the most it may cost: exact population statistics 15%, dia
 
 Ratios: `alone` = bn_lab one variant / naive same variant. `pair` compares the time to
 train both networks of a pair for one step each: naive does them one after the other
-(1/r_without + 1/r_with), bn_lab trains them together.
+(1/r_without + 1/r_with), bn_lab trains them together. `four/pair` = a step of the four
+arms over a step of the pair, in time (about 2 expected: twice the networks).
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ import time
 from pathlib import Path
 
 from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
-from bn_lab.schema import VARIANTS  # light: no TensorFlow
+from bn_lab.arms import LESSON_NAMES  # light: no TensorFlow
+from bn_lab.yaml_io import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = LESSON_NAMES  # the lesson's pair: plain, and BN
+# Four arms (plain and BN with each backend), timed beside the pair: they should cost about
+# twice the pair's time per step, not more.
+FOUR_ARMS = ROOT / "configs" / "backends_side_by_side.yaml"
 CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
 PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 3}}
@@ -236,14 +242,21 @@ def one_bnlab(model: str, plan: dict) -> dict:
     chunk = math.gcd(t["eval_every"], t["train_eval_every"]) if t["train_eval_every"] else t["eval_every"]
     calls = max(1, plan["steps"] // chunk)
     steps = calls * chunk
-    # Enough batches for the warm-up call and every round (a PairTrainer never reuses a step).
+    # Enough batches for the warm-up call and every round (a Trainer never reuses a step).
     total = chunk * (1 + calls * plan["rounds"] * (RETRIES + 1))
     config = configs.load(CONFIGS[model], {"train.steps": total})
+    tree = configs.apply_overrides(read_yaml(CONFIGS[model]), {"train.steps": total})
+    four = configs.validate({**tree, "arms": read_yaml(FOUR_ARMS)["arms"]})
     mnist = data.load_mnist()
     weights = models.initial_weights(config)
     jobs = {}
-    for name, variants in (("without_bn", ("without_bn",)), ("with_bn", ("with_bn",)), ("pair", VARIANTS)):
-        trainer = train.PairTrainer(config, mnist, weights, variants=variants)
+    for name, cfg, arms in (
+        ("without_bn", config, ("without_bn",)),
+        ("with_bn", config, ("with_bn",)),
+        ("pair", config, VARIANTS),
+        ("four", four, None),
+    ):
+        trainer = train.Trainer(cfg, mnist, weights, arms=arms)
         trainer.train_steps(chunk)  # warm-up: traces and compiles
 
         def run(trainer=trainer):
@@ -371,6 +384,11 @@ def table(report: dict) -> str:
         )
         for name, naive, ours, ratio in rows:
             lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x")
+        if "four" in m["bn_lab"]:
+            lines.append(
+                f"{model:8} {'four arms':11} {'':>14} {m['bn_lab']['four']['steps_per_second']:15,.1f}"
+                f"   a step costs {m['four_over_pair']:.2f}x the pair's"
+            )
     lines.append("* pair: steps/s of each network when both networks of a pair train one step each (naive: one")
     lines.append("  after the other, 1/(1/r_without + 1/r_with); bn_lab: both at once, as `bnlab run` does)")
     if "data_load" in report:
@@ -465,6 +483,7 @@ def main(argv=None) -> int:
             "ratio_alone": {v: round(b[v]["steps_per_second"] / n[v]["steps_per_second"], 2) for v in VARIANTS},
             "naive_pair_steps_per_second": round(naive_pair, 1),
             "ratio_pair": round(b["pair"]["steps_per_second"] / naive_pair, 2),
+            "four_over_pair": round(b["pair"]["steps_per_second"] / b["four"]["steps_per_second"], 2),
         }
     if not args.skip_run:
         for config in [ROOT / "configs" / "relu_lr2_badinit.yaml"] + [Path(c).resolve() for c in args.also_run]:

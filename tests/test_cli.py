@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from bn_lab import config, schema
+from bn_lab import arms, config
 from tests.conftest import CONFIGS, ROOT, RUN_FILES, bnlab, numpy_loss_and_accuracy, numpy_mlp
+
+LESSON_ARMS = arms.LESSON_NAMES
 
 # summary.json's figures of one network, exactly (the BN network adds precise_bn; diagnostics add theirs).
 SUMMARY_VARIANT_KEYS = {
@@ -103,7 +105,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     test, validation, epsilon = mnist.test, mnist.validation, resolved["bn"]["epsilon"]
     with np.load(run_dir / "weights.npz") as saved:
         networks = {
-            v: {n.split("/", 1)[1]: saved[n] for n in saved.files if n.startswith(v + "/")} for v in schema.VARIANTS
+            v: {n.split("/", 1)[1]: saved[n] for n in saved.files if n.startswith(v + "/")} for v in LESSON_ARMS
         }
     for variant, arrays in networks.items():
         v = summary["variants"][variant]

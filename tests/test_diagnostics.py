@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, diagnostics, landscape, models, rundir, schema, train
+from bn_lab import api, arms, diagnostics, landscape, models, rundir, schema, train
 from tests.conftest import numpy_mlp, snapshot, tiny_mlp_config
 
 
@@ -24,11 +24,11 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-@pytest.mark.parametrize("variant", schema.VARIANTS)
+@pytest.mark.parametrize("variant", arms.LESSON_NAMES)
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant, monkeypatch):
     monkeypatch.setattr(diagnostics, "HISTOGRAM_VALUES", 1000)  # fewer than the probe's values: a subset
     cfg = tiny_config(activation)
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=(variant,))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=(variant,))
     trainer.train_steps(20)
     network = trainer.networks[variant]
     before = snapshot(network)
@@ -73,7 +73,7 @@ def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
     column w as lr/‖w‖ would at unit norm (SGD's, lr/‖w‖², is in the test above)."""
     cfg = tiny_config("relu")
     cfg["optimizer"] = {"name": "adam", "learning_rate": 0.002}
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(5)
     rows, _ = trainer.measure("with_bn", 5)
     for layer, kernel in enumerate(trainer.networks["with_bn"].kernels[:-1], start=1):
@@ -87,13 +87,13 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
     before any step, that of the first step. Taken at step 0, it leaves the network as it was."""
     cfg = tiny_config("relu")
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
-    reference = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    reference = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
     if steps:
         trainer.train_steps(steps)
         reference.train_steps(steps - 1)
     network = reference.networks["with_bn"]
-    batch = trainer.batch_indices[max(steps - 1, 0)].numpy()
+    batch = trainer.batches.indices[max(steps - 1, 0)].numpy()
     with tf.GradientTape() as tape:  # the step's gradient, eagerly, outside bn_lab's training loop
         loss = reference.loss(
             network(models.to_inputs(tiny_mnist.train.images[batch], network.input_shape), training=True),
@@ -110,7 +110,7 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
 
 def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("without_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("without_bn",))
     kernel = trainer.networks["without_bn"].kernels[1]
     kernel.assign(-np.abs(kernel.numpy()))  # layer 1's outputs are >= 0: every unit of layer 2 is dead
     rows, _ = trainer.measure("without_bn", 0)
@@ -124,7 +124,7 @@ def test_a_layer_of_dead_units_is_counted(tiny_mnist):
 
 def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     network = trainer.networks["with_bn"]
     images, labels = trainer.current_batch()
@@ -152,7 +152,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     for on in (True, False):
         cfg = tiny_config("relu", enabled=on, landscape=on)
         cfg["precise_bn"]["enabled"] = on
-        trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
         result = trainer.run()
         finished[on] = (result, [snapshot(n) for n in trainer.networks.values()])
     (probed, nets_on), (plain, nets_off) = finished[True], finished[False]
@@ -163,7 +163,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     # Every quantity of every hidden layer, and the landscape's of the whole network, nothing else.
     found = {(r["variant"], r["layer"], r["quantity"]) for r in probed.diagnostics}
     per_layer = {*diagnostics.UNIT, *diagnostics.SPREAD, "dead_fraction", "kernel_norm", "gradient_norm"}
-    for variant in schema.VARIANTS:
+    for variant in arms.LESSON_NAMES:
         for layer in (1, 2):
             expected = per_layer | ({"effective_lr"} if variant == "with_bn" else set())
             assert {q for v, at, q in found if (v, at) == (variant, layer)} == expected, (variant, layer)

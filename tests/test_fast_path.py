@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import config, data, models, objectives, registry, train
+from bn_lab import arms, batches, config, data, models, objectives, registry, train
 
 RTOL = ATOL = 1e-5
 MLP_STEPS = 20
@@ -76,10 +76,10 @@ def conv_config(backend, activation="elu", optimizer="sgd"):
 
 def plain_training(cfg, mnist, weights, variant, steps):
     """One tf.function call per step, no XLA, no loop in the graph; batches from numpy."""
-    network = models.Network(cfg, weights, with_bn=(variant == "with_bn"), name=f"plain_{variant}")
+    network = models.Network(cfg, weights, arms.named(cfg, variant))
     optimizer = objectives.make_optimizer(cfg)
     loss_fn = objectives.loss_function(cfg["loss"])
-    order = train.batch_order(cfg["seed"], len(mnist.train.labels), cfg["train"]["batch_size"], steps)
+    order = batches.batch_order(cfg["seed"], len(mnist.train.labels), cfg["train"]["batch_size"], steps)
 
     @tf.function(jit_compile=False, autograph=False)  # nothing to convert; converting is slow
     def step(x, y):
@@ -106,7 +106,7 @@ def check_same_training(cfg, mnist, variants, pair=True):
     steps = cfg["train"]["steps"]
     weights = models.initial_weights(cfg)
     # Both networks at once, as a run trains them (or only the ones compared).
-    trainer = train.PairTrainer(cfg, mnist, weights, **({} if pair else {"variants": variants}))
+    trainer = train.Trainer(cfg, mnist, weights, **({} if pair else {"arms": tuple(variants)}))
     trainer.train_steps(steps)
     assert trainer.steps_done == steps and not trainer.diverged_at
     for variant in variants:

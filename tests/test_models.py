@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import config, models, train
+from bn_lab import arms, batches, config, models, train
 
 MLP = config.validate({"train": {"steps": 100}})
 
@@ -49,8 +49,8 @@ def test_mlp_initial_weights_are_seeded_normal_draws():
 
 def test_both_networks_of_a_pair_start_from_the_same_arrays():
     weights = models.initial_weights(MLP)
-    plain = models.Network(MLP, weights, with_bn=False, name="plain")
-    with_bn = models.Network(MLP, weights, with_bn=True, name="bn")
+    plain = models.Network(MLP, weights, arms.named(MLP, "without_bn"))
+    with_bn = models.Network(MLP, weights, arms.named(MLP, "with_bn"))
     for a, b, w in zip(plain.kernels, with_bn.kernels, weights):
         assert np.array_equal(a.numpy(), w) and np.array_equal(b.numpy(), w)
     # The BN network's hidden layers have no bias (BN's beta takes its place); outputs keep theirs.
@@ -71,7 +71,7 @@ def test_both_networks_of_a_pair_start_from_the_same_arrays():
 def test_conv_placements(placement, biases):
     c = small_conv()
     c["bn"]["placement"] = placement
-    network = models.Network(c, models.initial_weights(c), with_bn=True, name="n")
+    network = models.Network(c, models.initial_weights(c), arms.named(c, "with_bn"))
     assert all((b is not None) == biases for b in network.biases[:-1])
     assert network.bn_after_activation == placement.startswith("after")
     x = tf.random.stateless_uniform((3, 28, 28, 1), seed=(1, 2))
@@ -79,18 +79,18 @@ def test_conv_placements(placement, biases):
 
 
 def test_batch_order_is_tf1_next_batch():
-    order = train.batch_order(seed=0, num_examples=10, batch_size=4, steps=6)  # 24 indices: 2.4 epochs
+    order = batches.batch_order(seed=0, num_examples=10, batch_size=4, steps=6)  # 24 indices: 2.4 epochs
     stream = order.ravel()
     assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
     assert not np.array_equal(stream[:10], stream[10:20])  # each epoch is a fresh shuffle
-    assert np.array_equal(order, train.batch_order(0, 10, 4, 6))
-    assert not np.array_equal(order, train.batch_order(1, 10, 4, 6))
+    assert np.array_equal(order, batches.batch_order(0, 10, 4, 6))
+    assert not np.array_equal(order, batches.batch_order(1, 10, 4, 6))
 
 
 def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(mnist_small):
     """The lesson's pitfall: batch statistics of one image are the image itself (variance 0)."""
     c = config.validate({"data": {"train_limit": 2000}})
-    network = models.Network(c, models.initial_weights(c), with_bn=True, name="bn")
+    network = models.Network(c, models.initial_weights(c), arms.named(c, "with_bn"))
     images = models.to_inputs(mnist_small.test.images[:8], network.input_shape)
     training = np.stack([network(images[i : i + 1], training=True).numpy()[0] for i in range(8)])
     inference = np.stack([network(images[i : i + 1], training=False).numpy()[0] for i in range(8)])
@@ -109,9 +109,9 @@ def test_trained_pair_single_sample_checks(mnist_small):
             "diagnostics": {"enabled": False},
         }
     )
-    trainer = train.PairTrainer(c, mnist_small, models.initial_weights(c))
+    trainer = train.Trainer(c, mnist_small, models.initial_weights(c))
     result = trainer.run()
-    with_bn, plain = result.variants["with_bn"], result.variants["without_bn"]
+    with_bn, plain = result.arms["with_bn"], result.arms["without_bn"]
     labels = mnist_small.test.labels[:100]
     # Training mode: one class for every image, so accuracy is that class's share (near chance).
     assert len(set(with_bn.predictions_training)) == 1
@@ -142,8 +142,8 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
             "diagnostics": {"enabled": False},
         }
     )
-    result = train.PairTrainer(c, mnist_small, models.initial_weights(c)).run()
-    plain, with_bn = result.variants["without_bn"], result.variants["with_bn"]
+    result = train.Trainer(c, mnist_small, models.initial_weights(c)).run()
+    plain, with_bn = result.arms["without_bn"], result.arms["with_bn"]
     assert plain.diverged and 1 <= plain.diverged_at_step <= 50
     assert plain.final_val_accuracy is None and plain.test_accuracy is None and plain.predictions is None
     assert not with_bn.diverged and with_bn.steps_trained == 150 and with_bn.test_accuracy is not None
@@ -154,7 +154,7 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
 def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     c = small_conv(steps=20, eval_every=10, train_eval_every=5)
     c["data"].update(train_limit=2000, val_limit=500, test_limit=500)
-    result = train.PairTrainer(c, mnist_small, models.initial_weights(c)).run()
+    result = train.Trainer(c, mnist_small, models.initial_weights(c)).run()
     with_bn = [(e.step, e.split) for e in result.evaluations if e.variant == "with_bn"]
     precise = "validation_precise_bn"  # the BN network again, with exact population statistics
     assert with_bn == [

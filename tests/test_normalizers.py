@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import bn, models, normalizers, registry
+from bn_lab import arms, bn, models, normalizers, registry
 
 EPSILON = 1e-3
 DENSE, CONV = (6,), (3, 3, 4)  # one example's shape: a dense layer's features, a conv layer's map
@@ -188,7 +188,7 @@ def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
     from bn_lab import config
 
     c = config.validate({"model": {"name": "convnet", "conv_layers": 3, "dense_units": 8}})
-    network = models.Network(c, models.initial_weights(c), with_bn=False, name=name, normalizer=name)
+    network = models.Network(c, models.initial_weights(c), arms.Arm(name, name, {}))
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32))
     with models.kept(network.population_statistics):
         trained = network(x, training=True).numpy()
@@ -198,3 +198,54 @@ def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
     expected = {f"layer{i}/{n}" for i in (1, 2, 3, 4) for n in ("gamma", "beta", *norm.STATISTICS)}
     assert expected <= set(network.named_arrays())
     assert len(network.parameters) == 5 + 1 + 2 * 4  # 5 kernels, the output bias (none before a norm), gamma, beta
+
+
+NO_NOISE = {"shift": 0.0, "scale": 1.0, "spread": 0.0}
+
+
+@pytest.mark.parametrize("shape", [DENSE, CONV], ids=["dense", "conv"])
+def test_noisy_bn_without_noise_is_batch_norm_bit_for_bit(shape):
+    noisy = normalizers.make("noisy_bn", shape, backend="manual", **NO_NOISE, seed=(3, 1, 2))
+    plain = normalizers.make("batch_norm", shape, backend="manual")
+    for norm in (noisy, plain):
+        with_affine(norm)
+    for seed in range(3):
+        x = tf.constant(batch(shape, seed=seed))
+        assert np.array_equal(noisy(x, training=True).numpy(), plain(x, training=True).numpy())
+    x = tf.constant(batch(shape, seed=7))
+    assert np.array_equal(noisy(x, training=False).numpy(), plain(x, training=False).numpy())
+    assert np.array_equal(noisy.population_variance.numpy(), plain.population_variance.numpy())
+    assert int(noisy.steps) == 3
+
+
+def test_noisy_bn_is_batch_norm_times_m_plus_a_in_training_and_batch_norm_in_inference():
+    """Training: BN(x)·m + a, with this step's draws (numpy checks the arithmetic and the draws'
+    distribution: per feature, m's mean in [1, scale], a's in [-shift, shift], their spreads at
+    most `spread`); the distribution is re-drawn at the next step, and the same seed draws the
+    same. Inference: BN with the population statistics, no noise."""
+    shape, shift, scale, spread = (64,), 0.5, 1.5, 0.5
+    options = dict(backend="manual", momentum=0.9, epsilon=EPSILON, shift=shift, scale=scale, spread=spread)
+    norm = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 1))
+    gamma, beta = with_affine(norm)
+    x = batch(shape, n=4000)
+    m, a = (v.numpy() for v in norm.noise(x.shape))
+    y = norm(tf.constant(x), training=True).numpy()
+    np.testing.assert_allclose(y, (normalized(x, (0,)) * gamma + beta) * m + a, rtol=1e-4, atol=1e-4)
+    assert 1 - 0.05 <= m.mean(axis=0).min() and m.mean(axis=0).max() <= scale + 0.05
+    assert -shift - 0.05 <= a.mean(axis=0).min() and a.mean(axis=0).max() <= shift + 0.05
+    assert max(m.std(axis=0).max(), a.std(axis=0).max()) <= spread + 0.05
+    assert a.mean(axis=0).std() > 0.1  # non-zero means, feature by feature
+    next_m, next_a = (v.numpy() for v in norm.noise(x.shape))
+    assert np.abs(next_a.mean(axis=0) - a.mean(axis=0)).max() > 0.1  # re-drawn at every step
+    again = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 1))
+    again.steps.assign(1)
+    assert np.array_equal(again.noise(x.shape)[1].numpy(), next_a)  # the same seed and step draw the same
+    other = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 2))  # another layer
+    assert not np.array_equal(other.noise(x.shape)[1].numpy(), a)
+    mean, var = 0.1 * x.mean(axis=0), 0.9 + 0.1 * x.var(axis=0)
+    np.testing.assert_allclose(
+        norm(tf.constant(x[:5]), training=False).numpy(),
+        (x[:5] - mean) / np.sqrt(var + EPSILON) * gamma + beta,
+        rtol=1e-4,
+        atol=1e-4,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import config, footprint, rundir
+from bn_lab import claims, config, footprint, rundir
 from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -188,12 +188,12 @@ def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tm
     notes = run / "tensorboard" / "with_bn" / "notes.txt"
     notes.write_text("mine")
     with pytest.raises(rundir.RunDirError) as refused:
-        rundir.claim(run, force=True)
+        claims.claim(run, force=True)
     assert str(refused.value) == (
         f"{run}: --force replaces only a bn_lab run, and it holds tensorboard/with_bn/notes.txt, which no bn_lab run writes"
     )
     notes.unlink()
-    claim = rundir.claim(run, force=True)  # a bn_lab run: --force may replace it...
+    claim = claims.claim(run, force=True)  # a bn_lab run: --force may replace it...
     (claim.staging / "summary.json").write_text("{}")
     notes.write_text("mine")  # ...but not after a file was put deep inside it meanwhile
     with pytest.raises(rundir.RunDirError, match="changed while this run trained"):

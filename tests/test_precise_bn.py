@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bn_lab import models, registry, schema, train
+from bn_lab import batches, models, registry, schema, train
 from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()
@@ -32,12 +32,12 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
     cfg = tiny_config(backend)
-    trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg), variants=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(40)  # trained weights, EMA statistics that lag them
     network = trainer.networks["with_bn"]
     before = snapshot(network)
 
-    exact = trainer.exact_population_statistics()
+    exact = trainer.exact_population_statistics("with_bn")
     assert trainer.precise_batches.shape == (10, 30, 784)  # 300 images in batches of the training size
     for got, expected in zip(exact, numpy_moments(network, trainer.precise_batches, cfg["bn"]["epsilon"])):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -54,7 +54,7 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
     runs = {}
     for enabled in (True, False):
         cfg = tiny_config("keras", enabled=enabled)
-        trainer = train.PairTrainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (with_precise, nets_on), (without, nets_off) = runs[True], runs[False]
@@ -78,10 +78,10 @@ def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_
     cfg = tiny_config("keras")
     run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
     arrays, epsilon = run.weights("with_bn"), cfg["bn"]["epsilon"]
-    batches = train.precise_bn_batches(
+    fixed = batches.precise_bn_batches(
         cfg["seed"], len(tiny_mnist.train.labels), cfg["train"]["batch_size"], cfg["precise_bn"]["images"]
     )
-    per_batch = [numpy_mlp(arrays, tiny_mnist.train.images[b], "relu", epsilon)[2] for b in batches]
+    per_batch = [numpy_mlp(arrays, tiny_mnist.train.images[b], "relu", epsilon)[2] for b in fixed]
     exact = [tuple(np.mean([m[k][j] for m in per_batch], axis=0) for j in (0, 1)) for k in range(len(per_batch[0]))]
 
     metrics, validation = run.metrics, tiny_mnist.validation

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab import rundir
+from bn_lab import claims, rundir
 from tests.conftest import CONFIGS, bnlab
 
 
 def _claim_new(results, barrier, queue):
     barrier.wait()  # every process claims at the same moment
-    claim = rundir.claim_new(results, "exp", 0)
+    claim = claims.claim_new(results, "exp", 0)
     queue.put(claim.run_dir.name)
     (claim.staging / rundir.SUMMARY).write_text("{}")
     barrier.wait()  # hold the claim until every process has one
@@ -26,7 +26,7 @@ def _claim_new(results, barrier, queue):
 def _claim_exact(out, barrier, queue):
     barrier.wait()
     try:
-        claim = rundir.claim(out)
+        claim = claims.claim(out)
     except rundir.RunDirError as e:
         queue.put(("refused", str(e)))
         barrier.wait()
@@ -89,8 +89,8 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     run = tmp_path / "run"
     _make_run(run)
     with pytest.raises(rundir.RunDirError, match="already holds a run; use --force"):
-        rundir.claim(run)
-    with rundir.claim(run, force=True) as claim:
+        claims.claim(run)
+    with claims.claim(run, force=True) as claim:
         (claim.staging / rundir.SUMMARY).write_text("new")
     assert (run / rundir.SUMMARY).read_text() == "new" and not (run / rundir.METRICS).exists()
 
@@ -98,7 +98,7 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     _make_run(mine)
     (mine / "thesis.tex").write_text("months of work")
     with pytest.raises(rundir.RunDirError) as refused:
-        rundir.claim(mine, force=True)
+        claims.claim(mine, force=True)
     assert (
         str(refused.value)
         == f"{mine}: --force replaces only a bn_lab run, and it holds thesis.tex, which no bn_lab run writes"
@@ -109,13 +109,13 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     lookalike.mkdir()
     (lookalike / rundir.METRICS).write_text("x")  # a file name bn_lab uses, but no run
     with pytest.raises(rundir.RunDirError, match="is not a bn_lab run"):
-        rundir.claim(lookalike, force=True)
+        claims.claim(lookalike, force=True)
     assert (lookalike / rundir.METRICS).exists()
 
 
 def test_an_empty_directory_is_used_without_force(tmp_path):
     (tmp_path / "empty").mkdir()
-    with rundir.claim(tmp_path / "empty") as claim:
+    with claims.claim(tmp_path / "empty") as claim:
         (claim.staging / rundir.SUMMARY).write_text('{"committed": true}')
     assert (tmp_path / "empty" / rundir.SUMMARY).read_text() == '{"committed": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no staging directory left beside it
@@ -127,13 +127,13 @@ def test_the_current_directory_or_a_parent_is_refused_up_front(tmp_path, monkeyp
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
     with pytest.raises(rundir.RunDirError, match="is the current directory or contains it"):
-        rundir.claim(relative, force=True)
+        claims.claim(relative, force=True)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]
 
 
 def test_an_interrupted_claim_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        with rundir.claim(tmp_path / "run") as claim:
+        with claims.claim(tmp_path / "run") as claim:
             (claim.staging / rundir.SUMMARY).write_text("{}")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
@@ -143,14 +143,14 @@ def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".run.partial-{int(dead.stdout)}"
     stale.mkdir()
-    with rundir.claim(tmp_path / "run") as claim:
+    with claims.claim(tmp_path / "run") as claim:
         assert not stale.exists()
         (claim.staging / rundir.SUMMARY).write_text("{}")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / f".other.partial-{live.pid}").mkdir()
         with pytest.raises(rundir.RunDirError, match=f"another bnlab run \\(pid {live.pid}\\)"):
-            rundir.claim(tmp_path / "other")
+            claims.claim(tmp_path / "other")
     finally:
         live.kill()
         live.wait()
@@ -159,15 +159,15 @@ def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
 def test_a_path_under_a_file_names_the_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(rundir.OutputError) as error:
-        rundir.claim(tmp_path / "afile" / "run")
+        claims.claim(tmp_path / "afile" / "run")
     assert str(error.value) == f"{tmp_path / 'afile'}: cannot write ({tmp_path / 'afile'} is a file, not a directory)"
 
 
 def test_a_read_only_location_is_refused_before_anything_runs(read_only_dir):
     with pytest.raises(rundir.OutputError, match=r"cannot write \(Read-only file system\)"):
-        rundir.claim(read_only_dir / "run")
+        claims.claim(read_only_dir / "run")
     with pytest.raises(rundir.OutputError, match=r"cannot write \(Read-only file system\)"):
-        rundir.claim_new(read_only_dir, "exp", 0)
+        claims.claim_new(read_only_dir, "exp", 0)
     assert os.listdir(read_only_dir) == []
 
 
@@ -178,9 +178,9 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
     while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         pass  # exited, not yet waited for: a zombie
     try:
-        assert not rundir.pid_alive(zombie.pid)
+        assert not claims.pid_alive(zombie.pid)
         (tmp_path / f".run.partial-{zombie.pid}").mkdir()
-        with rundir.claim(tmp_path / "run") as claim:
+        with claims.claim(tmp_path / "run") as claim:
             (claim.staging / rundir.SUMMARY).write_text("{}")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     finally:

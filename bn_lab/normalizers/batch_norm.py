@@ -2,25 +2,27 @@
 with population statistics for inference; its `backend` option is one of bn_lab.bn's three
 (registry.BN_BACKENDS), which compute the same function. Each kernel column's scale cancels."""
 
-import tensorflow as tf
+from bn_lab import registry
+from bn_lab.normalizers import Normalizer
 
-from bn_lab import bn
 
-
-class BatchNorm(tf.Module):
+class BatchNorm(Normalizer):
+    OPTIONS = {"backend": "keras", "momentum": 0.99, "epsilon": 1e-3}
+    CHOICES = {"backend": registry.BN_BACKENDS}
     HAS_POPULATION_STATISTICS = True
     SCALE_INVARIANCE = "column"
-    STATISTICS = (
-        "population_mean",
-        "population_variance",
-    )  # the names of population_statistics, as weights.npz has them
+    STATISTICS = ("population_mean", "population_variance")  # as weights.npz names them
 
     def __init__(self, shape: tuple[int, ...], backend: str = "keras", momentum: float = 0.99, epsilon: float = 1e-3):
-        super().__init__()
+        from bn_lab import bn
+
         self.norm = bn.make(backend, shape[-1], len(shape) + 1, momentum, epsilon)
         self.gamma, self.beta = self.norm.gamma, self.norm.beta
         self.population_mean, self.population_variance = self.norm.population_mean, self.norm.population_variance
         self.population_statistics = [self.population_mean, self.population_variance]
+
+    def exact_statistics(self, mean, variance) -> list:
+        return [mean, variance]
 
     def __call__(self, x, training: bool):
         return self.norm(x, training)

@@ -14,10 +14,11 @@ Keras' BatchNormalization(renorm=True) with renorm_momentum = momentum is the sa
 (tests/test_normalizers.py); this one is written out for its schedule and its readable steps.
 """
 
-import tensorflow as tf
+from bn_lab.normalizers import Normalizer
 
 
-class BatchRenorm(tf.Module):
+class BatchRenorm(Normalizer):
+    OPTIONS = {"r_max": 3.0, "d_max": 5.0, "relax_from": 0, "relax_to": 0, "momentum": 0.99, "epsilon": 1e-3}
     HAS_POPULATION_STATISTICS = True
     SCALE_INVARIANCE = "column"
     STATISTICS = (
@@ -25,6 +26,15 @@ class BatchRenorm(tf.Module):
         "population_stddev",
         "steps",
     )  # the names of population_statistics, as weights.npz has them
+
+    @classmethod
+    def problem(cls, shape: tuple[int, ...], options: dict) -> str | None:
+        given = {**cls.OPTIONS, **options}
+        if given["r_max"] < 1 or given["d_max"] < 0:
+            return "needs r_max >= 1 and d_max >= 0"
+        if not 0 <= given["relax_from"] <= given["relax_to"] or given["relax_from"] == given["relax_to"] != 0:
+            return "needs 0 <= relax_from < relax_to (or both 0: the limits from the first step)"
+        return super().problem(shape, given)
 
     def __init__(
         self,
@@ -36,7 +46,8 @@ class BatchRenorm(tf.Module):
         momentum: float = 0.99,
         epsilon: float = 1e-3,
     ):
-        super().__init__()
+        import tensorflow as tf
+
         features = shape[-1]
         self.axes = list(range(len(shape)))  # the batch and every spatial axis: per feature
         self.r_max, self.d_max, self.momentum, self.epsilon = r_max, d_max, momentum, epsilon
@@ -48,8 +59,15 @@ class BatchRenorm(tf.Module):
         self.steps = tf.Variable(0.0, trainable=False, name="steps")  # training-mode calls so far
         self.population_statistics = [self.population_mean, self.population_stddev, self.steps]
 
+    def exact_statistics(self, mean, variance) -> list:
+        import tensorflow as tf
+
+        return [mean, tf.sqrt(variance + self.epsilon), None]  # None: the schedule's step stays
+
     def limits(self):
         """(r_max, d_max) at this step of the schedule."""
+        import tensorflow as tf
+
         span = max(self.relax_to - self.relax_from, 1)
         ramp = tf.clip_by_value((self.steps - self.relax_from) / span, 0.0, 1.0)
         if self.relax_to <= self.relax_from:
@@ -57,6 +75,8 @@ class BatchRenorm(tf.Module):
         return 1.0 + (self.r_max - 1.0) * ramp, self.d_max * ramp
 
     def __call__(self, x, training: bool):
+        import tensorflow as tf
+
         if not training:
             return (x - self.population_mean) / self.population_stddev * self.gamma + self.beta
         mean, variance = tf.nn.moments(x, self.axes)

@@ -1,15 +1,14 @@
 """What layer_norm and group_norm share: a Keras normalization layer, built for one shape, behind
 the normalizers' interface."""
 
-import tensorflow as tf
+from bn_lab.normalizers import Normalizer
 
 
-class KerasLayer(tf.Module):
+class KerasLayer(Normalizer):
     HAS_POPULATION_STATISTICS = False
     STATISTICS = ()  # no batch dependence: nothing gathered in training
 
     def __init__(self, layer, shape: tuple[int, ...]):
-        super().__init__()
         self.layer = layer
         self.layer.build((None, *shape))
         # Keras wraps its weights; the tf.Variables underneath are what tapes and optimizers see.

@@ -9,7 +9,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-from bn_lab import experiment, rundir
+from bn_lab import claims, experiment
 
 # TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
 # measured here, each MLP cell leaves ~35 MB behind. So the executors run cells in worker
@@ -34,7 +34,7 @@ def run_cell(task: Task, progress: str = "none") -> float:
     """Runs one cell into its run directory; returns its wall time in seconds."""
     started = time.perf_counter()
     try:
-        with rundir.claim(task.run_dir, task.force, cell_of_a_sweep=True) as claim:
+        with claims.claim(task.run_dir, task.force, cell_of_a_sweep=True) as claim:
             experiment.run_experiment(
                 task.config, claim.staging, device=task.device, progress=progress, command_line=task.command_line
             )

@@ -15,8 +15,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from bn_lab import arms, claims, data, files, footprint, registry, report, rundir, runtime
 from bn_lab import config as configs
-from bn_lab import data, experiment, files, footprint, registry, report, rundir, runtime
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
@@ -136,9 +136,10 @@ class SweepProgress:
         if error is not None:
             status = f"FAILED: {error}"
         else:
-            v = rundir.load_summary(run_dir)["variants"]
+            finished = rundir.load_summary(run_dir)
+            v, style = finished["variants"], arms.recorded(finished)
             status = "  ".join(
-                f"{experiment.VARIANT_SHORT[n]} "
+                f"{style[n]['short'] if n in style else n} "
                 + (
                     f"diverged at step {r['diverged_at_step']}"
                     if r["diverged"]
@@ -214,7 +215,7 @@ def run_sweep(
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
     with manifests.claimed(sweep_dir, manifest, force), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
-            rundir.remove_stale(sweep_dir)
+            claims.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
@@ -243,7 +244,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             runner.run(todo, finished, progress="bar" if bar.mode == "bar" else "none")
     finally:
         bar.close()
-        rundir.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
+        claims.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
         _record_failures(sweep_dir, sweep, failed, tracebacks)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bn_lab import files, rundir
+from bn_lab import claims, files, rundir
 from bn_lab.config import FIELDS, name_problem, shown
 from bn_lab.rundir import MANIFEST, SUMMARY
 from bn_lab.sweeps.spec import Axis, SweepError
@@ -161,8 +161,8 @@ def _set_differences(old: dict, new: dict) -> list[str]:
 
 
 def claimed(sweep_dir: Path, manifest: dict, force: bool):
-    """rundir.sweep_claim with this sweep's check of the place: a context manager."""
-    return rundir.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force))
+    """claims.sweep_claim with this sweep's check of the place: a context manager."""
+    return claims.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force))
 
 
 __all__ = ["check_place", "claimed", "load_manifest", "manifest_problem"]

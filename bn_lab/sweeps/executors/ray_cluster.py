@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from bn_lab import rundir
+from bn_lab import claims, rundir
 from bn_lab.sweeps import executors
 from bn_lab.sweeps.cell import CELLS_PER_WORKER, run_cell
 from bn_lab.sweeps.spec import SweepError
@@ -101,7 +101,7 @@ def unpack_run(packed: bytes, run_dir: Path, force: bool = False) -> None:
     """A packed run into run_dir, atomically: claimed as a local cell is (a damaged, incomplete
     or, with force, changed cell of this sweep is replaced; nothing else), unpacked into the
     claim's staging directory, checked, then renamed."""
-    with rundir.claim(run_dir, force, cell_of_a_sweep=True) as claim:
+    with claims.claim(run_dir, force, cell_of_a_sweep=True) as claim:
         with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
             tar.extractall(claim.staging, filter="data")
         if not rundir.is_complete(claim.staging):

@@ -1,0 +1,119 @@
+"""What a network is worth: loss and accuracy on a whole split in inference mode, the same with
+exact population statistics, and the single-image checks. Each runs an arm's network as it is
+and leaves it as it was (what training mode changes is put back, bit for bit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from bn_lab import models, runtime
+from bn_lab.footprint import EVAL_BATCH
+
+
+def correct(logits, labels):
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
+
+
+class Evaluator:
+    """The checks of one run's networks ({arm name: models.Network}); `precise_batches`, (k, batch,
+    784) uint8, are the fixed training batches exact statistics average over (None: off)."""
+
+    def __init__(self, networks: dict, loss, jit: bool, precise_batches: np.ndarray | None = None):
+        self.networks, self.loss = networks, loss
+        self.precise_batches = precise_batches
+        self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), jit) for a in networks}
+        self._single_image = {
+            (a, training): runtime.compiled(lambda images, a=a, t=training: self._single_image_impl(a, images, t), jit)
+            for a in networks
+            for training in (False, True)
+        }
+        self._moments = {
+            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit)
+            for a, network in networks.items()
+            if network.arm.has_population_statistics
+        }
+
+    # --- compiled pieces -------------------------------------------------------------
+
+    def _evaluate_impl(self, arm, images, labels):
+        network = self.networks[arm]
+        logits = network(models.to_inputs(images, network.input_shape), training=False)
+        n = tf.cast(tf.shape(labels)[0], tf.float32)
+        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+        counts = tf.reduce_sum(tf.one_hot(predicted, models.NUM_CLASSES, dtype=tf.int32), axis=0)  # XLA has no bincount
+        return self.loss(logits, labels) * n, correct(logits, labels), counts
+
+    def _moments_impl(self, arm, batches):
+        """Exact population statistics: each normalizer's input mean and biased variance, averaged
+        over batches, as the values its population statistics take (normalizers' exact_statistics).
+
+        The network runs in training mode, as when it trains, so that every layer sees inputs
+        normalised with batch statistics; the population statistics that this updates are
+        restored, bit for bit, before returning. The weights are never touched.
+        """
+        network = self.networks[arm]
+        count = tf.shape(batches)[0]
+        zeros = [tf.zeros([norm.gamma.shape[0]]) for norm in network.norms for _ in range(2)]  # mean, variance
+
+        def body(i, sums):
+            moments = []
+            network(models.to_inputs(batches[i], network.input_shape), training=True, bn_moments=moments)
+            flat = [value for mean_and_variance in moments for value in mean_and_variance]
+            return i + 1, [total + value for total, value in zip(sums, flat)]
+
+        with models.kept(network.population_statistics) as saved:
+            _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
+        means = [total / tf.cast(count, total.dtype) for total in sums]
+        exact = [
+            v for k, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * k], means[2 * k + 1])
+        ]
+        return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
+
+    def _single_image_impl(self, arm, images, training):
+        network = self.networks[arm]
+        count = tf.shape(images)[0]
+        predictions = tf.TensorArray(tf.int32, size=count)
+
+        def body(i, predictions):
+            logits = network(models.to_inputs(images[i : i + 1], network.input_shape), training=training)
+            return i + 1, predictions.write(i, tf.argmax(logits[0], output_type=tf.int32))
+
+        with models.kept(network.population_statistics):  # a check must not change the network
+            _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
+        return predictions.stack()
+
+    # --- the checks ------------------------------------------------------------------
+
+    def has_exact_statistics(self, arm: str) -> bool:
+        return self.precise_batches is not None and arm in self._moments
+
+    def evaluate(self, arm: str, split) -> tuple[float, float, float]:
+        """Mean loss, accuracy and top class share of `arm`'s predictions on a whole split, inference mode."""
+        loss_sum = correct_sum = 0.0
+        counts = np.zeros(models.NUM_CLASSES, np.int64)
+        for start in range(0, len(split.labels), EVAL_BATCH):
+            batch_loss, batch_correct, batch_counts = self._evaluate[arm](
+                split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH]
+            )
+            loss_sum += float(batch_loss)
+            correct_sum += float(batch_correct)
+            counts += batch_counts.numpy()
+        n = len(split.labels)
+        return loss_sum / n, correct_sum / n, float(counts.max() / n)
+
+    def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
+        """What every population statistic of `arm` becomes with exact statistics, in order."""
+        return [t.numpy() for t in self._moments[arm](self.precise_batches)]
+
+    def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
+        """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
+        statistics = self.networks[arm].population_statistics
+        with models.kept(statistics):
+            models.restore(statistics, self._moments[arm](self.precise_batches))
+            return self.evaluate(arm, split)
+
+    def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
+        """The class predicted for each image fed alone (in training mode: normalized by itself)."""
+        return self._single_image[(arm, training)](images).numpy()

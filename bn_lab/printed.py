@@ -1,0 +1,95 @@
+"""The text a run shows: a figure's title and the table `bnlab run` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bn_lab import arms, outcome, rundir
+
+
+def title(config: dict, limit: int = 90) -> str:
+    """A figure's title: the experiment and its description, cut at a word to `limit` characters."""
+    text = config["experiment"] + (f": {config['description']}" if config["description"] else "")
+    text = text if len(text) <= limit else text[: text.rfind(" ", 0, limit - 1)] + " …"
+    return text.replace("$", r"\$")  # a figure title, not matplotlib's math mode (`$x$` after training would fail)
+
+
+def _fmt(x, digits=4):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _late(figures) -> str:
+    return "—" if figures is None else f"{figures['mean']:.4f} [{figures['min']:.2f}-{figures['max']:.2f}]"
+
+
+def _best(figures) -> str:
+    return "—" if figures is None else f"{figures['accuracy']:.4f} @ {figures['step']:,}"
+
+
+def _precise(r: dict, key: str, show) -> str:
+    return show(r["precise_bn"][key]) if "precise_bn" in r else ""
+
+
+POPULATION_ROWS = (
+    "  exact population statistics: final",
+    "  exact population statistics: late",
+    "single images, training mode",
+)
+
+
+def report_text(summary_data: dict, run_dir: Path) -> str:
+    """The table `bnlab run` prints: outcome, the robust figures, then the final checks."""
+    v = summary_data["variants"]
+    style = arms.recorded(summary_data)
+    names = [n for n in style if n in v]
+    late_points = next((r["late_val_accuracy"]["points"] for r in v.values() if r["late_val_accuracy"]), None)
+    rows = [
+        ("outcome", lambda r: r["outcome"]),
+        ("final validation accuracy", lambda r: _fmt(r["final_val_accuracy"])),
+        ("late validation accuracy [min-max]", lambda r: _late(r["late_val_accuracy"])),
+        ("best validation accuracy @ step", lambda r: _best(r["best_val_accuracy"])),
+        ("  exact population statistics: final", lambda r: _precise(r, "final_val_accuracy", _fmt)),
+        ("  exact population statistics: late", lambda r: _precise(r, "late_val_accuracy", _late)),
+        ("test accuracy", lambda r: _fmt(r["test_accuracy"])),
+        ("single images, inference mode", lambda r: _fmt(r["single_sample"]["inference"])),
+        ("single images, training mode", lambda r: _fmt(r["single_sample"]["training"])),
+        (
+            "training speed, steps/s",
+            lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}",
+        ),
+    ]
+    if not any("precise_bn" in v[n] for n in names):
+        rows = [row for row in rows if "exact" not in row[0]]
+    header = f"{'':38}" + "".join(f"{n.replace('_', ' '):>24}" for n in names)
+    lines = [
+        f"{summary_data['experiment']} (seed {summary_data['seed']}, BN backend {summary_data['backend']}, "
+        f"{summary_data['steps']:,} steps, {summary_data['wall_seconds']:.1f} s on {summary_data['device']})",
+        header,
+    ]
+    # Exact statistics and the training-mode check mean nothing without population statistics.
+    applicable = {n: arms.uses_population_statistics(style[n]["normalizer"]) for n in names}
+    for label, get in rows:
+        cells = [get(v[n]) if applicable[n] or label not in POPULATION_ROWS else "n/a" for n in names]
+        lines.append(f"{label:38}" + "".join(f"{cell:>24}" for cell in cells))
+    window = summary_data["late_window"]
+    if late_points:
+        lines.append(
+            f"late: mean [min-max] of the {late_points} validation evaluation{'s' if late_points > 1 else ''} after step "
+            f"{window['after_step']:,} "
+            f"(the last {window['fraction']:.0%} of training)"
+        )
+    for n in names:
+        if v[n]["diverged"]:
+            lines.append(
+                f"{n.replace('_', ' ')}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped "
+                f"(the lesson's TF1 code printed {summary_data['tf1_diverged_val_accuracy']:.4f} for such a network: "
+                "the argmax of NaN logits is class 0, and that is class 0's share of the validation images)"
+            )
+        elif v[n]["outcome"] == outcome.COLLAPSED:
+            lines.append(
+                f"{n.replace('_', ' ')}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
+                "class, so its accuracy is about that class's share"
+            )
+    written = ", ".join(name for name in rundir.RUN_ENTRIES if (Path(run_dir) / name).is_file())
+    lines.append(f"results: {run_dir}/ ({written})")
+    return "\n".join(lines)

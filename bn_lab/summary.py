@@ -1,0 +1,99 @@
+"""summary.json: each arm's figures (the final point, the robust ones, its outcome, the checks),
+and the run's, from the training result."""
+
+from __future__ import annotations
+
+import math
+
+from bn_lab import arms, outcome, schema
+from bn_lab import config as configs
+
+
+def _finite(x):
+    return x if x is None or math.isfinite(x) else None
+
+
+def _points(evaluations, variant: str, split: str) -> list[tuple[int, float]]:
+    return [(e.step, e.accuracy) for e in evaluations if e.variant == variant and e.split == split]
+
+
+def arm_summary(config: dict, result, name: str) -> dict:
+    """One arm's figures: the final point, the robust ones (late window, best), its outcome."""
+    r, steps = result.arms[name], config["train"]["steps"]
+    validation = _points(result.evaluations, name, schema.VALIDATION)
+    figures = {
+        "outcome": outcome.classify(r.diverged, r.final_top_class_share),
+        "final_val_accuracy": r.final_val_accuracy,
+        "late_val_accuracy": None if r.diverged else outcome.late_figures(validation, steps),
+        "best_val_accuracy": outcome.best_figure(validation),
+        "top_class_share": r.final_top_class_share,
+        "final_val_loss": _finite(r.final_val_loss),
+        "test_accuracy": r.test_accuracy,
+        "test_loss": _finite(r.test_loss),
+        "single_sample": {"inference": r.single_sample_inference, "training": r.single_sample_training},
+        "predictions": r.predictions,
+        "predictions_training_mode": r.predictions_training,
+        "diverged": r.diverged,
+        "diverged_at_step": r.diverged_at_step,
+        "steps_trained": r.steps_trained,
+        "steps_per_second": None if r.steps_per_second is None else round(r.steps_per_second, 1),
+    }
+    inside = last_hidden_layer(result.diagnostics, name)
+    if inside:
+        figures["diagnostics"] = inside
+    precise = _points(result.evaluations, name, schema.PRECISE_BN)
+    if precise:  # an arm with population statistics: the same figures with exact statistics
+        figures["precise_bn"] = {
+            "final_val_accuracy": precise[-1][1] if not r.diverged else None,
+            "late_val_accuracy": None if r.diverged else outcome.late_figures(precise, steps),
+            "best_val_accuracy": outcome.best_figure(precise),
+        }
+    return figures
+
+
+# summary.json's figures from the diagnostics: the last hidden layer at the network's last evaluation.
+END_OF_TRAINING = ("dead_fraction", "saturated_fraction", "effective_lr", "kernel_norm")
+
+
+def last_hidden_layer(diagnostic_rows: list[dict], variant: str) -> dict | None:
+    """{step, layer, dead or saturated fraction, effective_lr (BN), kernel_norm} at the last measurement.
+
+    For a diverged network, its last measurement before it diverged.
+    """
+    mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
+    if not mine:
+        return None
+    step, layer = max(r["step"] for r in mine), max(r["layer"] for r in mine)
+    values = {r["quantity"]: r["value"] for r in mine if (r["step"], r["layer"]) == (step, layer)}
+    return {"step": step, "layer": layer, **{q: values[q] for q in END_OF_TRAINING if q in values}}
+
+
+def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:
+    variants = {name: arm_summary(config, result, name) for name in result.arms}
+    for figures in variants.values():
+        figures["wall_seconds"] = round(wall_seconds, 2)
+    return {
+        "experiment": config["experiment"],
+        "description": config["description"],
+        "seed": config["seed"],
+        "backend": config["bn"]["backend"],
+        "model": config["model"]["name"],
+        "activation": config["model"]["activation"],
+        "learning_rate": config["optimizer"]["learning_rate"],
+        "init_scale": config["init"]["scale"],
+        "steps": config["train"]["steps"],
+        "single_samples": result.single_samples,
+        "config_digest": configs.digest(config),
+        "device": device,
+        "train_seconds": round(result.train_seconds, 2),
+        "wall_seconds": round(wall_seconds, 2),
+        "late_window": {
+            "fraction": outcome.LATE_FRACTION,
+            "after_step": math.floor(outcome.late_window_start(config["train"]["steps"])),
+        },
+        # What the lesson's TF1 code printed for a diverged network: the argmax of NaN logits
+        # is class 0, so its "accuracy" is the share of class 0 in the validation split.
+        "tf1_diverged_val_accuracy": float((validation_labels == 0).mean()),
+        "variants": variants,
+        "arms": [arm.as_dict() for arm in arms.of(config) if arm.name in variants],
+    }

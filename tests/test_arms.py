@@ -1,0 +1,239 @@
+"""Arms as config data: a config's `arms:` is checked with one line per mistake; any number of arms
+start from the same initial weights, see the same batches, and each is asked what it has."""
+
+import csv
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bn_lab import arms, config, diagnostics, experiment, models, plots, printed, schema, train
+from bn_lab.yaml_io import ConfigError, parse_yaml, read_yaml
+from tests.conftest import CONFIGS, bnlab, snapshot, tiny_mlp_config
+from tests.test_cli import one_error_line
+
+FOUR = read_yaml(CONFIGS / "backends_side_by_side.yaml")["arms"]
+BN_ARMS = [a["name"] for a in FOUR if a["normalizer"]]
+
+
+def with_arms(given, **dotted):
+    base = config.apply_overrides({"model": {"name": "mlp", "hidden_units": [12, 12]}}, dotted)
+    return config.validate({**base, "arms": given})
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ([], "config: arms must be a non-empty list of arms"),
+        ({"name": "a"}, "config: arms must be a non-empty list of arms"),
+        ([{"name": "a", "colour": "red"}], "arms[0]: unknown key 'colour'; an arm's keys are name, normalizer"),
+        ([{"normalizer": None}], "arms[0]: name is required, a string, got None"),
+        ([{"name": "a/b"}], "arms[0]: name "),
+        ([{"name": "a"}, {"name": "a"}], "arms[1] (a): two arms are named 'a'"),
+        (
+            [{"name": "a", "normalizer": "weight_norm"}],
+            "arms[0] (a): normalizer: unknown value 'weight_norm'; allowed: null, batch_norm",
+        ),
+        (
+            [{"name": "a", "normalizer": "batch_norm", "options": {"groups": 2}}],
+            "batch_norm has no option 'groups'; its options: backend, momentum, epsilon",
+        ),
+        (
+            [{"name": "a", "normalizer": "batch_norm", "options": {"backend": "cudnn"}}],
+            "backend: unknown value 'cudnn'; allowed: keras, tf_nn, manual",
+        ),
+        (
+            [{"name": "a", "normalizer": "batch_norm", "options": {"momentum": "high"}}],
+            "momentum must be float, got 'high'",
+        ),
+        (
+            [{"name": "a", "normalizer": "batch_norm", "options": {"momentum": 1.5}}],
+            "batch_norm: momentum must be strictly between 0 and 1",
+        ),
+        ([{"name": "a", "options": {"momentum": 0.9}}], "arms[0] (a): options are given but the arm has no normalizer"),
+        (
+            [{"name": "a", "normalizer": "group_norm", "options": {"groups": 5}}],
+            "group_norm: 12 channels do not split into 5 groups",
+        ),
+        ([{"name": "a", "normalizer": "group_norm", "options": {"groups": 2.0}}], "groups must be int, got 2.0"),
+        (
+            [{"name": "a", "normalizer": "noisy_bn", "options": {"scale": 0.5}}],
+            "noisy_bn: needs shift >= 0, scale >= 1",
+        ),
+        ([{"name": "a", "normalizer": "batch_renorm", "options": {"r_max": 0.5}}], "batch_renorm: "),
+        ([{"name": "a", "placement": "inside"}], "placement: unknown value 'inside'; allowed: before_activation"),
+        ([{"name": "a", "label": ""}], "arms[0] (a): label must be a non-empty string"),
+        ([{"name": f"a{k}"} for k in range(11)], "arms: at most 10 arms, got 11"),
+    ],
+)
+def test_a_bad_arm_is_one_line_naming_it(given, expected):
+    with pytest.raises(ConfigError) as error:
+        with_arms(given)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
+    path = tmp_path / "arms.yaml"
+    path.write_text("arms:\n  - {name: plain}\n  - {name: ln, normalizer: layernorm}\n")
+    line = one_error_line(bnlab("run", path, "--out", tmp_path / "x"))
+    assert str(path) in line and "arms[1] (ln): normalizer: unknown value 'layernorm'" in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_without_arms_a_config_compares_the_lessons_pair_as_before():
+    default = config.validate({})
+    assert "arms" not in default and "arms" not in config.dump(default)
+    pair = arms.of(default)
+    assert [a.name for a in pair] == ["without_bn", "with_bn"]
+    assert [(a.normalizer, a.has_population_statistics, a.scale_invariance) for a in pair] == [
+        (None, False, None),
+        ("batch_norm", True, "column"),
+    ]
+    assert pair[1].options == {"backend": "keras", "momentum": 0.99, "epsilon": 0.001}
+    spelled_out = with_arms(
+        [{"name": "without_bn"}, {"name": "with_bn", "normalizer": "batch_norm"}], **{"model.hidden_units": [100] * 3}
+    )
+    assert [(a.name, a.normalizer, a.options, a.placement) for a in arms.of(spelled_out)] == [
+        (a.name, a.normalizer, a.options, a.placement) for a in pair
+    ]
+
+
+def test_an_arms_options_default_to_the_bn_section_and_are_recorded_in_the_config():
+    c = with_arms([{"name": "n", "normalizer": "noisy_bn", "options": {"shift": 1}}], **{"bn.momentum": 0.9})
+    (arm,) = arms.of(c)
+    assert arm.options == {
+        "backend": "keras",
+        "momentum": 0.9,
+        "epsilon": 0.001,
+        "shift": 1.0,
+        "scale": 1.5,
+        "spread": 0.5,
+    }
+    assert config.validate(parse_yaml(config.dump(c)))["arms"] == c["arms"]  # what config.yaml holds runs again
+
+
+def tiny_with_arms(given):
+    """conftest's tiny MLP run with these arms."""
+    return config.validate({**parse_yaml(config.dump(tiny_mlp_config())), "arms": given})
+
+
+def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batches(tiny_mnist):
+    """Arms whose hidden layers have no bias (a normalizer before the activation) hold exactly the
+    initial kernels; and two copies of one arm, trained side by side, stay bit-identical."""
+    c = tiny_with_arms(
+        [
+            {"name": "plain"},
+            {"name": "ln", "normalizer": "layer_norm"},
+            {"name": "bn", "normalizer": "batch_norm", "options": {"backend": "manual"}},
+            {"name": "bn_again", "normalizer": "batch_norm", "options": {"backend": "manual"}},
+        ]
+    )
+    initial = models.initial_weights(c)
+    trainer = train.Trainer(c, tiny_mnist, initial)
+    assert list(trainer.networks) == ["plain", "ln", "bn", "bn_again"]
+    for network in trainer.networks.values():
+        assert all(np.array_equal(k.numpy(), w) for k, w in zip(network.kernels, initial))
+    trainer.train_steps(20)
+    bn, again = snapshot(trainer.networks["bn"]), snapshot(trainer.networks["bn_again"])
+    assert all(np.array_equal(a, b) for a, b in zip(bn, again))
+    assert not np.array_equal(snapshot(trainer.networks["ln"])[0], snapshot(trainer.networks["plain"])[0])
+
+
+@pytest.fixture(scope="module")
+def four_arms(tmp_path_factory, tiny_mnist):
+    """backends_side_by_side, cut to 120 steps on the small splits, run as `bnlab run` runs it."""
+    tree = config.apply_overrides(
+        read_yaml(CONFIGS / "backends_side_by_side.yaml"),
+        {
+            "train.steps": 120,
+            "train.eval_every": 40,
+            "train.single_samples": 20,
+            "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
+            "diagnostics.probe_images": 64,
+            "precise_bn.images": 300,
+        },
+    )
+    run_dir = tmp_path_factory.mktemp("four")
+    summary = experiment.run_experiment(config.validate(tree), run_dir, progress="none")
+    return run_dir, summary
+
+
+def test_four_arms_run_and_every_file_shows_all_four(four_arms):
+    run_dir, summary = four_arms
+    names = [a["name"] for a in FOUR]
+    assert [a["name"] for a in summary["arms"]] == names == list(summary["variants"])
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["variant"] for r in rows} == set(names)
+    with open(run_dir / "diagnostics.csv") as f:
+        assert {r["variant"] for r in csv.DictReader(f)} == set(names)
+    text = printed.report_text(summary, run_dir)
+    header = next(line for line in text.splitlines() if "without bn" in line)
+    assert all(n.replace("_", " ") in header for n in names)
+    for png in ("accuracy.png", "diagnostics.png"):
+        assert (run_dir / png).stat().st_size > 10_000
+    # The plain arm has no population statistics: its rows read n/a, never a number.
+    training_mode = next(line for line in text.splitlines() if line.startswith("single images, training mode"))
+    assert training_mode.split()[4] == "n/a" and summary["variants"]["without_bn"]["single_sample"]["training"] is None
+    assert "precise_bn" not in summary["variants"]["without_bn"]
+    assert all("precise_bn" in summary["variants"][n] for n in BN_ARMS)
+
+
+def test_the_three_bn_backends_agree_to_the_printed_precision(four_arms):
+    run_dir, summary = four_arms
+    with open(run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == schema.VALIDATION]
+    by_arm = {n: [float(r["accuracy"]) for r in rows if r["variant"] == n] for n in BN_ARMS}
+    first = by_arm[BN_ARMS[0]]
+    assert len(first) == 4 and all(np.allclose(first, other, atol=5e-5) for other in by_arm.values())
+    printed_figures = {n: f"{summary['variants'][n]['final_val_accuracy']:.4f}" for n in BN_ARMS}
+    assert len(set(printed_figures.values())) == 1, printed_figures
+
+
+def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
+    run_dir, summary = four_arms
+    with open(run_dir / "diagnostics.csv") as f:
+        rows = [{**r, "step": int(r["step"]), "value": float(r["value"])} for r in csv.DictReader(f)]
+    rows = [{**r, "layer": r["layer"] if r["layer"] == "all" else int(r["layer"])} for r in rows]
+    styles = arms.recorded(summary)
+    figure = plots.diagnostics_figure(rows, 3, "four arms", 0, styles=styles)
+    titles = [ax.get_title() for ax in figure.axes]
+    for arm in styles.values():
+        assert any(t.startswith(arm["label"] + ":") for t in titles), arm["label"]
+    effective = [t for t in titles if "effective learning rate" in t]
+    assert sorted(t.split(":")[0] for t in effective) == sorted(styles[n]["label"] for n in BN_ARMS)
+
+
+def test_exact_statistics_and_the_training_mode_check_do_not_apply_to_layer_norm(tiny_mnist, tmp_path):
+    c = tiny_with_arms(
+        [
+            {"name": "with_bn", "normalizer": "batch_norm"},
+            {"name": "ln", "normalizer": "layer_norm", "label": "LayerNorm"},
+        ]
+    )
+    summary = experiment.run_experiment(c, tmp_path, progress="none")
+    ln = summary["variants"]["ln"]
+    assert "precise_bn" not in ln and ln["single_sample"]["training"] is None
+    assert ln["single_sample"]["inference"] is not None and "precise_bn" in summary["variants"]["with_bn"]
+    with open(tmp_path / "metrics.csv") as f:
+        splits = {(r["variant"], r["split"]) for r in csv.DictReader(f)}
+    assert ("with_bn", schema.PRECISE_BN) in splits and ("ln", schema.PRECISE_BN) not in splits
+    lines = printed.report_text(summary, tmp_path).splitlines()
+    for label in printed.POPULATION_ROWS:
+        (line,) = [x for x in lines if x.startswith(label)]
+        assert line.split()[-1] == "n/a" and line.split()[-2] != "n/a"
+
+
+@pytest.mark.parametrize(
+    "invariance, groups, expected",
+    [
+        ("column", 1, lambda w: np.linalg.norm(w, axis=0)),
+        ("matrix", 1, lambda w: [np.linalg.norm(w)]),
+        ("group", 3, lambda w: [np.linalg.norm(w[:, 2 * g : 2 * g + 2]) for g in range(3)]),
+    ],
+)
+def test_the_norm_an_effective_learning_rate_divides_by_is_the_declared_one(invariance, groups, expected):
+    """A conv kernel (3x3, 4 channels in, 6 out): per column, the Frobenius norm, per group of 2 columns."""
+    kernel = np.random.default_rng(0).normal(0, 2, (3, 3, 4, 6)).astype(np.float32)
+    got = diagnostics.invariant_norms(tf.constant(kernel), invariance, groups).numpy()
+    np.testing.assert_allclose(got, expected(kernel.reshape(-1, 6)), rtol=1e-5)
