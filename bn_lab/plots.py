@@ -1,6 +1,7 @@
-"""Figures. Each function takes plain rows (dicts as in metrics.csv / summary.csv), the arms'
-styles ({arm name: {"label", "color", ...}} in the run's order: arms.Arm.as_dict, or
-arms.recorded(summary)) and a path.
+"""A run's figures (accuracy.png, diagnostics.png, landscape.png, paper_fig1.png; a sweep's are
+bn_lab.report_figures). Each function takes plain rows (dicts as in metrics.csv /
+diagnostics.csv) and, as `styles`, how each arm is shown ({arm name: {"label", "color", ...}} in
+the run's order: arms.Arm.as_dict, or arms.recorded(summary); default: the lesson's pair).
 
 Figures are matplotlib `Figure` objects made without pyplot: no global state, no backend to
 choose, nothing to close, and a figure a function returns (`accuracy_figure`, for
@@ -86,100 +87,6 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
     return figure
 
 
-def heatmap(
-    panels: dict,
-    row_labels: list[str],
-    column_labels: list[str],
-    path: str | Path,
-    title: str,
-    column_title: str = "",
-    value_label: str = "validation accuracy",
-    *,
-    styles: dict | None = None,
-) -> None:
-    """Side-by-side panels, one per arm, of a value per grid point, annotated.
-
-    panels: variant -> {"values": rows x columns of floats (NaN: nothing to colour, e.g.
-    diverged or missing), "texts": rows x columns of annotations, optional "hatched": rows x
-    columns of bools (e.g. diverged on every seed)}. One colour scale, 0 to 1.
-    """
-    styles = styles or LESSON_STYLES
-    import numpy as np
-    from matplotlib import colormaps
-    from matplotlib.patches import Rectangle
-
-    variants = [v for v in styles if v in panels]
-    rows, columns = len(row_labels), len(column_labels)
-    figure = new_figure(figsize=(len(variants) * (1.5 * columns + 2.2), 0.8 * rows + 1.8), layout="constrained")
-    axes = figure.subplots(1, len(variants), squeeze=False)
-    colours = colormaps["viridis"].with_extremes(bad="lightgrey")  # diverged or missing: no accuracy
-    for ax, variant in zip(axes[0], variants):
-        values = np.ma.masked_invalid(np.array(panels[variant]["values"], dtype=float))
-        image = ax.imshow(values, cmap=colours, vmin=0, vmax=1, aspect="auto")
-        for r in range(rows):
-            for c in range(columns):
-                dark = values.mask[r, c] or values[r, c] > 0.6  # viridis is light at the top
-                hatched = bool(panels[variant].get("hatched") and panels[variant]["hatched"][r][c])
-                if hatched:
-                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="grey"))
-                ax.text(
-                    c,
-                    r,
-                    panels[variant]["texts"][r][c],
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="black" if dark else "white",
-                    bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None,
-                )
-        ax.set_xticks(range(columns), column_labels)
-        ax.set_yticks(range(rows), row_labels)
-        ax.set_xlabel(column_title)
-        ax.set_title(styles[variant]["label"])
-    figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label=value_label)
-    figure.suptitle(title)
-    files.save_figure(path, figure)
-
-
-def curves(
-    panels: list[dict], rows: int, columns: int, path: str | Path, title: str, *, styles: dict | None = None
-) -> None:
-    """Small multiples: validation accuracy vs step, one panel per grid point, every seed overlaid.
-
-    panels: {"title", "row", "column", "lines": [{"variant", "seed", "steps", "accuracies",
-    "diverged_at"}]}. A diverged line ends with an x at its last evaluation.
-    """
-    styles = styles or LESSON_STYLES
-    from matplotlib.lines import Line2D
-
-    figure = new_figure(figsize=(3.2 * columns + 0.5, 2.4 * rows + 1.2), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for panel in panels:
-        ax = axes[panel["row"]][panel["column"]]
-        ax.set_visible(True)
-        for line in panel["lines"]:
-            style = styles[line["variant"]]
-            ax.plot(line["steps"], line["accuracies"], color=style["color"], alpha=0.7, linewidth=1)
-            if line["diverged_at"] is not None and line["steps"]:
-                ax.plot(line["steps"][-1], line["accuracies"][-1], "x", color=style["color"], markersize=7)
-        if not panel["lines"]:
-            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes, color="grey")
-        ax.set_ylim(0, 1)
-        ax.set_title(panel["title"], fontsize=9)
-        ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("training step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("validation accuracy")
-    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in styles.values()]
-    handles.append(Line2D([], [], color="grey", marker="x", linestyle="", label="diverged"))
-    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
-    figure.suptitle(title)
-    files.save_figure(path, figure)
-
-
 # --- inside the network (diagnostics.csv) ---------------------------------------------------
 
 DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log scale)
@@ -188,7 +95,7 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
     ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
     (
-        "effective learning rate of a BN layer's kernel (SGD: lr/‖w‖², Adam: lr/‖w‖), mean over columns",
+        "effective learning rate (SGD: lr/‖w‖², Adam: lr/‖w‖; w: a scale-invariant part)",
         "effective_lr",
         None,
         True,
@@ -421,68 +328,5 @@ def paper_fig1_figure(
     shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
     for ax in bands:
         ax.set_ylim(shared)
-    figure.suptitle(title)
-    return figure
-
-
-def mechanism_figure(panels: list[dict], title: str, *, styles: dict | None = None):
-    """mechanism.png: why BN only sometimes rescues relu with a bad init, one column per grid point.
-
-    Top, one row per arm that has one: its effective learning rate (lr/‖w‖² with SGD) per hidden
-    layer (a scale-invariant layer's real step size); bottom: the dead fraction of the last hidden
-    layer, every arm. panels: {"title", "seeds": [{"seed", "effective_lr": {arm: {layer: (steps,
-    values)}}, "dead": {arm: (steps, values)}}]}; every seed is a line.
-    """
-    styles = styles or LESSON_STYLES
-    from matplotlib import colormaps
-
-    normalized = [v for v in styles if any(v in s["effective_lr"] for p in panels for s in p["seeds"])]
-    rows = len(normalized) + 1
-    figure = new_figure(figsize=(3.8 * len(panels) + 0.6, 3.1 * rows), layout="constrained")
-    axes = figure.subplots(rows, len(panels), squeeze=False, sharex="col")
-    for row in axes[:-1]:  # one scale for every cell's effective learning rate: lr 0.01's is 100x below lr 1's
-        for top in row:
-            if top is not axes[0][0]:
-                top.sharey(axes[0][0])
-    for column, panel in enumerate(panels):
-        bottom = axes[-1][column]
-        layers = max((len(lr) for s in panel["seeds"] for lr in s["effective_lr"].values()), default=1)
-        colours = colormaps["viridis"].resampled(max(layers, 2))
-        for i, seed in enumerate(panel["seeds"]):
-            for top, variant in zip(axes[:-1, column], normalized):
-                for layer, (steps, values) in seed["effective_lr"].get(variant, {}).items():
-                    top.plot(
-                        steps,
-                        values,
-                        color=colours(layer - 1),
-                        linewidth=1,
-                        alpha=0.8,
-                        label=f"layer {layer}" if i == 0 else None,
-                    )
-            for variant, (steps, values) in seed["dead"].items():
-                style = styles[variant]
-                bottom.plot(
-                    steps,
-                    values,
-                    color=style["color"],
-                    linewidth=1,
-                    alpha=0.8,
-                    label=style["label"] if i == 0 else None,
-                    marker="o" if len(steps) == 1 else None,
-                    markersize=3,
-                )  # a network that diverged at once: one point
-        for row, (top, variant) in enumerate(zip(axes[:-1, column], normalized)):
-            if top.lines:
-                top.set_yscale("log")
-                top.legend(fontsize=7, loc="upper right")
-            heading = f"{panel['title']}\n" if row == 0 else ""
-            top.set_title(f"{heading}{styles[variant]['label']}: effective learning rate", fontsize=9)
-        if bottom.lines:
-            bottom.legend(fontsize=7, loc="best")
-        bottom.set_title("dead units, last hidden layer (fraction)", fontsize=9)
-        bottom.set_ylim(-0.03, 1.03)
-        bottom.set_xlabel("training step")
-        for ax in axes[:, column]:
-            ax.grid(alpha=0.3)
     figure.suptitle(title)
     return figure

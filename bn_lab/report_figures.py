@@ -1,8 +1,9 @@
 """A sweep report's figures: heatmap.png (a figure per grid point), curves.png (every seed's curve),
 mechanism.png (inside the relu bad-init cells).
 
-Each takes `results`, a report.SweepResults (the sweep's files, read), and a path; matplotlib loads
-only to draw. (report imports this module, not the other way round.)
+Each takes `results`, a sweep_results.SweepResults (the sweep's files, read), and a path, builds the
+panels and draws them (the `*_figure` functions below: matplotlib loads only to draw, through
+plots.new_figure). report imports this module, not the other way round.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bn_lab import files, outcome, rundir, schema
+from bn_lab import files, outcome, plots, rundir, schema
 from bn_lab.sweeps.spec import Axis
 
 
@@ -51,8 +52,6 @@ def figure_grid(results):
 
 
 def heatmap(results, path: Path) -> None:
-    from bn_lab import plots
-
     row_labels, column_labels, places, column_key = figure_grid(results)
     panels = {}
     for v in results.styles:
@@ -74,21 +73,19 @@ def heatmap(results, path: Path) -> None:
         panels[v] = {"values": values, "texts": texts, "hatched": hatched}
     figure = results.points[0].figure if results.points else "late"
     title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure]}, mean over seeds"
-    plots.heatmap(
+    figure = heatmap_figure(
         panels,
         row_labels,
         column_labels,
-        path,
         title,
+        results.styles,
         column_title=column_key,
         value_label=outcome.FIGURES[figure],
-        styles=results.styles,
     )
+    files.save_figure(path, figure)
 
 
 def curves(results, path: Path) -> None:
-    from bn_lab import plots
-
     row_labels, column_labels, places, _ = figure_grid(results)
     sweep_dir = path.parent
     by_cell = {c["name"]: c for c in results.manifest["cells"]}
@@ -107,7 +104,7 @@ def curves(results, path: Path) -> None:
         row, column = places[p.name]
         panels.append({"title": p.name, "row": row, "column": column, "lines": lines})
     title = f"sweep {results.manifest['name']}: validation accuracy (every seed)"
-    plots.curves(panels, len(row_labels), len(column_labels), path, title, styles=results.styles)
+    files.save_figure(path, curves_figure(panels, len(row_labels), len(column_labels), title, results.styles))
 
 
 # Weights this much larger than a good init's (0.05 in the lesson) are a bad init: the lesson's is 5.0.
@@ -116,8 +113,6 @@ BAD_INIT_SCALE = 1.0
 
 def _diagnostics_series(run_dir: Path) -> dict:
     """(variant, layer, quantity) -> (steps, values) from a run's diagnostics.csv ({} if it has none)."""
-    from bn_lab import plots
-
     try:
         return plots.indexed(schema.read_table(run_dir / rundir.DIAGNOSTICS, schema.DIAGNOSTICS_COLUMNS))
     except (OSError, ValueError):  # none, or damaged: the figure goes without this cell's diagnostics
@@ -131,8 +126,6 @@ def mechanism(results, path: Path) -> bool:
     has one (a normalized arm), and the dead fraction of the last hidden layer of every arm, over
     training, every seed.
     """
-    from bn_lab import plots
-
     panels = []
     for p in results.points:
         cells = [
@@ -174,5 +167,158 @@ def mechanism(results, path: Path) -> bool:
         path.unlink(missing_ok=True)  # an earlier report's figure would describe other cells
         return False
     title = f"sweep {results.manifest['name']}: relu with a bad init, inside the network (every seed)"
-    files.save_figure(path, plots.mechanism_figure(panels, title, styles=results.styles))
+    files.save_figure(path, mechanism_figure(panels, title, results.styles))
     return True
+
+
+# --- drawing (matplotlib loads here, through plots) -------------------------------------------
+
+
+def heatmap_figure(
+    panels: dict,
+    row_labels: list[str],
+    column_labels: list[str],
+    title: str,
+    styles: dict,
+    column_title: str = "",
+    value_label: str = "validation accuracy",
+):
+    """Side-by-side panels, one per arm, of a value per grid point, annotated.
+
+    panels: variant -> {"values": rows x columns of floats (NaN: nothing to colour, e.g.
+    diverged or missing), "texts": rows x columns of annotations, optional "hatched": rows x
+    columns of bools (e.g. diverged on every seed)}. One colour scale, 0 to 1.
+    """
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
+    variants = [v for v in styles if v in panels]
+    rows, columns = len(row_labels), len(column_labels)
+    figure = plots.new_figure(figsize=(len(variants) * (1.5 * columns + 2.2), 0.8 * rows + 1.8), layout="constrained")
+    axes = figure.subplots(1, len(variants), squeeze=False)
+    colours = colormaps["viridis"].with_extremes(bad="lightgrey")  # diverged or missing: no accuracy
+    for ax, variant in zip(axes[0], variants):
+        values = np.ma.masked_invalid(np.array(panels[variant]["values"], dtype=float))
+        image = ax.imshow(values, cmap=colours, vmin=0, vmax=1, aspect="auto")
+        for r in range(rows):
+            for c in range(columns):
+                dark = values.mask[r, c] or values[r, c] > 0.6  # viridis is light at the top
+                hatched = bool(panels[variant].get("hatched") and panels[variant]["hatched"][r][c])
+                if hatched:
+                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="grey"))
+                ax.text(
+                    c,
+                    r,
+                    panels[variant]["texts"][r][c],
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if dark else "white",
+                    bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None,
+                )
+        ax.set_xticks(range(columns), column_labels)
+        ax.set_yticks(range(rows), row_labels)
+        ax.set_xlabel(column_title)
+        ax.set_title(styles[variant]["label"])
+    figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label=value_label)
+    figure.suptitle(title)
+    return figure
+
+
+def curves_figure(panels: list[dict], rows: int, columns: int, title: str, styles: dict):
+    """Small multiples: validation accuracy vs step, one panel per grid point, every seed overlaid.
+
+    panels: {"title", "row", "column", "lines": [{"variant", "seed", "steps", "accuracies",
+    "diverged_at"}]}. A diverged line ends with an x at its last evaluation.
+    """
+    from matplotlib.lines import Line2D
+
+    figure = plots.new_figure(figsize=(3.2 * columns + 0.5, 2.4 * rows + 1.2), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for panel in panels:
+        ax = axes[panel["row"]][panel["column"]]
+        ax.set_visible(True)
+        for line in panel["lines"]:
+            style = styles[line["variant"]]
+            ax.plot(line["steps"], line["accuracies"], color=style["color"], alpha=0.7, linewidth=1)
+            if line["diverged_at"] is not None and line["steps"]:
+                ax.plot(line["steps"][-1], line["accuracies"][-1], "x", color=style["color"], markersize=7)
+        if not panel["lines"]:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_ylim(0, 1)
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy")
+    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in styles.values()]
+    handles.append(Line2D([], [], color="grey", marker="x", linestyle="", label="diverged"))
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
+    figure.suptitle(title)
+    return figure
+
+
+def mechanism_figure(panels: list[dict], title: str, styles: dict):
+    """mechanism.png: why BN only sometimes rescues relu with a bad init, one column per grid point.
+
+    Top, one row per arm that has one: its effective learning rate (lr/‖w‖² with SGD) per hidden
+    layer (a scale-invariant layer's real step size); bottom: the dead fraction of the last hidden
+    layer, every arm. panels: {"title", "seeds": [{"seed", "effective_lr": {arm: {layer: (steps,
+    values)}}, "dead": {arm: (steps, values)}}]}; every seed is a line.
+    """
+    from matplotlib import colormaps
+
+    normalized = [v for v in styles if any(v in s["effective_lr"] for p in panels for s in p["seeds"])]
+    rows = len(normalized) + 1
+    figure = plots.new_figure(figsize=(3.8 * len(panels) + 0.6, 3.1 * rows), layout="constrained")
+    axes = figure.subplots(rows, len(panels), squeeze=False, sharex="col")
+    for row in axes[:-1]:  # one scale for every cell's effective learning rate: lr 0.01's is 100x below lr 1's
+        for top in row:
+            if top is not axes[0][0]:
+                top.sharey(axes[0][0])
+    for column, panel in enumerate(panels):
+        bottom = axes[-1][column]
+        layers = max((len(lr) for s in panel["seeds"] for lr in s["effective_lr"].values()), default=1)
+        colours = colormaps["viridis"].resampled(max(layers, 2))
+        for i, seed in enumerate(panel["seeds"]):
+            for top, variant in zip(axes[:-1, column], normalized):
+                for layer, (steps, values) in seed["effective_lr"].get(variant, {}).items():
+                    top.plot(
+                        steps,
+                        values,
+                        color=colours(layer - 1),
+                        linewidth=1,
+                        alpha=0.8,
+                        label=f"layer {layer}" if i == 0 else None,
+                    )
+            for variant, (steps, values) in seed["dead"].items():
+                style = styles[variant]
+                bottom.plot(
+                    steps,
+                    values,
+                    color=style["color"],
+                    linewidth=1,
+                    alpha=0.8,
+                    label=style["label"] if i == 0 else None,
+                    marker="o" if len(steps) == 1 else None,
+                    markersize=3,
+                )  # a network that diverged at once: one point
+        for row, (top, variant) in enumerate(zip(axes[:-1, column], normalized)):
+            if top.lines:
+                top.set_yscale("log")
+                top.legend(fontsize=7, loc="upper right")
+            heading = f"{panel['title']}\n" if row == 0 else ""
+            top.set_title(f"{heading}{styles[variant]['label']}: effective learning rate", fontsize=9)
+        if bottom.lines:
+            bottom.legend(fontsize=7, loc="best")
+        bottom.set_title("dead units, last hidden layer (fraction)", fontsize=9)
+        bottom.set_ylim(-0.03, 1.03)
+        bottom.set_xlabel("training step")
+        for ax in axes[:, column]:
+            ax.grid(alpha=0.3)
+    figure.suptitle(title)
+    return figure
