@@ -190,7 +190,7 @@ def run_config(
     progress: str = "auto",
     command_line: str | None = None,
 ) -> Path:
-    """Trains the pair of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
+    """Trains the arms of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
 
     --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
     Without `out`, the new run directory gets a `latest` link beside it.
@@ -299,7 +299,8 @@ def run(
     overrides: Mapping[str, Any] | None = None,
     **dotted: Any,
 ) -> Run | SweepRun:
-    """Trains the pair of `config` (a YAML path or a mapping) and returns the finished Run.
+    """Trains the arms of `config` (a YAML path or a mapping; the lesson's pair unless it lists
+    `arms:`) and returns the finished Run.
 
     Overrides come as a mapping or as keyword arguments with dotted keys:
     `bn_lab.run("configs/smoke.yaml", seed=1, **{"train.steps": 500})`. With `seeds=[0, 1, 2]`

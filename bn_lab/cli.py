@@ -168,12 +168,12 @@ def main():
 @click.option(
     "--seeds",
     metavar="S1,S2",
-    help="Train the pair for each of these seeds (e.g. 0,1,2,3,4) into one directory, and print a table over seeds.",
+    help="Train the arms for each of these seeds (e.g. 0,1,2,3,4) into one directory, and print a table over seeds.",
 )
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --seeds: seeds at once.")
 @click.option("--quiet", is_flag=True, help="No progress and no summary on stdout.")
 def run(config_file, overrides, out, results_root, device, force, seeds, jobs, quiet):
-    """Train the pair (without and with BN) described by CONFIG (a YAML file).
+    """Train the arms described by CONFIG (a YAML file): the pair without and with BN, or its arms:.
 
     Writes config.yaml, environment.json, metrics.csv, summary.json, weights.npz,
     accuracy.png, diagnostics.csv, diagnostics.png and TensorBoard events into the

