@@ -151,14 +151,16 @@ FIELDS: dict[str, Field] = {
     # Exact population statistics (PreciseBN) for the BN network at every validation evaluation.
     # 3,000 images = 50 batches of 60: the per-batch noise of the averaged mean shrinks by
     # sqrt(50), while the cost stays a few percent of the run's (scripts/bench.py measures it).
-    "precise_bn.enabled": Field(True, bool, "also evaluate the BN network with exact population statistics"),
+    "precise_bn.enabled": Field(
+        True, bool, "also evaluate each arm that has population statistics (BN) with exact ones"
+    ),
     "precise_bn.images": Field(
         3000,
         int,
         "training images the exact statistics average over (whole batches, at most data.train_limit)",
         _between(1, 55000),
     ),
-    # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape): see the README;
+    # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape, bn_lab.ics): see the README;
     # their cost is measured by scripts/bench.py.
     "diagnostics.enabled": Field(True, bool, "measure every hidden layer at every validation evaluation"),
     "diagnostics.probe_images": Field(
@@ -168,6 +170,11 @@ FIELDS: dict[str, Field] = {
         0, int, "the unit whose input percentiles are drawn (the paper's typical unit)", _at_least(0)
     ),
     "diagnostics.landscape": Field(False, bool, "also probe the loss landscape along the gradient (slower)"),
+    "diagnostics.ics": Field(
+        False,
+        bool,
+        "also measure internal covariate shift: each layer's gradient before and after the layers below it step (slower)",
+    ),
     "diagnostics.paper_figure": Field(False, bool, "also draw paper_fig1.png (the paper's Fig. 1)"),
 }
 

@@ -95,13 +95,19 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("dead (relu) / saturated (sigmoid) units, fraction", "inactive", None, False),
     ("kernel: mean column norm ‖w‖", "kernel_norm", None, True),
     (
-        "effective learning rate (SGD: lr/‖w‖², Adam: lr/‖w‖; w: a scale-invariant part)",
+        "effective learning rate (lr/‖w‖², Adam: lr/‖w‖)",
         "effective_lr",
         None,
         True,
     ),
     ("gradient norm of the kernel, last training step", "gradient_norm", None, True),
+    # Opt-in (diagnostics.ics, bn_lab.ics): drawn only when measured.
+    ("internal covariate shift ‖G − G′‖ (layer 1: 0, nothing below)", "ics_l2", None, True),
+    ("internal covariate shift: cos(G, G′)", "ics_cosine", None, False),
 )
+
+
+OPT_IN = ("ics_l2", "ics_cosine")
 
 
 def indexed(rows) -> dict:
@@ -181,7 +187,10 @@ def diagnostics_figure(
 
     inactive = _inactive_name(rows)
     index = indexed(rows)
-    quantity_rows = [r for r in DIAGNOSTIC_ROWS if r[1] != "inactive" or inactive]
+    measured = {quantity for _, _, quantity in index}
+    quantity_rows = [
+        r for r in DIAGNOSTIC_ROWS if (r[1] != "inactive" or inactive) and (r[1] not in OPT_IN or r[1] in measured)
+    ]
     height = 2.3 * (1 + len(quantity_rows)) + 1.0
     # Fixed margins, not layout="constrained": on these ~20 axes it took most of the
     # figure's ~2 s, which counted against the diagnostics' cost.

@@ -3,8 +3,8 @@ batches, concurrently.
 
 Speed comes from running a whole chunk of steps (the steps between two evaluations) inside one
 XLA-compiled tf.while_loop per arm; the chunk's batches come from bn_lab.batches, the checks at
-each evaluation from bn_lab.evaluation, the diagnostics from bn_lab.diagnostics and
-bn_lab.landscape.
+each evaluation from bn_lab.evaluation, the diagnostics from bn_lab.diagnostics,
+bn_lab.landscape and bn_lab.ics.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Trainer:
             indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
         self.checks = Evaluator(self.networks, self.loss, jit, self.precise_batches)
-        self.probes, self.landscapes = {}, {}
+        self.probes, self.landscapes, self.shifts = {}, {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:
             from bn_lab import diagnostics
@@ -109,6 +109,10 @@ class Trainer:
             self.landscapes = {
                 a: landscape.Landscape(config, self.networks[a], self.loss, jit=False) for a in self.arms
             }
+        if diagnostics_config["ics"]:
+            from bn_lab import ics
+
+            self.shifts = {a: ics.ICS(self.networks[a], self.loss, self.optimizers[a]) for a in self.arms}
         self._train_chunk = {
             a: runtime.compiled(lambda *args, a=a: self._train_chunk_impl(a, *args), jit_compile=jit) for a in self.arms
         }
@@ -229,6 +233,9 @@ class Trainer:
         if arm in self.landscapes:
             found = self.landscapes[arm].probe(*self.current_batch())
             rows += [dict(variant=arm, step=step, layer="all", quantity=q, value=v) for q, v in found.items()]
+        if arm in self.shifts:
+            for layer, found in enumerate(self.shifts[arm].probe(*self.current_batch()), start=1):
+                rows += [dict(variant=arm, step=step, layer=layer, quantity=q, value=v) for q, v in found.items()]
         return rows, histograms
 
     def train_steps(self, count: int) -> dict:
@@ -278,7 +285,7 @@ class Trainer:
                     new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
                 if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
                     new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
-                if self.probes or self.landscapes:
+                if self.probes or self.landscapes or self.shifts:
                     measurements[v] = self.measure(v, step)
                     diagnostics.extend(measurements[v][0])
             evaluations.extend(new)
