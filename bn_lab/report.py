@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bn_lab import arms, files, outcome, report_figures, rundir
+from bn_lab import arms, files, intervals, outcome, report_figures, rundir
 from bn_lab.sweep_results import (
     Point,
     SweepResults,
@@ -32,7 +32,10 @@ about that class's share (~0.10), a real result of training, so it is in the mea
 uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
 same batches) over the seeds where neither network diverged (with more arms: each arm's uplift
 over the first arm's). Success counts the seeds whose
-{figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned."""
+{figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned.
+The 95% confidence intervals: of a success rate, Wilson's score interval (it stays in [0, 1] and
+near 95% coverage with few seeds; 4/5 is 0.38-0.96); of an uplift, Student's t on the paired
+differences (a bootstrap of five differences is too narrow)."""
 INSIDE = """Inside the network (diagnostics on): at the last evaluation, the share of the last hidden layer's
 units that are dead (relu: input never positive on the probe images) or saturated (sigmoid:
 |input| > 4 on 95% of them), and each normalized arm's effective learning rate of that layer (lr/‖w‖² with SGD,
@@ -173,7 +176,9 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         + [f"{figure} val acc {label[v]}" for v in names]
         + [f"late val acc {label[v]}, exact stats" for v in population]
         + [f"{styles[v]['short']} uplift" for v in others]
+        + [f"{styles[v]['short']} uplift, 95% CI (paired t)" for v in others]
         + [f"success {label[v]}" for v in names]
+        + [f"success {label[v]}, 95% CI (Wilson)" for v in names]
     )
     inside = measured_inside(results)
     if inside:  # diagnostics were on: what happened inside, at the end of training
@@ -187,7 +192,9 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         row += [accuracy_text(p, v) for v in names]
         row += [precise_text(p, v) for v in population]
         row += [_mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
+        row += [intervals.uplift_text(p.uplifts(v, reference)) for v in others]
         row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
+        row += [intervals.rate_text(p.successes(v, threshold), done) for v in names]
         if inside:
             row += [_mean_text(p.inside(v, "inactive"), digits=".2f") for v in names]
             row += [_mean_text(p.inside(v, "effective_lr"), digits=".1e") for v in normalized]
@@ -327,5 +334,11 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
         + ", ".join(f"{styles[v]['label']} {learned[v]}/{done}" for v in styles)
         + f"; late accuracy >= {threshold:g}: "
         + ", ".join(f"{styles[v]['label']} {reached[v]}/{done}" for v in styles),
+        "95% CI of each rate (Wilson): "
+        + "; ".join(
+            f"{styles[v]['label']} learned {intervals.rate_text(learned[v], done)}, "
+            f">= {threshold:g} {intervals.rate_text(reached[v], done)}"
+            for v in styles
+        ),
     ]
     return "\n".join(lines)

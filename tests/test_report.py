@@ -314,3 +314,42 @@ def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
             for variant in ("without_bn", "with_bn"):
                 expected_curves.append(tuple(float(r["accuracy"]) for r in rows if r["variant"] == variant))
         assert curves == sorted(expected_curves), point
+
+
+# Wilson 95% intervals of k successes in 2 seeds (Brown, Cai & DasGupta 2001), and t(0.975, 1).
+WILSON_OF_2 = {0: "0/2 (0.00-0.66)", 1: "1/2 (0.09-0.91)", 2: "2/2 (0.34-1.00)"}
+T_975_1 = 12.7062
+
+
+def test_success_rates_and_uplifts_carry_95_percent_intervals(smoke):
+    threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")
+    assert bnlab("report", smoke, "--threshold", threshold).returncode == 0
+    report_md = (smoke / "report.md").read_text()
+    rows = table_rows(report_md)
+    for point in POINTS:
+        for column in ("without BN", "with BN"):
+            successes = int(rows[point][f"success {column}"].split("/")[0])
+            assert rows[point][f"success {column}, 95% CI (Wilson)"] == WILSON_OF_2[successes], (point, column)
+        summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob(f"{point}_seed*/summary.json"))]
+        paired = [
+            figure(s["variants"]["with_bn"], "late") - figure(s["variants"]["without_bn"], "late")
+            for s in summaries
+            if not (s["variants"]["with_bn"]["diverged"] or s["variants"]["without_bn"]["diverged"])
+        ]
+        if len(paired) == 2:
+            mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
+            assert rows[point]["BN uplift, 95% CI (paired t)"] == f"{mean - half:+.4f} to {mean + half:+.4f}", point
+        else:
+            assert rows[point]["BN uplift, 95% CI (paired t)"] == "—", point
+    assert rows["relu_goodinit"]["success with BN, 95% CI (Wilson)"] == "1/2 (0.09-0.91)"
+    assert "Wilson's score interval" in report_md
+
+
+def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
+    from bn_lab import intervals, report
+
+    text = report.seeds_table(smoke, 0.9)
+    summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob("*_seed*/summary.json"))]
+    learned = sum(s["variants"]["with_bn"]["outcome"] == "learned" for s in summaries)
+    assert f"with BN learned {intervals.rate_text(learned, 8)}" in text.splitlines()[-1]
+    assert text.splitlines()[-1].startswith("95% CI of each rate (Wilson): without BN learned ")

@@ -1,0 +1,47 @@
+"""The 95% intervals of the report (bn_lab.intervals) against known values."""
+
+import math
+import statistics
+
+import pytest
+
+from bn_lab import intervals
+
+
+@pytest.mark.parametrize(
+    "successes, n, low, high",
+    [
+        (4, 5, 0.3755, 0.9638),  # Wilson 1927; e.g. Brown, Cai & DasGupta 2001's tables
+        (0, 5, 0.0, 0.4345),
+        (5, 5, 0.5655, 1.0),
+        (10, 20, 0.2993, 0.7007),
+        (1, 1, 0.2065, 1.0),
+    ],
+)
+def test_wilson_interval_matches_known_values(successes, n, low, high):
+    found = intervals.wilson(successes, n)
+    assert found == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_of_no_trials_is_none_and_its_bounds_stay_in_zero_one():
+    assert intervals.wilson(0, 0) is None
+    for n in range(1, 40):
+        for k in range(n + 1):
+            low, high = intervals.wilson(k, n)
+            assert 0 <= low <= k / n <= high <= 1
+
+
+def test_t_quantiles_are_students():
+    assert intervals.t_975(4) == 2.7764 and intervals.t_975(1) == 12.7062
+    for df, quantile in ((40, 2.0211), (60, 2.0003), (120, 1.9799)):  # t tables
+        assert intervals.t_975(df) == pytest.approx(quantile, abs=2e-4)
+
+
+def test_paired_t_interval_is_mean_plus_minus_t_times_the_standard_error():
+    differences = [0.031, 0.036, 0.033, 0.038, 0.032]
+    low, high = intervals.paired_t(differences)
+    half = 2.7764 * statistics.stdev(differences) / math.sqrt(5)
+    assert (low, high) == pytest.approx((statistics.mean(differences) - half, statistics.mean(differences) + half))
+    assert intervals.paired_t([0.1]) is None and intervals.paired_t([]) is None
+    assert intervals.uplift_text(differences) == f"{low:+.4f} to {high:+.4f}"
+    assert intervals.rate_text(4, 5) == "4/5 (0.38-0.96)" and intervals.rate_text(0, 0) == "—"
