@@ -115,6 +115,7 @@ LESSON = (
 )
 
 LESSON_NAMES = tuple(a["name"] for a in LESSON)
+LESSON_STYLES = {a["name"]: a for a in LESSON}  # how figures show the pair (Arm.as_dict's keys)
 
 
 def lesson(config: dict) -> tuple[Arm, ...]:

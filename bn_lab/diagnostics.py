@@ -71,11 +71,11 @@ def invariant_norms(kernel, invariance: str, groups: int = 1):
     SCALE_INVARIANCE): each column, the whole matrix (Frobenius), or each group of columns."""
     if invariance == "matrix":
         return tf.norm(kernel)[None]
-    columns = tf.reshape(kernel, (-1, kernel.shape[-1]))
     if invariance == "group":
+        columns = tf.reshape(kernel, (-1, kernel.shape[-1]))
         grouped = tf.reshape(columns, (columns.shape[0], groups, -1))
         return tf.norm(tf.transpose(grouped, (1, 0, 2)), axis=(1, 2))
-    return tf.norm(columns, axis=0)
+    return column_norms(kernel)
 
 
 class Probe:
@@ -103,7 +103,12 @@ class Probe:
             flat = tf.reshape(h, (-1, h.shape[-1]))  # (probe values, units): a conv unit is a channel
             unit_mean, unit_std = tf.reduce_mean(flat, axis=0), tf.math.reduce_std(flat, axis=0)
             norms = column_norms(kernel)
-            invariant = invariant_norms(kernel, self.invariance, self.groups[k]) if self.invariance else norms
+            # A column-invariant layer (BN) divides by the column norms already taken.
+            invariant = (
+                invariant_norms(kernel, self.invariance, self.groups[k])
+                if self.invariance not in (None, "column")
+                else norms
+            )
             layer = {
                 "unit": percentiles(flat[:, self.unit]),
                 "spread": tf.stack(

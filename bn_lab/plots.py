@@ -16,9 +16,6 @@ from pathlib import Path
 
 from bn_lab import arms, files, schema
 
-# The figures of a run without recorded arms show the lesson's pair.
-LESSON_STYLES = {a["name"]: a for a in arms.LESSON}
-
 
 def new_figure(**options):
     from matplotlib.figure import Figure
@@ -51,7 +48,7 @@ def accuracy_plot(
 
 def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None, *, styles: dict | None = None):
     """Validation accuracy vs training step for every arm on one plot, y from 0 to 1."""
-    styles = styles or LESSON_STYLES
+    styles = styles or arms.LESSON_STYLES
     figure = new_figure(figsize=(8, 4.5))
     axes = figure.subplots()
     for variant, style in styles.items():
@@ -181,7 +178,7 @@ def diagnostics_figure(
     """diagnostics.png: the last hidden layer's percentile bands, one column per arm, then one row
     per quantity across layers (the effective learning rate only for the arms that have one, across
     the whole row when one arm has it); the layers' colours are keyed once, under the title."""
-    styles = styles or LESSON_STYLES
+    styles = styles or arms.LESSON_STYLES
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
@@ -271,7 +268,7 @@ def diagnostics_figure(
 
 def landscape_figure(rows: list[dict], title: str, *, styles: dict | None = None):
     """landscape.png: loss variation, gradient predictiveness, β-smoothness over training, every arm."""
-    styles = styles or LESSON_STYLES
+    styles = styles or arms.LESSON_STYLES
     from bn_lab.landscape import BANDS
 
     index = indexed(rows)
@@ -308,7 +305,7 @@ def paper_fig1_figure(
 ):
     """The paper's Fig. 1: (a) test accuracy vs step, then one unit's percentiles, one panel per arm
     ((b) without BN, (c) with BN in the lesson)."""
-    styles = styles or LESSON_STYLES
+    styles = styles or arms.LESSON_STYLES
     index = indexed(diagnostic_rows)
     figure = new_figure(figsize=(4.3 * (1 + len(styles)), 3.8), layout="constrained")
     a, *bands = figure.subplots(1, 1 + len(styles))

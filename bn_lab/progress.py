@@ -26,7 +26,7 @@ class Progress:
     def text(evaluations, shorts: dict[str, str] | None = None) -> str:
         """'validation acc noBN 0.97  BN 0.98  (exact stats 0.98)  test acc noBN 0.96  BN 0.98': one part per
         split; shorts default to the lesson's pair's."""
-        shorts = shorts or {a["name"]: a["short"] for a in arms.LESSON}
+        shorts = shorts or {name: style["short"] for name, style in arms.LESSON_STYLES.items()}
         parts = {}  # split (exact statistics go with the validation split they were taken on) -> its texts
         for e in evaluations:
             if e.split == schema.PRECISE_BN:

@@ -112,7 +112,7 @@ class SweepResults:
         for s in self.summaries.values():
             for name, style in arms.recorded(s).items():
                 found.setdefault(name, style)
-        return found or {a["name"]: dict(a) for a in arms.LESSON}
+        return found or dict(arms.LESSON_STYLES)
 
 
 def check_options(threshold, figure: str) -> None:
