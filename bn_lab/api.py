@@ -265,11 +265,12 @@ class SweepRun:
             if rundir.is_complete(self.path / c["name"])
         }
 
-    def table(self, figure: str = "late") -> list[dict]:
-        """One row per finished cell, as summary.csv has them."""
+    def table(self, figure: str = "late", threshold: float = 0.9) -> list[dict]:
+        """One row per finished cell, as summary.csv has them (successes: `figure` >= threshold)."""
         from bn_lab import report
 
-        return report.summary_rows(report.collect(self.path, figure))
+        report.check_options(threshold, figure)
+        return report.summary_rows(report.collect(self.path, figure), threshold)
 
     def report(self, threshold: float = 0.9, figure: str = "late") -> str:
         """Writes the report files again and returns the printed table."""

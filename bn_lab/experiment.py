@@ -152,6 +152,20 @@ def run_experiment(
     summary_data = summary(
         config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels
     )
+    if config["diagnostics"]["ics"] and result.diagnostics:
+        motion = {n: (v.get("covariate_shift") or {}).get("band_motion") for n, v in summary_data["variants"].items()}
+        files.save_figure(
+            workdir / rundir.COVARIATE_SHIFT_PLOT,
+            plots.covariate_shift_figure(
+                rows,
+                result.diagnostics,
+                _hidden_layers(config),
+                config["diagnostics"]["unit"],
+                printed.title(config),
+                motion,
+                styles=styles(config),
+            ),
+        )
     env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     files.write_json(workdir / rundir.ENVIRONMENT, env)
     files.write_json(workdir / rundir.SUMMARY, summary_data)  # last: marks the run complete

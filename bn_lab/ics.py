@@ -7,6 +7,11 @@ from l on put back where it was). ICS is how far the update of the layers below 
 gradient a layer sees: `ics_l2` = ‖G − G'‖ and `ics_cosine` = cos(G, G'). The first hidden layer
 has no layers before it: G' = G.
 
+Beside it, the input distribution Santurkar's §2.1 is about, as training sees it: the percentiles
+of one fixed unit's input to the activation (diagnostics.unit) on the probe images in *training*
+mode, with this step's batch statistics and noise (`train_unit_p15/p50/p85`). The inference-mode
+percentiles of bn_lab.diagnostics cannot show noisy BN's noise, which exists only in training.
+
 Gradients are taken in training mode, as a training step takes them, and the population
 statistics are put back before each one (so BN's statistics, noisy BN's noise and Batch
 Renorm's r and d are those of the step being measured). Every weight, optimizer slot and
@@ -19,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from bn_lab import models, runtime
+from bn_lab import models, runtime, schema
+from bn_lab.diagnostics import percentiles
 
 QUANTITIES = ("ics_l2", "ics_cosine")
 
@@ -30,8 +36,9 @@ def _optimizer_variables(optimizer) -> list:
 
 
 class ICS:
-    def __init__(self, network: models.Network, loss, optimizer):
-        self.network, self.loss, self.optimizer = network, loss, optimizer
+    def __init__(self, network: models.Network, loss, optimizer, probe_images: np.ndarray, unit: int):
+        self.network, self.loss, self.optimizer, self.unit = network, loss, optimizer, unit
+        self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         hidden = len(network.hidden)
         # Each parameter's layer: hidden layers 0..hidden-1, the output layer `hidden`.
         layer_of = {}
@@ -61,6 +68,10 @@ class ICS:
             models.snapshot(statistics),
             models.snapshot(slots),
         )
+        models.restore(statistics, saved_statistics)
+        activation_inputs = []
+        network(self.probe_inputs, training=True, activation_inputs=activation_inputs)
+        bands = [percentiles(tf.reshape(h, (-1, h.shape[-1]))[:, self.unit]) for h in activation_inputs]
         x = models.to_inputs(batch_images, network.input_shape)
         gradients = self._gradients(x, batch_labels, statistics, saved_statistics)
         self.optimizer.apply_gradients(zip(gradients, parameters))
@@ -78,9 +89,12 @@ class ICS:
         models.restore(parameters, saved_parameters)
         models.restore(statistics, saved_statistics)
         models.restore(slots, saved_slots)
-        return tf.stack(l2), tf.stack(cosine)
+        return tf.stack(l2), tf.stack(cosine), tf.stack(bands)
 
     def probe(self, batch_images: np.ndarray, batch_labels: np.ndarray) -> list[dict]:
-        """[{ics_l2, ics_cosine}] per hidden layer, from the first, at the current weights."""
-        l2, cosine = (t.numpy() for t in self._probe(batch_images, batch_labels))
-        return [{"ics_l2": float(a), "ics_cosine": float(c)} for a, c in zip(l2, cosine)]
+        """[{ics_l2, ics_cosine, train_unit_p15, ...}] per hidden layer, from the first, at the current weights."""
+        l2, cosine, bands = (t.numpy() for t in self._probe(batch_images, batch_labels))
+        return [
+            {"ics_l2": float(a), "ics_cosine": float(c), **dict(zip(schema.TRAINING_UNIT_PERCENTILES, map(float, b)))}
+            for a, c, b in zip(l2, cosine, bands)
+        ]

@@ -62,7 +62,7 @@ def rate_text(successes: int, n: int) -> str:
     return "—" if interval is None else f"{successes}/{n} ({interval[0]:.2f}-{interval[1]:.2f})"
 
 
-def uplift_text(differences: list[float]) -> str:
+def uplift_text(differences: list[float], digits: str = ".4f") -> str:
     """e.g. '+0.0306 to +0.0376'."""
     interval = paired_t(differences)
-    return "—" if interval is None else f"{interval[0]:+.4f} to {interval[1]:+.4f}"
+    return "—" if interval is None else f"{interval[0]:+{digits}} to {interval[1]:+{digits}}"

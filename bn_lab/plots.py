@@ -1,4 +1,4 @@
-"""A run's figures (accuracy.png, diagnostics.png, landscape.png, paper_fig1.png; a sweep's are
+"""A run's figures (accuracy.png, diagnostics.png, landscape.png, paper_fig1.png, covariate_shift.png; a sweep's are
 bn_lab.report_figures). Each function takes plain rows (dicts as in metrics.csv /
 diagnostics.csv) and, as `styles`, how each arm is shown ({arm name: {"label", "color", ...}} in
 the run's order: arms.Arm.as_dict, or arms.recorded(summary); default: the lesson's pair).
@@ -127,9 +127,9 @@ def _inactive_name(rows: list[dict]) -> str | None:
     return next(iter(names), None)
 
 
-def percentile_band(ax, index: dict, variant: str, layer, color: str) -> None:
+def percentile_band(ax, index: dict, variant: str, layer, color: str, quantities=schema.UNIT_PERCENTILES) -> None:
     """The paper's Fig. 1 (b, c): one unit's 15th-85th percentile band and its median over training."""
-    (steps, p15), (_, p50), (_, p85) = (series(index, variant, layer, q) for q in schema.UNIT_PERCENTILES)
+    (steps, p15), (_, p50), (_, p85) = (series(index, variant, layer, q) for q in quantities)
     if len(steps) == 1:  # a network that diverged before its second evaluation: a band of one point
         ax.vlines(steps, p15, p85, color=color, alpha=0.4, linewidth=4, label="15th-85th percentile")
     elif steps:
@@ -334,5 +334,76 @@ def paper_fig1_figure(
     shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
     for ax in bands:
         ax.set_ylim(shared)
+    figure.suptitle(title)
+    return figure
+
+
+def covariate_shift_figure(
+    metric_rows: list[dict],
+    diagnostic_rows: list[dict],
+    layers: int,
+    unit: int,
+    title: str,
+    motion: dict | None = None,
+    *,
+    styles: dict | None = None,
+):
+    """covariate_shift.png (diagnostics.ics): (a) validation accuracy of every arm; then, one panel
+    per arm, the last hidden layer's fixed unit's input percentiles in training mode (the paper's
+    Fig. 1 bands as training sees them, noisy BN's noise included; one y scale for all); then
+    that layer's ‖G − G′‖ and cos(G, G′) for every arm (Santurkar et al. 2018, Fig. 2 and §2.2).
+
+    motion: {arm: band motion} (summary.json's covariate_shift.band_motion), shown in the panels.
+    """
+    styles = styles or arms.LESSON_STYLES
+    index = indexed(diagnostic_rows)
+    columns = max(len(styles), 2)
+    figure = new_figure(figsize=(4.2 * columns, 10.5), layout="constrained")
+    grid = figure.add_gridspec(3, 2 * columns)
+    a = figure.add_subplot(grid[0, :])
+    for variant, style in styles.items():
+        points = [
+            (r["step"], r["accuracy"])
+            for r in metric_rows
+            if r["variant"] == variant and r["split"] == schema.VALIDATION
+        ]
+        if points:
+            a.plot(*zip(*points), color=style["color"], label=style["label"])
+    a.set_title("(a) validation accuracy", fontsize=10)
+    a.set_ylim(0, 1)
+    a.grid(alpha=0.3)
+    a.legend(loc="lower right")
+    bands, limits = [], []
+    for i, (variant, style) in enumerate(styles.items()):
+        ax = figure.add_subplot(grid[1, 2 * i : 2 * i + 2], sharex=a)
+        percentile_band(ax, index, variant, layers, style["color"], schema.TRAINING_UNIT_PERCENTILES)
+        moved = (motion or {}).get(variant)
+        ax.set_title(
+            f"({'bcdefghijk'[i]}) {style['label']}: layer {layers}, unit {unit}, training mode"
+            + ("" if moved is None else f"\nband motion {moved:.3f} per evaluation"),
+            fontsize=9,
+        )
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            limits.append(ax.get_ylim())
+        bands.append(ax)
+    if limits:
+        shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
+        for ax in bands:
+            ax.set_ylim(shared)
+    for k, (quantity, label) in enumerate(
+        (("ics_l2", f"layer {layers}: ‖G − G′‖"), ("ics_cosine", f"layer {layers}: cos(G, G′)"))
+    ):
+        ax = figure.add_subplot(grid[2, k * columns : (k + 1) * columns], sharex=a)
+        for variant, style in styles.items():
+            steps, values = series(index, variant, layers, quantity)
+            if steps:
+                ax.plot(steps, values, color=style["color"], label=style["label"], marker=_lone_point(steps))
+        if quantity == "ics_l2" and ax.lines:
+            ax.set_yscale("log")
+        ax.set_title(f"internal covariate shift, {label}", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     figure.suptitle(title)
     return figure

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bn_lab import arms, files, intervals, outcome, report_figures, rundir
+from bn_lab import arms, files, intervals, lr_threshold, outcome, report_figures, rundir
 from bn_lab.sweep_results import (
     Point,
     SweepResults,
@@ -42,6 +42,13 @@ units that are dead (relu: input never positive on the probe images) or saturate
 lr/‖w‖ with Adam, w the part of the kernel its normalizer makes scale-invariant; mean over them): what a
 step of the optimizer means to a scale-invariant layer.
 Over the seeds where the network did not diverge."""
+SHIFT = """Covariate shift (diagnostics.ics; bn_lab.ics), of the last hidden layer over training: its band
+motion is how far one unit's input distribution in training mode (15th, 50th, 85th percentiles on
+the probe images, the noise of noisy BN included) moves between consecutive evaluations, as mean ± std
+over the seeds with the paired difference to the first arm and its 95% t interval; cos(G, G′) is the
+cosine between that layer's gradient before and after the layers below it take their step (1: the
+update below leaves the gradient's direction as it was; Santurkar et al. 2018, §2.2)."""
+SHIFT_FIGURES = ("band_motion", "ics_l2", "ics_cosine")
 MECHANISM_TEXT = {
     True: "`mechanism.png` draws both over training for the relu cells with a bad init.",
     False: "There is no relu cell with a bad init here: no `mechanism.png`.",
@@ -90,6 +97,7 @@ def _cell_figures(r: dict) -> dict:
         "top_class_share": r.get("top_class_share"),
         "last_layer_inactive_fraction": inactive_fraction(r.get("diagnostics") or {}),
         "last_layer_effective_lr": (r.get("diagnostics") or {}).get("effective_lr"),
+        **{f"last_layer_{q}": (r.get("covariate_shift") or {}).get(q) for q in SHIFT_FIGURES},
         "test_accuracy": r["test_accuracy"],
         "single_sample_inference": r["single_sample"]["inference"],
         "single_sample_training": r["single_sample"]["training"],
@@ -125,17 +133,37 @@ def summary_columns(manifest: dict, names: list[str] | None = None) -> list[str]
     columns.append("seed")
     for metric in CELL_FIGURES:
         columns += [f"{v}_{metric}" for v in names]
+    for metric in POINT_INTERVALS:
+        columns += [f"{v}_{metric}" for v in (names if metric.startswith("point_success") else names[1:])]
     return columns + ["wall_seconds"]
 
 
-def summary_rows(results: SweepResults) -> list[dict]:
-    """One row per finished cell (grid point and seed), in the sweep's order."""
-    rows = []
+# summary.csv's columns of the grid point a cell belongs to (the same on each of its seeds): the
+# 95% intervals of each arm's success rate (Wilson) and of its uplift over the first arm (paired t).
+POINT_INTERVALS = ("point_success_ci_low", "point_success_ci_high", "point_uplift_ci_low", "point_uplift_ci_high")
+
+
+def _point_intervals(point: Point, names: list[str], threshold: float) -> dict:
+    found = {}
+    for v in names:
+        success = intervals.wilson(point.successes(v, threshold), len(point.summaries))
+        found[f"{v}_point_success_ci_low"], found[f"{v}_point_success_ci_high"] = success or (None, None)
+    for v in names[1:]:
+        uplift = intervals.paired_t(point.uplifts(v, names[0]))
+        found[f"{v}_point_uplift_ci_low"], found[f"{v}_point_uplift_ci_high"] = uplift or (None, None)
+    return found
+
+
+def summary_rows(results: SweepResults, threshold: float = 0.9) -> list[dict]:
+    """One row per finished cell (grid point and seed), in the sweep's order; with its grid
+    point's intervals (successes: late accuracy >= threshold)."""
+    rows, names = [], list(results.styles)
+    points = {p.name: _point_intervals(p, names, threshold) for p in results.points}
     for cell in results.manifest["cells"]:
         s = results.summaries.get(cell["name"])
         if s is None:
             continue
-        row = {"cell": cell["name"], "grid_point": cell["point"], "seed": cell["seed"]}
+        row = {"cell": cell["name"], "grid_point": cell["point"], "seed": cell["seed"], **points[cell["point"]]}
         row["wall_seconds"] = s["wall_seconds"]
         for axis, i in zip(results.manifest["axes"], cell["indices"]):
             if axis["labels"]:
@@ -184,6 +212,11 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
     if inside:  # diagnostics were on: what happened inside, at the end of training
         header += [f"dead/saturated, last layer, {label[v]}" for v in names]
         header += [f"{styles[v]['short']} effective lr, last layer" for v in normalized]
+    shifts = measured_inside(results, "covariate_shift")
+    if shifts:
+        header += [f"band motion {label[v]}" for v in names]
+        header += [f"{styles[v]['short']} band motion − {styles[reference]['short']}, 95% CI" for v in others]
+        header += [f"cos(G, G′) {label[v]}" for v in names]
     rows = [header]
     for p in results.points:
         done = len(p.summaries)
@@ -198,8 +231,28 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         if inside:
             row += [_mean_text(p.inside(v, "inactive"), digits=".2f") for v in names]
             row += [_mean_text(p.inside(v, "effective_lr"), digits=".1e") for v in normalized]
+        if shifts:
+            motion = {v: _shift_by_seed(p, v, "band_motion") for v in names}
+            row += [_mean_text([m for m in motion[v] if m is not None], digits=".3f") for v in names]
+            row += [
+                intervals.uplift_text(
+                    [m - base for base, m in zip(motion[reference], motion[v]) if None not in (base, m)], ".3f"
+                )
+                for v in others
+            ]
+            row += [_mean_text(p.inside(v, "ics_cosine", "covariate_shift"), digits=".2f") for v in names]
         rows.append(row)
     return rows
+
+
+def _shift_by_seed(point: Point, variant: str, quantity: str) -> list[float | None]:
+    """A covariate-shift figure seed by seed (None: diverged or not measured), for paired differences."""
+    return [
+        None
+        if s["variants"][variant]["diverged"]
+        else (s["variants"][variant].get("covariate_shift") or {}).get(quantity)
+        for s in point.summaries
+    ]
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -224,7 +277,9 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     results = collect(sweep_dir, figure)
     manifest = results.manifest
     files.write_csv(
-        sweep_dir / rundir.SUMMARY_CSV, summary_rows(results), summary_columns(manifest, list(results.styles))
+        sweep_dir / rundir.SUMMARY_CSV,
+        summary_rows(results, threshold),
+        summary_columns(manifest, list(results.styles)),
     )
 
     cells = manifest["cells"]
@@ -253,6 +308,19 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     drawn = report_figures.mechanism(results, sweep_dir / rundir.MECHANISM)
     if measured_inside(results):
         lines += [f"{INSIDE} {MECHANISM_TEXT[drawn]}", ""]
+    if measured_inside(results, "covariate_shift"):
+        lines += [SHIFT, ""]
+    threshold_text = None
+    if lr_threshold.applies(manifest):
+        threshold_text = markdown_table(lr_threshold.table(manifest, results.points, results.styles, threshold))
+        lines += [
+            "## Learning-rate threshold",
+            "",
+            threshold_text,
+            "",
+            lr_threshold.TEXT.format(figure=FIGURES[figure], threshold=threshold),
+            "",
+        ]
     notes = _incomplete_notes(results)
     lines += notes
     lines += [
@@ -266,7 +334,9 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
 
     report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
     report_figures.curves(results, sweep_dir / rundir.CURVES)
-    printed = [f"sweep {manifest['name']}: {status}", table_text] + [n for n in notes if n]
+    printed = [f"sweep {manifest['name']}: {status}", table_text]
+    printed += [f"learning-rate threshold:\n{threshold_text}"] if threshold_text else []
+    printed += [n for n in notes if n]
     written = [rundir.SUMMARY_CSV, rundir.HEATMAP, rundir.CURVES] + ([rundir.MECHANISM] if drawn else [])
     printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({', '.join(written)})")
     return "\n".join(printed)

@@ -27,6 +27,7 @@ DIAGNOSTICS = "diagnostics.csv"  # what BN does inside the network (bn_lab.diagn
 DIAGNOSTICS_PLOT = "diagnostics.png"
 LANDSCAPE_PLOT = "landscape.png"  # with diagnostics.landscape
 PAPER_FIG1_PLOT = "paper_fig1.png"  # with diagnostics.paper_figure
+COVARIATE_SHIFT_PLOT = "covariate_shift.png"  # with diagnostics.ics
 WEIGHTS = "weights.npz"  # every network's weights and population statistics after training: <variant>/layer<k>/<name>
 RUN_ENTRIES = (
     CONFIG,
@@ -40,6 +41,7 @@ RUN_ENTRIES = (
     DIAGNOSTICS_PLOT,
     LANDSCAPE_PLOT,
     PAPER_FIG1_PLOT,
+    COVARIATE_SHIFT_PLOT,
 )
 LATEST = "latest"
 

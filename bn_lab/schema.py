@@ -23,6 +23,8 @@ TEST = "test"  # the test split: after training (and every train.test_every step
 # diagnostics.csv: long form; layer counts hidden layers from 1 ("all": the whole network).
 DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]
 UNIT_PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")  # its quantities for one unit's input percentiles
+# The same unit's percentiles in training mode (bn_lab.ics): what the next layer sees while training.
+TRAINING_UNIT_PERCENTILES = ("train_unit_p15", "train_unit_p50", "train_unit_p85")
 
 # What every reader of a network's summary relies on (the report, the sweep's progress line, the API).
 SUMMARY_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_accuracy", "late_val_accuracy")
@@ -72,6 +74,10 @@ VARIANT_TYPES = {
     "single_sample": {"inference": _NUMBER_OR_NONE, "training": _NUMBER_OR_NONE},
     "steps_per_second": _NUMBER_OR_NONE,
     "diagnostics": (dict, None),
+    "covariate_shift": (
+        {"band_motion": _NUMBER_OR_NONE, "ics_l2": _NUMBER_OR_NONE, "ics_cosine": _NUMBER_OR_NONE},
+        None,
+    ),
     "precise_bn": (
         {
             "final_val_accuracy": _NUMBER_OR_NONE,
@@ -81,7 +87,7 @@ VARIANT_TYPES = {
         None,
     ),
 }
-_OPTIONAL = ("diagnostics", "precise_bn")  # written only when the run measured them
+_OPTIONAL = ("diagnostics", "precise_bn", "covariate_shift")  # written only when the run measured them
 
 
 def _type_problem(value, kind) -> str | None:

@@ -4,6 +4,7 @@ and the run's, from the training result."""
 from __future__ import annotations
 
 import math
+import statistics
 
 from bn_lab import arms, outcome, schema
 from bn_lab import config as configs
@@ -41,6 +42,9 @@ def arm_summary(config: dict, result, name: str) -> dict:
     inside = last_hidden_layer(result.diagnostics, name)
     if inside:
         figures["diagnostics"] = inside
+    shift = covariate_shift(result.diagnostics, name)
+    if shift:
+        figures["covariate_shift"] = shift
     precise = _points(result.evaluations, name, schema.PRECISE_BN)
     if precise:  # an arm with population statistics: the same figures with exact statistics
         figures["precise_bn"] = {
@@ -65,7 +69,38 @@ def last_hidden_layer(diagnostic_rows: list[dict], variant: str) -> dict | None:
         return None
     step, layer = max(r["step"] for r in mine), max(r["layer"] for r in mine)
     values = {r["quantity"]: r["value"] for r in mine if (r["step"], r["layer"]) == (step, layer)}
-    return {"step": step, "layer": layer, **{q: values[q] for q in END_OF_TRAINING if q in values}}
+    # A scale-invariant layer's kernel can grow to inf while its loss stays finite: null in the JSON.
+    return {"step": step, "layer": layer, **{q: _finite(values[q]) for q in END_OF_TRAINING if q in values}}
+
+
+def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
+    """The last hidden layer's covariate shift over training (diagnostics.ics; bn_lab.ics), or None.
+
+    band_motion: how far its fixed unit's training-mode input distribution moves from one
+    evaluation to the next, the mean over consecutive evaluations of |change| of the 15th, 50th
+    and 85th percentiles (averaged over the three); ics_l2, ics_cosine: ‖G − G′‖ and cos(G, G′),
+    their means over the evaluations after step 0 (at step 0 nothing has trained yet).
+    """
+    mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
+    bands = [r for r in mine if r["quantity"] in schema.TRAINING_UNIT_PERCENTILES]
+    if not bands:
+        return None
+    layer = max(r["layer"] for r in bands)
+    at = {}  # step -> {quantity: value}, last hidden layer
+    for r in mine:
+        if r["layer"] == layer:
+            at.setdefault(r["step"], {})[r["quantity"]] = r["value"]
+    steps = sorted(at)
+    moves = [
+        statistics.fmean(abs(at[b][q] - at[a][q]) for q in schema.TRAINING_UNIT_PERCENTILES)
+        for a, b in zip(steps, steps[1:])
+    ]
+    later = [at[s] for s in steps if s > 0]
+    figures = {"layer": layer, "band_motion": _finite(statistics.fmean(moves)) if moves else None}
+    for quantity in ("ics_l2", "ics_cosine"):
+        values = [v[quantity] for v in later if quantity in v and math.isfinite(v[quantity])]
+        figures[quantity] = _finite(statistics.fmean(values)) if values else None
+    return figures
 
 
 def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:

@@ -38,9 +38,9 @@ def outcome_of(variant_summary: dict) -> str:
     return variant_summary.get("outcome") or (outcome.DIVERGED if variant_summary["diverged"] else outcome.LEARNED)
 
 
-def measured_inside(results) -> bool:
-    """Whether any finished cell of the sweep had its diagnostics on."""
-    return any("diagnostics" in v for s in results.summaries.values() for v in s["variants"].values())
+def measured_inside(results, section: str = "diagnostics") -> bool:
+    """Whether any finished cell of the sweep had its diagnostics on (section "covariate_shift": the ICS probe)."""
+    return any(section in v for s in results.summaries.values() for v in s["variants"].values())
 
 
 def inactive_fraction(diagnostics: dict) -> float | None:
@@ -75,14 +75,14 @@ class Point:
     def successes(self, variant: str, threshold: float) -> int:
         return sum(1 for a in self.accuracies(variant) if a >= threshold)
 
-    def inside(self, variant: str, quantity: str) -> list[float]:
-        """A diagnostics figure of the last hidden layer at the end of training (summary.json's
-        `diagnostics`), over the seeds where the network did not diverge; "inactive" is the dead
-        (relu) or saturated (sigmoid) fraction."""
+    def inside(self, variant: str, quantity: str, section: str = "diagnostics") -> list[float]:
+        """A figure of the last hidden layer (summary.json's `diagnostics`: at the end of training;
+        its `covariate_shift`: over training), over the seeds where the network did not diverge;
+        "inactive" is the dead (relu) or saturated (sigmoid) fraction."""
         values = []
         for s in self.summaries:
             r = s["variants"][variant]
-            found = {} if r["diverged"] else (r.get("diagnostics") or {})
+            found = {} if r["diverged"] else (r.get(section) or {})
             value = inactive_fraction(found) if quantity == "inactive" else found.get(quantity)
             if value is not None:
                 values.append(value)

@@ -112,7 +112,11 @@ class Trainer:
         if diagnostics_config["ics"]:
             from bn_lab import ics
 
-            self.shifts = {a: ics.ICS(self.networks[a], self.loss, self.optimizers[a]) for a in self.arms}
+            probe_images = data.validation.images[: diagnostics_config["probe_images"]]
+            self.shifts = {
+                a: ics.ICS(self.networks[a], self.loss, self.optimizers[a], probe_images, diagnostics_config["unit"])
+                for a in self.arms
+            }
         self._train_chunk = {
             a: runtime.compiled(lambda *args, a=a: self._train_chunk_impl(a, *args), jit_compile=jit) for a in self.arms
         }

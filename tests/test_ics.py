@@ -3,9 +3,10 @@ zero learning rate, and a pure probe: training with it on is bit for bit trainin
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from bn_lab import arms, config, ics, models, objectives, train
+from bn_lab import arms, config, diagnostics, ics, models, objectives, schema, train
 from bn_lab.yaml_io import parse_yaml
 from tests.conftest import snapshot, tiny_mlp_config
 
@@ -31,7 +32,7 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
         optimizer = objectives.make_optimizer(c)
         optimizer.build(network.parameters)
         images, labels = tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30]
-        found = ics.ICS(network, loss, optimizer).probe(images, labels)
+        found = ics.ICS(network, loss, optimizer, tiny_mnist.validation.images[:50], 0).probe(images, labels)
         x = models.to_inputs(images, network.input_shape)
         with models.kept(network.population_statistics), tf.GradientTape() as tape:
             value = loss(network(x, training=True), labels)
@@ -62,9 +63,9 @@ def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
     optimizer = keras.optimizers.SGD(learning_rate=0.0)
     optimizer.build(network.parameters)
-    found = ics.ICS(network, objectives.loss_function(c["loss"]), optimizer).probe(
-        tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30]
-    )
+    found = ics.ICS(
+        network, objectives.loss_function(c["loss"]), optimizer, tiny_mnist.validation.images[:50], 0
+    ).probe(tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30])
     assert [f["ics_l2"] for f in found] == [0.0, 0.0, 0.0]
     assert all(abs(f["ics_cosine"] - 1) < 1e-6 for f in found)
 
@@ -100,3 +101,64 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
     }
     assert {r["step"] for r in shifts} == {0, 20, 40}
     assert not [r for r in plain.diagnostics if r["quantity"] in ics.QUANTITIES]
+
+
+def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
+    """The probe's training-mode percentiles of unit 1, per hidden layer, of one arm at its initial weights."""
+    c = config.validate({**parse_yaml(config.dump(c)), "arms": [arm_spec]})
+    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    optimizer = objectives.make_optimizer(c)
+    optimizer.build(network.parameters)
+    found = ics.ICS(network, objectives.loss_function(c["loss"]), optimizer, tiny_mnist.validation.images[:50], 1)
+    return [
+        [layer[q] for q in schema.TRAINING_UNIT_PERCENTILES]
+        for layer in found.probe(tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30])
+    ]
+
+
+def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and_the_noise(tiny_mnist):
+    """Plain: the inference-mode percentiles of bn_lab.diagnostics (no difference between the
+    modes); BN: numpy's percentiles of the unit's input normalized over the probe images; noisy
+    BN: BN's with the noise off, others with it on."""
+    c = tiny(**{"model.activation": "sigmoid", "diagnostics.unit": 1})
+    images = tiny_mnist.validation.images[:50]
+    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    inference = diagnostics.Probe(c, network, images, jit=False).measure(np.zeros(len(network.hidden)))[0]
+    plain = training_mode_bands(c, tiny_mnist, {"name": "plain"})
+    for layer, found in zip(inference, plain):
+        np.testing.assert_allclose(found, [layer[q] for q in schema.UNIT_PERCENTILES], rtol=1e-5, atol=1e-6)
+    x = models.to_inputs(images, (784,)).numpy()
+    h = x @ models.initial_weights(c)[0][:, 1]  # unit 1 of layer 1, before BN (no bias with BN)
+    normalized = (h - h.mean()) / np.sqrt(h.var() + 1e-3)
+    bn = training_mode_bands(c, tiny_mnist, {"name": "bn", "normalizer": "batch_norm"})
+    np.testing.assert_allclose(bn[0], np.percentile(normalized, [15, 50, 85]), rtol=1e-4, atol=1e-5)
+    quiet = {"shift": 0.0, "scale": 1.0, "spread": 0.0}
+    assert training_mode_bands(c, tiny_mnist, {"name": "n", "normalizer": "noisy_bn", "options": quiet}) == bn
+    noisy = training_mode_bands(c, tiny_mnist, {"name": "n", "normalizer": "noisy_bn"})
+    assert all(abs(a - b) > 1e-3 for layer, bn_layer in zip(noisy, bn) for a, b in zip(layer, bn_layer))
+
+
+def test_the_summarys_covariate_shift_figures():
+    """Band motion: the mean over consecutive evaluations of the mean |change| of the three
+    training-mode percentiles, last hidden layer; ICS means from step 1 on; inf is null."""
+    from bn_lab import summary
+
+    def rows(step, layer, bands, l2, cosine):
+        values = dict(zip(schema.TRAINING_UNIT_PERCENTILES, bands), ics_l2=l2, ics_cosine=cosine)
+        return [dict(variant="a", step=step, layer=layer, quantity=q, value=v) for q, v in values.items()]
+
+    found = (
+        rows(0, 2, (0.0, 1.0, 2.0), 5.0, 0.1)
+        + rows(10, 2, (1.0, 1.0, 2.0), 1.0, 0.5)  # moved (1 + 0 + 0) / 3
+        + rows(20, 2, (1.0, 3.0, 3.0), 2.0, 0.7)  # moved (0 + 2 + 1) / 3
+        + rows(10, 1, (9.0, 9.0, 9.0), 9.0, 0.9)  # another layer: not the last
+    )
+    assert summary.covariate_shift(found, "a") == {
+        "layer": 2,
+        "band_motion": pytest.approx((1 / 3 + 1) / 2),
+        "ics_l2": 1.5,
+        "ics_cosine": pytest.approx(0.6),
+    }
+    assert summary.covariate_shift(found, "b") is None
+    kernel = [dict(variant="a", step=5, layer=1, quantity="kernel_norm", value=float("inf"))]
+    assert summary.last_hidden_layer(kernel, "a") == {"step": 5, "layer": 1, "kernel_norm": None}

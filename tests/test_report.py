@@ -353,3 +353,142 @@ def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
     learned = sum(s["variants"]["with_bn"]["outcome"] == "learned" for s in summaries)
     assert f"with BN learned {intervals.rate_text(learned, 8)}" in text.splitlines()[-1]
     assert text.splitlines()[-1].startswith("95% CI of each rate (Wilson): without BN learned ")
+
+
+def test_summary_csv_carries_each_points_intervals(smoke):
+    """summary.csv's point columns: the Wilson interval of each arm's successes at the report's
+    threshold, the t interval of the paired uplift, from the cells' own summaries."""
+    from bn_lab import intervals
+
+    threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")
+    assert bnlab("report", smoke, "--threshold", threshold).returncode == 0
+    with open(smoke / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for point in POINTS:
+        summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob(f"{point}_seed*/summary.json"))]
+        mine = [r for r in rows if r["grid_point"] == point]
+        assert len(mine) == 2
+        for variant in ("without_bn", "with_bn"):
+            reached = sum((figure(s["variants"][variant], "late") or 0) >= threshold for s in summaries)
+            low, high = intervals.wilson(reached, 2)
+            for r in mine:
+                assert (float(r[f"{variant}_point_success_ci_low"]), float(r[f"{variant}_point_success_ci_high"])) == (
+                    pytest.approx(low, abs=1e-12),
+                    pytest.approx(high, abs=1e-12),
+                ), (point, variant)
+        paired = [
+            figure(s["variants"]["with_bn"], "late") - figure(s["variants"]["without_bn"], "late")
+            for s in summaries
+            if not (s["variants"]["with_bn"]["diverged"] or s["variants"]["without_bn"]["diverged"])
+        ]
+        if len(paired) == 2:
+            mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
+            assert float(mine[0]["with_bn_point_uplift_ci_low"]) == pytest.approx(mean - half, rel=1e-9)
+            assert float(mine[0]["with_bn_point_uplift_ci_high"]) == pytest.approx(mean + half, rel=1e-9)
+        else:
+            assert mine[0]["with_bn_point_uplift_ci_low"] == ""
+        assert "without_bn_point_uplift_ci_low" not in mine[0]  # the first arm has no uplift over itself
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(tmp_path_factory):
+    """sigmoid at two learning rates, two seeds, the ICS probe on: the threshold table and the shift columns."""
+    from bn_lab import api
+
+    return api.sweep(
+        REPO / "configs" / "smoke.yaml",
+        ["optimizer.learning_rate=0.1,2"],
+        seeds=[0, 1],
+        results=tmp_path_factory.mktemp("lr"),
+        progress="none",
+        overrides={
+            "model.activation": "sigmoid",
+            "diagnostics.enabled": True,
+            "diagnostics.ics": True,
+            "train.steps": 60,
+            "train.eval_every": 20,
+        },
+    )
+
+
+def test_the_learning_rate_threshold_table(lr_sweep):
+    """Per arm, from the cells' summaries: the largest lr where both seeds reach the threshold,
+    the best lr, and BN at the plain network's best lr."""
+    summaries = {
+        (lr, seed): json.loads((lr_sweep.path / f"lr{lr}_seed{seed}" / "summary.json").read_text())
+        for lr in ("0.1", "2")
+        for seed in (0, 1)
+    }
+    late = {k: {v: figure(s["variants"][v], "late") for v in ("without_bn", "with_bn")} for k, s in summaries.items()}
+    threshold = round(statistics.median(a for by_arm in late.values() for a in by_arm.values() if a is not None), 6)
+    text = lr_sweep.report(threshold=threshold)
+    report_md = (lr_sweep.path / "report.md").read_text()
+    assert "## Learning-rate threshold" in report_md and "learning-rate threshold:" in text
+    section = report_md.split("## Learning-rate threshold")[1]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {
+        r["arm"]: r for r in (dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:])
+    }
+    best = {}
+    for variant, label in (("without_bn", "without BN"), ("with_bn", "with BN")):
+        successes = {lr: sum((late[(lr, s)][variant] or 0) >= threshold for s in (0, 1)) for lr in ("0.1", "2")}
+        most = [lr for lr in ("0.1", "2") if successes[lr] == 2]
+        assert rows[label][f"largest lr with success on most seeds (>= {threshold:g})"] == (
+            most[-1] if most else "none"
+        )
+
+        def rank(lr, variant=variant, successes=successes):
+            values = [late[(lr, s)][variant] for s in (0, 1) if late[(lr, s)][variant] is not None]
+            return successes[lr], statistics.mean(values) if values else -1.0
+
+        best[variant] = max(("0.1", "2"), key=rank)
+        assert rows[label]["best lr"] == best[variant]
+    at = best["without_bn"]
+    assert rows["with BN"]["at without BN's best lr"].startswith(f"lr {at}: ")
+    paired = [
+        late[(at, s)]["with_bn"] - late[(at, s)]["without_bn"]
+        for s in (0, 1)
+        if None not in (late[(at, s)]["with_bn"], late[(at, s)]["without_bn"])
+    ]
+    if len(paired) == 2:
+        mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
+        assert rows["with BN"]["uplift over without BN there, 95% CI (paired t)"] == (
+            f"{mean - half:+.4f} to {mean + half:+.4f}"
+        )
+
+
+def test_the_covariate_shift_columns_and_figure(lr_sweep):
+    """Band motion and cos(G, G') over the seeds, the paired difference of band motion, from the
+    cells' summaries; each cell draws covariate_shift.png; summary.csv has the per-cell figures."""
+    lr_sweep.report()
+    report_md = (lr_sweep.path / "report.md").read_text()
+    lines = [line for line in report_md.split("## Learning-rate threshold")[0].splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {
+        r["optimizer.learning_rate"]: r
+        for r in (dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:])
+    }
+    with open(lr_sweep.path / "summary.csv", newline="") as f:
+        cells = {r["cell"]: r for r in csv.DictReader(f)}
+    for lr in ("0.1", "2"):
+        shift = {
+            v: [
+                json.loads((lr_sweep.path / f"lr{lr}_seed{s}" / "summary.json").read_text())["variants"][v][
+                    "covariate_shift"
+                ]
+                for s in (0, 1)
+            ]
+            for v in ("without_bn", "with_bn")
+        }
+        assert rows[lr]["band motion with BN"] == mean_text([c["band_motion"] for c in shift["with_bn"]], ".3f")
+        assert rows[lr]["cos(G, G′) without BN"] == mean_text([c["ics_cosine"] for c in shift["without_bn"]], ".2f")
+        moved = [b["band_motion"] - a["band_motion"] for a, b in zip(shift["without_bn"], shift["with_bn"])]
+        mean, half = statistics.mean(moved), T_975_1 * statistics.stdev(moved) / 2**0.5
+        assert rows[lr]["BN band motion − noBN, 95% CI"] == f"{mean - half:+.3f} to {mean + half:+.3f}"
+        for s in (0, 1):
+            assert (
+                float(cells[f"lr{lr}_seed{s}"]["with_bn_last_layer_band_motion"]) == shift["with_bn"][s]["band_motion"]
+            )
+            assert (lr_sweep.path / f"lr{lr}_seed{s}" / "covariate_shift.png").read_bytes().startswith(PNG_MAGIC)
+    assert "Covariate shift (diagnostics.ics" in report_md
