@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bn_lab import normalizers, registry
+from bn_lab.bn import groups
 from bn_lab.names import name_problem
 from bn_lab.yaml_io import ConfigError, shown
 
@@ -223,6 +224,8 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
             for shape in hidden_shapes:
                 if problem := declared.problem(shape, full):
                     raise ConfigError(f"{at}: {normalizer}: {problem}")
+            if "group_size" in full and (problem := groups.problem(full["group_size"], config["train"]["batch_size"])):
+                raise ConfigError(f"{at}: {normalizer}: group_size {problem}")
         placement = arm.get("placement", config["bn"]["placement"])
         if placement not in PLACEMENTS:
             raise ConfigError(f"{at}: placement: unknown value {shown(placement)}; allowed: {', '.join(PLACEMENTS)}")

@@ -2,7 +2,8 @@
 training set they are gathered from.
 
 The order is drawn from the seed alone, on a stream of its own (independent of the model's
-shape). A chunk's batches are gathered from the resident uint8 training set *outside* the
+shape): shuffled epochs, or batches of a few classes each (data.batch_order). Exact population
+statistics average over i.i.d. batches in either case: they stand for the training set's. A chunk's batches are gathered from the resident uint8 training set *outside* the
 compiled training loop and handed in as one tensor: gathering from the 43 MB training set inside
 the XLA loop made it 3-4x slower than no XLA at all (measured, see scripts/bench.py).
 """
@@ -10,6 +11,12 @@ the XLA loop made it 3-4x slower than no XLA at all (measured, see scripts/bench
 from __future__ import annotations
 
 import numpy as np
+
+# How a run's training batches are drawn (data.batch_order).
+ORDERS = (
+    "iid",  # shuffled epochs, as TF1's next_batch: batch_order
+    "class_grouped",  # each batch from a few classes, Ioffe 2017's non-i.i.d. batches: class_grouped_order
+)
 
 
 def batch_order(seed: int, num_examples: int, batch_size: int, steps: int) -> np.ndarray:
@@ -24,6 +31,48 @@ def batch_order(seed: int, num_examples: int, batch_size: int, steps: int) -> np
     epochs = -(-needed // num_examples)
     stream = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[:needed]
     return stream.reshape(steps, batch_size).astype(np.int32)
+
+
+def class_grouped_order(seed: int, labels: np.ndarray, batch_size: int, steps: int, classes: int) -> np.ndarray:
+    """Indices of every training batch, (steps, batch_size) int32, each batch drawn from `classes`
+    classes only (Ioffe 2017's non-i.i.d. mini-batches: there, 16 labels of 2 examples each).
+
+    Each step draws its classes at random, without replacement; the batch's examples are shared
+    among them as evenly as possible (the first drawn take one more where they do not divide),
+    each class's taken in turn from its own stream of shuffled epochs, so every training image is
+    seen as often as with i.i.d. batches of its class. The batch is then shuffled, so that ghost
+    groups (bn_lab.bn.groups) mix its classes too.
+    """
+    rng = np.random.default_rng([seed, 1])
+    members = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    if len(members) < classes:
+        raise ValueError(f"data.classes_per_batch {classes}: the training set holds only {len(members)} classes")
+    names = np.array(sorted(members))
+    shares = np.full(classes, batch_size // classes)
+    shares[: batch_size % classes] += 1
+    streams = {c: rng.permutation(m) for c, m in members.items()}
+    taken = dict.fromkeys(members, 0)
+    order = np.empty((steps, batch_size), np.int64)
+    for step in range(steps):
+        parts = []
+        for c, share in zip(rng.choice(names, classes, replace=False), shares):
+            while taken[c] + share > len(streams[c]):  # this class's next epoch
+                streams[c] = np.concatenate([streams[c][taken[c] :], rng.permutation(members[c])])
+                taken[c] = 0
+            parts.append(streams[c][taken[c] : taken[c] + share])
+            taken[c] += share
+        order[step] = np.concatenate(parts)
+    return rng.permuted(order, axis=1).astype(np.int32)
+
+
+def training_order(config: dict, labels: np.ndarray) -> np.ndarray:
+    """The run's batches as data.batch_order says, (steps, batch_size) int32 indices into the training set."""
+    seed, train = config["seed"], config["train"]
+    if config["data"]["batch_order"] == "class_grouped":
+        return class_grouped_order(
+            seed, labels, train["batch_size"], train["steps"], config["data"]["classes_per_batch"]
+        )
+    return batch_order(seed, len(labels), train["batch_size"], train["steps"])
 
 
 def precise_bn_batches(seed: int, num_examples: int, batch_size: int, images: int) -> np.ndarray:
@@ -45,10 +94,7 @@ class ResidentBatches:
         self.split = train_split
         self.images = tf.constant(train_split.images)
         self.labels = tf.constant(train_split.labels)
-        train = config["train"]
-        self.indices = tf.constant(
-            batch_order(config["seed"], len(train_split.labels), train["batch_size"], train["steps"])
-        )
+        self.indices = tf.constant(training_order(config, train_split.labels))
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])

@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from bn_lab import arms, registry
+from bn_lab import arms, batches, registry
+from bn_lab.bn import groups
 from bn_lab.names import MAX_NAME, name_problem  # noqa: F401 - config's own names
 from bn_lab.yaml_io import ConfigError, dump, one_line, parse_yaml, read_yaml, shown  # noqa: F401 - config's own names
 
@@ -89,6 +90,8 @@ def _units(v):
 
 PLACEMENTS = arms.PLACEMENTS
 INITS = ("normal", "truncated_normal", "glorot_uniform")
+BATCH_ORDERS = batches.ORDERS
+NUM_CLASSES = 10
 
 # Defaults are the 3x100 MLP lesson; the conv net configs override what differs.
 FIELDS: dict[str, Field] = {
@@ -119,6 +122,12 @@ FIELDS: dict[str, Field] = {
     ),
     "bn.momentum": Field(0.99, float, "decay of the population mean/variance", _fraction),
     "bn.epsilon": Field(0.001, float, "added to the variance", _positive),
+    "bn.group_size": Field(
+        0,
+        int,
+        "normalize groups of this many examples of a training batch (ghost batches; 0: the whole batch)",
+        _at_least(0),
+    ),
     "bn.placement": Field(
         "before_activation", PLACEMENTS, "where BN sits in a hidden layer (before_activation: the kernel has no bias)"
     ),
@@ -145,6 +154,12 @@ FIELDS: dict[str, Field] = {
     ),
     "data.source": Field("auto", registry.DATA_SOURCES, "where MNIST comes from"),
     "data.idx_dir": Field(None, str, "folder with the four IDX files", nullable=True),
+    "data.batch_order": Field(
+        "iid", BATCH_ORDERS, "iid: shuffled epochs; class_grouped: each batch from data.classes_per_batch classes"
+    ),
+    "data.classes_per_batch": Field(
+        2, int, "class_grouped: how many classes each training batch is drawn from", _between(1, NUM_CLASSES)
+    ),
     "data.train_limit": Field(None, int, "use only the first N training images", _at_least(1), nullable=True),
     "data.val_limit": Field(None, int, "use only the first N validation images", _at_least(1), nullable=True),
     "data.test_limit": Field(None, int, "use only the first N test images", _at_least(1), nullable=True),
@@ -159,6 +174,12 @@ FIELDS: dict[str, Field] = {
         int,
         "training images the exact statistics average over (whole batches, at most data.train_limit)",
         _between(1, 55000),
+    ),
+    # The third way to evaluate a network with batch statistics (bn_lab.evaluation): as it trained.
+    "batch_stats.enabled": Field(
+        True,
+        bool,
+        "also evaluate each arm that normalizes with batch statistics in training mode, on validation batches of train.batch_size (grouped as in training)",
     ),
     # What BN does inside the network (bn_lab.diagnostics, bn_lab.landscape, bn_lab.ics): see the README;
     # their cost is measured by scripts/bench.py.
@@ -324,6 +345,13 @@ def _check_consistency(flat: dict, where: str) -> None:
     if flat["train.single_samples"] > test_size:
         raise ConfigError(
             f"{where}: train.single_samples {flat['train.single_samples']} is larger than the test set ({test_size} images)"
+        )
+    if problem := groups.problem(flat["bn.group_size"], flat["train.batch_size"]):
+        raise ConfigError(f"{where}: bn.group_size {problem}")
+    if flat["data.batch_order"] == "class_grouped" and flat["data.classes_per_batch"] > flat["train.batch_size"]:
+        raise ConfigError(
+            f"{where}: data.classes_per_batch {flat['data.classes_per_batch']} is more than train.batch_size "
+            f"{flat['train.batch_size']}: each class needs at least one example in a batch"
         )
     if flat["data.source"] == "idx" and not flat["data.idx_dir"]:
         raise ConfigError(f"{where}: data.source is 'idx' but data.idx_dir is not set")

@@ -1,6 +1,9 @@
 """What a network is worth: loss and accuracy on a whole split in inference mode, the same with
-exact population statistics, and the single-image checks. Each runs an arm's network as it is
-and leaves it as it was (what training mode changes is put back, bit for bit).
+exact population statistics, with batch statistics (training mode, on batches the size of a
+training batch: what the network saw while it trained), and the single-image checks with their
+generalization, accuracy in training mode against the evaluation batch's size. Each runs an
+arm's network as it is and leaves it as it was (what training mode changes is put back, bit for
+bit).
 """
 
 from __future__ import annotations
@@ -11,6 +14,24 @@ import tensorflow as tf
 from bn_lab import models, runtime
 from bn_lab.footprint import EVAL_BATCH
 
+# The test images the batch-size curve evaluates: 960 is a multiple of every size of the curve of
+# the lessons' batches (1, 2, 4, ..., 32 and 60; ..., 32 and 64), so each size sees the same images.
+CURVE_IMAGES = 960
+
+
+def curve_sizes(batch_size: int) -> list[int]:
+    """The evaluation batch sizes of the batch-size curve: 1, 2, 4, ... below the training batch, and it."""
+    return [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size] + [batch_size]
+
+
+def in_batches(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first whole batches of `size` of a split's arrays, shaped (batches, size, ...)."""
+    count = len(labels) // size
+    return (
+        images[: count * size].reshape(count, size, *images.shape[1:]),
+        labels[: count * size].reshape(count, size),
+    )
+
 
 def correct(logits, labels):
     return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
@@ -20,19 +41,34 @@ class Evaluator:
     """The checks of one run's networks ({arm name: models.Network}); `precise_batches`, (k, batch,
     784) uint8, are the fixed training batches exact statistics average over (None: off)."""
 
-    def __init__(self, networks: dict, loss, jit: bool, precise_batches: np.ndarray | None = None):
+    def __init__(
+        self,
+        networks: dict,
+        loss,
+        jit: bool,
+        precise_batches: np.ndarray | None = None,
+        batch_size: int | None = None,
+    ):
+        """batch_size: the training batch's, the size of the batch-statistics evaluation's batches
+        (None: no batch-statistics evaluation)."""
         self.networks, self.loss = networks, loss
         self.precise_batches = precise_batches
+        self.batch_size = batch_size
         self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), jit) for a in networks}
         self._single_image = {
             (a, training): runtime.compiled(lambda images, a=a, t=training: self._single_image_impl(a, images, t), jit)
             for a in networks
             for training in (False, True)
         }
+        population = [a for a, network in networks.items() if network.arm.has_population_statistics]
         self._moments = {
-            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit)
-            for a, network in networks.items()
-            if network.arm.has_population_statistics
+            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
+        }
+        # Not XLA: the batch-size curve traces one shape per size, and XLA's compile time would
+        # cost more than it saves.
+        self._in_training_mode = {
+            a: runtime.compiled(lambda images, labels, a=a: self._in_training_mode_impl(a, images, labels), False)
+            for a in population
         }
 
     # --- compiled pieces -------------------------------------------------------------
@@ -71,6 +107,30 @@ class Evaluator:
         ]
         return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
+    def _in_training_mode_impl(self, arm, images, labels):
+        """Loss sum, correct predictions and class counts over (k, n, 784) images fed batch by batch in
+        training mode: each batch normalized with its own statistics (over groups of the arm's
+        group size where it splits into them), noisy BN's noise included, as in a training step.
+        The population statistics (and step counts) this changes are put back, bit for bit."""
+        network = self.networks[arm]
+        count = tf.shape(images)[0]
+
+        def body(i, loss_sum, correct_sum, counts):
+            logits = network(models.to_inputs(images[i], network.input_shape), training=True)
+            n = tf.cast(tf.shape(labels[i])[0], tf.float32)
+            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+            return (
+                i + 1,
+                loss_sum + self.loss(logits, labels[i]) * n,
+                correct_sum + correct(logits, labels[i]),
+                counts + tf.reduce_sum(tf.one_hot(predicted, models.NUM_CLASSES, dtype=tf.int32), axis=0),
+            )
+
+        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.zeros([models.NUM_CLASSES], tf.int32))
+        with models.kept(network.population_statistics):
+            _, loss_sum, correct_sum, counts = tf.while_loop(lambda i, *_: i < count, body, start)
+        return loss_sum, correct_sum, counts
+
     def _single_image_impl(self, arm, images, training):
         network = self.networks[arm]
         count = tf.shape(images)[0]
@@ -102,6 +162,37 @@ class Evaluator:
             counts += batch_counts.numpy()
         n = len(split.labels)
         return loss_sum / n, correct_sum / n, float(counts.max() / n)
+
+    def has_batch_statistics(self, arm: str) -> bool:
+        return self.batch_size is not None and arm in self._in_training_mode
+
+    def evaluate_batch_statistics(self, arm: str, split) -> tuple[float, float, float]:
+        """evaluate() in training mode, on the split's first whole batches of the training batch size
+        (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64)."""
+        return self._training_mode(arm, *in_batches(split.images, split.labels, self.batch_size))
+
+    def _training_mode(self, arm: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+        loss_sum, correct_sum, counts = self._in_training_mode[arm](images, labels)
+        n = labels.size
+        return float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n)
+
+    def batch_size_curve(self, arm: str, split, batch_size: int) -> dict:
+        """Accuracy in training mode on the split's first CURVE_IMAGES images fed in batches of each of
+        curve_sizes(batch_size) images, beside inference mode on the same images: from which batch
+        size batch statistics stand in for the population's. A size that does not divide the images
+        sees its first whole batches."""
+        images, labels = split.images[:CURVE_IMAGES], split.labels[:CURVE_IMAGES]
+        sizes = [n for n in curve_sizes(batch_size) if n <= len(labels)]
+        training = [self._training_mode(arm, *in_batches(images, labels, n))[1] for n in sizes]
+        inference = self.evaluate(arm, type(split)(images, labels))[1]
+        group_size = self.networks[arm].arm.options.get("group_size", 0)
+        return {
+            "images": len(labels),
+            "group_size": group_size,  # training mode normalizes groups of this many (0: the whole batch)
+            "sizes": sizes,
+            "training_mode": training,
+            "inference_mode": inference,
+        }
 
     def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
         """What every population statistic of `arm` becomes with exact statistics, in order."""

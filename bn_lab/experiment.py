@@ -166,6 +166,12 @@ def run_experiment(
                 styles=styles(config),
             ),
         )
+    curves = {n: v["batch_size_curve"] for n, v in summary_data["variants"].items() if v.get("batch_size_curve")}
+    if curves:
+        files.save_figure(
+            workdir / rundir.BATCH_SIZE_PLOT,
+            plots.batch_size_curve_figure(curves, printed.title(config), styles=styles(config)),
+        )
     env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     files.write_json(workdir / rundir.ENVIRONMENT, env)
     files.write_json(workdir / rundir.SUMMARY, summary_data)  # last: marks the run complete

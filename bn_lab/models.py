@@ -226,8 +226,8 @@ class Network(tf.Module):
         return h
 
     def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None):
-        if bn_moments is not None:  # the statistics every backend's training mode normalises with
-            bn_moments.append(tf.nn.moments(h, list(range(len(h.shape) - 1))))
+        if bn_moments is not None:  # the statistics training mode normalises with (over groups, with group_size)
+            bn_moments.append(self.norms[i].batch_moments(h))
         return self.norms[i](h, training)
 
     def _compiled_layer_end(self, i: int, training: bool):

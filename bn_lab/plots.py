@@ -63,18 +63,17 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
             label += f" (diverged at step {diverged_at[variant]:,})"
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
-        precise = [
-            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == schema.PRECISE_BN
-        ]
-        if precise:
-            axes.plot(
-                *zip(*precise),
-                color=style["color"],
-                linewidth=0.7,
-                alpha=0.8,
-                linestyle="--",
-                label=f"{style['label']}, exact population statistics",
-            )
+        for split, linestyle in ((schema.PRECISE_BN, "--"), (schema.BATCH_STATS, ":")):
+            other = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == split]
+            if other:
+                axes.plot(
+                    *zip(*other),
+                    color=style["color"],
+                    linewidth=0.7,
+                    alpha=0.8,
+                    linestyle=linestyle,
+                    label=f"{style['label']}, {schema.OTHER_STATISTICS[split][1]}",
+                )
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")
     axes.set_ylabel("validation accuracy")
@@ -406,4 +405,41 @@ def covariate_shift_figure(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.suptitle(title)
+    return figure
+
+
+def batch_size_curve_figure(curves: dict[str, dict], title: str, *, styles: dict | None = None):
+    """batch_size_curve.png: each arm's accuracy in training mode (batch statistics) on test batches
+    of 1, 2, 4, ... images, and in inference mode on the same images (a dashed line): the
+    single-image pitfall as a curve. curves: {arm: summary.json's batch_size_curve}."""
+    styles = styles or arms.LESSON_STYLES
+    figure = new_figure(figsize=(6.4, 4.2))
+    axes = figure.subplots()
+    images = None
+    for variant, curve in curves.items():
+        style = styles[variant]
+        groups = f", groups of {curve['group_size']}" if curve.get("group_size") else ""
+        axes.plot(
+            curve["sizes"],
+            curve["training_mode"],
+            color=style["color"],
+            marker="o",
+            label=f"{style['label']}, training mode{groups}",
+        )
+        axes.axhline(
+            curve["inference_mode"],
+            color=style["color"],
+            linestyle="--",
+            linewidth=1,
+            label=f"{style['label']}, inference mode",
+        )
+        images, sizes = curve["images"], curve["sizes"]
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sizes, [str(n) for n in sizes])
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("evaluation batch size")
+    axes.set_ylabel(f"test accuracy, first {images} images")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
     return figure

@@ -26,14 +26,25 @@ def _best(figures) -> str:
     return "—" if figures is None else f"{figures['accuracy']:.4f} @ {figures['step']:,}"
 
 
-def _precise(r: dict, key: str, show) -> str:
-    return show(r["precise_bn"][key]) if "precise_bn" in r else ""
+def _other(r: dict, section: str, key: str, show) -> str:
+    """A figure with exact ("precise_bn") or batch ("batch_stats") statistics."""
+    return show(r[section][key]) if section in r else ""
+
+
+def _good_from(r: dict) -> str:
+    if "batch_size_curve" not in r:
+        return ""
+    size = r["batch_size_curve"]["good_from"]
+    return "never" if size is None else f"{size} image{'s' if size > 1 else ''}"
 
 
 POPULATION_ROWS = (
     "  exact population statistics: final",
     "  exact population statistics: late",
+    "  batch statistics: final",
+    "  batch statistics: late",
     "single images, training mode",
+    "training mode ≈ inference from batch",
 )
 
 
@@ -48,18 +59,22 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
         ("final validation accuracy", lambda r: _fmt(r["final_val_accuracy"])),
         ("late validation accuracy [min-max]", lambda r: _late(r["late_val_accuracy"])),
         ("best validation accuracy @ step", lambda r: _best(r["best_val_accuracy"])),
-        ("  exact population statistics: final", lambda r: _precise(r, "final_val_accuracy", _fmt)),
-        ("  exact population statistics: late", lambda r: _precise(r, "late_val_accuracy", _late)),
+        ("  exact population statistics: final", lambda r: _other(r, "precise_bn", "final_val_accuracy", _fmt)),
+        ("  exact population statistics: late", lambda r: _other(r, "precise_bn", "late_val_accuracy", _late)),
+        ("  batch statistics: final", lambda r: _other(r, "batch_stats", "final_val_accuracy", _fmt)),
+        ("  batch statistics: late", lambda r: _other(r, "batch_stats", "late_val_accuracy", _late)),
         ("test accuracy", lambda r: _fmt(r["test_accuracy"])),
         ("single images, inference mode", lambda r: _fmt(r["single_sample"]["inference"])),
         ("single images, training mode", lambda r: _fmt(r["single_sample"]["training"])),
+        ("training mode ≈ inference from batch", _good_from),
         (
             "training speed, steps/s",
             lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}",
         ),
     ]
-    if not any("precise_bn" in v[n] for n in names):
-        rows = [row for row in rows if "exact" not in row[0]]
+    for section, row_text in (("precise_bn", "exact"), ("batch_stats", "batch statistics:"), ("batch_size_curve", "≈")):
+        if not any(section in v[n] for n in names):
+            rows = [row for row in rows if row_text not in row[0]]
     header = f"{'':38}" + "".join(f"{n.replace('_', ' '):>24}" for n in names)
     lines = [
         f"{summary_data['experiment']} (seed {summary_data['seed']}, BN backend {summary_data['backend']}, "

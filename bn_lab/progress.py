@@ -29,8 +29,9 @@ class Progress:
         shorts = shorts or {name: style["short"] for name, style in arms.LESSON_STYLES.items()}
         parts = {}  # split (exact statistics go with the validation split they were taken on) -> its texts
         for e in evaluations:
-            if e.split == schema.PRECISE_BN:
-                parts.setdefault(schema.VALIDATION, []).append(f"(exact stats {e.accuracy:.4f})")
+            if e.split in schema.OTHER_STATISTICS:
+                short = schema.OTHER_STATISTICS[e.split][0]
+                parts.setdefault(schema.VALIDATION, []).append(f"({short} {e.accuracy:.4f})")
             else:
                 parts.setdefault(e.split, []).append(f"{shorts[e.variant]} {e.accuracy:.4f}")
         return "  ".join(f"{split.replace('_', ' ')} acc " + "  ".join(texts) for split, texts in parts.items())

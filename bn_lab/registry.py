@@ -56,7 +56,7 @@ class Registry:
 # Hidden layers of each architecture: f(config) -> (input shape, [architecture.HiddenLayer]).
 MODELS = Registry("model", {"mlp": "bn_lab.architecture:mlp_layers", "convnet": "bn_lab.architecture:convnet_layers"})
 
-# Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon); see bn/__init__.py.
+# Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon, group_size); see bn/__init__.py.
 BN_BACKENDS = Registry(
     "bn backend",
     {

@@ -83,7 +83,8 @@ def outcome_text(point: Point, variant: str) -> str:
 
 def _cell_figures(r: dict) -> dict:
     """summary.csv's numbers of one network (an older summary without the robust figures: blanks)."""
-    late, best, precise = r.get("late_val_accuracy") or {}, r.get("best_val_accuracy") or {}, r.get("precise_bn") or {}
+    late, best = r.get("late_val_accuracy") or {}, r.get("best_val_accuracy") or {}
+    precise, batch = r.get("precise_bn") or {}, r.get("batch_stats") or {}
     return {
         "outcome": outcome_of(r),
         "final_val_accuracy": r["final_val_accuracy"],
@@ -94,6 +95,9 @@ def _cell_figures(r: dict) -> dict:
         "best_val_accuracy_step": best.get("step"),
         "precise_bn_final_val_accuracy": precise.get("final_val_accuracy"),
         "precise_bn_late_val_accuracy": (precise.get("late_val_accuracy") or {}).get("mean"),
+        "batch_stats_final_val_accuracy": batch.get("final_val_accuracy"),
+        "batch_stats_late_val_accuracy": (batch.get("late_val_accuracy") or {}).get("mean"),
+        "batch_size_curve_good_from": (r.get("batch_size_curve") or {}).get("good_from"),
         "top_class_share": r.get("top_class_share"),
         "last_layer_inactive_fraction": inactive_fraction(r.get("diagnostics") or {}),
         "last_layer_effective_lr": (r.get("diagnostics") or {}).get("effective_lr"),
@@ -176,13 +180,14 @@ def summary_rows(results: SweepResults, threshold: float = 0.9) -> list[dict]:
     return rows
 
 
-def precise_text(point: Point, variant: str) -> str:
-    """An arm's late accuracy with exact population statistics, over seeds."""
-    values = [
-        ((s["variants"][variant].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
-        for s in point.summaries
-    ]
-    return _mean_text([v for v in values if v is not None]) if any(v is not None for v in values) else "—"
+# The other two ways an arm with population statistics is evaluated: summary.json's section, and how
+# the report's columns name it.
+OTHER_STATISTICS = {"precise_bn": "exact stats", "batch_stats": "batch stats"}
+
+
+def other_text(point: Point, variant: str, statistics: str) -> str:
+    """An arm's accuracy with exact ("precise_bn") or batch ("batch_stats") statistics, over seeds."""
+    return _mean_text(point.accuracies(variant, statistics))
 
 
 def table(results: SweepResults, threshold: float) -> list[list[str]]:
@@ -202,7 +207,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         + ["seeds"]
         + [f"outcomes {label[v]}" for v in names]
         + [f"{figure} val acc {label[v]}" for v in names]
-        + [f"late val acc {label[v]}, exact stats" for v in population]
+        + [f"{figure} val acc {label[v]}, {short}" for short in OTHER_STATISTICS.values() for v in population]
         + [f"{styles[v]['short']} uplift" for v in others]
         + [f"{styles[v]['short']} uplift, 95% CI (paired t)" for v in others]
         + [f"success {label[v]}" for v in names]
@@ -223,7 +228,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         row = [p.grid[k] for k in keys] + [f"{done}/{p.planned}"]
         row += [outcome_text(p, v) for v in names]
         row += [accuracy_text(p, v) for v in names]
-        row += [precise_text(p, v) for v in population]
+        row += [other_text(p, v, statistics) for statistics in OTHER_STATISTICS for v in population]
         row += [_mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
         row += [intervals.uplift_text(p.uplifts(v, reference)) for v in others]
         row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
@@ -378,7 +383,7 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
     header = [
         "seed",
         *(s["label"] for s in styles.values()),
-        *(f"{styles[v]['label']}, exact stats" for v in population),
+        *(f"{styles[v]['label']}, {short}" for short in OTHER_STATISTICS.values() for v in population),
     ]
     rows = [header]
     for name, s in results.summaries.items():
@@ -387,9 +392,10 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
             r = s["variants"][v]
             late = figure_of(r, "late")
             row.append(outcome_of(r) + ("" if late is None else f" {late:.4f}"))
-        for v in population:
-            precise = ((s["variants"][v].get("precise_bn") or {}).get("late_val_accuracy") or {}).get("mean")
-            row.append("—" if precise is None else f"{precise:.4f}")
+        for statistics in OTHER_STATISTICS:
+            for v in population:
+                other = ((s["variants"][v].get(statistics) or {}).get("late_val_accuracy") or {}).get("mean")
+                row.append("—" if other is None else f"{other:.4f}")
         rows.append(row)
     done = len(results.summaries)
     learned = {

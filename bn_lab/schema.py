@@ -18,6 +18,14 @@ from bn_lab.yaml_io import shown
 METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
 VALIDATION = "validation"  # the validation split, inference mode with the EMA population statistics
 PRECISE_BN = "validation_precise_bn"  # the same with exact population statistics (the BN network)
+# The same in training mode, on validation batches of the training batch size (bn_lab.evaluation).
+BATCH_STATS = "validation_batch_stats"
+# The validation split's other two evaluations beside the EMA's, as figures and lines name them
+# (progress lines: short; figures and tables: long).
+OTHER_STATISTICS = {
+    PRECISE_BN: ("exact stats", "exact population statistics"),
+    BATCH_STATS: ("batch stats", "batch statistics"),
+}
 TRAIN_BATCH = "train_batch"  # the current training batch, inference mode (the conv net's log)
 TEST = "test"  # the test split: after training (and every train.test_every steps)
 # diagnostics.csv: long form; layer counts hidden layers from 1 ("all": the whole network).
@@ -54,6 +62,11 @@ def read_table(path: str | Path, columns: list[str]) -> list[dict]:
 _NUMBER, _NUMBER_OR_NONE, _INT_OR_NONE = "a number", "a number or null", "an integer or null"
 _FIGURE = {"mean": _NUMBER_OR_NONE, "min": _NUMBER_OR_NONE, "max": _NUMBER_OR_NONE}
 _BEST = {"accuracy": _NUMBER_OR_NONE, "step": _INT_OR_NONE}
+_OTHER_STATISTICS = {  # an arm's figures with exact or with batch statistics
+    "final_val_accuracy": _NUMBER_OR_NONE,
+    "late_val_accuracy": (_FIGURE, None),
+    "best_val_accuracy": (_BEST, None),
+}
 SUMMARY_TYPES = {
     "config_digest": str,
     "seed": int,
@@ -78,16 +91,15 @@ VARIANT_TYPES = {
         {"band_motion": _NUMBER_OR_NONE, "ics_l2": _NUMBER_OR_NONE, "ics_cosine": _NUMBER_OR_NONE},
         None,
     ),
-    "precise_bn": (
-        {
-            "final_val_accuracy": _NUMBER_OR_NONE,
-            "late_val_accuracy": (_FIGURE, None),
-            "best_val_accuracy": (_BEST, None),
-        },
+    "precise_bn": (_OTHER_STATISTICS, None),
+    "batch_stats": (_OTHER_STATISTICS, None),
+    "batch_size_curve": (
+        {"sizes": list, "training_mode": list, "inference_mode": _NUMBER, "good_from": _INT_OR_NONE},
         None,
     ),
 }
-_OPTIONAL = ("diagnostics", "precise_bn", "covariate_shift")  # written only when the run measured them
+# written only when the run measured them
+_OPTIONAL = ("diagnostics", "precise_bn", "batch_stats", "batch_size_curve", "covariate_shift")
 
 
 def _type_problem(value, kind) -> str | None:

@@ -45,14 +45,35 @@ def arm_summary(config: dict, result, name: str) -> dict:
     shift = covariate_shift(result.diagnostics, name)
     if shift:
         figures["covariate_shift"] = shift
-    precise = _points(result.evaluations, name, schema.PRECISE_BN)
-    if precise:  # an arm with population statistics: the same figures with exact statistics
-        figures["precise_bn"] = {
-            "final_val_accuracy": precise[-1][1] if not r.diverged else None,
-            "late_val_accuracy": None if r.diverged else outcome.late_figures(precise, steps),
-            "best_val_accuracy": outcome.best_figure(precise),
-        }
+    # An arm with population statistics: the same figures with exact statistics, and with batch statistics.
+    for split, key in ((schema.PRECISE_BN, "precise_bn"), (schema.BATCH_STATS, "batch_stats")):
+        points = _points(result.evaluations, name, split)
+        if points:
+            figures[key] = {
+                "final_val_accuracy": points[-1][1] if not r.diverged else None,
+                "late_val_accuracy": None if r.diverged else outcome.late_figures(points, steps),
+                "best_val_accuracy": outcome.best_figure(points),
+            }
+    if r.batch_size_curve:
+        figures["batch_size_curve"] = {**r.batch_size_curve, "good_from": good_from(r.batch_size_curve)}
     return figures
+
+
+# Training mode counts as good enough, on batches of a size, when its accuracy is at most this much
+# below inference mode's on the same images.
+CLOSE_TO_INFERENCE = 0.01
+
+
+def good_from(curve: dict) -> int | None:
+    """The smallest evaluation batch size from which training mode (batch statistics) is within
+    CLOSE_TO_INFERENCE of inference mode at that size and every larger one (None: not even at the
+    training batch's size)."""
+    found = None
+    for size, accuracy in reversed(list(zip(curve["sizes"], curve["training_mode"]))):
+        if accuracy < curve["inference_mode"] - CLOSE_TO_INFERENCE:
+            break
+        found = size
+    return found
 
 
 # summary.json's figures from the diagnostics: the last hidden layer at the network's last evaluation.

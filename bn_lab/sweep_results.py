@@ -58,9 +58,17 @@ class Point:
     summaries: list[dict] = field(default_factory=list)  # finished seeds' summary.json
     figure: str = "late"
 
-    def accuracies(self, variant: str) -> list[float]:
-        """The seeds' accuracies, diverged seeds left out (they have none), collapsed ones in."""
-        values = (figure_of(s["variants"][variant], self.figure) for s in self.summaries)
+    def accuracies(self, variant: str, statistics: str | None = None) -> list[float]:
+        """The seeds' accuracies, diverged seeds left out (they have none), collapsed ones in.
+
+        statistics: "precise_bn" or "batch_stats", the same figure with exact or with batch
+        statistics (the seeds that measured it)."""
+        values = []
+        for s in self.summaries:
+            r = s["variants"][variant]
+            if statistics is not None:
+                r = {**r[statistics], "diverged": r["diverged"]} if r.get(statistics) else None
+            values.append(None if r is None else figure_of(r, self.figure))
         return [a for a in values if a is not None]
 
     def diverged(self, variant: str) -> int:

@@ -28,7 +28,7 @@ from bn_lab.objectives import loss_function, make_optimizer
 class Evaluation:
     variant: str  # the arm's name: metrics.csv's `variant` column
     step: int  # number of updates applied before this evaluation
-    split: str  # one of schema's splits: VALIDATION, PRECISE_BN, TRAIN_BATCH, TEST
+    split: str  # one of schema's splits: VALIDATION, PRECISE_BN, BATCH_STATS, TRAIN_BATCH, TEST
     loss: float
     accuracy: float
     top_class_share: float | None = None  # share of the images predicted as the most predicted class
@@ -52,6 +52,9 @@ class ArmResult:
     single_sample_training: float | None = None  # None: not applicable (no population statistics)
     predictions: list[int] | None = None
     predictions_training: list[int] | None = None
+    # Accuracy in training mode against the evaluation batch's size (evaluation.Evaluator.batch_size_curve);
+    # None: not applicable (no batch statistics).
+    batch_size_curve: dict | None = None
 
 
 @dataclass
@@ -93,7 +96,8 @@ class Trainer:
         if precise["enabled"] and any(a.has_population_statistics for a in chosen):
             indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
-        self.checks = Evaluator(self.networks, self.loss, jit, self.precise_batches)
+        batch_stats = train["batch_size"] if config["batch_stats"]["enabled"] else None
+        self.checks = Evaluator(self.networks, self.loss, jit, self.precise_batches, batch_stats)
         self.probes, self.landscapes, self.shifts = {}, {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:
@@ -287,6 +291,10 @@ class Trainer:
                 new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
                 if self.checks.has_exact_statistics(v):
                     new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
+                if self.checks.has_batch_statistics(v):
+                    new.append(
+                        Evaluation(v, step, schema.BATCH_STATS, *self.checks.evaluate_batch_statistics(v, split))
+                    )
                 if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
                     new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
                 if self.probes or self.landscapes or self.shifts:
@@ -346,4 +354,5 @@ class Trainer:
                 in_training_mode = self.single_sample_predictions(v, single_images, training=True)
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = float(np.mean(in_training_mode == single_labels))
+                result.batch_size_curve = self.checks.batch_size_curve(v, self.data.test, train["batch_size"])
         return TrainResult(evaluations, results, train_seconds, n_single, diagnostics)

@@ -91,6 +91,7 @@ RUN_FILES = {
     "summary.json",
     "weights.npz",
     "accuracy.png",
+    "batch_size_curve.png",
     "tensorboard",
 }
 

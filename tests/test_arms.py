@@ -89,7 +89,7 @@ def test_without_arms_a_config_compares_the_lessons_pair_as_before():
         (None, False, None),
         ("batch_norm", True, "column"),
     ]
-    assert pair[1].options == {"backend": "keras", "momentum": 0.99, "epsilon": 0.001}
+    assert pair[1].options == {"backend": "keras", "momentum": 0.99, "epsilon": 0.001, "group_size": 0}
     spelled_out = with_arms(
         [{"name": "without_bn"}, {"name": "with_bn", "normalizer": "batch_norm"}], **{"model.hidden_units": [100] * 3}
     )
@@ -105,6 +105,7 @@ def test_an_arms_options_default_to_the_bn_section_and_are_recorded_in_the_confi
         "backend": "keras",
         "momentum": 0.9,
         "epsilon": 0.001,
+        "group_size": 0,
         "shift": 1.0,
         "scale": 1.5,
         "spread": 0.5,

@@ -109,7 +109,8 @@ def test_smoke_run_writes_every_output(smoke_run):
         }
     for variant, arrays in networks.items():
         v = summary["variants"][variant]
-        assert set(v) == SUMMARY_VARIANT_KEYS | ({"precise_bn"} if variant == "with_bn" else set())
+        batch = {"precise_bn", "batch_stats", "batch_size_curve"}  # what an arm with batch statistics adds
+        assert set(v) == SUMMARY_VARIANT_KEYS | (batch if variant == "with_bn" else set())
         assert ("layer1/bias" in arrays) == (variant == "without_bn")  # BN's beta stands in for the bias
         for split, loss_key, accuracy_key in (
             (test, "test_loss", "test_accuracy"),

@@ -157,15 +157,19 @@ def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     result = train.Trainer(c, mnist_small, models.initial_weights(c)).run()
     with_bn = [(e.step, e.split) for e in result.evaluations if e.variant == "with_bn"]
     precise = "validation_precise_bn"  # the BN network again, with exact population statistics
+    batch = "validation_batch_stats"  # and in training mode, on batches of the training size
     assert with_bn == [
         (0, "validation"),
         (0, precise),
+        (0, batch),
         (5, "train_batch"),
         (10, "validation"),
         (10, precise),
+        (10, batch),
         (15, "train_batch"),
         (20, "validation"),
         (20, precise),
+        (20, batch),
         (20, "test"),
     ]
     assert all(0 <= e.accuracy <= 1 and np.isfinite(e.loss) for e in result.evaluations)

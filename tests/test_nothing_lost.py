@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bn_lab import claims, config, footprint, rundir
-from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab
+from tests.conftest import CONFIGS, RUN_FILES, SWEEP_SMOKE, bnlab
 
 SMOKE = CONFIGS / "smoke.yaml"
 SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10")
@@ -79,9 +79,7 @@ def test_a_seeds_run_and_a_plain_run_never_share_a_directory(tmp_path):
     line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", out))
     assert line.startswith(f"error: {out}: another bnlab run (pid {plain.pid}) is writing it")
     assert plain.wait(timeout=300) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.yaml", "environment.json", "metrics.csv", "summary.json", "weights.npz", "accuracy.png", "tensorboard"]
-    )  # no .lock, sweep.json or seed directory of the refused one
+    assert {p.name for p in out.iterdir()} == RUN_FILES  # no .lock, sweep.json or seed directory of the refused one
 
     seeds = tmp_path / "S"
     sweep = bnlab("run", SMOKE, "--set", "train.steps=400", "--seeds", "0", "--out", seeds, "--quiet", background=True)

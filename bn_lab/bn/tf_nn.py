@@ -6,10 +6,8 @@ from bn_lab.bn.population import PopulationBatchNorm
 
 
 class BatchNorm(PopulationBatchNorm):
-    def __call__(self, x, training: bool):
-        if training:
-            mean, variance = tf.nn.moments(x, self.axes)
-            self.update_population(mean, variance)
-        else:
-            mean, variance = self.population_mean, self.population_variance
+    def moments(self, x, axes, keepdims: bool = False):
+        return tf.nn.moments(x, axes, keepdims=keepdims)
+
+    def normalize(self, x, mean, variance):
         return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)

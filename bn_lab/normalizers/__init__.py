@@ -11,7 +11,8 @@ one example's shape at the normalizer's input, (features,) for a dense layer or
     what models.kept() puts back after a check, named by `STATISTICS` (in weights.npz);
   - with population statistics, `exact_statistics(mean, variance)`: the values they take for
     exact statistics, from the mean and biased variance of its input over the fixed batches
-    (None for one that stays as it was, a step count);
+    (None for one that stays as it was, a step count), and `batch_moments(x)`: that mean and
+    variance of one batch, over its groups where it has `group_size` (bn_lab.bn.groups);
 and declares, as an optimizer declares its norm power, in plain Python (the config checks an
 arm against these before TensorFlow is imported):
   - `OPTIONS`: each option's default (a given option must be of the default's type), and
@@ -40,6 +41,7 @@ class Normalizer:
     STATISTICS: tuple = ()
     SEEDED = False
     groups = 1  # how many groups of columns share one scale ("group" invariance)
+    group_size = 0  # the examples whose batch statistics normalize each other (0: the whole batch)
 
     @classmethod
     def problem(cls, shape: tuple[int, ...], options: dict) -> str | None:
@@ -52,6 +54,13 @@ class Normalizer:
 
     def exact_statistics(self, mean, variance) -> list:
         raise NotImplementedError(f"{type(self).__name__} has no population statistics")
+
+    def batch_moments(self, x):
+        """The mean and biased variance of x per feature that training mode normalizes with (averaged
+        over the groups, with `group_size`): what exact statistics average over batches."""
+        from bn_lab.bn import groups
+
+        return groups.moments(x, self.group_size)
 
 
 def declared(name: str) -> type[Normalizer]:

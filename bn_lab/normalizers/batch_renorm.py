@@ -12,13 +12,23 @@ the paper does, not of the variance). Inference mode is (x − μ) / σ. r_max a
 one of the population statistics, so a check in training mode leaves it as it was.
 Keras' BatchNormalization(renorm=True) with renorm_momentum = momentum is the same function
 (tests/test_normalizers.py); this one is written out for its schedule and its readable steps.
+With `group_size` > 0 each group of that many examples has its own μ_B, σ_B, r and d (ghost
+batches, bn_lab.bn.groups), and the moving averages take the groups' average.
 """
 
 from bn_lab.normalizers import Normalizer
 
 
 class BatchRenorm(Normalizer):
-    OPTIONS = {"r_max": 3.0, "d_max": 5.0, "relax_from": 0, "relax_to": 0, "momentum": 0.99, "epsilon": 1e-3}
+    OPTIONS = {
+        "r_max": 3.0,
+        "d_max": 5.0,
+        "relax_from": 0,
+        "relax_to": 0,
+        "momentum": 0.99,
+        "epsilon": 1e-3,
+        "group_size": 0,
+    }
     HAS_POPULATION_STATISTICS = True
     SCALE_INVARIANCE = "column"
     STATISTICS = (
@@ -45,6 +55,7 @@ class BatchRenorm(Normalizer):
         relax_to: int = 0,
         momentum: float = 0.99,
         epsilon: float = 1e-3,
+        group_size: int = 0,
     ):
         import tensorflow as tf
 
@@ -52,6 +63,7 @@ class BatchRenorm(Normalizer):
         self.axes = list(range(len(shape)))  # the batch and every spatial axis: per feature
         self.r_max, self.d_max, self.momentum, self.epsilon = r_max, d_max, momentum, epsilon
         self.relax_from, self.relax_to = relax_from, relax_to
+        self.group_size = group_size
         self.gamma = tf.Variable(tf.ones([features]), name="gamma")
         self.beta = tf.Variable(tf.zeros([features]), name="beta")
         self.population_mean = tf.Variable(tf.zeros([features]), trainable=False, name="population_mean")
@@ -77,14 +89,25 @@ class BatchRenorm(Normalizer):
     def __call__(self, x, training: bool):
         import tensorflow as tf
 
+        from bn_lab.bn import groups
+
         if not training:
             return (x - self.population_mean) / self.population_stddev * self.gamma + self.beta
-        mean, variance = tf.nn.moments(x, self.axes)
+        found = groups.split(x, self.group_size)
+        if found is None:
+            inputs, axes, keepdims = x, self.axes, False
+        else:  # each group's statistics: (groups, 1, ..., features)
+            (inputs, axes), keepdims = found, True
+        mean, variance = tf.nn.moments(inputs, axes, keepdims=keepdims)
         stddev = tf.sqrt(variance + self.epsilon)
         r_max, d_max = self.limits()
         r = tf.stop_gradient(tf.clip_by_value(stddev / self.population_stddev, 1.0 / r_max, r_max))
         d = tf.stop_gradient(tf.clip_by_value((mean - self.population_mean) / self.population_stddev, -d_max, d_max))
-        self.population_mean.assign(self.population_mean * self.momentum + mean * (1 - self.momentum))
-        self.population_stddev.assign(self.population_stddev * self.momentum + stddev * (1 - self.momentum))
+        batch_mean, batch_stddev = (
+            (mean, stddev) if found is None else (groups.over_groups(mean), groups.over_groups(stddev))
+        )
+        self.population_mean.assign(self.population_mean * self.momentum + batch_mean * (1 - self.momentum))
+        self.population_stddev.assign(self.population_stddev * self.momentum + batch_stddev * (1 - self.momentum))
         self.steps.assign_add(1.0)
-        return ((x - mean) / stddev * r + d) * self.gamma + self.beta
+        normalized = ((inputs - mean) / stddev * r + d) * self.gamma + self.beta
+        return normalized if found is None else tf.reshape(normalized, tf.shape(x))

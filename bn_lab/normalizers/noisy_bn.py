@@ -36,6 +36,7 @@ class NoisyBN(BatchNorm):
         backend: str = "keras",
         momentum: float = 0.99,
         epsilon: float = 1e-3,
+        group_size: int = 0,
         shift: float = 0.5,
         scale: float = 1.5,
         spread: float = 0.5,
@@ -43,7 +44,7 @@ class NoisyBN(BatchNorm):
     ):
         import tensorflow as tf
 
-        super().__init__(shape, backend, momentum, epsilon)
+        super().__init__(shape, backend, momentum, epsilon, group_size)
         self.shift, self.scale, self.spread = shift, scale, spread
         run_seed, arm, layer = seed
         self.seed = (int(run_seed), (int(arm) * 1000 + int(layer)) << 24)  # the step is added to the second
