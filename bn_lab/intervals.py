@@ -47,13 +47,17 @@ def wilson(successes: int, n: int) -> tuple[float, float] | None:
     return low, high
 
 
-def paired_t(differences: list[float]) -> tuple[float, float] | None:
-    """The 95% t interval of the mean of paired differences; None below two pairs."""
-    n = len(differences)
+def t_interval(values: list[float]) -> tuple[float, float] | None:
+    """The 95% t interval of the mean of values over seeds (paired differences, or an arm's own
+    accuracies); None below two values."""
+    n = len(values)
     if n < 2:
         return None
-    mean, half = statistics.mean(differences), t_975(n - 1) * statistics.stdev(differences) / math.sqrt(n)
+    mean, half = statistics.mean(values), t_975(n - 1) * statistics.stdev(values) / math.sqrt(n)
     return mean - half, mean + half
+
+
+paired_t = t_interval  # of the paired differences: the uplift's interval
 
 
 def rate_text(successes: int, n: int) -> str:

@@ -31,7 +31,10 @@ argmax of NaN logits is class 0, that class's share of the validation images). A
 about that class's share (~0.10), a real result of training, so it is in the mean. The BN
 uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
 same batches) over the seeds where neither network diverged (with more arms: each arm's uplift
-over the first arm's). Success counts the seeds whose
+over the first arm's). An arm with population statistics (BN) is evaluated two more ways: with exact
+population statistics (*exact stats*: their true average over fixed training batches) and with
+*batch stats*, in training mode on validation batches of the training batch size, normalized as in
+training (groups of `group_size` included). Success counts the seeds whose
 {figure} reached {threshold:g}; a diverged network is a failure. `seeds` is finished/planned.
 The 95% confidence intervals: of a success rate, Wilson's score interval (it stays in [0, 1] and
 near 95% coverage with few seeds; 4/5 is 0.38-0.96); of an uplift, Student's t on the paired
@@ -311,6 +314,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     )
     lines += ["", table_text, "", conventions, ""]
     drawn = report_figures.mechanism(results, sweep_dir / rundir.MECHANISM)
+    along = report_figures.along_axis(results, sweep_dir / rundir.ALONG_AXIS)
     if measured_inside(results):
         lines += [f"{INSIDE} {MECHANISM_TEXT[drawn]}", ""]
     if measured_inside(results, "covariate_shift"):
@@ -332,6 +336,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
         f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
         f"`{rundir.CURVES}` (validation curves, every seed)"
         + (f", `{rundir.MECHANISM}` (inside the relu bad-init cells)" if drawn else "")
+        + (f", `{rundir.ALONG_AXIS}` (each arm against the numeric axis, each evaluation mode)" if along else "")
         + f"; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.",
         "",
     ]
@@ -343,6 +348,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     printed += [f"learning-rate threshold:\n{threshold_text}"] if threshold_text else []
     printed += [n for n in notes if n]
     written = [rundir.SUMMARY_CSV, rundir.HEATMAP, rundir.CURVES] + ([rundir.MECHANISM] if drawn else [])
+    written += [rundir.ALONG_AXIS] if along else []
     printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({', '.join(written)})")
     return "\n".join(printed)
 

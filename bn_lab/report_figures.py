@@ -1,5 +1,5 @@
 """A sweep report's figures: heatmap.png (a figure per grid point), curves.png (every seed's curve),
-mechanism.png (inside the relu bad-init cells).
+mechanism.png (inside the relu bad-init cells), along_axis.png (accuracy against a numeric axis).
 
 Each takes `results`, a sweep_results.SweepResults (the sweep's files, read), and a path, builds the
 panels and draws them (the `*_figure` functions below: matplotlib loads only to draw, through
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bn_lab import files, outcome, plots, rundir, schema
+from bn_lab import arms, files, intervals, outcome, plots, rundir, schema
 from bn_lab.sweeps.spec import Axis
 
 
@@ -31,12 +31,14 @@ def layout(manifest: dict) -> tuple[list[int], int | None]:
     return [i for i in range(len(keys)) if i != column], column
 
 
+def recorded_axis(recorded: dict) -> Axis:
+    """An axis as sweep.json records it."""
+    return Axis(recorded["key"], tuple(recorded["values"]), tuple(recorded["labels"]) if recorded["labels"] else None)
+
+
 def figure_grid(results):
     """Row and column labels, and each point's (row, column)."""
-    axes = [
-        Axis(a["key"], tuple(a["values"]), tuple(a["labels"]) if a["labels"] else None)
-        for a in results.manifest["axes"]
-    ]
+    axes = [recorded_axis(a) for a in results.manifest["axes"]]
     if not axes:  # one config over seeds (`bnlab run --seeds`): one panel
         return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, ""
     row_axes, column_axis = layout(results.manifest)
@@ -171,7 +173,97 @@ def mechanism(results, path: Path) -> bool:
     return True
 
 
+# An arm's accuracy in each of the ways it is evaluated (summary.json's sections), as along_axis.png
+# draws them: the EMA population statistics (solid), exact ones (dashed), batch statistics (dotted).
+MODES = ((None, "-", "EMA"), ("precise_bn", "--", "exact statistics"), ("batch_stats", ":", "batch statistics"))
+
+
+def numeric_axis(manifest: dict) -> int | None:
+    """The axis along_axis.png draws against: the figures' column axis (the learning rate if it is
+    one) when its values are numbers, at least three of them; else the last such axis; else None."""
+    axes = manifest["axes"]
+
+    def numeric(i):
+        values = axes[i]["values"]
+        return len(values) >= 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    _, column = layout(manifest) if axes else ([], None)
+    if column is not None and numeric(column):
+        return column
+    return next((i for i in reversed(range(len(axes))) if numeric(i)), None)
+
+
+def along_axis(results, path: Path) -> bool:
+    """along_axis.png: each arm's accuracy (the report's figure) against the sweep's numeric axis,
+    mean over seeds with its 95% t interval, in each evaluation mode the arm has (MODES); one panel
+    per combination of the other axes. Whether it was drawn (a sweep without a numeric axis: not)."""
+    at = numeric_axis(results.manifest)
+    if at is None:
+        path.unlink(missing_ok=True)  # an earlier report's figure would describe other cells
+        return False
+    axis = results.manifest["axes"][at]
+    others = [i for i in range(len(results.manifest["axes"])) if i != at]
+    panels = {}
+    for p in results.points:
+        title = "_".join(recorded_axis(results.manifest["axes"][i]).fragment(p.indices[i]) for i in others)
+        panel = panels.setdefault(title, {"title": title or results.manifest["name"], "lines": {}})
+        x = axis["values"][p.indices[at]]
+        for v, style in results.styles.items():
+            population = arms.uses_population_statistics(style["normalizer"])
+            for statistics, linestyle, mode in MODES:
+                if statistics and not population:
+                    continue
+                values = p.accuracies(v, statistics)
+                if not values:
+                    continue
+                mean = sum(values) / len(values)
+                low, high = intervals.t_interval(values) or (mean, mean)
+                line = panel["lines"].setdefault(
+                    (v, mode), {"variant": v, "mode": mode, "linestyle": linestyle, "points": []}
+                )
+                line["points"].append((x, mean, low, high))
+    figure_name = results.points[0].figure if results.points else "late"
+    title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure_name]} against {axis['key']}, mean over seeds (95% t interval)"
+    files.save_figure(path, along_axis_figure(list(panels.values()), axis["key"], title, results.styles))
+    return True
+
+
 # --- drawing (matplotlib loads here, through plots) -------------------------------------------
+
+
+def along_axis_figure(panels: list[dict], key: str, title: str, styles: dict):
+    """Side-by-side panels of lines: panels [{"title", "lines": {..: {"variant", "mode", "linestyle",
+    "points": [(x, mean, low, high)]}}]. A log x scale when the values span a factor of 8 or more."""
+    from matplotlib.lines import Line2D
+
+    figure = plots.new_figure(figsize=(5.2 * len(panels) + 0.6, 4.6), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    modes = []
+    for ax, panel in zip(axes, panels):
+        xs = set()
+        for line in panel["lines"].values():
+            points = sorted(line["points"])
+            x, mean, low, high = zip(*points)
+            xs.update(x)
+            color = styles[line["variant"]]["color"]
+            ax.plot(x, mean, color=color, linestyle=line["linestyle"], marker="o", markersize=3)
+            ax.fill_between(x, low, high, color=color, alpha=0.12, linewidth=0)
+            if line["mode"] not in modes:
+                modes.append(line["mode"])
+        if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
+            ax.set_xscale("log")
+        ax.set_xticks(sorted(xs), [f"{x:g}" for x in sorted(xs)])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(key)
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy")
+    handles = [Line2D([], [], color=s["color"], label=s["label"]) for s in styles.values()]
+    handles += [Line2D([], [], color="grey", linestyle=ls, label=mode) for _, ls, mode in MODES if mode in modes]
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return figure
 
 
 def heatmap_figure(

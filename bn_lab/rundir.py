@@ -56,6 +56,7 @@ REPORT = "report.md"  # the report: one row per grid point, over seeds
 HEATMAP = "heatmap.png"
 CURVES = "curves.png"
 MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate and dead units
+ALONG_AXIS = "along_axis.png"  # accuracy against a numeric axis (learning rate, group size), each evaluation mode
 
 # Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
 # an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.

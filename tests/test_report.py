@@ -492,3 +492,62 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
             )
             assert (lr_sweep.path / f"lr{lr}_seed{s}" / "covariate_shift.png").read_bytes().startswith(PNG_MAGIC)
     assert "Covariate shift (diagnostics.ics" in report_md
+
+
+@pytest.fixture(scope="module")
+def group_sweep(tmp_path_factory):
+    """BN over groups of 2, 5 and 10 of the smoke run's batches of 60, two seeds: a numeric axis."""
+    from bn_lab import api
+
+    return api.sweep(
+        REPO / "configs" / "smoke.yaml",
+        ["bn.group_size=2,5,10"],
+        seeds=[0, 1],
+        results=tmp_path_factory.mktemp("groups"),
+        progress="none",
+        overrides={"train.steps": 40, "train.eval_every": 20},
+    )
+
+
+def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monkeypatch):
+    """report.md's batch-statistics column and along_axis.png's lines (one per arm and evaluation
+    mode, mean over seeds against the group size), from the cells' summaries."""
+    from bn_lab import files
+    from bn_lab.report import write_report
+
+    drawn, save = {}, files.save_figure
+    monkeypatch.setattr(
+        files,
+        "save_figure",
+        lambda path, figure, **kw: (drawn.update({Path(path).name: figure}), save(path, figure, **kw)),
+    )
+    write_report(group_sweep.path)
+    assert (group_sweep.path / "along_axis.png").read_bytes().startswith(PNG_MAGIC)
+    report_md = (group_sweep.path / "report.md").read_text()
+    lines = [line for line in report_md.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {
+        r["bn.group_size"]: r
+        for r in (dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[1:])
+    }
+    ax = drawn["along_axis.png"].axes[0]
+    by_style = {(line.get_color(), line.get_linestyle()): line for line in ax.lines}
+    late = {}
+    for g in (2, 5, 10):
+        cells = [json.loads((group_sweep.path / f"group_size{g}_seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+        for section, linestyle in ((None, "-"), ("precise_bn", "--"), ("batch_stats", ":")):
+            values = [
+                (c["variants"]["with_bn"][section] if section else c["variants"]["with_bn"])["late_val_accuracy"][
+                    "mean"
+                ]
+                for c in cells
+            ]
+            late.setdefault(linestyle, []).append(statistics.mean(values))
+        batch = [c["variants"]["with_bn"]["batch_stats"]["late_val_accuracy"]["mean"] for c in cells]
+        assert rows[str(g)]["late val acc with BN, batch stats"] == mean_text(batch, ".4f")
+    for linestyle, means in late.items():
+        line = by_style[("tab:blue", linestyle)]
+        assert list(line.get_xdata()) == [2, 5, 10]
+        assert list(line.get_ydata()) == pytest.approx(means)
+    assert ("tab:red", ":") not in by_style  # the plain network has no batch statistics
+    assert "`along_axis.png`" in report_md
