@@ -103,7 +103,8 @@ class ResidentBatches:
         """(images, labels) of `count` steps from `first_step` (a tensor: one trace for every chunk)."""
         import tensorflow as tf
 
-        indices = tf.slice(self.indices, [first_step, 0], [count, -1])  # static shape for XLA
+        # Static shapes for XLA: (count, batch size) indices, so every batch's size is known when traced.
+        indices = tf.slice(self.indices, [first_step, 0], [count, self.indices.shape[1]])
         return tf.gather(self.images, indices), tf.gather(self.labels, indices)
 
     def at(self, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -137,7 +137,8 @@ class Evaluator:
         predictions = tf.TensorArray(tf.int32, size=count)
 
         def body(i, predictions):
-            logits = network(models.to_inputs(images[i : i + 1], network.input_shape), training=training)
+            # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
+            logits = network(models.to_inputs(images[i][None], network.input_shape), training=training)
             return i + 1, predictions.write(i, tf.argmax(logits[0], output_type=tf.int32))
 
         with models.kept(network.population_statistics):  # a check must not change the network

@@ -8,28 +8,34 @@ One invocation measures, side by side, on the MLP (relu, lr 0.01, batch 60, plai
 and the 20-layer conv net (batch 64, Adam 0.002), each without and with BN (keras
 backend):
 
-* naive: the typical port, written out plainly below (`naive_*`): a Keras model, one
-  tf.function call per training step, each batch sliced from the numpy arrays and fed
-  in, TensorFlow's default settings;
+* naive: the plain Keras port, written out below (`naive_*`): a keras.Sequential of Dense or
+  Conv2D (3x3, "same"), BatchNormalization and ReLU layers, SGD 0.01 (MLP) or Adam 0.002 (conv
+  net), one tf.function call per training step, the training set resident as float32 and each
+  batch indexed from it in numpy; TensorFlow's default settings;
 * bn_lab: `bn_lab.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
   `bnlab run` does, timed through `train_steps` with the chunk length a real run uses
   (the steps between two evaluations: 500 for the MLP, 25 for the conv net). Each
   variant is timed alone, the pair (both variants at once, what `bnlab run` does),
   and four arms at once (FOUR_ARMS' arms: plain and BN with each of the three backends).
 
-Fairness. `runtime.configure` fixes TensorFlow's process-wide settings (threads, op
-determinism, oneDNN), and TensorFlow cannot change them once it runs. So each
-measurement group runs in a fresh subprocess of this script (`--one GROUP`, internal):
-the naive loops with TensorFlow's defaults, bn_lab's trainer with bn_lab's settings,
-never one under the other's. Everything is still one invocation and one JSON file.
-Compile time is excluded (one warm-up call of every compiled function first);
-per-chunk Python overhead is included for bn_lab and per-step overhead for the naive
-loop, since both are part of what a user waits for.
+Side by side. `runtime.configure` fixes TensorFlow's process-wide settings (threads, op
+determinism, oneDNN), and TensorFlow cannot change them once it runs. So each side runs in an
+interpreter of its own (`--serve GROUP`, internal; see Group): the naive loops with
+TensorFlow's defaults, bn_lab's trainer with bn_lab's settings, never one under the other's.
+Both are built and warmed up first (compile time is excluded), then asked for one round each in
+turn, the order reversed every other round: the ratio bn_lab/naive is taken within each round,
+seconds apart, and the median over rounds is reported with each round's (this host's speed
+drifts up to 2.5x within an hour). Per-chunk Python overhead is included for bn_lab and
+per-step overhead for the naive loop, since both are part of what a user waits for.
 
-Noise. This machine is shared. Rounds of the groups' measurements alternate between the
-variants, and a round during which other processes used more than 0.25 of a core
-(from /proc/stat, minus this process) is retried, a few times at most; the JSON
-records how busy the machine was (`foreign_cores`). Figures are medians over rounds.
+The FLOP limit: a training step's floating-point operations from the network's shapes
+(`training_flops`: forward multiply-adds times 3) over TensorFlow's float32 matrix product on a
+2048x2048 matrix, measured in bn_lab's interpreter (its thread settings): each loop's steps/s
+as a share of what that rate would allow.
+
+Noise. This machine is shared. A round during which other processes used more than 0.25 of a
+core (from /proc/stat, minus this process) is retried, a few times at most; the JSON records how
+busy the machine was (`foreign_cores`). Figures are medians over rounds.
 
 Data: loading MNIST from bn_lab's cache, best of 3, at most DATA_LOAD_LIMIT_S.
 
@@ -193,6 +199,7 @@ def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int):
 
     rng = np.random.default_rng(0)
     shape = (-1, 784) if model == "mlp" else (-1, 28, 28, 1)
+    resident = (images.astype(np.float32) / 255.0).reshape(shape)  # the training set, resident as float32
     position = [0]
     order = rng.permutation(len(labels))
 
@@ -200,14 +207,13 @@ def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int):
         for _ in range(steps):
             start = position[0] % (len(labels) - batch_size)
             index = order[start : start + batch_size]
-            x = (images[index].astype(np.float32) / 255.0).reshape(shape)
-            train_step(x, labels[index])
+            train_step(resident[index], labels[index])  # each batch indexed from numpy
             position[0] += batch_size
 
     return run
 
 
-def one_naive(model: str, plan: dict) -> dict:
+def naive_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     from bn_lab import data
 
     mnist = data.load_mnist()
@@ -225,13 +231,13 @@ def one_naive(model: str, plan: dict) -> dict:
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "onednn": _onednn(),
     }
-    return {"settings": settings, "results": measure_rounds(jobs, plan["rounds"])}
+    return settings, jobs
 
 
 # --- bn_lab's trainer, configured like a real run --------------------------------------------
 
 
-def one_bnlab(model: str, plan: dict) -> dict:
+def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     settings = runtime.configure("auto")  # what `bnlab run` does first
 
     from bn_lab import config as configs
@@ -266,8 +272,47 @@ def one_bnlab(model: str, plan: dict) -> dict:
                 raise RuntimeError(f"diverged while benchmarking: {trainer.diverged_at}")
 
         jobs[name] = (run, steps)
-    settings = dict(settings, onednn=_onednn(), jit_compile=config["train"]["jit_compile"], chunk=chunk)
-    return {"settings": settings, "results": measure_rounds(jobs, plan["rounds"])}
+    settings = dict(
+        settings,
+        onednn=_onednn(),
+        jit_compile=config["train"]["jit_compile"],
+        chunk=chunk,
+        formulation=trainer.formulation if hasattr(trainer, "formulation") else None,
+        matmul_peak_gflops=matmul_peak_gflops(),
+    )
+    return settings, jobs
+
+
+# A float32 matrix product large enough to run at the machine's peak, with bn_lab's thread settings.
+PEAK_SIDE = 2048
+
+
+def matmul_peak_gflops() -> float:
+    """TensorFlow's float32 matrix product on this machine (best of 5): the FLOP limit's rate."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform((PEAK_SIDE, PEAK_SIDE), seed=(1, 2))
+    product = tf.function(lambda a: tf.matmul(a, a), autograph=False)
+    product(a).numpy()
+    best = min(timed(lambda: product(a).numpy())[0] for _ in range(5))
+    return round(2 * PEAK_SIDE**3 / best / 1e9, 1)
+
+
+def training_flops(config_path: Path) -> int:
+    """Floating-point operations of one training step of a config's network, from its shapes alone:
+    each layer's forward multiply-adds (2 per product: a 3x3 "same" convolution counts all 9 taps
+    at every output position, padding included, as FLOP counts usually do) for a batch, times 3
+    (the forward pass, the gradient of the inputs and that of the weights)."""
+    from bn_lab import config as configs
+    from bn_lab.architecture import architecture, hidden_shapes, kernel_shapes
+
+    config = configs.load(config_path)
+    _, hidden = architecture(config)
+    flops = 0
+    for shape, output in zip(kernel_shapes(config), [*hidden_shapes(config), (10,)]):
+        positions = output[0] * output[1] if len(output) == 3 else 1
+        flops += 2 * positions * math.prod(shape)
+    return 3 * flops * config["train"]["batch_size"]
 
 
 def _onednn() -> bool | None:
@@ -363,27 +408,118 @@ def measure_data_load() -> dict:
     }
 
 
-def run_group(group: str, quick: bool) -> dict:
-    """Runs `--one GROUP` in a fresh interpreter; returns its JSON."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--one", group] + (["--quick"] if quick else [])
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{group} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Group:
+    """One measurement group (`naive:MODEL` or `bn_lab:MODEL`) in a fresh interpreter of its own
+    (`--serve GROUP`): it builds and warms up its jobs, then runs one round of them each time it
+    is asked, and waits meanwhile. Two groups asked in turn are measured side by side."""
+
+    def __init__(self, group: str, quick: bool):
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve", group] + (["--quick"] if quick else [])
+        self.group = group
+        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.settings = self._answer()
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.group} failed (exit status {self.process.wait()}); its errors are above")
+        return json.loads(line)
+
+    def round(self) -> dict:
+        self.process.stdin.write("round\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def serve(group: str, plan: dict) -> None:
+    """`--serve GROUP`: builds the jobs, prints their settings, then one JSON line per round asked."""
+    side, model = group.split(":")
+    settings, jobs = (naive_jobs if side == "naive" else bnlab_jobs)(model, plan[model])
+    print(json.dumps(settings), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "round":
+            print(json.dumps(measure_rounds(jobs, 1)), flush=True)
+
+
+def side_by_side(model: str, rounds: int, quick: bool) -> dict:
+    """The naive loop and bn_lab's trainer in alternating rounds (the order reversed every other
+    round), each round's ratio bn_lab/naive taken within the round: this host's speed drifts."""
+    print(f"measuring {model}: naive loop and bn_lab, {rounds} interleaved rounds ...", file=sys.stderr, flush=True)
+    groups = {"naive": Group(f"naive:{model}", quick), "bn_lab": Group(f"bn_lab:{model}", quick)}
+    found = {side: {} for side in groups}
+    try:
+        for round_ in range(rounds):
+            for side in list(groups)[:: -1 if round_ % 2 else 1]:
+                for job, result in groups[side].round().items():
+                    into = found[side].setdefault(job, {"rates": [], "foreign_cores": []})
+                    into["rates"] += result["rates"]
+                    into["foreign_cores"] += result["foreign_cores"]
+    finally:
+        for group in groups.values():
+            group.close()
+    for results in found.values():
+        for r in results.values():
+            r["steps_per_second"] = statistics.median(r["rates"])
+    n, b = found["naive"], found["bn_lab"]
+    naive_pair = [1 / sum(1 / n[v]["rates"][k] for v in VARIANTS) for k in range(rounds)]
+    flops = training_flops(CONFIGS[model])
+    peak = groups["bn_lab"].settings["matmul_peak_gflops"]
+    per_round = {v: [b[v]["rates"][k] / n[v]["rates"][k] for k in range(rounds)] for v in VARIANTS}
+    return {
+        "naive": n,
+        "bn_lab": b,
+        "naive_settings": groups["naive"].settings,
+        "bn_lab_settings": groups["bn_lab"].settings,
+        "ratio_alone": {v: round(statistics.median(per_round[v]), 2) for v in VARIANTS},
+        "ratio_alone_per_round": {v: [round(r, 2) for r in per_round[v]] for v in VARIANTS},
+        "naive_pair_steps_per_second": round(statistics.median(naive_pair), 1),
+        "ratio_pair": round(
+            statistics.median(b["pair"]["rates"][k] / naive_pair[k] for k in range(rounds)),
+            2,
+        ),
+        "four_over_pair": round(b["pair"]["steps_per_second"] / b["four"]["steps_per_second"], 2),
+        "training_flops_per_step": flops,
+        "matmul_peak_gflops": peak,
+        # steps/s x FLOPs per step / the measured peak: how much of the machine each loop uses
+        "flop_limit_share": {
+            side: {v: round(found[side][v]["steps_per_second"] * flops / (peak * 1e9), 3) for v in VARIANTS}
+            for side in found
+        },
+    }
 
 
 def table(report: dict) -> str:
-    lines = [f"{'model':8} {'variant':11} {'naive steps/s':>14} {'bn_lab steps/s':>15} {'bn_lab/naive':>13}"]
+    lines = [
+        f"{'model':8} {'variant':11} {'naive steps/s':>14} {'bn_lab steps/s':>15} {'bn_lab/naive':>13}"
+        f"  {'share of the FLOP limit: naive, bn_lab':>38}"
+    ]
     for model, m in report["models"].items():
+        share = m["flop_limit_share"]
         rows = [
-            (v, m["naive"][v]["steps_per_second"], m["bn_lab"][v]["steps_per_second"], m["ratio_alone"][v])
+            (
+                v,
+                m["naive"][v]["steps_per_second"],
+                m["bn_lab"][v]["steps_per_second"],
+                m["ratio_alone"][v],
+                f"{share['naive'][v]:.1%}, {share['bn_lab'][v]:.1%}",
+            )
             for v in VARIANTS
         ]
         rows.append(
-            ("pair*", m["naive_pair_steps_per_second"], m["bn_lab"]["pair"]["steps_per_second"], m["ratio_pair"])
+            ("pair*", m["naive_pair_steps_per_second"], m["bn_lab"]["pair"]["steps_per_second"], m["ratio_pair"], "")
         )
-        for name, naive, ours, ratio in rows:
-            lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x")
+        for name, naive, ours, ratio, shares in rows:
+            lines.append(f"{model:8} {name:11} {naive:14,.1f} {ours:15,.1f} {ratio:12.2f}x  {shares:>38}")
+        rounds = "; ".join(f"{v} {', '.join(f'{r:.2f}' for r in m['ratio_alone_per_round'][v])}" for v in VARIANTS)
+        lines.append(
+            f"{model:8} bn_lab/naive round by round: {rounds}; FLOP limit: "
+            f"{m['training_flops_per_step'] / 1e9:.3f} GFLOP a step at {m['matmul_peak_gflops']:.0f} GFLOP/s "
+            f"(TensorFlow's float32 matmul here) = {m['matmul_peak_gflops'] * 1e9 / m['training_flops_per_step']:,.0f} steps/s"
+        )
         if "four" in m["bn_lab"]:
             lines.append(
                 f"{model:8} {'four arms':11} {'':>14} {m['bn_lab']['four']['steps_per_second']:15,.1f}"
@@ -444,14 +580,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet (empty: none)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement group, JSON on stdout
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one measurement group (Group)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else PLAN
 
-    if args.one:
-        side, model = args.one.split(":")
-        result = (one_naive if side == "naive" else one_bnlab)(model, plan[model])
-        print(json.dumps(result))
+    if args.serve:
+        serve(args.serve, plan)
         return 0
 
     started = time.perf_counter()
@@ -469,22 +603,7 @@ def main(argv=None) -> int:
     }
     report["data_load"] = measure_data_load()
     for model in filter(None, args.models.split(",")):  # --models "": only the end-to-end runs
-        print(f"measuring {model}: naive loop ...", file=sys.stderr, flush=True)
-        naive = run_group(f"naive:{model}", args.quick)
-        print(f"measuring {model}: bn_lab ...", file=sys.stderr, flush=True)
-        ours = run_group(f"bn_lab:{model}", args.quick)
-        n, b = naive["results"], ours["results"]
-        naive_pair = 1 / sum(1 / n[v]["steps_per_second"] for v in VARIANTS)
-        report["models"][model] = {
-            "naive": n,
-            "bn_lab": b,
-            "naive_settings": naive["settings"],
-            "bn_lab_settings": ours["settings"],
-            "ratio_alone": {v: round(b[v]["steps_per_second"] / n[v]["steps_per_second"], 2) for v in VARIANTS},
-            "naive_pair_steps_per_second": round(naive_pair, 1),
-            "ratio_pair": round(b["pair"]["steps_per_second"] / naive_pair, 2),
-            "four_over_pair": round(b["pair"]["steps_per_second"] / b["four"]["steps_per_second"], 2),
-        }
+        report["models"][model] = side_by_side(model, plan[model]["rounds"], args.quick)
     if not args.skip_run:
         for config in [ROOT / "configs" / "relu_lr2_badinit.yaml"] + [Path(c).resolve() for c in args.also_run]:
             print(f"bnlab run {config.name} ...", file=sys.stderr, flush=True)

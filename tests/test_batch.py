@@ -340,3 +340,30 @@ def test_the_cli_prints_the_batch_rows(tmp_path):
         "n/a",
         *(["never"] if good is None else [str(good), "images" if good > 1 else "image"]),
     ]
+
+
+# noisy_bn without its noise: XLA's stateless generator draws other numbers than TensorFlow's
+# kernels from the same seed (each path is reproducible on its own).
+GROUPED = {
+    "batch_norm": {},
+    "noisy_bn": {"shift": 0.0, "scale": 1.0, "spread": 0.0},
+    "batch_renorm": {"relax_from": 5, "relax_to": 20},
+}
+
+
+@pytest.mark.parametrize("normalizer", list(GROUPED))
+def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
+    """The MLP's training loop is XLA-compiled, where every shape must be a constant: groups there
+    train the same network as outside it (float rounding aside: sigmoid, whose smooth gradients do
+    not amplify it as relu's kink does, see tests/test_fast_path.py)."""
+    networks = {}
+    for jit in (True, False):
+        cfg = tiny_mlp_config(
+            arms=[{"name": "g", "normalizer": normalizer, "options": {"group_size": 5, **GROUPED[normalizer]}}],
+            **{"train.jit_compile": jit, "model.activation": "sigmoid"},
+        )
+        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer.run()
+        networks[jit] = snapshot(trainer.networks["g"])
+    for a, b in zip(networks[True], networks[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

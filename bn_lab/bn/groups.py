@@ -51,10 +51,18 @@ def split(x, group_size: int):
         groups = count(batch, group_size)
         if groups == 1:
             return None
-    grouped = tf.reshape(x, tf.concat([[groups, -1], tf.shape(x)[1:]], 0))
-    if isinstance(groups, int):
-        grouped = tf.ensure_shape(grouped, (groups, batch // groups, *x.shape[1:]))
+    if isinstance(groups, int) and x.shape[1:].is_fully_defined():  # static: XLA needs constant shapes
+        grouped = tf.reshape(x, (groups, batch // groups, *x.shape[1:]))
+    else:
+        grouped = tf.reshape(x, tf.concat([[groups, -1], tf.shape(x)[1:]], 0))
     return grouped, list(range(1, len(x.shape)))
+
+
+def merge(grouped, x):
+    """The groups back in x's shape (static where x's is: XLA needs constant shapes)."""
+    import tensorflow as tf
+
+    return tf.reshape(grouped, x.shape if x.shape.is_fully_defined() else tf.shape(x))
 
 
 def over_groups(statistic):

@@ -28,7 +28,7 @@ class BatchNormBase(tf.Module):
         grouped, axes = found
         mean, variance = self.moments(grouped, axes, keepdims=True)
         self.update_population(groups.over_groups(mean), groups.over_groups(variance))
-        return tf.reshape(self.normalize(grouped, mean, variance), tf.shape(x))
+        return groups.merge(self.normalize(grouped, mean, variance), x)
 
 
 class PopulationBatchNorm(BatchNormBase):

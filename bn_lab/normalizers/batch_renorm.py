@@ -110,4 +110,4 @@ class BatchRenorm(Normalizer):
         self.population_stddev.assign(self.population_stddev * self.momentum + batch_stddev * (1 - self.momentum))
         self.steps.assign_add(1.0)
         normalized = ((inputs - mean) / stddev * r + d) * self.gamma + self.beta
-        return normalized if found is None else tf.reshape(normalized, tf.shape(x))
+        return normalized if found is None else groups.merge(normalized, x)

@@ -12,6 +12,9 @@ where the distribution is re-drawn per feature at every training step:
 mean and a non-unit variance, both changing every step. Inference mode adds no noise. The draws
 are stateless, from (the run's seed, the arm, the layer, the step), so a run is reproducible;
 the step count is a population statistic, so a check in training mode leaves it as it was.
+(XLA's stateless generator draws other numbers than TensorFlow's kernels from the same seed: a
+run with train.jit_compile on, the MLP's default, is reproducible, and so is one with it off,
+but the two draw different noise.)
 With shift 0, scale 1 and spread 0 the noise is m = 1, a = 0: exactly batch_norm.
 """
 
