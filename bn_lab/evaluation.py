@@ -67,8 +67,11 @@ class Evaluator:
         # Not XLA: the batch-size curve traces one shape per size, and XLA's compile time would
         # cost more than it saves.
         self._in_training_mode = {
-            a: runtime.compiled(lambda images, labels, a=a: self._in_training_mode_impl(a, images, labels), False)
+            (a, whole): runtime.compiled(
+                lambda images, labels, a=a, whole=whole: self._in_training_mode_impl(a, images, labels, whole), False
+            )
             for a in population
+            for whole in (False, True)
         }
 
     # --- compiled pieces -------------------------------------------------------------
@@ -107,16 +110,17 @@ class Evaluator:
         ]
         return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
-    def _in_training_mode_impl(self, arm, images, labels):
+    def _in_training_mode_impl(self, arm, images, labels, whole: bool):
         """Loss sum, correct predictions and class counts over (k, n, 784) images fed batch by batch in
-        training mode: each batch normalized with its own statistics (over groups of the arm's
-        group size where it splits into them), noisy BN's noise included, as in a training step.
+        training mode: each batch normalized with its own statistics, noisy BN's noise included,
+        as in a training step: over groups of the arm's group size, or (whole) over all n images.
         The population statistics (and step counts) this changes are put back, bit for bit."""
         network = self.networks[arm]
         count = tf.shape(images)[0]
 
         def body(i, loss_sum, correct_sum, counts):
-            logits = network(models.to_inputs(images[i], network.input_shape), training=True)
+            x = models.to_inputs(images[i], network.input_shape)
+            logits = network(x, training=True, group_size=0 if whole else None)
             n = tf.cast(tf.shape(labels[i])[0], tf.float32)
             predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
             return (
@@ -165,31 +169,34 @@ class Evaluator:
         return loss_sum / n, correct_sum / n, float(counts.max() / n)
 
     def has_batch_statistics(self, arm: str) -> bool:
-        return self.batch_size is not None and arm in self._in_training_mode
+        return self.batch_size is not None and (arm, False) in self._in_training_mode
 
     def evaluate_batch_statistics(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() in training mode, on the split's first whole batches of the training batch size
         (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64)."""
         return self._training_mode(arm, *in_batches(split.images, split.labels, self.batch_size))
 
-    def _training_mode(self, arm: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-        loss_sum, correct_sum, counts = self._in_training_mode[arm](images, labels)
+    def _training_mode(
+        self, arm: str, images: np.ndarray, labels: np.ndarray, whole: bool = False
+    ) -> tuple[float, float, float]:
+        loss_sum, correct_sum, counts = self._in_training_mode[(arm, whole)](images, labels)
         n = labels.size
         return float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n)
 
     def batch_size_curve(self, arm: str, split, batch_size: int) -> dict:
         """Accuracy in training mode on the split's first CURVE_IMAGES images fed in batches of each of
-        curve_sizes(batch_size) images, beside inference mode on the same images: from which batch
-        size batch statistics stand in for the population's. A size that does not divide the images
-        sees its first whole batches."""
+        curve_sizes(batch_size) images, each batch normalized with its own statistics as one group
+        (whatever the arm's group size: how many images must normalize each other), beside
+        inference mode on the same images: from which batch size batch statistics stand in for the
+        population's. A size that does not divide the images sees its first whole batches."""
         images, labels = split.images[:CURVE_IMAGES], split.labels[:CURVE_IMAGES]
         sizes = [n for n in curve_sizes(batch_size) if n <= len(labels)]
-        training = [self._training_mode(arm, *in_batches(images, labels, n))[1] for n in sizes]
+        training = [self._training_mode(arm, *in_batches(images, labels, n), whole=True)[1] for n in sizes]
         inference = self.evaluate(arm, type(split)(images, labels))[1]
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
             "images": len(labels),
-            "group_size": group_size,  # training mode normalizes groups of this many (0: the whole batch)
+            "group_size": group_size,  # the groups it trained with (0: the whole batch); the curve's are whole batches
             "sizes": sizes,
             "training_mode": training,
             "inference_mode": inference,

@@ -186,11 +186,20 @@ class Network(tf.Module):
                 arrays[f"layer{i}/{name}"] = statistic.numpy()
         return arrays
 
-    def __call__(self, x, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None):
+    def __call__(
+        self,
+        x,
+        training: bool,
+        bn_moments: list | None = None,
+        activation_inputs: list | None = None,
+        group_size: int | None = None,
+    ):
         """The logits.
 
         bn_moments: a list that receives (mean, biased variance) of every normalizer's input;
-        activation_inputs: a list that receives every hidden layer's input to its activation.
+        activation_inputs: a list that receives every hidden layer's input to its activation;
+        group_size: the normalizers' groups in training mode for this call (None: their own; 0:
+        the whole batch, as the batch-size curve normalizes its batches).
         """
         h = x
         for i, layer in enumerate(self.hidden):
@@ -202,33 +211,40 @@ class Network(tf.Module):
             else:
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
-            if self.fast and self.norms and layer.kind == "conv" and bn_moments is None and activation_inputs is None:
+            plain = bn_moments is None and activation_inputs is None and group_size is None
+            if self.fast and self.norms and layer.kind == "conv" and plain:
                 h = self._compiled_layer_end(i, training)(h)
             else:
-                h = self._layer_end(i, h, training, bn_moments, activation_inputs)
+                h = self._layer_end(i, h, training, bn_moments, activation_inputs, group_size)
         if len(h.shape) > 2:
             h = tf.reshape(h, (tf.shape(h)[0], -1))
         return tf.matmul(h, self.kernels[-1]) + self.biases[-1]
 
     def _layer_end(
-        self, i: int, h, training: bool, bn_moments: list | None = None, activation_inputs: list | None = None
+        self,
+        i: int,
+        h,
+        training: bool,
+        bn_moments: list | None = None,
+        activation_inputs: list | None = None,
+        group_size: int | None = None,
     ):
         """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
         if self.biases[i] is not None:
             h = h + self.biases[i]
         if self.norms and not self.bn_after_activation:
-            h = self._batch_norm(i, h, training, bn_moments)
+            h = self._batch_norm(i, h, training, bn_moments, group_size)
         if activation_inputs is not None:
             activation_inputs.append(h)
         h = self.activation(h)
         if self.bn_after_activation:
-            h = self._batch_norm(i, h, training, bn_moments)
+            h = self._batch_norm(i, h, training, bn_moments, group_size)
         return h
 
-    def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None):
+    def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None, group_size: int | None = None):
         if bn_moments is not None:  # the statistics training mode normalises with (over groups, with group_size)
             bn_moments.append(self.norms[i].batch_moments(h))
-        return self.norms[i](h, training)
+        return self.norms[i](h, training, group_size)
 
     def _compiled_layer_end(self, i: int, training: bool):
         key = (i, bool(training))

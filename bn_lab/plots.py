@@ -410,15 +410,16 @@ def covariate_shift_figure(
 
 def batch_size_curve_figure(curves: dict[str, dict], title: str, *, styles: dict | None = None):
     """batch_size_curve.png: each arm's accuracy in training mode (batch statistics) on test batches
-    of 1, 2, 4, ... images, and in inference mode on the same images (a dashed line): the
-    single-image pitfall as a curve. curves: {arm: summary.json's batch_size_curve}."""
+    of 1, 2, 4, ... images, each batch normalized as one group, and in inference mode on the same
+    images (a dashed line): the single-image pitfall as a curve. curves: {arm: summary.json's
+    batch_size_curve}."""
     styles = styles or arms.LESSON_STYLES
     figure = new_figure(figsize=(6.4, 4.2))
     axes = figure.subplots()
     images = None
     for variant, curve in curves.items():
         style = styles[variant]
-        groups = f", groups of {curve['group_size']}" if curve.get("group_size") else ""
+        groups = f" (trained in groups of {curve['group_size']})" if curve.get("group_size") else ""
         axes.plot(
             curve["sizes"],
             curve["training_mode"],

@@ -255,8 +255,8 @@ def test_the_batch_size_curve_equals_numpy_and_says_where_batch_statistics_suffi
     curve = run.summary["variants"]["with_bn"]["batch_size_curve"]
     assert curve["sizes"] == [1, 2, 4, 8, 16, 30] and curve["group_size"] == 5 and curve["images"] == 100
     arrays, test = run.weights("with_bn"), tiny_mnist.test
-    for size, accuracy in zip(curve["sizes"], curve["training_mode"]):
-        expected = numpy_in_batches(arrays, test.images, test.labels, size, group_size=5)[1]
+    for size, accuracy in zip(curve["sizes"], curve["training_mode"]):  # each batch one group, whatever the arm's
+        expected = numpy_in_batches(arrays, test.images, test.labels, size)[1]
         assert abs(accuracy - expected) <= 1 / 100, size
     inference = numpy_loss_and_accuracy(
         numpy_mlp(arrays, test.images, "relu", statistics="population")[0], test.labels
@@ -292,7 +292,7 @@ def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
     training, inference = figure.axes[0].lines[:2]
     assert list(training.get_xdata()) == curve["sizes"] and list(training.get_ydata()) == curve["training_mode"]
     assert set(inference.get_ydata()) == {curve["inference_mode"]}
-    assert training.get_label() == "with BN, training mode, groups of 5"
+    assert training.get_label() == "with BN, training mode (trained in groups of 5)"
 
 
 def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
@@ -367,3 +367,27 @@ def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
         networks[jit] = snapshot(trainer.networks["g"])
     for a, b in zip(networks[True], networks[False]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sweep_axis_over_the_bn_section_reaches_the_arms_options(tmp_path):
+    """An arm's options default to the bn section's: a grid over bn.group_size (and a sweep's `set:`)
+    sets them, as --set does on one run, unless the arm gives the option itself."""
+    from bn_lab.sweeps import spec
+
+    (tmp_path / "arms.yaml").write_text(
+        "train: {batch_size: 60}\n"
+        "arms:\n"
+        "  - {name: bn, normalizer: batch_norm}\n"
+        "  - {name: brn, normalizer: batch_renorm}\n"
+        "  - {name: fixed, normalizer: batch_norm, options: {group_size: 30}}\n"
+    )
+    (tmp_path / "sweep.yaml").write_text(
+        "name: g\nbase: arms.yaml\nset: {bn.momentum: 0.9}\ngrid:\n  bn.group_size: {whole: 0, g4: 4}\nseeds: [0]\n"
+    )
+    sweep = spec.load(tmp_path / "sweep.yaml")
+    found = {c.name: {a["name"]: a["options"] for a in c.config["arms"]} for c in sweep.cells}
+    assert {name: [o["group_size"] for o in arms.values()] for name, arms in found.items()} == {
+        "wholebn_seed0": [0, 0, 30],
+        "g4bn_seed0": [4, 4, 30],
+    }
+    assert {o["momentum"] for arms in found.values() for o in arms.values()} == {0.9}

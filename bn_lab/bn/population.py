@@ -21,8 +21,9 @@ class BatchNormBase(tf.Module):
         self.population_mean.assign(self.population_mean * self.momentum + mean * (1 - self.momentum))
         self.population_variance.assign(self.population_variance * self.momentum + variance * (1 - self.momentum))
 
-    def __call__(self, x, training: bool):
-        found = groups.split(x, self.group_size) if training else None
+    def __call__(self, x, training: bool, group_size: int | None = None):
+        """group_size: this call's groups in training mode (None: the module's own; 0: the whole batch)."""
+        found = groups.split(x, self.group_size if group_size is None else group_size) if training else None
         if found is None:
             return self.whole(x, training)
         grouped, axes = found

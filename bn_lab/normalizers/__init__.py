@@ -4,7 +4,8 @@
 A normalizer is a `Normalizer` subclass made by `make(name, shape, **options)`, where `shape` is
 one example's shape at the normalizer's input, (features,) for a dense layer or
 (height, width, channels) for a conv layer. It has
-  - `__call__(x, training)`: the normalized x. Whatever training mode updates (population
+  - `__call__(x, training, group_size=None)`: the normalized x (group_size: a batch-statistics
+    normalizer's groups for this call, None its own, 0 the whole batch: see bn_lab.bn.groups). Whatever training mode updates (population
     statistics, a step count) is in `population_statistics`; inference mode updates nothing;
   - `gamma`, `beta`: its trainable scale and offset (tf.Variables);
   - `population_statistics`: the non-trainable variables training mode changes ([] if none),

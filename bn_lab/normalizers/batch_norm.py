@@ -34,5 +34,5 @@ class BatchNorm(Normalizer):
     def exact_statistics(self, mean, variance) -> list:
         return [mean, variance]
 
-    def __call__(self, x, training: bool):
-        return self.norm(x, training)
+    def __call__(self, x, training: bool, group_size: int | None = None):
+        return self.norm(x, training, group_size)

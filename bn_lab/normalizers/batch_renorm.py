@@ -86,14 +86,14 @@ class BatchRenorm(Normalizer):
             ramp = tf.ones_like(ramp)
         return 1.0 + (self.r_max - 1.0) * ramp, self.d_max * ramp
 
-    def __call__(self, x, training: bool):
+    def __call__(self, x, training: bool, group_size: int | None = None):
         import tensorflow as tf
 
         from bn_lab.bn import groups
 
         if not training:
             return (x - self.population_mean) / self.population_stddev * self.gamma + self.beta
-        found = groups.split(x, self.group_size)
+        found = groups.split(x, self.group_size if group_size is None else group_size)
         if found is None:
             inputs, axes, keepdims = x, self.axes, False
         else:  # each group's statistics: (groups, 1, ..., features)

@@ -16,5 +16,5 @@ class KerasLayer(Normalizer):
         self.beta = self.layer.beta.value
         self.population_statistics = []
 
-    def __call__(self, x, training: bool):
+    def __call__(self, x, training: bool, group_size: int | None = None):  # no batch: no groups
         return self.layer(x, training=training)

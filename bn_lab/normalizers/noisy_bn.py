@@ -75,10 +75,10 @@ class NoisyBN(BatchNorm):
         )
         return mean_m + spread_m * z[0], mean_a + spread_a * z[1]
 
-    def __call__(self, x, training: bool):
+    def __call__(self, x, training: bool, group_size: int | None = None):
         import tensorflow as tf
 
-        y = super().__call__(x, training)
+        y = super().__call__(x, training, group_size)
         if not training:
             return y
         m, a = self.noise(tf.shape(y))

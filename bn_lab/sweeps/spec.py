@@ -236,6 +236,9 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     base_config = configs.load(base)  # its own errors name the base file
     if name is None:  # an ad-hoc grid
         name = f"{base_config['experiment']}_sweep"
+    # The cells start from the base file as written, not as resolved: a key it leaves to a default
+    # that another key sets (an arm's options default to the bn section's) follows the grid's value.
+    base_config = configs.read_yaml(base)
     _check_name(name, f"{where}: name")
     for origin, keys in ((f"{where}: set", settings), ("--set", overrides)):
         for key in keys:
@@ -249,7 +252,7 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
     axes = [_axis(key, spec, tree, _grid_where(where)) for key, spec in axes_spec.items()]
     if not axes:
         raise SweepError(f"{where}: grid: needs at least one axis, e.g. model.activation: [relu, sigmoid]")
-    seeds = [base_config["seed"]] if seeds is None else seeds
+    seeds = [configs.validate(tree)["seed"]] if seeds is None else seeds
     cells = math.prod(len(a.values) for a in axes) * len(seeds)
     if cells > MAX_CELLS:
         sizes = " x ".join(f"{len(a.values)} ({a.key})" for a in axes) + f" x {len(seeds)} seeds"
