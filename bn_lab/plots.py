@@ -419,7 +419,8 @@ def batch_size_curve_figure(curves: dict[str, dict], title: str, *, styles: dict
     images = None
     for variant, curve in curves.items():
         style = styles[variant]
-        groups = f" (trained in groups of {curve['group_size']})" if curve.get("group_size") else ""
+        trained = curve.get("group_size")  # 0, or the batch's size: the whole batch
+        groups = f" (trained in groups of {trained})" if trained and trained != curve["sizes"][-1] else ""
         axes.plot(
             curve["sizes"],
             curve["training_mode"],

@@ -22,9 +22,9 @@ Side by side. `runtime.configure` fixes TensorFlow's process-wide settings (thre
 determinism, oneDNN), and TensorFlow cannot change them once it runs. So each side runs in an
 interpreter of its own (`--serve GROUP`, internal; see Group): the naive loops with
 TensorFlow's defaults, bn_lab's trainer with bn_lab's settings, never one under the other's.
-Both are built and warmed up first (compile time is excluded), then asked for one round each in
-turn, the order reversed every other round: the ratio bn_lab/naive is taken within each round,
-seconds apart, and the median over rounds is reported with each round's (this host's speed
+Both are built and warmed up first (compile time is excluded), then each variant is timed in
+the one and at once in the other, the order reversed every other round: each ratio bn_lab/naive
+compares two runs seconds apart, and the median over rounds is reported with each round's (this host's speed
 drifts up to 2.5x within an hour). Per-chunk Python overhead is included for bn_lab and
 per-step overhead for the naive loop, since both are part of what a user waits for.
 
@@ -79,7 +79,7 @@ VARIANTS = LESSON_NAMES  # the lesson's pair: plain, and BN
 FOUR_ARMS = ROOT / "configs" / "backends_side_by_side.yaml"
 CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROOT / "configs" / "convnet_keras.yaml"}
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
-PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 3}}
+PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 5}}
 OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"
 # name -> (--set overrides, the most it may cost as a multiple of the first run's wall time).
 # The first is the baseline: every optional per-evaluation piece off.
@@ -425,10 +425,14 @@ class Group:
             raise RuntimeError(f"{self.group} failed (exit status {self.process.wait()}); its errors are above")
         return json.loads(line)
 
-    def round(self) -> dict:
-        self.process.stdin.write("round\n")
+    def jobs(self) -> list[str]:
+        return self.settings["jobs"]
+
+    def measure(self, job: str) -> dict:
+        """One timed run of one job: {"rates": [...], "foreign_cores": [...], ...}."""
+        self.process.stdin.write(job + "\n")
         self.process.stdin.flush()
-        return self._answer()
+        return self._answer()[job]
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -439,25 +443,29 @@ def serve(group: str, plan: dict) -> None:
     """`--serve GROUP`: builds the jobs, prints their settings, then one JSON line per round asked."""
     side, model = group.split(":")
     settings, jobs = (naive_jobs if side == "naive" else bnlab_jobs)(model, plan[model])
-    print(json.dumps(settings), flush=True)
+    print(json.dumps({**settings, "jobs": list(jobs)}), flush=True)
     for line in sys.stdin:
-        if line.strip() == "round":
-            print(json.dumps(measure_rounds(jobs, 1)), flush=True)
+        job = line.strip()
+        print(json.dumps(measure_rounds({job: jobs[job]}, 1)), flush=True)
 
 
 def side_by_side(model: str, rounds: int, quick: bool) -> dict:
-    """The naive loop and bn_lab's trainer in alternating rounds (the order reversed every other
-    round), each round's ratio bn_lab/naive taken within the round: this host's speed drifts."""
+    """The naive loop and bn_lab's trainer side by side: in each round, each variant timed in the
+    one and then in the other (the order reversed every other round), so that each ratio
+    bn_lab/naive compares two runs seconds apart: this host's speed drifts. bn_lab's other jobs
+    (the pair, four arms) follow in the round."""
     print(f"measuring {model}: naive loop and bn_lab, {rounds} interleaved rounds ...", file=sys.stderr, flush=True)
     groups = {"naive": Group(f"naive:{model}", quick), "bn_lab": Group(f"bn_lab:{model}", quick)}
     found = {side: {} for side in groups}
     try:
         for round_ in range(rounds):
-            for side in list(groups)[:: -1 if round_ % 2 else 1]:
-                for job, result in groups[side].round().items():
-                    into = found[side].setdefault(job, {"rates": [], "foreign_cores": []})
-                    into["rates"] += result["rates"]
-                    into["foreign_cores"] += result["foreign_cores"]
+            order = [(side, v) for v in VARIANTS for side in list(groups)[:: -1 if round_ % 2 else 1]]
+            order += [("bn_lab", job) for job in groups["bn_lab"].jobs() if job not in VARIANTS]
+            for side, job in order:
+                result = groups[side].measure(job)
+                into = found[side].setdefault(job, {"rates": [], "foreign_cores": []})
+                into["rates"] += result["rates"]
+                into["foreign_cores"] += result["foreign_cores"]
     finally:
         for group in groups.values():
             group.close()
