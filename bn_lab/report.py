@@ -201,7 +201,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
     figure = results.points[0].figure if results.points else "late"
     styles = results.styles
     names = list(styles)
-    reference, others = names[0], names[1:]
+    reference, others = names_of(styles)
     population = [v for v in names if arms.uses_population_statistics(styles[v]["normalizer"])]
     normalized = [v for v in names if styles[v]["normalizer"]]
     label = {v: styles[v]["label"] for v in names}
@@ -423,4 +423,21 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
             for v in styles
         ),
     ]
+    reference, others = names_of(styles)
+    if others:
+        uplifts = {v: [d for p in results.points for d in p.uplifts(v, reference)] for v in others}
+        lines.append(
+            f"paired uplift over {styles[reference]['label']}, late accuracy (95% CI, Student's t on the "
+            "seed-by-seed differences): "
+            + "; ".join(
+                f"{styles[v]['label']} {_mean_text(uplifts[v], signed=True)} ({intervals.uplift_text(uplifts[v])})"
+                for v in others
+            )
+        )
     return "\n".join(lines)
+
+
+def names_of(styles: dict) -> tuple[str, list[str]]:
+    """The first arm (every uplift's reference) and the others."""
+    names = list(styles)
+    return names[0], names[1:]

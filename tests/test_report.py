@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT, bnlab
 
 REPO = ROOT
+LESSON = ("without_bn", "with_bn")
 POINTS = ["relu_goodinit", "relu_badinit", "sigmoid_goodinit", "sigmoid_badinit"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -351,8 +352,23 @@ def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
     text = report.seeds_table(smoke, 0.9)
     summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob("*_seed*/summary.json"))]
     learned = sum(s["variants"]["with_bn"]["outcome"] == "learned" for s in summaries)
-    assert f"with BN learned {intervals.rate_text(learned, 8)}" in text.splitlines()[-1]
-    assert text.splitlines()[-1].startswith("95% CI of each rate (Wilson): without BN learned ")
+    rates = next(line for line in text.splitlines() if line.startswith("95% CI of each rate (Wilson): "))
+    assert rates.startswith("95% CI of each rate (Wilson): without BN learned ")
+    assert f"with BN learned {intervals.rate_text(learned, 8)}" in rates
+    # The paired uplift over the first arm, seed by seed where neither network diverged, with its t interval.
+    late = [
+        [s["variants"][v]["late_val_accuracy"]["mean"] if not s["variants"][v]["diverged"] else None for v in LESSON]
+        for s in summaries
+    ]
+    paired = [b - a for a, b in late if None not in (a, b)]
+    mean, half = (
+        statistics.mean(paired),
+        intervals.t_975(len(paired) - 1) * statistics.stdev(paired) / len(paired) ** 0.5,
+    )
+    assert text.splitlines()[-1] == (
+        "paired uplift over without BN, late accuracy (95% CI, Student's t on the seed-by-seed differences): "
+        f"with BN {mean:+.4f} ± {statistics.stdev(paired):.4f} ({mean - half:+.4f} to {mean + half:+.4f})"
+    )
 
 
 def test_summary_csv_carries_each_points_intervals(smoke):
@@ -390,18 +406,27 @@ def test_summary_csv_carries_each_points_intervals(smoke):
         assert "without_bn_point_uplift_ci_low" not in mine[0]  # the first arm has no uplift over itself
 
 
-@pytest.fixture(scope="module")
-def lr_sweep(tmp_path_factory):
-    """sigmoid at two learning rates, two seeds, the ICS probe on: the threshold table and the shift columns."""
+def smoke_sweep_over(tmp_path_factory, grid: str, overrides: dict):
+    """configs/smoke.yaml over one grid axis, two seeds, through the Python API."""
     from bn_lab import api
 
     return api.sweep(
         REPO / "configs" / "smoke.yaml",
-        ["optimizer.learning_rate=0.1,2"],
+        [grid],
         seeds=[0, 1],
-        results=tmp_path_factory.mktemp("lr"),
+        results=tmp_path_factory.mktemp("sweep"),
         progress="none",
-        overrides={
+        overrides=overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(tmp_path_factory):
+    """sigmoid at two learning rates, two seeds, the ICS probe on: the threshold table and the shift columns."""
+    return smoke_sweep_over(
+        tmp_path_factory,
+        "optimizer.learning_rate=0.1,2",
+        {
             "model.activation": "sigmoid",
             "diagnostics.enabled": True,
             "diagnostics.ics": True,
@@ -497,16 +522,7 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
 @pytest.fixture(scope="module")
 def group_sweep(tmp_path_factory):
     """BN over groups of 2, 5 and 10 of the smoke run's batches of 60, two seeds: a numeric axis."""
-    from bn_lab import api
-
-    return api.sweep(
-        REPO / "configs" / "smoke.yaml",
-        ["bn.group_size=2,5,10"],
-        seeds=[0, 1],
-        results=tmp_path_factory.mktemp("groups"),
-        progress="none",
-        overrides={"train.steps": 40, "train.eval_every": 20},
-    )
+    return smoke_sweep_over(tmp_path_factory, "bn.group_size=2,5,10", {"train.steps": 40, "train.eval_every": 20})
 
 
 def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monkeypatch):

@@ -36,18 +36,15 @@ class NoisyBN(BatchNorm):
     def __init__(
         self,
         shape: tuple[int, ...],
-        backend: str = "keras",
-        momentum: float = 0.99,
-        epsilon: float = 1e-3,
-        group_size: int = 0,
         shift: float = 0.5,
         scale: float = 1.5,
         spread: float = 0.5,
         seed: tuple[int, ...] = (0, 0, 0),
+        **batch_norm_options,  # batch_norm's: backend, momentum, epsilon, group_size
     ):
         import tensorflow as tf
 
-        super().__init__(shape, backend, momentum, epsilon, group_size)
+        super().__init__(shape, **batch_norm_options)
         self.shift, self.scale, self.spread = shift, scale, spread
         run_seed, arm, layer = seed
         self.seed = (int(run_seed), (int(arm) * 1000 + int(layer)) << 24)  # the step is added to the second
