@@ -143,9 +143,10 @@ class OneLineErrors(click.Group):
 def main():
     """Batch-normalization experiments on MNIST, reproducibly.
 
-    Each run trains a pair of networks, without and with BN, from the same initial
-    weights on the same mini-batches, and writes curves, plots and single-image
-    inference checks under results/.
+    Each run trains its arms (by default the pair without and with BN; any
+    normalizers with `arms:`) from the same initial weights on the same
+    mini-batches, and writes curves, plots and single-image inference checks
+    under results/.
 
     \b
     Examples:

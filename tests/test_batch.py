@@ -50,13 +50,15 @@ def test_batch_norm_in_groups_equals_numpy_for_every_backend(backend, shape):
     np.testing.assert_allclose(norm(tf.constant(x), training=False).numpy(), inferred, atol=2e-5)
 
 
+@pytest.mark.parametrize("shape", [DENSE, CONV], ids=["dense", "conv"])
 @pytest.mark.parametrize("backend", registry.BN_BACKENDS.names())
-def test_the_default_is_the_backends_own_formulation_bit_for_bit(backend):
+def test_the_default_is_the_backends_own_formulation_bit_for_bit(backend, shape):
     """group_size 0 (and a group as large as the batch) takes each backend's code path as it was:
     Keras' layer, tf.nn.moments + tf.nn.batch_normalization, the arithmetic written out."""
-    x = tf.constant(batch(CONV, n=8))
+    x = tf.constant(batch(shape, n=8))
+    axes = list(range(len(x.shape) - 1))
     made = {
-        g: normalizers.make("batch_norm", CONV, backend=backend, momentum=MOMENTUM, epsilon=EPSILON, group_size=g)
+        g: normalizers.make("batch_norm", shape, backend=backend, momentum=MOMENTUM, epsilon=EPSILON, group_size=g)
         for g in (0, 8)
     }
     for norm in made.values():
@@ -69,12 +71,12 @@ def test_the_default_is_the_backends_own_formulation_bit_for_bit(backend):
         layer.beta.assign(beta)
         expected, population = layer(x, training=True), [layer.moving_mean, layer.moving_variance]
     else:
-        mean, variance = tf.nn.moments(x, [0, 1, 2])
+        mean, variance = tf.nn.moments(x, axes)
         if backend == "tf_nn":
             expected = tf.nn.batch_normalization(x, mean, variance, beta, gamma, EPSILON)
         else:
-            mean = tf.reduce_mean(x, axis=[0, 1, 2])
-            variance = tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
+            mean = tf.reduce_mean(x, axis=axes)
+            variance = tf.reduce_mean(tf.square(x - mean), axis=axes)
             expected = (x - mean) / tf.sqrt(variance + EPSILON) * gamma + beta
         population = [mean * (1 - MOMENTUM), 1.0 * MOMENTUM + variance * (1 - MOMENTUM)]
     for g, norm in made.items():
