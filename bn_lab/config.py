@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from bn_lab import arms, batches, registry
+from bn_lab.architecture import NUM_CLASSES
 from bn_lab.bn import groups
 from bn_lab.names import MAX_NAME, name_problem  # noqa: F401 - config's own names
 from bn_lab.yaml_io import ConfigError, dump, one_line, parse_yaml, read_yaml, shown  # noqa: F401 - config's own names
@@ -91,7 +92,6 @@ def _units(v):
 PLACEMENTS = arms.PLACEMENTS
 INITS = ("normal", "truncated_normal", "glorot_uniform")
 BATCH_ORDERS = batches.ORDERS
-NUM_CLASSES = 10
 
 # Defaults are the 3x100 MLP lesson; the conv net configs override what differs.
 FIELDS: dict[str, Field] = {

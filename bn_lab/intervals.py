@@ -57,9 +57,6 @@ def t_interval(values: list[float]) -> tuple[float, float] | None:
     return mean - half, mean + half
 
 
-paired_t = t_interval  # of the paired differences: the uplift's interval
-
-
 def rate_text(successes: int, n: int) -> str:
     """e.g. '4/5 (0.38-0.96)'."""
     interval = wilson(successes, n)
@@ -68,5 +65,5 @@ def rate_text(successes: int, n: int) -> str:
 
 def uplift_text(differences: list[float], digits: str = ".4f") -> str:
     """e.g. '+0.0306 to +0.0376'."""
-    interval = paired_t(differences)
+    interval = t_interval(differences)
     return "—" if interval is None else f"{interval[0]:+{digits}} to {interval[1]:+{digits}}"

@@ -63,16 +63,16 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
             label += f" (diverged at step {diverged_at[variant]:,})"
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
-        for split, linestyle in ((schema.PRECISE_BN, "--"), (schema.BATCH_STATS, ":")):
-            other = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == split]
+        for mode in schema.OTHER_STATISTICS.values():
+            other = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == mode.split]
             if other:
                 axes.plot(
                     *zip(*other),
                     color=style["color"],
                     linewidth=0.7,
                     alpha=0.8,
-                    linestyle=linestyle,
-                    label=f"{style['label']}, {schema.OTHER_STATISTICS[split][1]}",
+                    linestyle=mode.linestyle,
+                    label=f"{style['label']}, {mode.long}",
                 )
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")

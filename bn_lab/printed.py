@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bn_lab import arms, outcome, rundir
+from bn_lab import arms, outcome, rundir, schema
 
 
 def title(config: dict, limit: int = 90) -> str:
@@ -27,7 +27,7 @@ def _best(figures) -> str:
 
 
 def _other(r: dict, section: str, key: str, show) -> str:
-    """A figure with exact ("precise_bn") or batch ("batch_stats") statistics."""
+    """A figure with exact or batch statistics (schema.OTHER_STATISTICS' summary.json section)."""
     return show(r[section][key]) if section in r else ""
 
 
@@ -38,13 +38,19 @@ def _good_from(r: dict) -> str:
     return "never" if size is None else f"{size} image{'s' if size > 1 else ''}"
 
 
+def _other_rows(other: schema.OtherStatistics) -> list[tuple]:
+    """The printed rows of one of schema.OTHER_STATISTICS: its final and late validation accuracy."""
+    return [
+        (f"  {other.long}: final", lambda r: _other(r, other.section, "final_val_accuracy", _fmt)),
+        (f"  {other.long}: late", lambda r: _other(r, other.section, "late_val_accuracy", _late)),
+    ]
+
+
+GOOD_FROM_ROW = "training mode ≈ inference from batch"
 POPULATION_ROWS = (
-    "  exact population statistics: final",
-    "  exact population statistics: late",
-    "  batch statistics: final",
-    "  batch statistics: late",
+    *(label for other in schema.OTHER_STATISTICS.values() for label, _ in _other_rows(other)),
     "single images, training mode",
-    "training mode ≈ inference from batch",
+    GOOD_FROM_ROW,
 )
 
 
@@ -54,27 +60,25 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
     style = arms.recorded(summary_data)
     names = [n for n in style if n in v]
     late_points = next((r["late_val_accuracy"]["points"] for r in v.values() if r["late_val_accuracy"]), None)
+
+    def measured(section: str) -> bool:  # rows of a section no arm has are left out
+        return any(section in v[n] for n in names)
+
     rows = [
         ("outcome", lambda r: r["outcome"]),
         ("final validation accuracy", lambda r: _fmt(r["final_val_accuracy"])),
         ("late validation accuracy [min-max]", lambda r: _late(r["late_val_accuracy"])),
         ("best validation accuracy @ step", lambda r: _best(r["best_val_accuracy"])),
-        ("  exact population statistics: final", lambda r: _other(r, "precise_bn", "final_val_accuracy", _fmt)),
-        ("  exact population statistics: late", lambda r: _other(r, "precise_bn", "late_val_accuracy", _late)),
-        ("  batch statistics: final", lambda r: _other(r, "batch_stats", "final_val_accuracy", _fmt)),
-        ("  batch statistics: late", lambda r: _other(r, "batch_stats", "late_val_accuracy", _late)),
+        *(row for other in schema.OTHER_STATISTICS.values() if measured(other.section) for row in _other_rows(other)),
         ("test accuracy", lambda r: _fmt(r["test_accuracy"])),
         ("single images, inference mode", lambda r: _fmt(r["single_sample"]["inference"])),
         ("single images, training mode", lambda r: _fmt(r["single_sample"]["training"])),
-        ("training mode ≈ inference from batch", _good_from),
+        *([(GOOD_FROM_ROW, _good_from)] if measured("batch_size_curve") else []),
         (
             "training speed, steps/s",
             lambda r: "—" if r["steps_per_second"] is None else f"{r['steps_per_second']:,.0f}",
         ),
     ]
-    for section, row_text in (("precise_bn", "exact"), ("batch_stats", "batch statistics:"), ("batch_size_curve", "≈")):
-        if not any(section in v[n] for n in names):
-            rows = [row for row in rows if row_text not in row[0]]
     header = f"{'':38}" + "".join(f"{n.replace('_', ' '):>24}" for n in names)
     lines = [
         f"{summary_data['experiment']} (seed {summary_data['seed']}, BN backend {summary_data['backend']}, "

@@ -30,7 +30,7 @@ class Progress:
         parts = {}  # split (exact statistics go with the validation split they were taken on) -> its texts
         for e in evaluations:
             if e.split in schema.OTHER_STATISTICS:
-                short = schema.OTHER_STATISTICS[e.split][0]
+                short = schema.OTHER_STATISTICS[e.split].short
                 parts.setdefault(schema.VALIDATION, []).append(f"({short} {e.accuracy:.4f})")
             else:
                 parts.setdefault(e.split, []).append(f"{shorts[e.variant]} {e.accuracy:.4f}")

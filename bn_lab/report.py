@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bn_lab import arms, files, intervals, lr_threshold, outcome, report_figures, rundir
+from bn_lab import arms, files, intervals, lr_threshold, outcome, report_figures, rundir, schema
 from bn_lab.sweep_results import (
     Point,
     SweepResults,
@@ -156,7 +156,7 @@ def _point_intervals(point: Point, names: list[str], threshold: float) -> dict:
         success = intervals.wilson(point.successes(v, threshold), len(point.summaries))
         found[f"{v}_point_success_ci_low"], found[f"{v}_point_success_ci_high"] = success or (None, None)
     for v in names[1:]:
-        uplift = intervals.paired_t(point.uplifts(v, names[0]))
+        uplift = intervals.t_interval(point.uplifts(v, names[0]))
         found[f"{v}_point_uplift_ci_low"], found[f"{v}_point_uplift_ci_high"] = uplift or (None, None)
     return found
 
@@ -183,11 +183,6 @@ def summary_rows(results: SweepResults, threshold: float = 0.9) -> list[dict]:
     return rows
 
 
-# The other two ways an arm with population statistics is evaluated: summary.json's section, and how
-# the report's columns name it.
-OTHER_STATISTICS = {"precise_bn": "exact stats", "batch_stats": "batch stats"}
-
-
 def other_text(point: Point, variant: str, statistics: str) -> str:
     """An arm's accuracy with exact ("precise_bn") or batch ("batch_stats") statistics, over seeds."""
     return _mean_text(point.accuracies(variant, statistics))
@@ -210,7 +205,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         + ["seeds"]
         + [f"outcomes {label[v]}" for v in names]
         + [f"{figure} val acc {label[v]}" for v in names]
-        + [f"{figure} val acc {label[v]}, {short}" for short in OTHER_STATISTICS.values() for v in population]
+        + [f"{figure} val acc {label[v]}, {o.short}" for o in schema.OTHER_STATISTICS.values() for v in population]
         + [f"{styles[v]['short']} uplift" for v in others]
         + [f"{styles[v]['short']} uplift, 95% CI (paired t)" for v in others]
         + [f"success {label[v]}" for v in names]
@@ -231,7 +226,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         row = [p.grid[k] for k in keys] + [f"{done}/{p.planned}"]
         row += [outcome_text(p, v) for v in names]
         row += [accuracy_text(p, v) for v in names]
-        row += [other_text(p, v, statistics) for statistics in OTHER_STATISTICS for v in population]
+        row += [other_text(p, v, o.section) for o in schema.OTHER_STATISTICS.values() for v in population]
         row += [_mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
         row += [intervals.uplift_text(p.uplifts(v, reference)) for v in others]
         row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
@@ -389,7 +384,7 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
     header = [
         "seed",
         *(s["label"] for s in styles.values()),
-        *(f"{styles[v]['label']}, {short}" for short in OTHER_STATISTICS.values() for v in population),
+        *(f"{styles[v]['label']}, {o.short}" for o in schema.OTHER_STATISTICS.values() for v in population),
     ]
     rows = [header]
     for name, s in results.summaries.items():
@@ -398,9 +393,9 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
             r = s["variants"][v]
             late = figure_of(r, "late")
             row.append(outcome_of(r) + ("" if late is None else f" {late:.4f}"))
-        for statistics in OTHER_STATISTICS:
+        for o in schema.OTHER_STATISTICS.values():
             for v in population:
-                other = ((s["variants"][v].get(statistics) or {}).get("late_val_accuracy") or {}).get("mean")
+                other = ((s["variants"][v].get(o.section) or {}).get("late_val_accuracy") or {}).get("mean")
                 row.append("—" if other is None else f"{other:.4f}")
         rows.append(row)
     done = len(results.summaries)

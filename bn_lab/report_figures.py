@@ -31,14 +31,9 @@ def layout(manifest: dict) -> tuple[list[int], int | None]:
     return [i for i in range(len(keys)) if i != column], column
 
 
-def recorded_axis(recorded: dict) -> Axis:
-    """An axis as sweep.json records it."""
-    return Axis(recorded["key"], tuple(recorded["values"]), tuple(recorded["labels"]) if recorded["labels"] else None)
-
-
 def figure_grid(results):
     """Row and column labels, and each point's (row, column)."""
-    axes = [recorded_axis(a) for a in results.manifest["axes"]]
+    axes = [Axis.from_record(a) for a in results.manifest["axes"]]
     if not axes:  # one config over seeds (`bnlab run --seeds`): one panel
         return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, ""
     row_axes, column_axis = layout(results.manifest)
@@ -174,8 +169,9 @@ def mechanism(results, path: Path) -> bool:
 
 
 # An arm's accuracy in each of the ways it is evaluated (summary.json's sections), as along_axis.png
-# draws them: the EMA population statistics (solid), exact ones (dashed), batch statistics (dotted).
-MODES = ((None, "-", "EMA"), ("precise_bn", "--", "exact statistics"), ("batch_stats", ":", "batch statistics"))
+# draws them: the EMA population statistics (solid), then schema.OTHER_STATISTICS (exact ones
+# dashed, batch statistics dotted).
+MODES = ((None, "-", "EMA"), *((o.section, o.linestyle, o.long) for o in schema.OTHER_STATISTICS.values()))
 
 
 def numeric_axis(manifest: dict) -> int | None:
@@ -202,10 +198,10 @@ def along_axis(results, path: Path) -> bool:
         path.unlink(missing_ok=True)  # an earlier report's figure would describe other cells
         return False
     axis = results.manifest["axes"][at]
-    others = [i for i in range(len(results.manifest["axes"])) if i != at]
+    others = [(i, Axis.from_record(a)) for i, a in enumerate(results.manifest["axes"]) if i != at]
     panels = {}
     for p in results.points:
-        title = "_".join(recorded_axis(results.manifest["axes"][i]).fragment(p.indices[i]) for i in others)
+        title = "_".join(other.fragment(p.indices[i]) for i, other in others)
         panel = panels.setdefault(title, {"title": title or results.manifest["name"], "lines": {}})
         x = axis["values"][p.indices[at]]
         for v, style in results.styles.items():

@@ -8,6 +8,7 @@ what is in them. Pure Python: no TensorFlow.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab import arms
@@ -20,11 +21,25 @@ VALIDATION = "validation"  # the validation split, inference mode with the EMA p
 PRECISE_BN = "validation_precise_bn"  # the same with exact population statistics (the BN network)
 # The same in training mode, on validation batches of the training batch size (bn_lab.evaluation).
 BATCH_STATS = "validation_batch_stats"
-# The validation split's other two evaluations beside the EMA's, as figures and lines name them
-# (progress lines: short; figures and tables: long).
+
+
+@dataclass(frozen=True)
+class OtherStatistics:
+    """One of the validation split's two evaluations beside the EMA's, an arm with population statistics."""
+
+    split: str  # metrics.csv's split
+    section: str  # summary.json's section of the arm's figures
+    short: str  # progress lines, the report's columns
+    long: str  # the printed table's rows, figures' legends
+    linestyle: str  # figures draw it beside the EMA's solid line
+
+
 OTHER_STATISTICS = {
-    PRECISE_BN: ("exact stats", "exact population statistics"),
-    BATCH_STATS: ("batch stats", "batch statistics"),
+    o.split: o
+    for o in (
+        OtherStatistics(PRECISE_BN, "precise_bn", "exact stats", "exact population statistics", "--"),
+        OtherStatistics(BATCH_STATS, "batch_stats", "batch stats", "batch statistics", ":"),
+    )
 }
 TRAIN_BATCH = "train_batch"  # the current training batch, inference mode (the conv net's log)
 TEST = "test"  # the test split: after training (and every train.test_every steps)
@@ -91,15 +106,14 @@ VARIANT_TYPES = {
         {"band_motion": _NUMBER_OR_NONE, "ics_l2": _NUMBER_OR_NONE, "ics_cosine": _NUMBER_OR_NONE},
         None,
     ),
-    "precise_bn": (_OTHER_STATISTICS, None),
-    "batch_stats": (_OTHER_STATISTICS, None),
+    **{o.section: (_OTHER_STATISTICS, None) for o in OTHER_STATISTICS.values()},
     "batch_size_curve": (
         {"sizes": list, "training_mode": list, "inference_mode": _NUMBER, "good_from": _INT_OR_NONE},
         None,
     ),
 }
 # written only when the run measured them
-_OPTIONAL = ("diagnostics", "precise_bn", "batch_stats", "batch_size_curve", "covariate_shift")
+_OPTIONAL = ("diagnostics", *(o.section for o in OTHER_STATISTICS.values()), "batch_size_curve", "covariate_shift")
 
 
 def _type_problem(value, kind) -> str | None:

@@ -46,10 +46,10 @@ def arm_summary(config: dict, result, name: str) -> dict:
     if shift:
         figures["covariate_shift"] = shift
     # An arm with population statistics: the same figures with exact statistics, and with batch statistics.
-    for split, key in ((schema.PRECISE_BN, "precise_bn"), (schema.BATCH_STATS, "batch_stats")):
-        points = _points(result.evaluations, name, split)
+    for other in schema.OTHER_STATISTICS.values():
+        points = _points(result.evaluations, name, other.split)
         if points:
-            figures[key] = {
+            figures[other.section] = {
                 "final_val_accuracy": points[-1][1] if not r.diverged else None,
                 "late_val_accuracy": None if r.diverged else outcome.late_figures(points, steps),
                 "best_val_accuracy": outcome.best_figure(points),

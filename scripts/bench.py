@@ -277,7 +277,6 @@ def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
         onednn=_onednn(),
         jit_compile=config["train"]["jit_compile"],
         chunk=chunk,
-        formulation=trainer.formulation if hasattr(trainer, "formulation") else None,
         matmul_peak_gflops=matmul_peak_gflops(),
     )
     return settings, jobs
@@ -304,12 +303,11 @@ def training_flops(config_path: Path) -> int:
     at every output position, padding included, as FLOP counts usually do) for a batch, times 3
     (the forward pass, the gradient of the inputs and that of the weights)."""
     from bn_lab import config as configs
-    from bn_lab.architecture import architecture, hidden_shapes, kernel_shapes
+    from bn_lab.architecture import NUM_CLASSES, hidden_shapes, kernel_shapes
 
     config = configs.load(config_path)
-    _, hidden = architecture(config)
     flops = 0
-    for shape, output in zip(kernel_shapes(config), [*hidden_shapes(config), (10,)]):
+    for shape, output in zip(kernel_shapes(config), [*hidden_shapes(config), (NUM_CLASSES,)]):
         positions = output[0] * output[1] if len(output) == 3 else 1
         flops += 2 * positions * math.prod(shape)
     return 3 * flops * config["train"]["batch_size"]

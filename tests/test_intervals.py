@@ -39,9 +39,9 @@ def test_t_quantiles_are_students():
 
 def test_paired_t_interval_is_mean_plus_minus_t_times_the_standard_error():
     differences = [0.031, 0.036, 0.033, 0.038, 0.032]
-    low, high = intervals.paired_t(differences)
+    low, high = intervals.t_interval(differences)
     half = 2.7764 * statistics.stdev(differences) / math.sqrt(5)
     assert (low, high) == pytest.approx((statistics.mean(differences) - half, statistics.mean(differences) + half))
-    assert intervals.paired_t([0.1]) is None and intervals.paired_t([]) is None
+    assert intervals.t_interval([0.1]) is None and intervals.t_interval([]) is None
     assert intervals.uplift_text(differences) == f"{low:+.4f} to {high:+.4f}"
     assert intervals.rate_text(4, 5) == "4/5 (0.38-0.96)" and intervals.rate_text(0, 0) == "—"

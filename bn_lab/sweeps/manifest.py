@@ -76,7 +76,7 @@ def _axis_problem(axis) -> str | None:
     ):
         return "labels must be null or list one name per value"
     try:  # the figures label rows and columns with the values' pieces of cell names
-        named = Axis(axis["key"], tuple(axis["values"]), tuple(labels) if labels else None)
+        named = Axis.from_record(axis)
         for j in range(len(named.values)):
             named.fragment(j)
     except SweepError:

@@ -41,6 +41,12 @@ class Axis:
     values: tuple  # validated config values, in the order given
     labels: tuple | None = None  # the names of named values
 
+    @classmethod
+    def from_record(cls, recorded: dict) -> Axis:
+        """The axis as sweep.json records it ({"key", "values", "labels"})."""
+        labels = recorded["labels"]
+        return cls(recorded["key"], tuple(recorded["values"]), tuple(labels) if labels else None)
+
     def fragment(self, i: int) -> str:
         """This value's piece of a cell name: relu, lr2, lr1e-6, badinit, steps200.
 
@@ -233,26 +239,25 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
 
 
 def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, where) -> Sweep:
-    base_config = configs.load(base)  # its own errors name the base file
+    resolved = configs.load(base)  # its own errors name the base file
     if name is None:  # an ad-hoc grid
-        name = f"{base_config['experiment']}_sweep"
-    # The cells start from the base file as written, not as resolved: a key it leaves to a default
-    # that another key sets (an arm's options default to the bn section's) follows the grid's value.
-    base_config = configs.read_yaml(base)
+        name = f"{resolved['experiment']}_sweep"
     _check_name(name, f"{where}: name")
     for origin, keys in ((f"{where}: set", settings), ("--set", overrides)):
         for key in keys:
             if key in RESERVED:
                 raise SweepError(f"{origin}: {key} cannot be set in a sweep: {RESERVED[key]}")
-    tree = configs.apply_overrides(base_config, settings, f"{where}: set")
-    configs.validate(tree, f"{where}: set")
+    # The cells start from the base file as written, not as resolved: a key it leaves to a default
+    # that another key sets (an arm's options default to the bn section's) follows the grid's value.
+    tree = configs.apply_overrides(configs.read_yaml(base), settings, f"{where}: set")
+    resolved = configs.validate(tree, f"{where}: set")
     if overrides:
         tree = configs.apply_overrides(tree, overrides, "--set")
-        configs.validate(tree, "--set")
+        resolved = configs.validate(tree, "--set")
     axes = [_axis(key, spec, tree, _grid_where(where)) for key, spec in axes_spec.items()]
     if not axes:
         raise SweepError(f"{where}: grid: needs at least one axis, e.g. model.activation: [relu, sigmoid]")
-    seeds = [configs.validate(tree)["seed"]] if seeds is None else seeds
+    seeds = [resolved["seed"]] if seeds is None else seeds
     cells = math.prod(len(a.values) for a in axes) * len(seeds)
     if cells > MAX_CELLS:
         sizes = " x ".join(f"{len(a.values)} ({a.key})" for a in axes) + f" x {len(seeds)} seeds"
