@@ -158,7 +158,7 @@ def named(config: dict, name: str) -> Arm:
 def _option(where: str, normalizer: str, key: str, value, default, choices) -> object:
     if choices is not None:
         if not isinstance(value, str) or value not in choices:
-            raise ConfigError(f"{where}: {key}: unknown value {shown(value)}; allowed: {', '.join(choices.names())}")
+            raise ConfigError(f"{where}: {key}: unknown value {shown(value)}; allowed: {', '.join(choices)}")
         return value
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool):

@@ -65,14 +65,17 @@ def class_grouped_order(seed: int, labels: np.ndarray, batch_size: int, steps: i
     return rng.permuted(order, axis=1).astype(np.int32)
 
 
-def training_order(config: dict, labels: np.ndarray) -> np.ndarray:
-    """The run's batches as data.batch_order says, (steps, batch_size) int32 indices into the training set."""
+def training_order(config: dict, labels: np.ndarray, steps: int | None = None) -> np.ndarray:
+    """The run's batches as data.batch_order says, (steps, batch_size) int32 indices into the training set.
+
+    steps: how many (default train.steps). The orders are drawn batch after batch, so a longer
+    order begins with the shorter one: batch `train.steps` is the one a further step would take.
+    """
     seed, train = config["seed"], config["train"]
+    steps = train["steps"] if steps is None else steps
     if config["data"]["batch_order"] == "class_grouped":
-        return class_grouped_order(
-            seed, labels, train["batch_size"], train["steps"], config["data"]["classes_per_batch"]
-        )
-    return batch_order(seed, len(labels), train["batch_size"], train["steps"])
+        return class_grouped_order(seed, labels, train["batch_size"], steps, config["data"]["classes_per_batch"])
+    return batch_order(seed, len(labels), train["batch_size"], steps)
 
 
 def precise_bn_batches(seed: int, num_examples: int, batch_size: int, images: int) -> np.ndarray:
@@ -94,7 +97,11 @@ class ResidentBatches:
         self.split = train_split
         self.images = tf.constant(train_split.images)
         self.labels = tf.constant(train_split.labels)
-        self.indices = tf.constant(training_order(config, train_split.labels))
+        steps = config["train"]["steps"]
+        # One batch more than the steps: the probes measure at W(t) on the batch of step t, and
+        # after the last step that is the batch a further step would take (never trained on).
+        self.order = training_order(config, train_split.labels, steps + 1)
+        self.indices = tf.constant(self.order[:steps])
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -108,6 +115,6 @@ class ResidentBatches:
         return tf.gather(self.images, indices), tf.gather(self.labels, indices)
 
     def at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The batch of training step `step` (counted from 0), as numpy."""
-        indices = self.indices[step].numpy()
+        """The batch of training step `step` (counted from 0; `len(self)`: the batch after the last), as numpy."""
+        indices = self.order[step]
         return self.split.images[indices], self.split.labels[indices]

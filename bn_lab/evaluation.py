@@ -88,9 +88,13 @@ class Evaluator:
         """Exact population statistics: each normalizer's input mean and biased variance, averaged
         over batches, as the values its population statistics take (normalizers' exact_statistics).
 
-        The network runs in training mode, as when it trains, so that every layer sees inputs
-        normalised with batch statistics; the population statistics that this updates are
-        restored, bit for bit, before returning. The weights are never touched.
+        Each layer's statistics must come from the inputs it will see at inference. fvcore's
+        precise_bn way: one pass over the batches in training mode, every layer normalized by its
+        batch moments, which in expectation is what the layers below compute with population
+        statistics. A normalizer whose training mode does more than that (Batch Renorm's
+        correction towards the moving averages, noisy BN's noise) leaves it out of this pass
+        (Normalizer.for_exact_statistics). What the pass updates is restored, bit for bit,
+        before returning; the weights are never touched.
         """
         network = self.networks[arm]
         count = tf.shape(batches)[0]
@@ -98,7 +102,12 @@ class Evaluator:
 
         def body(i, sums):
             moments = []
-            network(models.to_inputs(batches[i], network.input_shape), training=True, bn_moments=moments)
+            network(
+                models.to_inputs(batches[i], network.input_shape),
+                training=True,
+                bn_moments=moments,
+                exact_statistics_pass=True,
+            )
             flat = [value for mean_and_variance in moments for value in mean_and_variance]
             return i + 1, [total + value for total, value in zip(sums, flat)]
 

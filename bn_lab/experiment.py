@@ -153,7 +153,7 @@ def run_experiment(
         config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels
     )
     if config["diagnostics"]["ics"] and result.diagnostics:
-        motion = {n: (v.get("covariate_shift") or {}).get("band_motion") for n, v in summary_data["variants"].items()}
+        shifts = {n: v.get("covariate_shift") for n, v in summary_data["variants"].items()}
         files.save_figure(
             workdir / rundir.COVARIATE_SHIFT_PLOT,
             plots.covariate_shift_figure(
@@ -162,7 +162,7 @@ def run_experiment(
                 _hidden_layers(config),
                 config["diagnostics"]["unit"],
                 printed.title(config),
-                motion,
+                shifts,
                 styles=styles(config),
             ),
         )

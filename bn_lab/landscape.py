@@ -1,6 +1,12 @@
-"""The loss landscape along the gradient (Santurkar et al. 2018, §3), at a validation evaluation.
+"""The loss landscape along the gradient (Santurkar et al. 2018, §3.1), at a validation evaluation.
 
-From the current weights w and the gradient g of the current training batch's loss, step to
+Their definition: "at a particular training step, we measure the variation (shaded region) in
+loss (a) and ℓ2 changes in the gradient (b) as we move in the gradient direction" (Fig. 4), and
+the "effective" β-smoothness as the maximum difference in gradient over distance moved in that
+direction. "At a particular training step" is the step about to be taken: its batch is the one
+that step trains on (Trainer.next_batch), as in the ICS probe's Definition 2.1.
+
+From the current weights w and the gradient g of that batch's loss, step to
 w − η·g for each η in MULTIPLES × the learning rate and record, on that same batch:
   - loss variation: the range (max − min) of the loss over the steps;
   - gradient predictiveness: the largest ℓ2 change of the gradient, max ‖g(w − η·g) − g‖;

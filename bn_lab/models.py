@@ -137,11 +137,9 @@ class Network(tf.Module):
     pass fast=False there.
     """
 
-    def __init__(
-        self, config: dict, initial_weights: list[np.ndarray], arm: arms.Arm, *, fast: bool = False, index: int = 0
-    ):
-        """arm: what its hidden layers have (bn_lab.arms); index: the arm's place in the run (a
-        seeded normalizer's stream)."""
+    def __init__(self, config: dict, initial_weights: list[np.ndarray], arm: arms.Arm, *, fast: bool = False):
+        """arm: what its hidden layers have (bn_lab.arms); a seeded normalizer's streams are the run's
+        seed, the arm's name and the layer."""
         super().__init__(name=arm.name)
         self.arm = arm
         self.fast = fast
@@ -160,7 +158,10 @@ class Network(tf.Module):
             seeded = arm.declared.SEEDED
             self.norms = [
                 normalizers.make(
-                    arm.normalizer, shape, **arm.options, **({"seed": (config["seed"], index, layer)} if seeded else {})
+                    arm.normalizer,
+                    shape,
+                    **arm.options,
+                    **({"seed": (config["seed"], arm.name, layer)} if seeded else {}),
                 )
                 for layer, shape in enumerate(hidden_shapes(config), start=1)
             ]
@@ -193,13 +194,16 @@ class Network(tf.Module):
         bn_moments: list | None = None,
         activation_inputs: list | None = None,
         group_size: int | None = None,
+        exact_statistics_pass: bool = False,
     ):
         """The logits.
 
         bn_moments: a list that receives (mean, biased variance) of every normalizer's input;
         activation_inputs: a list that receives every hidden layer's input to its activation;
         group_size: the normalizers' groups in training mode for this call (None: their own; 0:
-        the whole batch, as the batch-size curve normalizes its batches).
+        the whole batch, as the batch-size curve normalizes its batches);
+        exact_statistics_pass: (training mode) each normalizer normalizes with its batch moments
+        and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics).
         """
         h = x
         for i, layer in enumerate(self.hidden):
@@ -212,10 +216,10 @@ class Network(tf.Module):
                 h = tf.matmul(tf.reshape(h, (tf.shape(h)[0], -1)) if len(h.shape) > 2 else h, self.kernels[i])
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
             plain = bn_moments is None and activation_inputs is None and group_size is None
-            if self.fast and self.norms and layer.kind == "conv" and plain:
+            if self.fast and self.norms and layer.kind == "conv" and plain and not exact_statistics_pass:
                 h = self._compiled_layer_end(i, training)(h)
             else:
-                h = self._layer_end(i, h, training, bn_moments, activation_inputs, group_size)
+                h = self._layer_end(i, h, training, bn_moments, activation_inputs, group_size, exact_statistics_pass)
         if len(h.shape) > 2:
             h = tf.reshape(h, (tf.shape(h)[0], -1))
         return tf.matmul(h, self.kernels[-1]) + self.biases[-1]
@@ -228,22 +232,33 @@ class Network(tf.Module):
         bn_moments: list | None = None,
         activation_inputs: list | None = None,
         group_size: int | None = None,
+        exact_statistics_pass: bool = False,
     ):
         """Everything after a hidden layer's kernel: bias, BN and activation, as configured."""
         if self.biases[i] is not None:
             h = h + self.biases[i]
         if self.norms and not self.bn_after_activation:
-            h = self._batch_norm(i, h, training, bn_moments, group_size)
+            h = self._batch_norm(i, h, training, bn_moments, group_size, exact_statistics_pass)
         if activation_inputs is not None:
             activation_inputs.append(h)
         h = self.activation(h)
         if self.bn_after_activation:
-            h = self._batch_norm(i, h, training, bn_moments, group_size)
+            h = self._batch_norm(i, h, training, bn_moments, group_size, exact_statistics_pass)
         return h
 
-    def _batch_norm(self, i: int, h, training: bool, bn_moments: list | None, group_size: int | None = None):
+    def _batch_norm(
+        self,
+        i: int,
+        h,
+        training: bool,
+        bn_moments: list | None,
+        group_size: int | None = None,
+        exact_statistics_pass: bool = False,
+    ):
         if bn_moments is not None:  # the statistics training mode normalises with (over groups, with group_size)
             bn_moments.append(self.norms[i].batch_moments(h))
+        if exact_statistics_pass:
+            return self.norms[i].for_exact_statistics(h, group_size)
         return self.norms[i](h, training, group_size)
 
     def _compiled_layer_end(self, i: int, training: bool):

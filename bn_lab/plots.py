@@ -99,11 +99,12 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("gradient norm of the kernel, last training step", "gradient_norm", None, True),
     # Opt-in (diagnostics.ics, bn_lab.ics): drawn only when measured.
     ("internal covariate shift ‖G − G′‖ (layer 1: 0, nothing below)", "ics_l2", None, True),
+    ("internal covariate shift, relative: ‖G − G′‖ / ‖G‖", "ics_relative", None, True),
     ("internal covariate shift: cos(G, G′)", "ics_cosine", None, False),
 )
 
 
-OPT_IN = ("ics_l2", "ics_cosine")
+OPT_IN = ("ics_l2", "ics_relative", "ics_cosine")
 
 
 def indexed(rows) -> dict:
@@ -343,22 +344,23 @@ def covariate_shift_figure(
     layers: int,
     unit: int,
     title: str,
-    motion: dict | None = None,
+    shifts: dict | None = None,
     *,
     styles: dict | None = None,
 ):
     """covariate_shift.png (diagnostics.ics): (a) validation accuracy of every arm; then, one panel
     per arm, the last hidden layer's fixed unit's input percentiles in training mode (the paper's
     Fig. 1 bands as training sees them, noisy BN's noise included; one y scale for all); then
-    that layer's ‖G − G′‖ and cos(G, G′) for every arm (Santurkar et al. 2018, Fig. 2 and §2.2).
+    that layer's ‖G − G′‖/‖G‖ and cos(G, G′) over training for every arm (Santurkar et al. 2018,
+    Definition 2.1); last, both against the layer, each the mean over training.
 
-    motion: {arm: band motion} (summary.json's covariate_shift.band_motion), shown in the panels.
+    shifts: {arm: summary.json's covariate_shift}: its band motion is shown in the panels.
     """
     styles = styles or arms.LESSON_STYLES
     index = indexed(diagnostic_rows)
     columns = max(len(styles), 2)
-    figure = new_figure(figsize=(4.2 * columns, 10.5), layout="constrained")
-    grid = figure.add_gridspec(3, 2 * columns)
+    figure = new_figure(figsize=(4.2 * columns, 14), layout="constrained")
+    grid = figure.add_gridspec(4, 2 * columns)
     a = figure.add_subplot(grid[0, :])
     for variant, style in styles.items():
         points = [
@@ -376,10 +378,11 @@ def covariate_shift_figure(
     for i, (variant, style) in enumerate(styles.items()):
         ax = figure.add_subplot(grid[1, 2 * i : 2 * i + 2], sharex=a)
         percentile_band(ax, index, variant, layers, style["color"], schema.TRAINING_UNIT_PERCENTILES)
-        moved = (motion or {}).get(variant)
+        shift = (shifts or {}).get(variant) or {}
+        moved = shift.get("band_motion_relative")
         ax.set_title(
             f"({'bcdefghijk'[i]}) {style['label']}: layer {layers}, unit {unit}, training mode"
-            + ("" if moved is None else f"\nband motion {moved:.3f} per evaluation"),
+            + ("" if moved is None else f"\nband motion {moved:.3f} of the band's width per evaluation"),
             fontsize=9,
         )
         ax.grid(alpha=0.3)
@@ -390,20 +393,33 @@ def covariate_shift_figure(
         shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
         for ax in bands:
             ax.set_ylim(shared)
-    for k, (quantity, label) in enumerate(
-        (("ics_l2", f"layer {layers}: ‖G − G′‖"), ("ics_cosine", f"layer {layers}: cos(G, G′)"))
-    ):
+    measured = (("ics_relative", "‖G − G′‖ / ‖G‖"), ("ics_cosine", "cos(G, G′)"))
+    for k, (quantity, label) in enumerate(measured):
         ax = figure.add_subplot(grid[2, k * columns : (k + 1) * columns], sharex=a)
         for variant, style in styles.items():
             steps, values = series(index, variant, layers, quantity)
             if steps:
                 ax.plot(steps, values, color=style["color"], label=style["label"], marker=_lone_point(steps))
-        if quantity == "ics_l2" and ax.lines:
+        if quantity == "ics_relative" and ax.lines:
             ax.set_yscale("log")
-        ax.set_title(f"internal covariate shift, {label}", fontsize=9)
+        ax.set_title(f"internal covariate shift, layer {layers}: {label}", fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    for k, (quantity, label) in enumerate(measured):
+        ax = figure.add_subplot(grid[3, k * columns : (k + 1) * columns])
+        for variant, style in styles.items():
+            per_layer = [(r["layer"], r[quantity]) for r in ((shifts or {}).get(variant) or {}).get("layers", [])]
+            per_layer = [(layer, v) for layer, v in per_layer if v is not None and layer > 1]  # layer 1: nothing below
+            if per_layer:
+                ax.plot(*zip(*per_layer), color=style["color"], label=style["label"], marker="o", markersize=3)
+        if quantity == "ics_relative" and ax.lines:
+            ax.set_yscale("log")
+        ax.set_title(f"internal covariate shift by layer, mean over training: {label}", fontsize=9)
+        ax.set_xlabel("hidden layer")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
     figure.suptitle(title)
     return figure
 

@@ -86,6 +86,7 @@ ACTIVATIONS = Registry(
         "sigmoid": "tensorflow.nn:sigmoid",
         "tanh": "tensorflow.nn:tanh",
         "elu": "tensorflow.nn:elu",
+        "linear": "tensorflow:identity",  # a deep linear network (configs/deep_linear.yaml)
     },
 )
 

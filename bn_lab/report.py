@@ -47,11 +47,14 @@ step of the optimizer means to a scale-invariant layer.
 Over the seeds where the network did not diverge."""
 SHIFT = """Covariate shift (diagnostics.ics; bn_lab.ics), of the last hidden layer over training: its band
 motion is how far one unit's input distribution in training mode (15th, 50th, 85th percentiles on
-the probe images, the noise of noisy BN included) moves between consecutive evaluations, as mean ± std
-over the seeds with the paired difference to the first arm and its 95% t interval; cos(G, G′) is the
-cosine between that layer's gradient before and after the layers below it take their step (1: the
-update below leaves the gradient's direction as it was; Santurkar et al. 2018, §2.2)."""
-SHIFT_FIGURES = ("band_motion", "ics_l2", "ics_cosine")
+the probe images, the noise of noisy BN included) moves between consecutive evaluations, relative to
+the band's width (p85 − p15: scale-free, so that a normalized arm and a plain one compare; the raw
+motion, in the unit's own units, in summary.csv), as mean ± std over the seeds with the paired
+difference to the first arm and its 95% t interval; ‖G − G′‖/‖G‖ and cos(G, G′) compare that
+layer's gradient before and after the layers below it take their update on the same batch
+(Santurkar et al. 2018, Definition 2.1; 0 and 1: the update below leaves the gradient as it was),
+with the paired difference to the first arm."""
+SHIFT_FIGURES = ("band_motion", "band_motion_relative", "ics_l2", "ics_relative", "ics_cosine")
 MECHANISM_TEXT = {
     True: "`mechanism.png` draws both over training for the relu cells with a bad init.",
     False: "There is no relu cell with a bad init here: no `mechanism.png`.",
@@ -217,9 +220,11 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         header += [f"{styles[v]['short']} effective lr, last layer" for v in normalized]
     shifts = measured_inside(results, "covariate_shift")
     if shifts:
-        header += [f"band motion {label[v]}" for v in names]
-        header += [f"{styles[v]['short']} band motion − {styles[reference]['short']}, 95% CI" for v in others]
-        header += [f"cos(G, G′) {label[v]}" for v in names]
+        header += [f"band motion / width {label[v]}" for v in names]
+        header += [f"{styles[v]['short']} band motion / width − {styles[reference]['short']}, 95% CI" for v in others]
+        for shown in ("‖G − G′‖/‖G‖", "cos(G, G′)"):
+            header += [f"{shown} {label[v]}" for v in names]
+            header += [f"{styles[v]['short']} {shown} − {styles[reference]['short']}, 95% CI" for v in others]
     rows = [header]
     for p in results.points:
         done = len(p.summaries)
@@ -235,15 +240,15 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
             row += [_mean_text(p.inside(v, "inactive"), digits=".2f") for v in names]
             row += [_mean_text(p.inside(v, "effective_lr"), digits=".1e") for v in normalized]
         if shifts:
-            motion = {v: _shift_by_seed(p, v, "band_motion") for v in names}
-            row += [_mean_text([m for m in motion[v] if m is not None], digits=".3f") for v in names]
-            row += [
-                intervals.uplift_text(
-                    [m - base for base, m in zip(motion[reference], motion[v]) if None not in (base, m)], ".3f"
-                )
-                for v in others
-            ]
-            row += [_mean_text(p.inside(v, "ics_cosine", "covariate_shift"), digits=".2f") for v in names]
+            for quantity, digits in (("band_motion_relative", ".3f"), ("ics_relative", ".3f"), ("ics_cosine", ".2f")):
+                by_seed = {v: _shift_by_seed(p, v, quantity) for v in names}
+                row += [_mean_text([m for m in by_seed[v] if m is not None], digits=digits) for v in names]
+                row += [
+                    intervals.uplift_text(
+                        [m - base for base, m in zip(by_seed[reference], by_seed[v]) if None not in (base, m)], digits
+                    )
+                    for v in others
+                ]
         rows.append(row)
     return rows
 

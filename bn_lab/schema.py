@@ -103,7 +103,13 @@ VARIANT_TYPES = {
     "steps_per_second": _NUMBER_OR_NONE,
     "diagnostics": (dict, None),
     "covariate_shift": (
-        {"band_motion": _NUMBER_OR_NONE, "ics_l2": _NUMBER_OR_NONE, "ics_cosine": _NUMBER_OR_NONE},
+        {
+            "band_motion": _NUMBER_OR_NONE,
+            "band_motion_relative": _NUMBER_OR_NONE,  # None too in a summary from before it was recorded
+            "ics_l2": _NUMBER_OR_NONE,
+            "ics_relative": _NUMBER_OR_NONE,
+            "ics_cosine": _NUMBER_OR_NONE,
+        },
         None,
     ),
     **{o.section: (_OTHER_STATISTICS, None) for o in OTHER_STATISTICS.values()},

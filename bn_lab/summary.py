@@ -94,33 +94,63 @@ def last_hidden_layer(diagnostic_rows: list[dict], variant: str) -> dict | None:
     return {"step": step, "layer": layer, **{q: _finite(values[q]) for q in END_OF_TRAINING if q in values}}
 
 
-def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
-    """The last hidden layer's covariate shift over training (diagnostics.ics; bn_lab.ics), or None.
+# The ICS probe's figures (bn_lab.ics), averaged over the evaluations after step 0.
+ICS_FIGURES = ("ics_l2", "ics_relative", "ics_cosine")
 
-    band_motion: how far its fixed unit's training-mode input distribution moves from one
-    evaluation to the next, the mean over consecutive evaluations of |change| of the 15th, 50th
-    and 85th percentiles (averaged over the three); ics_l2, ics_cosine: ‖G − G′‖ and cos(G, G′),
-    their means over the evaluations after step 0 (at step 0 nothing has trained yet).
-    """
-    mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
-    bands = [r for r in mine if r["quantity"] in schema.TRAINING_UNIT_PERCENTILES]
-    if not bands:
-        return None
-    layer = max(r["layer"] for r in bands)
-    at = {}  # step -> {quantity: value}, last hidden layer
-    for r in mine:
-        if r["layer"] == layer:
-            at.setdefault(r["step"], {})[r["quantity"]] = r["value"]
+
+def _band_motions(at: dict[int, dict]) -> tuple[list[float], list[float]]:
+    """(raw, relative) motion of the training-mode band between consecutive evaluations: the mean
+    |change| of its 15th, 50th and 85th percentiles, and that divided by the band's width (its
+    85th - 15th percentile, the mean of the two evaluations'); a band of width 0 has no relative motion."""
+    p15, _, p85 = schema.TRAINING_UNIT_PERCENTILES
     steps = sorted(at)
-    moves = [
-        statistics.fmean(abs(at[b][q] - at[a][q]) for q in schema.TRAINING_UNIT_PERCENTILES)
-        for a, b in zip(steps, steps[1:])
-    ]
-    later = [at[s] for s in steps if s > 0]
-    figures = {"layer": layer, "band_motion": _finite(statistics.fmean(moves)) if moves else None}
-    for quantity in ("ics_l2", "ics_cosine"):
+    raw, relative = [], []
+    for a, b in zip(steps, steps[1:]):
+        moved = statistics.fmean(abs(at[b][q] - at[a][q]) for q in schema.TRAINING_UNIT_PERCENTILES)
+        raw.append(moved)
+        width = (at[a][p85] - at[a][p15] + at[b][p85] - at[b][p15]) / 2
+        if width > 0 and math.isfinite(width):
+            relative.append(moved / width)
+    return raw, relative
+
+
+def _ics_means(at: dict[int, dict]) -> dict:
+    later = [at[s] for s in sorted(at) if s > 0]  # at step 0 nothing has trained yet
+    figures = {}
+    for quantity in ICS_FIGURES:
         values = [v[quantity] for v in later if quantity in v and math.isfinite(v[quantity])]
         figures[quantity] = _finite(statistics.fmean(values)) if values else None
+    return figures
+
+
+def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
+    """The covariate shift over training (diagnostics.ics; bn_lab.ics), or None: the last hidden
+    layer's figures at the top level, every hidden layer's ICS in `layers`.
+
+    band_motion: how far the last hidden layer's fixed unit's training-mode input distribution moves
+    from one evaluation to the next, the mean over consecutive evaluations of the mean |change| of
+    its 15th, 50th and 85th percentiles; band_motion_relative: the same, each change divided by the
+    band's width (p85 − p15), so that arms whose units are on different scales (a normalized and a
+    raw pre-activation) compare; ics_l2, ics_relative, ics_cosine: ‖G − G′‖, ‖G − G′‖/‖G‖ and
+    cos(G, G′), their means over the evaluations after step 0.
+    """
+    mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
+    if not any(r["quantity"] in schema.TRAINING_UNIT_PERCENTILES for r in mine):
+        return None
+    by_layer: dict[int, dict[int, dict]] = {}  # layer -> step -> {quantity: value}
+    for r in mine:
+        by_layer.setdefault(r["layer"], {}).setdefault(r["step"], {})[r["quantity"]] = r["value"]
+    last = max(
+        layer for layer, at in by_layer.items() if any(schema.TRAINING_UNIT_PERCENTILES[0] in v for v in at.values())
+    )
+    raw, relative = _band_motions(by_layer[last])
+    figures = {
+        "layer": last,
+        "band_motion": _finite(statistics.fmean(raw)) if raw else None,
+        "band_motion_relative": _finite(statistics.fmean(relative)) if relative else None,
+        **_ics_means(by_layer[last]),
+    }
+    figures["layers"] = [{"layer": layer, **_ics_means(by_layer[layer])} for layer in sorted(by_layer)]
     return figures
 
 

@@ -80,9 +80,7 @@ class Trainer:
         train = config["train"]
         jit = train["jit_compile"]
         # Outside XLA (the conv net), the networks take their faster CPU formulation (see models.Network).
-        self.networks = {
-            a.name: models.Network(config, initial_weights, a, fast=not jit, index=every.index(a)) for a in chosen
-        }
+        self.networks = {a.name: models.Network(config, initial_weights, a, fast=not jit) for a in chosen}
         self.optimizers = {a: make_optimizer(config) for a in self.arms}
         for a in self.arms:
             self.optimizers[a].build(self.networks[a].parameters)
@@ -210,9 +208,10 @@ class Trainer:
         (a network that diverged holds what it had when it stopped: NaN or inf)."""
         return {f"{a}/{name}": array for a in self.arms for name, array in self.networks[a].named_arrays().items()}
 
-    def current_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """The training batch of the last step taken (before any step: the first batch)."""
-        return self.batches.at(max(self.steps_done - 1, 0))
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training batch of the step about to be taken, (x⁽ᵗ⁾, y⁽ᵗ⁾) at W⁽ᵗ⁾ in Santurkar et al.'s
+        Definition 2.1 (after the last step: the batch a further step would take)."""
+        return self.batches.at(self.steps_done)
 
     def first_gradient_norms(self, arm: str) -> np.ndarray:
         """Before any step: the hidden kernels' gradient norms that the first step will take.
@@ -220,7 +219,7 @@ class Trainer:
         Run eagerly, once per network: tracing it would cost more. Training mode updates the
         population statistics; they are put back.
         """
-        images, labels = self.current_batch()
+        images, labels = self.next_batch()
         network = self.networks[arm]
         with models.kept(network.population_statistics):
             _, gradients = self._loss_and_gradients(arm, models.to_inputs(images, network.input_shape), labels)
@@ -239,10 +238,10 @@ class Trainer:
             for layer, values in enumerate(layers, start=1):
                 rows += [dict(variant=arm, step=step, layer=layer, quantity=q, value=v) for q, v in values.items()]
         if arm in self.landscapes:
-            found = self.landscapes[arm].probe(*self.current_batch())
+            found = self.landscapes[arm].probe(*self.next_batch())
             rows += [dict(variant=arm, step=step, layer="all", quantity=q, value=v) for q, v in found.items()]
         if arm in self.shifts:
-            for layer, found in enumerate(self.shifts[arm].probe(*self.current_batch()), start=1):
+            for layer, found in enumerate(self.shifts[arm].probe(*self.next_batch()), start=1):
                 rows += [dict(variant=arm, step=step, layer=layer, quantity=q, value=v) for q, v in found.items()]
         return rows, histograms
 

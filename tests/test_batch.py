@@ -114,7 +114,7 @@ def test_batch_renorm_in_groups_corrects_each_group_towards_the_population():
 def test_noisy_bn_without_noise_in_groups_is_batch_norm_in_groups():
     x = tf.constant(batch(CONV, n=8))
     plain = normalizers.make("batch_norm", CONV, group_size=4)
-    quiet = normalizers.make("noisy_bn", CONV, group_size=4, shift=0.0, scale=1.0, spread=0.0)
+    quiet = normalizers.make("noisy_bn", CONV, group_size=4, n_mu=0.0, n_sigma=1.0, r_mu=0.0, r_sigma=0.0)
     assert np.array_equal(plain(x, training=True).numpy(), quiet(x, training=True).numpy())
 
 
@@ -348,7 +348,7 @@ def test_the_cli_prints_the_batch_rows(tmp_path):
 # kernels from the same seed (each path is reproducible on its own).
 GROUPED = {
     "batch_norm": {},
-    "noisy_bn": {"shift": 0.0, "scale": 1.0, "spread": 0.0},
+    "noisy_bn": {"n_mu": 0.0, "n_sigma": 1.0, "r_mu": 0.0, "r_sigma": 0.0},
     "batch_renorm": {"relax_from": 5, "relax_to": 20},
 }
 

@@ -222,7 +222,7 @@ def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path)
         (["--set", "optimizer.learning_rate=-1"], "optimizer.learning_rate must be > 0, got -1"),
         (
             ["--set", "model.activation=swish"],
-            "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu",
+            "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear",
         ),
         (["--set", "bn.backend=cudnn"], "bn.backend: unknown value 'cudnn'; allowed: keras, tf_nn, manual"),
         (["--set", "train.batch_size=5000"], "train.batch_size 5000 is larger than the training set (2000 images)"),

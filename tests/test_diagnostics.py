@@ -122,12 +122,24 @@ def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     }
 
 
+def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_mnist):
+    """Santurkar's landscape "at a particular training step": after 10 steps, the batch of step 10
+    (the one the next step takes), not step 9's."""
+    cfg = tiny_config("relu", landscape=True)
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer.train_steps(10)
+    found = {r["quantity"]: r["value"] for r in trainer.measure("with_bn", 10)[0] if r["layer"] == "all"}
+    probe = landscape.Landscape(cfg, trainer.networks["with_bn"], trainer.loss, jit=False)
+    assert found == probe.probe(*trainer.batches.at(10))
+    assert found != probe.probe(*trainer.batches.at(9))
+
+
 def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
     trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     network = trainer.networks["with_bn"]
-    images, labels = trainer.current_batch()
+    images, labels = trainer.next_batch()
     probe = landscape.Landscape(cfg, network, trainer.loss, jit=False)
     before = snapshot(network)
     loss, gradient, losses, changes, distances = probe.at(images, labels, [0.0, 0.5])

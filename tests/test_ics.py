@@ -56,6 +56,124 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
         assert found[1]["ics_l2"] > 0, arm.name  # the update below moved layer 2's gradient
 
 
+def plain_tf_logits(params: dict, x, hidden: int, normalized: bool, epsilon: float):
+    """The lesson's MLP written out with plain TensorFlow ops from named arrays (relu, BN before it
+    in training mode with the batch's moments; a bias only without BN)."""
+    h = x
+    for k in range(1, hidden + 1):
+        z = h @ params[f"layer{k}/kernel"]
+        if normalized:
+            mean, variance = tf.nn.moments(z, [0])
+            z = (z - mean) / tf.sqrt(variance + epsilon) * params[f"layer{k}/gamma"] + params[f"layer{k}/beta"]
+        else:
+            z = z + params[f"layer{k}/bias"]
+        h = tf.nn.relu(z)
+    return h @ params[f"layer{hidden + 1}/kernel"] + params[f"layer{hidden + 1}/bias"]
+
+
+def independent_ics(arrays, slots, optimizer_name, lr, iterations, images, labels, hidden, normalized, epsilon):
+    """Definition 2.1 computed apart from bn_lab: G_i on the batch at W⁽ᵗ⁾, the update W⁽ᵗ⁺¹⁾ of every
+    parameter from that batch's gradient by the optimizer's formula (SGD: w − lr·g; Adam, Keras':
+    m += (g − m)(1 − β₁), v += (g² − v)(1 − β₂), w −= m·lr·sqrt(1 − β₂ᵗ)/(1 − β₁ᵗ)/(sqrt(v) + ε)),
+    then G′_i with layers 1..i−1 at W⁽ᵗ⁺¹⁾ and the rest at W⁽ᵗ⁾. Returns [(‖G − G′‖, cos)] per hidden layer."""
+    x = tf.constant(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    y = tf.constant(labels)
+
+    def gradients(params):
+        variables = {name: tf.Variable(value) for name, value in params.items()}
+        with tf.GradientTape() as tape:
+            logits = plain_tf_logits(variables, x, hidden, normalized, epsilon)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        return {name: g.numpy() for name, g in zip(variables, tape.gradient(loss, list(variables.values())))}
+
+    g = gradients(arrays)
+    updated = {}
+    for name, w in arrays.items():
+        if optimizer_name == "sgd":
+            updated[name] = w - lr * g[name]
+        else:
+            m, v = slots[name]
+            t = iterations + 1
+            m = m + (g[name] - m) * (1 - 0.9)
+            v = v + (g[name] ** 2 - v) * (1 - 0.999)
+            updated[name] = w - m * lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) / (np.sqrt(v) + 1e-8)
+    found = []
+    for i in range(1, hidden + 1):
+        moved = {name: updated[name] if int(name.split("/")[0][5:]) < i else w for name, w in arrays.items()}
+        before, after = g[f"layer{i}/kernel"].ravel(), gradients(moved)[f"layer{i}/kernel"].ravel()
+        found.append(
+            (
+                np.linalg.norm(before - after),
+                np.linalg.norm(before),
+                before @ after / np.linalg.norm(before) / np.linalg.norm(after),
+            )
+        )
+    return found
+
+
+@pytest.mark.parametrize("optimizer_name, lr", [("sgd", 0.5), ("adam", 0.01)])
+def test_the_probe_is_definition_2_1_computed_independently(tiny_mnist, optimizer_name, lr):
+    """At the evaluation after 20 steps: bn_lab's G and G′ of every hidden layer of a 3-layer MLP,
+    plain and BN, against a second network written out in plain TensorFlow from the weights and
+    optimizer slots of that moment, on the batch step 20 trains on (not step 19's), the update
+    computed by the optimizer's formula."""
+    c = tiny(
+        **{
+            "model.hidden_units": [12, 10, 8],
+            "optimizer.name": optimizer_name,
+            "optimizer.learning_rate": lr,
+            "diagnostics.ics": True,
+        }
+    )
+    trainer = train.Trainer(c, tiny_mnist, models.initial_weights(c))
+    captured = {}
+
+    def on_evaluation(step, evaluations, measurements):
+        if step != 20:
+            return
+        for arm in trainer.arms:
+            network, optimizer = trainer.networks[arm], trainer.optimizers[arm]
+            arrays = {k: v for k, v in network.named_arrays().items() if "population" not in k}
+            slots = {}
+            if optimizer_name == "adam":
+                named = parameter_names(network)
+                for variable, m, v in zip(network.parameters, optimizer._momentums, optimizer._velocities):
+                    slots[named[variable.ref()]] = (m.numpy(), v.numpy())
+            captured[arm] = (arrays, slots, int(optimizer.iterations.numpy()))
+        captured["batch"] = trainer.next_batch()
+
+    result = trainer.run(on_evaluation)
+    images, labels = captured["batch"]
+    assert np.array_equal(images, tiny_mnist.train.images[trainer.batches.order[20]])  # step 20's batch
+    assert not np.array_equal(images, tiny_mnist.train.images[trainer.batches.order[19]])
+    for arm, normalized in (("without_bn", False), ("with_bn", True)):
+        arrays, slots, iterations = captured[arm]
+        assert iterations == 20
+        expected = independent_ics(arrays, slots, optimizer_name, lr, iterations, images, labels, 3, normalized, 1e-3)
+        rows = {
+            (r["layer"], r["quantity"]): r["value"]
+            for r in result.diagnostics
+            if r["variant"] == arm and r["step"] == 20
+        }
+        for layer, (l2, norm, cosine) in enumerate(expected, start=1):
+            assert rows[(layer, "ics_l2")] == pytest.approx(l2, rel=2e-3, abs=1e-7), (arm, layer)
+            assert rows[(layer, "ics_relative")] == pytest.approx(l2 / norm, rel=2e-3, abs=1e-7), (arm, layer)
+            assert rows[(layer, "ics_cosine")] == pytest.approx(cosine, rel=1e-5), (arm, layer)
+        assert rows[(1, "ics_l2")] == 0.0 and rows[(2, "ics_l2")] > 0 and rows[(3, "ics_l2")] > 0
+
+
+def parameter_names(network) -> dict:
+    """{variable ref: its name in weights.npz} for a network's trainable parameters."""
+    names = {}
+    for i, (kernel, bias) in enumerate(zip(network.kernels, network.biases), start=1):
+        names[kernel.ref()] = f"layer{i}/kernel"
+        if bias is not None:
+            names[bias.ref()] = f"layer{i}/bias"
+    for i, norm in enumerate(network.norms, start=1):
+        names[norm.gamma.ref()], names[norm.beta.ref()] = f"layer{i}/gamma", f"layer{i}/beta"
+    return names
+
+
 def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     """Noisy BN (its noise is drawn from a step counter), three layers of one width."""
     base = tiny(**{"model.hidden_units": [12, 12, 12]})
@@ -132,7 +250,7 @@ def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and
     normalized = (h - h.mean()) / np.sqrt(h.var() + 1e-3)
     bn = training_mode_bands(c, tiny_mnist, {"name": "bn", "normalizer": "batch_norm"})
     np.testing.assert_allclose(bn[0], np.percentile(normalized, [15, 50, 85]), rtol=1e-4, atol=1e-5)
-    quiet = {"shift": 0.0, "scale": 1.0, "spread": 0.0}
+    quiet = {"n_mu": 0.0, "n_sigma": 1.0, "r_mu": 0.0, "r_sigma": 0.0}
     assert training_mode_bands(c, tiny_mnist, {"name": "n", "normalizer": "noisy_bn", "options": quiet}) == bn
     noisy = training_mode_bands(c, tiny_mnist, {"name": "n", "normalizer": "noisy_bn"})
     assert all(abs(a - b) > 1e-3 for layer, bn_layer in zip(noisy, bn) for a, b in zip(layer, bn_layer))
@@ -140,7 +258,8 @@ def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and
 
 def test_the_summarys_covariate_shift_figures():
     """Band motion: the mean over consecutive evaluations of the mean |change| of the three
-    training-mode percentiles, last hidden layer; ICS means from step 1 on; inf is null."""
+    training-mode percentiles, last hidden layer, raw and over the band's width; ICS means from
+    step 1 on, every layer; inf is null."""
     from bn_lab import summary
 
     def rows(step, layer, bands, l2, cosine):
@@ -156,8 +275,15 @@ def test_the_summarys_covariate_shift_figures():
     assert summary.covariate_shift(found, "a") == {
         "layer": 2,
         "band_motion": pytest.approx((1 / 3 + 1) / 2),
+        # each change over the band's width, the mean of the two evaluations': (2 + 1) / 2, then (1 + 2) / 2
+        "band_motion_relative": pytest.approx((1 / 3 / 1.5 + 1 / 1.5) / 2),
         "ics_l2": 1.5,
+        "ics_relative": None,  # not in these rows
         "ics_cosine": pytest.approx(0.6),
+        "layers": [
+            {"layer": 1, "ics_l2": 9.0, "ics_relative": None, "ics_cosine": 0.9},
+            {"layer": 2, "ics_l2": 1.5, "ics_relative": None, "ics_cosine": pytest.approx(0.6)},
+        ],
     }
     assert summary.covariate_shift(found, "b") is None
     kernel = [dict(variant="a", step=5, layer=1, quantity="kernel_norm", value=float("inf"))]

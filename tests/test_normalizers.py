@@ -200,12 +200,16 @@ def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
     assert len(network.parameters) == 5 + 1 + 2 * 4  # 5 kernels, the output bias (none before a norm), gamma, beta
 
 
-NO_NOISE = {"shift": 0.0, "scale": 1.0, "spread": 0.0}
+NO_NOISE = {  # each noise with its strengths at zero
+    "algorithm1": {"n_mu": 0.0, "n_sigma": 1.0, "r_mu": 0.0, "r_sigma": 0.0},
+    "gaussian": {"noise": "gaussian", "shift": 0.0, "scale": 1.0, "spread": 0.0},
+}
 
 
+@pytest.mark.parametrize("noise", list(NO_NOISE))
 @pytest.mark.parametrize("shape", [DENSE, CONV], ids=["dense", "conv"])
-def test_noisy_bn_without_noise_is_batch_norm_bit_for_bit(shape):
-    noisy = normalizers.make("noisy_bn", shape, backend="manual", **NO_NOISE, seed=(3, 1, 2))
+def test_noisy_bn_without_noise_is_batch_norm_bit_for_bit(shape, noise):
+    noisy = normalizers.make("noisy_bn", shape, backend="manual", **NO_NOISE[noise], seed=(3, "noisy", 2))
     plain = normalizers.make("batch_norm", shape, backend="manual")
     for norm in (noisy, plain):
         with_affine(norm)
@@ -218,30 +222,80 @@ def test_noisy_bn_without_noise_is_batch_norm_bit_for_bit(shape):
     assert int(noisy.steps) == 3
 
 
-def test_noisy_bn_is_batch_norm_times_m_plus_a_in_training_and_batch_norm_in_inference():
-    """Training: BN(x)·m + a, with this step's draws (numpy checks the arithmetic and the draws'
-    distribution: per feature, m's mean in [1, scale], a's in [-shift, shift], their spreads at
-    most `spread`); the distribution is re-drawn at the next step, and the same seed draws the
-    same. Inference: BN with the population statistics, no noise."""
-    shape, shift, scale, spread = (64,), 0.5, 1.5, 0.5
-    options = dict(backend="manual", momentum=0.9, epsilon=EPSILON, shift=shift, scale=scale, spread=spread)
-    norm = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 1))
+def algorithm1_draws(shape, steps: int, n: int, **options):
+    """The (multiplier s, offset m) of `steps` consecutive steps on n examples: (steps, n, *shape) each."""
+    norm = normalizers.make("noisy_bn", shape, **options, seed=(5, "noisy", 1))
+    draws = []
+    for step in range(steps):
+        norm.steps.assign(step)
+        draws.append([v.numpy() for v in norm.noise((n, *shape))])
+    return np.array([s for s, _ in draws]), np.array([m for _, m in draws])
+
+
+def test_noisy_bn_draws_algorithm_1s_noise():
+    """Santurkar et al. 2018, Algorithm 1, with the paper's constants (n_μ 0.5, n_σ 1.25, r_μ = r_σ
+    0.1): per unit and step μ ~ U(−n_μ, n_μ), σ ~ U(1, n_σ); per example and unit m ~ U(μ ± r_μ),
+    s ~ N(σ, r_σ). Checked over 200 steps × 64 units × 2,000 examples: each unit's m spans exactly
+    2 r_μ around its μ with a uniform's spread, s has σ's mean and r_σ's spread; the per-step μ and
+    σ spread over their intervals as uniforms do."""
+    n_mu, n_sigma, r = 0.5, 1.25, 0.1
+    options = normalizers.declared("noisy_bn").OPTIONS
+    assert (options["noise"], options["n_mu"], options["n_sigma"], options["r_mu"], options["r_sigma"]) == (
+        "algorithm1",
+        n_mu,
+        n_sigma,
+        r,
+        r,
+    )
+    s, m = algorithm1_draws((64,), steps=200, n=2000)
+    low, high = m.min(axis=1), m.max(axis=1)  # per step and unit: the ends of U(μ − r_μ, μ + r_μ)
+    np.testing.assert_allclose(high - low, 2 * r, atol=0.002)
+    mu = (high + low) / 2
+    assert -n_mu - 0.002 <= mu.min() < -0.45 and 0.45 < mu.max() <= n_mu + 0.002
+    np.testing.assert_allclose(mu.mean(), 0.0, atol=0.01)
+    np.testing.assert_allclose(mu.std(), 2 * n_mu / np.sqrt(12), rtol=0.03)  # U(−n_μ, n_μ)
+    np.testing.assert_allclose(m.std(axis=1).mean(), 2 * r / np.sqrt(12), rtol=0.02)
+    sigma = s.mean(axis=1)  # per step and unit: N(σ, r_σ)'s mean
+    assert 1 - 0.01 <= sigma.min() < 1.01 and 1.24 < sigma.max() <= n_sigma + 0.01
+    np.testing.assert_allclose(sigma.mean(), (1 + n_sigma) / 2, atol=0.005)
+    np.testing.assert_allclose(sigma.std(), (n_sigma - 1) / np.sqrt(12), rtol=0.05)
+    np.testing.assert_allclose(s.std(axis=1).mean(), r, rtol=0.02)
+    # every example and unit its own draw, around its unit's μ and σ independent of m's
+    within_s, within_m = s[0] - s[0].mean(axis=0), m[0] - m[0].mean(axis=0)
+    assert abs(np.corrcoef(within_s.ravel(), within_m.ravel())[0, 1]) < 0.01
+
+
+def test_noisy_bn_conv_draws_per_example_and_position_the_distribution_per_channel():
+    """ "The height and width dimensions are treated as batch dimensions": μ and σ per channel, m and s
+    per example, position and channel."""
+    s, m = algorithm1_draws((8, 8, 16), steps=1, n=200)
+    per_channel = m[0].reshape(-1, 16)
+    np.testing.assert_allclose(per_channel.max(axis=0) - per_channel.min(axis=0), 0.2, atol=0.002)
+    assert m[0, 0, 0, 0, 0] != m[0, 0, 0, 1, 0]  # two positions of one example: two draws
+    assert np.abs(s[0].reshape(-1, 16).mean(axis=0) - 1.125).max() < 0.13  # σ in [1, 1.25] per channel
+
+
+def test_noisy_bn_is_batch_norm_times_s_plus_m_in_training_and_batch_norm_in_inference():
+    """Training: BN(x)·s + m with this step's draws, re-drawn at the next step; the same seed (run, arm
+    name, layer) and step draw the same, another layer or arm name others. Inference: BN with the
+    population statistics, no noise. The earlier noise (`noise: gaussian`): its distribution's
+    bounds (m's mean in [1, scale], a's in [-shift, shift], spreads at most `spread`)."""
+    shape = (64,)
+    options = dict(backend="manual", momentum=0.9, epsilon=EPSILON)
+    norm = normalizers.make("noisy_bn", shape, **options, seed=(5, "noisy", 1))
     gamma, beta = with_affine(norm)
     x = batch(shape, n=4000)
-    m, a = (v.numpy() for v in norm.noise(x.shape))
+    s, m = (v.numpy() for v in norm.noise(x.shape))
     y = norm(tf.constant(x), training=True).numpy()
-    np.testing.assert_allclose(y, (normalized(x, (0,)) * gamma + beta) * m + a, rtol=1e-4, atol=1e-4)
-    assert 1 - 0.05 <= m.mean(axis=0).min() and m.mean(axis=0).max() <= scale + 0.05
-    assert -shift - 0.05 <= a.mean(axis=0).min() and a.mean(axis=0).max() <= shift + 0.05
-    assert max(m.std(axis=0).max(), a.std(axis=0).max()) <= spread + 0.05
-    assert a.mean(axis=0).std() > 0.1  # non-zero means, feature by feature
-    next_m, next_a = (v.numpy() for v in norm.noise(x.shape))
-    assert np.abs(next_a.mean(axis=0) - a.mean(axis=0)).max() > 0.1  # re-drawn at every step
-    again = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 1))
+    np.testing.assert_allclose(y, (normalized(x, (0,)) * gamma + beta) * s + m, rtol=1e-4, atol=1e-4)
+    next_s, next_m = (v.numpy() for v in norm.noise(x.shape))
+    assert np.abs(next_m.mean(axis=0) - m.mean(axis=0)).max() > 0.1  # re-drawn at every step
+    again = normalizers.make("noisy_bn", shape, **options, seed=(5, "noisy", 1))
     again.steps.assign(1)
-    assert np.array_equal(again.noise(x.shape)[1].numpy(), next_a)  # the same seed and step draw the same
-    other = normalizers.make("noisy_bn", shape, **options, seed=(5, 2, 2))  # another layer
-    assert not np.array_equal(other.noise(x.shape)[1].numpy(), a)
+    assert np.array_equal(again.noise(x.shape)[1].numpy(), next_m)  # the same seed and step draw the same
+    for seed in ((5, "noisy", 2), (5, "other", 1), (6, "noisy", 1)):  # another layer, arm, run seed
+        other = normalizers.make("noisy_bn", shape, **options, seed=seed)
+        assert not np.array_equal(other.noise(x.shape)[1].numpy(), m), seed
     mean, var = 0.1 * x.mean(axis=0), 0.9 + 0.1 * x.var(axis=0)
     np.testing.assert_allclose(
         norm(tf.constant(x[:5]), training=False).numpy(),
@@ -249,3 +303,10 @@ def test_noisy_bn_is_batch_norm_times_m_plus_a_in_training_and_batch_norm_in_inf
         rtol=1e-4,
         atol=1e-4,
     )
+    shift, scale, spread = 0.5, 1.5, 0.5
+    earlier = normalizers.make("noisy_bn", shape, noise="gaussian", seed=(5, "noisy", 1))
+    multiplier, offset = (v.numpy() for v in earlier.noise(x.shape))
+    assert 1 - 0.05 <= multiplier.mean(axis=0).min() and multiplier.mean(axis=0).max() <= scale + 0.05
+    assert -shift - 0.05 <= offset.mean(axis=0).min() and offset.mean(axis=0).max() <= shift + 0.05
+    assert max(multiplier.std(axis=0).max(), offset.std(axis=0).max()) <= spread + 0.05
+    assert offset.mean(axis=0).std() > 0.1  # non-zero means, feature by feature

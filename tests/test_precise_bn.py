@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from bn_lab import batches, models, registry, schema, train
+from bn_lab import batches, config, models, registry, schema, train
+from bn_lab.yaml_io import parse_yaml
 from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()
@@ -97,3 +98,53 @@ def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_
         assert metrics["loss"][final[0]] == pytest.approx(loss, rel=1e-4), split
         # float32 against float64: an image at the decision boundary may flip, never more
         assert abs(metrics["accuracy"][final[0]] - accuracy) <= 1 / len(validation.labels), split
+
+
+def numpy_exact_statistics(arrays: dict, batches: np.ndarray, epsilon: float, group_size: int) -> list:
+    """The definition, by hand in float64: each layer's input mean and biased variance (over each
+    group of `group_size` examples, averaged over the groups; 0: the whole batch), averaged over
+    the batches, with every layer below normalized by its own batch (group) moments and nothing
+    else, as inference normalizes by population statistics; relu MLP, normalizer before it."""
+    layers = sorted({int(name.split("/")[0][len("layer") :]) for name in arrays})[:-1]
+    sums = None
+    for batch in batches:
+        h, found = batch.astype(np.float64) / 255.0, []
+        for k in layers:
+            z = h @ arrays[f"layer{k}/kernel"].astype(np.float64)
+            grouped = z.reshape(-1, group_size or len(z), z.shape[-1])
+            mean, variance = grouped.mean(axis=1, keepdims=True), grouped.var(axis=1, keepdims=True)
+            found += [mean.mean(axis=0)[0], variance.mean(axis=0)[0]]
+            normalized = ((grouped - mean) / np.sqrt(variance + epsilon)).reshape(z.shape)
+            h = np.maximum(normalized * arrays[f"layer{k}/gamma"] + arrays[f"layer{k}/beta"], 0)
+        sums = found if sums is None else [a + b for a, b in zip(sums, found)]
+    return [total / len(batches) for total in sums]
+
+
+@pytest.mark.parametrize("group_size", [0, 10], ids=["whole batch", "groups of 10"])
+@pytest.mark.parametrize("normalizer", ["batch_norm", "batch_renorm", "noisy_bn"])
+def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_see(normalizer, group_size, tiny_mnist):
+    """After 40 steps (moving averages that lag the weights; Batch Renorm's r and d far from 1 and 0,
+    noisy BN's noise on): bn_lab's exact statistics against numpy's computation of the definition.
+    Batch Renorm's layers above must not see its correction towards the moving averages, nor noisy
+    BN's the noise: neither exists at inference. Batch Renorm stores σ = sqrt(variance + ε)."""
+    base = tiny_mlp_config(**{"model.hidden_units": [16, 12, 8]})
+    arm = {"name": "n", "normalizer": normalizer, "options": {"group_size": group_size}}
+    cfg = config.validate({**parse_yaml(config.dump(base)), "arms": [arm]})
+    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+    trainer.train_steps(40)
+    arrays = {name.split("/", 1)[1]: value for name, value in trainer.weights().items()}
+    epsilon = cfg["arms"][0]["options"]["epsilon"]
+    moments = numpy_exact_statistics(arrays, trainer.precise_batches, epsilon, group_size)
+    exact = trainer.exact_population_statistics("n")
+    names = models.normalizers.declared(normalizer).STATISTICS
+    assert len(exact) == 3 * len(names)
+    for layer in range(3):
+        found = dict(zip(names, exact[layer * len(names) : (layer + 1) * len(names)]))
+        mean, variance = moments[2 * layer], moments[2 * layer + 1]
+        np.testing.assert_allclose(found["population_mean"], mean, rtol=1e-4, atol=1e-5)
+        if normalizer == "batch_renorm":
+            np.testing.assert_allclose(found["population_stddev"], np.sqrt(variance + epsilon), rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_allclose(found["population_variance"], variance, rtol=1e-4, atol=1e-5)
+        if "steps" in found:
+            assert found["steps"] == arrays[f"layer{layer + 1}/steps"]  # the step count stays

@@ -506,15 +506,23 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
             ]
             for v in ("without_bn", "with_bn")
         }
-        assert rows[lr]["band motion with BN"] == mean_text([c["band_motion"] for c in shift["with_bn"]], ".3f")
+        assert rows[lr]["band motion / width with BN"] == mean_text(
+            [c["band_motion_relative"] for c in shift["with_bn"]], ".3f"
+        )
         assert rows[lr]["cos(G, G′) without BN"] == mean_text([c["ics_cosine"] for c in shift["without_bn"]], ".2f")
-        moved = [b["band_motion"] - a["band_motion"] for a, b in zip(shift["without_bn"], shift["with_bn"])]
-        mean, half = statistics.mean(moved), T_975_1 * statistics.stdev(moved) / 2**0.5
-        assert rows[lr]["BN band motion − noBN, 95% CI"] == f"{mean - half:+.3f} to {mean + half:+.3f}"
+        assert rows[lr]["‖G − G′‖/‖G‖ with BN"] == mean_text([c["ics_relative"] for c in shift["with_bn"]], ".3f")
+        for quantity, column, digits in (
+            ("band_motion_relative", "BN band motion / width − noBN, 95% CI", ".3f"),
+            ("ics_cosine", "BN cos(G, G′) − noBN, 95% CI", ".2f"),
+        ):
+            moved = [b[quantity] - a[quantity] for a, b in zip(shift["without_bn"], shift["with_bn"])]
+            mean, half = statistics.mean(moved), T_975_1 * statistics.stdev(moved) / 2**0.5
+            assert rows[lr][column] == f"{mean - half:+{digits}} to {mean + half:+{digits}}"
         for s in (0, 1):
-            assert (
-                float(cells[f"lr{lr}_seed{s}"]["with_bn_last_layer_band_motion"]) == shift["with_bn"][s]["band_motion"]
-            )
+            for quantity in ("band_motion", "band_motion_relative", "ics_relative"):
+                assert (
+                    float(cells[f"lr{lr}_seed{s}"][f"with_bn_last_layer_{quantity}"]) == shift["with_bn"][s][quantity]
+                )
             assert (lr_sweep.path / f"lr{lr}_seed{s}" / "covariate_shift.png").read_bytes().startswith(PNG_MAGIC)
     assert "Covariate shift (diagnostics.ics" in report_md
 

@@ -463,7 +463,7 @@ BAD_SWEEPS = {
     ),
     "unknown activation": (
         "grid: {model.activation: [relu, swish]}",
-        "grid: model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu",
+        "grid: model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear",
     ),
     "not a list": (
         "grid: {model.activation: relu}",

@@ -17,7 +17,7 @@ one example's shape at the normalizer's input, (features,) for a dense layer or
 and declares, as an optimizer declares its norm power, in plain Python (the config checks an
 arm against these before TensorFlow is imported):
   - `OPTIONS`: each option's default (a given option must be of the default's type), and
-    `CHOICES`: the options whose value names a registry entry;
+    `CHOICES`: the options whose value is one of a few names (a registry, or a tuple of names);
   - `HAS_POPULATION_STATISTICS`: whether inference mode uses statistics gathered in training
     (exact statistics and the single-image training-mode check apply only then);
   - `SCALE_INVARIANCE`: which part of the preceding kernel can be rescaled without changing the
@@ -36,7 +36,7 @@ SCALE_INVARIANCES = ("column", "matrix", "group")
 
 class Normalizer:
     OPTIONS: dict = {}
-    CHOICES: dict = {}  # option -> the registry its value names
+    CHOICES: dict = {}  # option -> the names its value may take (a registry or a tuple)
     HAS_POPULATION_STATISTICS = False
     SCALE_INVARIANCE = "column"
     STATISTICS: tuple = ()
@@ -55,6 +55,12 @@ class Normalizer:
 
     def exact_statistics(self, mean, variance) -> list:
         raise NotImplementedError(f"{type(self).__name__} has no population statistics")
+
+    def for_exact_statistics(self, x, group_size: int | None = None):
+        """x normalized as inference will normalize it, with batch moments in place of the population's.
+        Training mode for BN (fvcore's precise_bn pass); a normalizer whose training mode does more
+        (a correction, noise) leaves that out here."""
+        return self(x, True, group_size)
 
     def batch_moments(self, x):
         """The mean and biased variance of x per feature that training mode normalizes with (averaged

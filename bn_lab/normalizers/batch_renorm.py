@@ -14,6 +14,13 @@ Keras' BatchNormalization(renorm=True) with renorm_momentum = momentum is the sa
 (tests/test_normalizers.py); this one is written out for its schedule and its readable steps.
 With `group_size` > 0 each group of that many examples has its own μ_B, σ_B, r and d (ghost
 batches, bn_lab.bn.groups), and the moving averages take the groups' average.
+
+Exact statistics: the layers above must see their inputs as inference will make them, normalized
+by population statistics, not by the moving averages that training mode's r and d correct
+towards (the very statistics exact ones replace). So the exact-statistics pass runs every layer
+with r = 1, d = 0 (for_exact_statistics): BN's training mode, fvcore's precise_bn pass, which
+estimates each layer's population moments from the layers below normalized by their batch
+moments (tests/test_precise_bn.py checks it against numpy).
 """
 
 from bn_lab.normalizers import Normalizer
@@ -86,6 +93,30 @@ class BatchRenorm(Normalizer):
             ramp = tf.ones_like(ramp)
         return 1.0 + (self.r_max - 1.0) * ramp, self.d_max * ramp
 
+    def _grouped_moments(self, x, group_size: int | None):
+        """(inputs, found groups or None, mean, stddev): the batch's (or each group's) moments."""
+        import tensorflow as tf
+
+        from bn_lab.bn import groups
+
+        found = groups.split(x, self.group_size if group_size is None else group_size)
+        if found is None:
+            inputs, axes, keepdims = x, self.axes, False
+        else:  # each group's statistics: (groups, 1, ..., features)
+            (inputs, axes), keepdims = found, True
+        mean, variance = tf.nn.moments(inputs, axes, keepdims=keepdims)
+        return inputs, found, mean, tf.sqrt(variance + self.epsilon)
+
+    def for_exact_statistics(self, x, group_size: int | None = None):
+        """(x − μ_B) / σ_B · γ + β: training mode with r = 1, d = 0, so that the layers above see inputs
+        normalized as inference will normalize them (by population statistics, here estimated
+        by the batch's), not corrected towards the moving averages exact statistics replace."""
+        from bn_lab.bn import groups
+
+        inputs, found, mean, stddev = self._grouped_moments(x, group_size)
+        normalized = (inputs - mean) / stddev * self.gamma + self.beta
+        return normalized if found is None else groups.merge(normalized, x)
+
     def __call__(self, x, training: bool, group_size: int | None = None):
         import tensorflow as tf
 
@@ -93,13 +124,7 @@ class BatchRenorm(Normalizer):
 
         if not training:
             return (x - self.population_mean) / self.population_stddev * self.gamma + self.beta
-        found = groups.split(x, self.group_size if group_size is None else group_size)
-        if found is None:
-            inputs, axes, keepdims = x, self.axes, False
-        else:  # each group's statistics: (groups, 1, ..., features)
-            (inputs, axes), keepdims = found, True
-        mean, variance = tf.nn.moments(inputs, axes, keepdims=keepdims)
-        stddev = tf.sqrt(variance + self.epsilon)
+        inputs, found, mean, stddev = self._grouped_moments(x, group_size)
         r_max, d_max = self.limits()
         r = tf.stop_gradient(tf.clip_by_value(stddev / self.population_stddev, 1.0 / r_max, r_max))
         d = tf.stop_gradient(tf.clip_by_value((mean - self.population_mean) / self.population_stddev, -d_max, d_max))
