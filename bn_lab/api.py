@@ -24,9 +24,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bn_lab import arms, claims, data, footprint, rundir, runtime, schema
-from bn_lab import config as configs
-from bn_lab.sweeps import manifest as manifests
+from bn_lab import runtime
+from bn_lab.config import arms, footprint
+from bn_lab.config import loading as configs
+from bn_lab.data import mnist as data
+from bn_lab.store import claims, rundir, schema
+from bn_lab.sweep import manifest as manifests
 
 PROGRESS = ("auto", "bar", "lines", "none")
 
@@ -131,7 +134,7 @@ class Run:
 
     def diagnostics_plot(self):
         """diagnostics.png's figure (what BN does inside the network) as a matplotlib Figure."""
-        from bn_lab import plots, printed
+        from bn_lab.report import plots, printed
 
         columns = self.diagnostics
         if not columns["step"]:
@@ -161,7 +164,7 @@ class Run:
 
     def plot(self):
         """Validation accuracy vs step of both networks (and BN with exact statistics): a matplotlib Figure."""
-        from bn_lab import plots, printed
+        from bn_lab.report import plots, printed
 
         return plots.accuracy_figure(
             self.rows(), printed.title(self.config), self._diverged_at, styles=arms.recorded(self.summary)
@@ -202,7 +205,7 @@ def run_config(
         claim = claims.claim(out, force)
     else:
         claim = claims.claim_new(results_root, config["experiment"], config["seed"])
-    from bn_lab import experiment
+    from bn_lab.run import experiment
 
     with claim:
         experiment.run_experiment(config, claim.staging, device=device, progress=progress, command_line=command_line)
@@ -234,7 +237,7 @@ def run_seeds(
     results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
     each a complete run directory. Rerunning with the same `out` resumes. Returns the SweepResult.
     """
-    from bn_lab.sweeps import driver, spec
+    from bn_lab.sweep import driver, spec
 
     spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
@@ -267,14 +270,14 @@ class SweepRun:
 
     def table(self, figure: str = "late", threshold: float = 0.9) -> list[dict]:
         """One row per finished cell, as summary.csv has them (successes: `figure` >= threshold)."""
-        from bn_lab import report
+        from bn_lab.report import sweep_report as report
 
         report.check_options(threshold, figure)
         return report.summary_rows(report.collect(self.path, figure), threshold)
 
     def report(self, threshold: float = 0.9, figure: str = "late") -> str:
         """Writes the report files again and returns the printed table."""
-        from bn_lab import report
+        from bn_lab.report import sweep_report as report
 
         return report.write_report(self.path, threshold=threshold, figure=figure)
 
@@ -311,7 +314,7 @@ def run(
     resolved = resolve_config(config, seed, {**(overrides or {}), **dotted})
     source = str(config) if not isinstance(config, Mapping) else "(a mapping)"
     if seeds is not None:
-        from bn_lab.sweeps import spec
+        from bn_lab.sweep import spec
 
         done = run_seeds(
             resolved,
@@ -347,7 +350,7 @@ def sweep(
     overrides: Mapping[str, Any] | None = None,
 ) -> SweepRun:
     """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun."""
-    from bn_lab.sweeps import driver, spec
+    from bn_lab.sweep import driver, spec
 
     definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
     done = driver.run_sweep(

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
-from bn_lab import config as configs
-from bn_lab import footprint, outcome, registry
+from bn_lab import registry
+from bn_lab.config import footprint
+from bn_lab.config import loading as configs
+from bn_lab.report import outcome
 from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
 
 DEVICE_CHOICE = click.Choice(DEVICES)
@@ -44,16 +46,16 @@ def _on_sigterm(signum, frame):
 
 def _user_errors():
     """Exceptions that mean bad input (a config, a file, a device, a taken directory), not a bug."""
-    from bn_lab.data import DataError
-    from bn_lab.rundir import RunDirError
+    from bn_lab.data.mnist import DataError
     from bn_lab.runtime import DeviceError
-    from bn_lab.sweeps.spec import SweepError
+    from bn_lab.store.rundir import RunDirError
+    from bn_lab.sweep.spec import SweepError
 
     return configs.ConfigError, DataError, RunDirError, DeviceError, SweepError
 
 
 def _call(function, *args, **kwargs):
-    from bn_lab.files import OutputError
+    from bn_lab.store.files import OutputError
 
     try:
         return function(*args, **kwargs)
@@ -181,17 +183,19 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     run directory (the README's "What a run writes"): --out, or
     results/<experiment>/<run-id>/ with a `latest` link beside it.
     """
-    from bn_lab import api, printed, rundir
+    from bn_lab import api
+    from bn_lab.report import printed
+    from bn_lab.store import rundir
 
     overrides = parse_overrides(overrides)
     config = _call(configs.load, config_file, overrides)
     _call(footprint.check, config, configs.origin(config_file, overrides))  # named by its file, before TensorFlow
-    from bn_lab import data as mnist  # numpy: only once a run is asked for (`data` is also a command here)
+    from bn_lab.data import mnist  # numpy: only once a run is asked for (`data` is also a command here)
 
     _call(mnist.locate, config["data"]["source"], config["data"]["idx_dir"])
     if seeds is not None:
-        from bn_lab import report
-        from bn_lab.sweeps import spec
+        from bn_lab.report import sweep_report as report
+        from bn_lab.sweep import spec
 
         result = _call(
             api.run_seeds,
@@ -304,7 +308,7 @@ def sweep(
       bnlab sweep configs/smoke.yaml --grid model.activation=relu,sigmoid --seeds 0,1
       bnlab sweep configs/sweep_lesson.yaml --executor ray --ray-address 10.0.0.5:6379
     """
-    from bn_lab.sweeps import driver, spec
+    from bn_lab.sweep import driver, spec
 
     if ray_address and executor != "ray":
         raise UserError("--ray-address is for --executor ray")
@@ -359,7 +363,7 @@ def report(sweep_dir, threshold, figure):
     heatmap.png, curves.png and, for relu cells with a bad init and diagnostics on,
     mechanism.png into SWEEP_DIR, and prints the table.
     """
-    from bn_lab import report as reports
+    from bn_lab.report import sweep_report as reports
 
     click.echo(_call(reports.write_report, sweep_dir, threshold=threshold, figure=figure))
 
@@ -375,7 +379,7 @@ def report(sweep_dir, threshold, figure):
 @click.option("--idx-dir", type=click.Path(file_okay=False), help="Folder with the four IDX files.")
 def data(source, idx_dir):
     """Say which MNIST source is used, where its cache is, the split sizes and checksums."""
-    from bn_lab import data as mnist_data
+    from bn_lab.data import mnist as mnist_data
 
     mnist = _call(mnist_data.load_mnist, source=source, idx_dir=idx_dir)
     info = mnist_data.describe(mnist)

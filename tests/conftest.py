@@ -60,7 +60,7 @@ def tensorflow_set_up_as_bnlab_does(isolated_data_cache):
 @pytest.fixture(scope="session")
 def mnist_small():
     """Real MNIST, cut to small splits for quick training."""
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     return data.load_mnist(train_limit=2000, val_limit=500, test_limit=500)
 
@@ -186,7 +186,7 @@ def tiny_mlp_config(**dotted) -> dict:
 
     dotted: config overrides by dotted key, e.g. tiny_mlp_config(**{"bn.backend": "manual"}).
     """
-    from bn_lab import config
+    from bn_lab.config import loading as config
 
     base = {
         "model": {"name": "mlp", "activation": "relu", "hidden_units": [16, 12]},
@@ -202,7 +202,7 @@ def tiny_mlp_config(**dotted) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_mnist():
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     return data.load_mnist(**TINY_DATA)
 

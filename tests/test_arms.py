@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, config, diagnostics, experiment, models, plots, printed, schema, train
-from bn_lab.yaml_io import ConfigError, parse_yaml, read_yaml
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import ConfigError, parse_yaml, read_yaml
+from bn_lab.nets import network as models
+from bn_lab.probes import diagnostics
+from bn_lab.report import plots, printed
+from bn_lab.run import experiment, train
+from bn_lab.store import schema
 from tests.conftest import CONFIGS, bnlab, snapshot, tiny_mlp_config
 from tests.test_cli import one_error_line
 

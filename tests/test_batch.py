@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, arms, batches, config, evaluation, models, normalizers, registry, schema, summary, train
-from bn_lab.bn import groups
+from bn_lab import api, registry
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.data import batches
+from bn_lab.nets import network as models
+from bn_lab.nets import normalizers
+from bn_lab.nets.bn import groups
+from bn_lab.run import evaluation, summary, train
+from bn_lab.store import schema
 from tests.conftest import CONFIGS, bnlab, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 from tests.test_normalizers import CONV, DENSE, EPSILON, batch, with_affine
 
@@ -285,7 +292,7 @@ def test_good_from_is_the_smallest_size_from_which_every_larger_one_is_close():
 
 
 def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
-    from bn_lab import plots
+    from bn_lab.report import plots
 
     run, _ = grouped_run
     assert (run.path / "batch_size_curve.png").is_file()
@@ -374,7 +381,7 @@ def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
 def test_a_sweep_axis_over_the_bn_section_reaches_the_arms_options(tmp_path):
     """An arm's options default to the bn section's: a grid over bn.group_size (and a sweep's `set:`)
     sets them, as --set does on one run, unless the arm gives the option itself."""
-    from bn_lab.sweeps import spec
+    from bn_lab.sweep import spec
 
     (tmp_path / "arms.yaml").write_text(
         "train: {batch_size: 60}\n"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bn_lab import arms, config
+from bn_lab.config import arms
+from bn_lab.config import loading as config
 from tests.conftest import CONFIGS, ROOT, RUN_FILES, bnlab, numpy_loss_and_accuracy, numpy_mlp
 
 LESSON_ARMS = arms.LESSON_NAMES
@@ -99,7 +100,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
     assert summary["config_digest"] == config.digest(resolved)
     # Every figure of both networks, recomputed in numpy from the saved weights on the same images.
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     mnist = data.load_mnist(**{k: resolved["data"][k] for k in ("train_limit", "val_limit", "test_limit")})
     test, validation, epsilon = mnist.test, mnist.validation, resolved["bn"]["epsilon"]
@@ -269,7 +270,7 @@ def test_gpu_without_a_gpu_fails_clearly_before_anything_starts(tmp_path):
 def test_data_command_reports_source_sizes_and_checksums():
     process = bnlab("data")
     assert process.returncode == 0, process.stderr
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     assert f"content sha256: {data.MNIST_CONTENT_SHA256}" in process.stdout
     assert "train 55,000  validation 5,000  test 10,000" in process.stdout
@@ -424,8 +425,8 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
 
 
 def test_a_progress_line_names_the_split_of_every_accuracy():
-    from bn_lab.experiment import Progress
-    from bn_lab.train import Evaluation
+    from bn_lab.run.experiment import Progress
+    from bn_lab.run.train import Evaluation
 
     evaluations = [
         Evaluation("without_bn", 500, "validation", 0.3, 0.9730),

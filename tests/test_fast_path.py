@@ -33,7 +33,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, batches, config, data, models, objectives, registry, train
+from bn_lab import registry
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.data import batches
+from bn_lab.data import mnist as data
+from bn_lab.nets import network as models
+from bn_lab.run import objectives, train
 
 RTOL = ATOL = 1e-5
 MLP_STEPS = 20

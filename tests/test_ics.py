@@ -1,4 +1,4 @@
-"""The internal-covariate-shift probe (bn_lab.ics): G and G' against a hand-made update, zero at a
+"""The internal-covariate-shift probe (bn_lab.probes.ics): G and G' against a hand-made update, zero at a
 zero learning rate, and a pure probe: training with it on is bit for bit training with it off."""
 
 import keras
@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, config, diagnostics, ics, models, objectives, schema, train
-from bn_lab.yaml_io import parse_yaml
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import parse_yaml
+from bn_lab.nets import network as models
+from bn_lab.probes import diagnostics, ics
+from bn_lab.run import objectives, train
+from bn_lab.store import schema
 from tests.conftest import snapshot, tiny_mlp_config
 
 
@@ -235,7 +240,7 @@ def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
 
 
 def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and_the_noise(tiny_mnist):
-    """Plain: the inference-mode percentiles of bn_lab.diagnostics (no difference between the
+    """Plain: the inference-mode percentiles of bn_lab.probes.diagnostics (no difference between the
     modes); BN: numpy's percentiles of the unit's input normalized over the probe images; noisy
     BN: BN's with the noise off, others with it on."""
     c = tiny(**{"model.activation": "sigmoid", "diagnostics.unit": 1})
@@ -260,7 +265,7 @@ def test_the_summarys_covariate_shift_figures():
     """Band motion: the mean over consecutive evaluations of the mean |change| of the three
     training-mode percentiles, last hidden layer, raw and over the band's width; ICS means from
     step 1 on, every layer; inf is null."""
-    from bn_lab import summary
+    from bn_lab.run import summary
 
     def rows(step, layer, bands, l2, cosine):
         values = dict(zip(schema.TRAINING_UNIT_PERCENTILES, bands), ics_l2=l2, ics_cosine=cosine)

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bn_lab import config
-from bn_lab.sweeps import spec as sweeps
+from bn_lab.config import loading as config
+from bn_lab.sweep import spec as sweeps
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = list(config.FIELDS) + config.sections() + ["", "lerning_rate", "model.activaton", "x.y.z", "seed.extra"]
@@ -197,7 +197,8 @@ def mutated(manifest, path: list[int], value):
 
 def read_report(sweep_dir):
     """What `bnlab report` reads and computes before it writes anything."""
-    from bn_lab import report, report_figures
+    from bn_lab.report import sweep_figures as report_figures
+    from bn_lab.report import sweep_report as report
 
     results = report.collect(sweep_dir)
     report.summary_columns(results.manifest), report.summary_rows(results)

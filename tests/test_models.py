@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, batches, config, models, train
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.data import batches
+from bn_lab.nets import network as models
+from bn_lab.run import train
 
 MLP = config.validate({"train": {"steps": 100}})
 

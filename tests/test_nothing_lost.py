@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import claims, config, footprint, rundir
+from bn_lab.config import footprint
+from bn_lab.config import loading as config
+from bn_lab.store import claims, rundir
 from tests.conftest import CONFIGS, RUN_FILES, SWEEP_SMOKE, bnlab
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -275,9 +277,9 @@ def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, t
 
 
 def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
-    from bn_lab import files
-    from bn_lab.sweeps import manifest as manifests
-    from bn_lab.sweeps.spec import SweepError
+    from bn_lab.store import files
+    from bn_lab.sweep import manifest as manifests
+    from bn_lab.sweep.spec import SweepError
 
     deep = "[" * 100_000
     for name in ("summary.json", "environment.json", "sweep.json", "failed.json"):
@@ -409,7 +411,7 @@ def test_a_bad_report_option_is_refused_before_any_cell_trains(tmp_path):
         line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", tmp_path / "r", "--threshold", value))
         assert "--threshold" in line
     assert not (tmp_path / "r").exists()
-    from bn_lab import report
+    from bn_lab.report import sweep_report as report
 
     report.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
     report.check_options(np.int64(1), "late")

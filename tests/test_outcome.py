@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab import api, config, outcome
+from bn_lab import api
+from bn_lab.config import loading as config
+from bn_lab.report import outcome
 
 SERIES = [(0, 0.10), (500, 0.40), (1000, 0.90), (1500, 0.35), (2000, 0.90), (2500, 0.60)]  # a chaotic curve
 
@@ -66,7 +68,7 @@ def tiny(scale: float) -> dict:
 def tiny_runs(tmp_path_factory):
     """{init: summary.json} of two real runs, with each run's directory under "dir" and its drawn
     accuracy figure under "figure" (files.save_figure is watched, the PNG is still written)."""
-    from bn_lab import files
+    from bn_lab.store import files
 
     out, runs, drawn = tmp_path_factory.mktemp("outcomes"), {}, {}
     save = files.save_figure
@@ -107,7 +109,7 @@ def test_real_runs_learn_collapse_and_diverge(tiny_runs):
     assert bad["without_bn"]["outcome"] == "diverged" and bad["without_bn"]["diverged_at_step"] >= 1
     assert bad["without_bn"]["late_val_accuracy"] is None and bad["without_bn"]["final_val_accuracy"] is None
     # What the lesson's TF1 code printed for a diverged network: class 0's share of validation.
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     labels = data.load_mnist(val_limit=500).validation.labels
     assert tiny_runs["bad"]["tf1_diverged_val_accuracy"] == pytest.approx((labels == 0).mean())

@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from bn_lab import batches, config, models, registry, schema, train
-from bn_lab.yaml_io import parse_yaml
+from bn_lab import registry
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import parse_yaml
+from bn_lab.data import batches
+from bn_lab.nets import network as models
+from bn_lab.run import train
+from bn_lab.store import schema
 from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()

@@ -2,8 +2,10 @@
 
 import pytest
 
-from bn_lab import api, config, objectives, registry
-from bn_lab.bn import manual
+from bn_lab import api, registry
+from bn_lab.config import loading as config
+from bn_lab.nets.bn import manual
+from bn_lab.run import objectives
 from tests.conftest import tiny_mlp_config
 
 ALL = [

@@ -1,7 +1,7 @@
 """`bnlab report` on a real (tiny) sweep: aggregation over seeds, partial sweeps, bad input.
 
 The expected numbers are computed here from the cells' summary.json files, independently
-of bn_lab.report.
+of bn_lab.report.sweep_report.
 """
 
 import csv
@@ -224,7 +224,7 @@ def test_report_needs_no_tensorflow(smoke, tmp_path):
     copy = tmp_path / "smoke_grid"
     shutil.copytree(smoke, copy)
     code = (
-        "import sys; from bn_lab.report import write_report\n"
+        "import sys; from bn_lab.report.sweep_report import write_report\n"
         f"text = write_report({str(copy)!r})\n"
         "assert 'tensorflow' not in sys.modules, 'the report imported TensorFlow'\n"
         "print(text)\n"
@@ -267,8 +267,8 @@ def manifest(directory: Path, content) -> None:
 def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
     """heatmap.png colours and annotates each grid point's mean over seeds; curves.png draws every
     seed's validation curve from its metrics.csv: read from the figures as drawn, not the PNG's size."""
-    from bn_lab import files
-    from bn_lab.report import write_report
+    from bn_lab.report.sweep_report import write_report
+    from bn_lab.store import files
 
     copy = tmp_path / "smoke_grid"
     shutil.copytree(smoke, copy)
@@ -347,7 +347,8 @@ def test_success_rates_and_uplifts_carry_95_percent_intervals(smoke):
 
 
 def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
-    from bn_lab import intervals, report
+    from bn_lab.report import intervals
+    from bn_lab.report import sweep_report as report
 
     text = report.seeds_table(smoke, 0.9)
     summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob("*_seed*/summary.json"))]
@@ -374,7 +375,7 @@ def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
 def test_summary_csv_carries_each_points_intervals(smoke):
     """summary.csv's point columns: the Wilson interval of each arm's successes at the report's
     threshold, the t interval of the paired uplift, from the cells' own summaries."""
-    from bn_lab import intervals
+    from bn_lab.report import intervals
 
     threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")
     assert bnlab("report", smoke, "--threshold", threshold).returncode == 0
@@ -536,8 +537,8 @@ def group_sweep(tmp_path_factory):
 def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monkeypatch):
     """report.md's batch-statistics column and along_axis.png's lines (one per arm and evaluation
     mode, mean over seeds against the group size), from the cells' summaries."""
-    from bn_lab import files
-    from bn_lab.report import write_report
+    from bn_lab.report.sweep_report import write_report
+    from bn_lab.store import files
 
     drawn, save = {}, files.save_figure
     monkeypatch.setattr(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab import claims, rundir
+from bn_lab.store import claims, rundir
 from tests.conftest import CONFIGS, bnlab
 
 
@@ -189,7 +189,7 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
 
 def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
     """A training-batch row has no top class share (an empty cell): it reads back; text where a number goes does not."""
-    from bn_lab import files, schema
+    from bn_lab.store import files, schema
 
     path = tmp_path / rundir.METRICS
     rows = [

@@ -1,0 +1,208 @@
+"""A run directory on disk: its file names, what a finished run holds (run_problem), whether a
+directory is bn_lab's to replace, and `latest`. How a directory is claimed, staged and put in
+place is bn_lab.store.claims.
+
+Everything that names a file of a run lives here. A run is written into a hidden staging
+directory beside its final place, `.<name>.partial-<pid>` (STAGING), and renamed into place only
+when every file is there, so `summary.json` in a run directory always means the run finished.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bn_lab.config.loading import shown
+from bn_lab.store import schema
+from bn_lab.store.files import OutputError, read_json
+
+# The files of a run directory (every name is here and nowhere else).
+CONFIG = "config.yaml"
+ENVIRONMENT = "environment.json"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"  # written last: its presence means the run finished
+ACCURACY_PLOT = "accuracy.png"
+TENSORBOARD = "tensorboard"
+DIAGNOSTICS = "diagnostics.csv"  # what BN does inside the network (bn_lab.probes.diagnostics, bn_lab.probes.landscape)
+DIAGNOSTICS_PLOT = "diagnostics.png"
+LANDSCAPE_PLOT = "landscape.png"  # with diagnostics.landscape
+PAPER_FIG1_PLOT = "paper_fig1.png"  # with diagnostics.paper_figure
+COVARIATE_SHIFT_PLOT = "covariate_shift.png"  # with diagnostics.ics
+BATCH_SIZE_PLOT = "batch_size_curve.png"  # arms with batch statistics: training mode by evaluation batch size
+WEIGHTS = "weights.npz"  # every network's weights and population statistics after training: <variant>/layer<k>/<name>
+RUN_ENTRIES = (
+    CONFIG,
+    ENVIRONMENT,
+    METRICS,
+    SUMMARY,
+    WEIGHTS,
+    ACCURACY_PLOT,
+    TENSORBOARD,
+    DIAGNOSTICS,
+    DIAGNOSTICS_PLOT,
+    LANDSCAPE_PLOT,
+    PAPER_FIG1_PLOT,
+    COVARIATE_SHIFT_PLOT,
+    BATCH_SIZE_PLOT,
+)
+LATEST = "latest"
+
+# A sweep directory: one run directory per cell, and these.
+MANIFEST = "sweep.json"  # the sweep's definition and cell list, written at its start
+FAILURES = "failed.json"  # cells whose run raised, with the error
+SWEEP_LOCK = ".lock"  # held (flock) by the one sweep writing the directory
+SUMMARY_CSV = "summary.csv"  # the report: one row per finished cell
+REPORT = "report.md"  # the report: one row per grid point, over seeds
+HEATMAP = "heatmap.png"
+CURVES = "curves.png"
+MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate and dead units
+ALONG_AXIS = "along_axis.png"  # accuracy against a numeric axis (learning rate, group size), each evaluation mode
+
+# Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
+# an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.
+STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
+
+
+_ATOMIC_TEMPORARY = re.compile(r"\..+\.tmp")  # bn_lab.store.files' temporary file of a write under way
+
+
+def is_staging(name: str) -> bool:
+    """Whether `name` is one of bn_lab's hidden entries beside a directory being written (or an
+    atomic write's temporary file); any other hidden file (.git, .env) is the user's."""
+    return bool(STAGING.fullmatch(name) or _ATOMIC_TEMPORARY.fullmatch(name))
+
+
+def listed(names: list[str]) -> str:
+    """The first three names, and how many more: what a one-line message shows of a list."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used (taken, not ours, being written); worded for the user."""
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """A finished run whose files read back (run_problem)."""
+    return run_problem(run_dir) is None
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+NOT_FINISHED = f"no {SUMMARY}"  # run_problem's answer for a run that never finished
+
+
+def _json_object(path: Path) -> dict:
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def run_problem(run_dir: str | Path) -> str | None:
+    """None if run_dir holds a finished run whose summary.json and metrics.csv read back (their
+    content as bn_lab.store.schema says); else what is wrong, in a few words (NOT_FINISHED if it never
+    finished). A damaged run is no result."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SUMMARY).is_file():
+        return NOT_FINISHED
+    try:
+        summary = read_json(run_dir / SUMMARY)
+        problem = schema.summary_problem(summary)
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        problem = str(e)
+    if problem:
+        return f"{SUMMARY} is damaged ({shown(problem, 60)})"
+    try:
+        rows = schema.read_table(run_dir / METRICS, schema.METRICS_COLUMNS)
+        problem = schema.metrics_problem(rows, schema.arm_names(summary))
+    except (OSError, ValueError) as e:
+        problem = str(e)
+    if problem:
+        return f"{METRICS} is damaged ({shown(problem, 60)})"
+    return None
+
+
+def written_by_bn_lab(directory: Path) -> bool:
+    """Whether `directory` holds a run bn_lab wrote, by content: its environment.json is bn_lab's record."""
+    try:
+        env = _json_object(directory / ENVIRONMENT)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(env.get("bn_lab"), str)
+        and isinstance(env.get("tensorflow"), str)
+        and isinstance(env.get("data"), dict)
+    )
+
+
+def _unknown_entries(directory: Path) -> list[str]:
+    """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted),
+    inside tensorboard/ too: a run writes only one folder of event files per network there."""
+    unknown = [
+        p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not _ATOMIC_TEMPORARY.fullmatch(p.name)
+    ]
+    events = directory / TENSORBOARD
+    if events.is_dir() and not events.is_symlink():
+        for network in events.iterdir():
+            inside = list(network.iterdir()) if network.is_dir() and not network.is_symlink() else [network]
+            unknown += [
+                str(p.relative_to(directory))
+                for p in inside
+                if p is network or not (p.is_file() and p.name.startswith("events.out.tfevents."))
+            ]
+    return sorted(unknown)
+
+
+def replaceable(directory: Path, cell_of_a_sweep: bool = False) -> str | None:
+    """None if --force may replace `directory` (empty, or a bn_lab run), else what was found there.
+
+    --force replaces only what bn_lab wrote: nothing but a run's files, and an environment.json
+    that is bn_lab's record (file names alone prove nothing). Inside a bn_lab sweep, a cell's
+    directory of run files whose record is damaged is replaced too (cell_of_a_sweep): the sweep
+    made it. Anything else, a user's own files or a sweep, is never deleted.
+    """
+    entries = list(directory.iterdir())
+    if not entries:
+        return None
+    unknown = _unknown_entries(directory)
+    if unknown:
+        return f"it holds {listed(unknown)}, which no bn_lab run writes"
+    if not (written_by_bn_lab(directory) or cell_of_a_sweep):
+        return f"it is not a bn_lab run (no {ENVIRONMENT} that bn_lab wrote)"
+    return None
+
+
+def point_latest(run_dir: Path) -> None:
+    """<parent>/latest: a one-line text file naming the newest run directory beside it.
+
+    A file, not a symlink to the directory: TensorBoard follows directory links, so
+    `tensorboard --logdir results/` listed every latest run twice. `bn_lab.load()` follows it;
+    in a shell: cd "results/<experiment>/$(cat results/<experiment>/latest)".
+    """
+    from bn_lab.store import files
+
+    latest = run_dir.parent / LATEST
+    if latest.exists() or latest.is_symlink():  # replaced only if it is bn_lab's: the name of a run
+        try:
+            ours = latest.is_file() and not latest.is_symlink() and latest.stat().st_size < 256
+            named = latest.read_text().strip() if ours else ""
+        except (OSError, ValueError):
+            ours = False
+        if not ours or not re.fullmatch(r"\d{8}-\d{6}-seeds?[\d_]+(-\d+)?", named):  # a run's or --seeds
+            return  # the user's own `latest`: never touched (the run itself is complete)
+    try:
+        files.write_text(latest, run_dir.name + "\n")
+    except OutputError:  # a convenience only; the run itself is complete
+        pass
+
+
+def follow_latest(path: Path) -> Path:
+    """The run directory a `latest` pointer names; any other path as it is."""
+    if path.name == LATEST and path.is_file() and not path.is_symlink():
+        return path.parent / path.read_text().strip()
+    return path
+
+
+__all__ = ["OutputError", "RunDirError", "is_complete", "load_summary"]
