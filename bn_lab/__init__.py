@@ -6,12 +6,13 @@ and returns a `Run`; `bn_lab.load(run_dir)` reads one back; `bn_lab.sweep(sweep_
 TensorFlow nor matplotlib: they load when a run trains or a figure is drawn.
 """
 
+import importlib.metadata
 import os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) is noise in a CLI; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("bn_lab")  # pyproject.toml's, the one place it is written
 
 API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun")
 __all__ = list(API)

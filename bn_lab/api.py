@@ -27,9 +27,9 @@ from typing import Any
 from bn_lab import runtime
 from bn_lab.config import arms, footprint
 from bn_lab.config import loading as configs
+from bn_lab.config.yaml_io import ConfigError, shown
 from bn_lab.data import mnist as data
-from bn_lab.store import claims, rundir, schema
-from bn_lab.sweep import manifest as manifests
+from bn_lab.store import claims, rundir, schema, sweep_manifest
 
 PROGRESS = ("auto", "bar", "lines", "none")
 
@@ -37,7 +37,7 @@ PROGRESS = ("auto", "bar", "lines", "none")
 def _progress(progress: str) -> str:
     """ "auto" in a notebook is its widget bar (tqdm.auto); elsewhere a bar on a terminal, lines in a log."""
     if not isinstance(progress, str) or progress not in PROGRESS:
-        raise configs.ConfigError(f"progress {configs.shown(progress)}: unknown; allowed: {', '.join(PROGRESS)}")
+        raise ConfigError(f"progress {shown(progress)}: unknown; allowed: {', '.join(PROGRESS)}")
     return "bar" if progress == "auto" and "ipykernel" in sys.modules else progress
 
 
@@ -50,9 +50,9 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
         tree = configs.unflatten(configs.flatten(dict(config)))
         return configs.validate(configs.apply_overrides(tree, overrides, "overrides"), "config")
     if not isinstance(config, (str, os.PathLike)):
-        raise configs.ConfigError(
+        raise ConfigError(
             f"config must be a YAML file's path or a mapping of keys to values, got {type(config).__name__} "
-            f"{configs.shown(config)}"
+            f"{shown(config)}"
         )
     return configs.load(config, overrides)
 
@@ -257,7 +257,7 @@ class SweepRun:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.manifest = manifests.load_manifest(self.path)
+        self.manifest = sweep_manifest.load_manifest(self.path)
 
     @property
     def runs(self) -> dict[str, Run]:

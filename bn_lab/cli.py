@@ -14,6 +14,7 @@ import click
 from bn_lab import registry
 from bn_lab.config import footprint
 from bn_lab.config import loading as configs
+from bn_lab.config.yaml_io import ConfigError
 from bn_lab.report import outcome
 from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
 
@@ -46,12 +47,12 @@ def _on_sigterm(signum, frame):
 
 def _user_errors():
     """Exceptions that mean bad input (a config, a file, a device, a taken directory), not a bug."""
+    from bn_lab.config.yaml_io import SweepError
     from bn_lab.data.mnist import DataError
     from bn_lab.runtime import DeviceError
     from bn_lab.store.rundir import RunDirError
-    from bn_lab.sweep.spec import SweepError
 
-    return configs.ConfigError, DataError, RunDirError, DeviceError, SweepError
+    return ConfigError, DataError, RunDirError, DeviceError, SweepError
 
 
 def _call(function, *args, **kwargs):

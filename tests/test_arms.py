@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from bn_lab.config import arms
 from bn_lab.config import loading as config
-from bn_lab.config.yaml_io import ConfigError, parse_yaml, read_yaml
+from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml, read_yaml
 from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics
 from bn_lab.report import plots, printed
@@ -88,7 +88,7 @@ def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
 
 def test_without_arms_a_config_compares_the_lessons_pair_as_before():
     default = config.validate({})
-    assert "arms" not in default and "arms" not in config.dump(default)
+    assert "arms" not in default and "arms" not in dump(default)
     pair = arms.of(default)
     assert [a.name for a in pair] == ["without_bn", "with_bn"]
     assert [(a.normalizer, a.has_population_statistics, a.scale_invariance) for a in pair] == [
@@ -121,12 +121,12 @@ def test_an_arms_options_default_to_the_bn_section_and_are_recorded_in_the_confi
         "scale": 1.5,
         "spread": 0.5,
     }
-    assert config.validate(parse_yaml(config.dump(c)))["arms"] == c["arms"]  # what config.yaml holds runs again
+    assert config.validate(parse_yaml(dump(c)))["arms"] == c["arms"]  # what config.yaml holds runs again
 
 
 def tiny_with_arms(given):
     """conftest's tiny MLP run with these arms."""
-    return config.validate({**parse_yaml(config.dump(tiny_mlp_config())), "arms": given})
+    return config.validate({**parse_yaml(dump(tiny_mlp_config())), "arms": given})
 
 
 def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batches(tiny_mnist):

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from bn_lab import api, registry
 from bn_lab.config import arms
-from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import ConfigError
 from bn_lab.data import batches
 from bn_lab.nets import network as models
 from bn_lab.nets import normalizers
@@ -153,14 +153,14 @@ def test_a_batch_that_does_not_split_into_groups_is_one_group():
     ],
 )
 def test_bad_batch_settings_are_one_line_naming_the_key(dotted, message):
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(**dotted)
     assert str(error.value) == message
 
 
 def test_an_arms_group_size_is_checked_against_the_batch():
     given = [{"name": "bn4", "normalizer": "batch_renorm", "options": {"group_size": 4}}]
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(arms=given)
     assert str(error.value).startswith(
         "config: arms[0] (bn4): batch_renorm: group_size 4 does not divide train.batch_size 30; allowed:"
@@ -172,7 +172,7 @@ def test_an_arms_group_size_is_checked_against_the_batch():
 
 
 def test_classes_per_batch_more_than_the_batch_is_refused():
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(**{"data.batch_order": "class_grouped", "data.classes_per_batch": 10, "train.batch_size": 8})
     assert str(error.value) == (
         "config: data.classes_per_batch 10 is more than train.batch_size 8: each class needs at least one example in a batch"

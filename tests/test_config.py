@@ -4,6 +4,8 @@ import pytest
 import yaml
 
 from bn_lab.config import loading as config
+from bn_lab.config.arms import PLACEMENTS
+from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml
 from tests.conftest import CONFIGS
 
 
@@ -15,7 +17,7 @@ def write(tmp_path, text: str | bytes, name="c.yaml"):
 
 def error_of(tmp_path, text, overrides=None):
     path = write(tmp_path, text)
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(path, overrides)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
@@ -79,7 +81,7 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
         tmp_path, "seed: 1\nmodel: name: mlp\n"
     )
     assert "must be a mapping" in error_of(tmp_path, "- 1\n- 2\n")
-    with pytest.raises(config.ConfigError, match="missing.yaml: no such file"):
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
         config.load(tmp_path / "missing.yaml")
 
 
@@ -93,18 +95,18 @@ def test_set_overrides_parse_as_yaml_and_are_validated(tmp_path):
     assert c["optimizer"]["learning_rate"] == 2.0 and isinstance(c["optimizer"]["learning_rate"], float)
     assert c["model"]["hidden_units"] == [10, 20]
     assert c["experiment"] == "x"
-    with pytest.raises(config.ConfigError, match=r"\(with --set\): optimizer.learning_rate must be > 0"):
+    with pytest.raises(ConfigError, match=r"\(with --set\): optimizer.learning_rate must be > 0"):
         config.load(path, {"optimizer.learning_rate": -2})
-    with pytest.raises(config.ConfigError, match="unknown key 'optimiser.learning_rate'"):
+    with pytest.raises(ConfigError, match="unknown key 'optimiser.learning_rate'"):
         config.load(path, {"optimiser.learning_rate": 1})
-    with pytest.raises(config.ConfigError, match="expected key=value"):
+    with pytest.raises(ConfigError, match="expected key=value"):
         config.parse_override("optimizer.learning_rate")
 
 
 def test_resolved_config_round_trips_through_yaml():
     c = config.load(CONFIGS / "convnet_keras.yaml")
-    assert config.validate(yaml.safe_load(config.dump(c))) == c
-    assert config.digest(c) == config.digest(config.validate(yaml.safe_load(config.dump(c))))
+    assert config.validate(yaml.safe_load(dump(c))) == c
+    assert config.digest(c) == config.digest(config.validate(yaml.safe_load(dump(c))))
     assert config.digest(c) != config.digest(config.load(CONFIGS / "convnet_tf_nn.yaml"))
 
 
@@ -136,7 +138,7 @@ def test_configs_cover_every_experiment_in_the_spec():
     )
     assert config.load(CONFIGS / "landscape_relu_lr0.8.yaml")["diagnostics"]["landscape"] is True
     placements = {config.load(CONFIGS / f"{n}.yaml")["bn"]["placement"] for n in names if n.startswith("convnet_")}
-    assert placements == set(config.PLACEMENTS)
+    assert placements == set(PLACEMENTS)
     bad = config.load(CONFIGS / "relu_lr2_badinit.yaml")
     assert (bad["init"]["scale"], bad["optimizer"]["learning_rate"], bad["model"]["activation"]) == (5.0, 2.0, "relu")
     conv = config.load(CONFIGS / "convnet_manual.yaml")
@@ -153,7 +155,7 @@ def test_configs_cover_every_experiment_in_the_spec():
 
 
 def error(function, *args) -> str:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         function(*args)
     message = str(caught.value)
     assert len(message.splitlines()) == 1
@@ -233,15 +235,15 @@ def test_an_empty_set_key_says_so():
 
 def test_scientific_notation_in_every_spelling_and_ints_stay_ints():
     for text, number in (("1e-3", 1e-3), ("1E6", 1e6), ("1e+06", 1e6), ("-2.5e-4", -2.5e-4), (".5e1", 5.0)):
-        assert config.parse_yaml(text) == number and isinstance(config.parse_yaml(text), float)
-    assert config.parse_yaml("2") == 2 and isinstance(config.parse_yaml("2"), int)
-    assert config.parse_yaml("._e3") == "._e3"  # no digit: text, not a float() that fails
+        assert parse_yaml(text) == number and isinstance(parse_yaml(text), float)
+    assert parse_yaml("2") == 2 and isinstance(parse_yaml("2"), int)
+    assert parse_yaml("._e3") == "._e3"  # no digit: text, not a float() that fails
 
 
 def test_a_saved_config_reads_back_the_same_even_with_number_like_strings(tmp_path):
     # config.yaml of a run is a config file too: a name like 1e5 must stay a string when read back.
     resolved = config.validate({"experiment": "1e5", "description": "1e-3\nsecond line\ttab"})
-    path = write(tmp_path, config.dump(resolved))
+    path = write(tmp_path, dump(resolved))
     assert config.load(path) == resolved
 
 

@@ -184,7 +184,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
         for layer in (1, 2):
             expected = per_layer | ({"effective_lr"} if variant == "with_bn" else set())
             assert {q for v, at, q in found if (v, at) == (variant, layer)} == expected, (variant, layer)
-        landscape_rows = {*landscape.QUANTITIES, *(edge for band in landscape.BANDS.values() for edge in band)}
+        landscape_rows = {*landscape.QUANTITIES, *(edge for band in schema.LANDSCAPE_BANDS.values() for edge in band)}
         assert {q for v, at, q in found if (v, at) == (variant, "all")} == landscape_rows, variant
 
 

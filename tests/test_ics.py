@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from bn_lab.config import arms
 from bn_lab.config import loading as config
-from bn_lab.config.yaml_io import parse_yaml
+from bn_lab.config.yaml_io import dump, parse_yaml
 from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics, ics
 from bn_lab.run import objectives, train
@@ -182,7 +182,7 @@ def parameter_names(network) -> dict:
 def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     """Noisy BN (its noise is drawn from a step counter), three layers of one width."""
     base = tiny(**{"model.hidden_units": [12, 12, 12]})
-    c = config.validate({**parse_yaml(config.dump(base)), "arms": [{"name": "noisy", "normalizer": "noisy_bn"}]})
+    c = config.validate({**parse_yaml(dump(base)), "arms": [{"name": "noisy", "normalizer": "noisy_bn"}]})
     network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
     optimizer = keras.optimizers.SGD(learning_rate=0.0)
     optimizer.build(network.parameters)
@@ -200,7 +200,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
         base = tiny(**{"optimizer.name": "adam", "optimizer.learning_rate": 0.01, "diagnostics.ics": on})
         c = config.validate(
             {
-                **parse_yaml(config.dump(base)),
+                **parse_yaml(dump(base)),
                 "arms": [
                     {"name": "plain"},
                     {"name": "bn", "normalizer": "batch_norm"},
@@ -228,7 +228,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
 
 def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
     """The probe's training-mode percentiles of unit 1, per hidden layer, of one arm at its initial weights."""
-    c = config.validate({**parse_yaml(config.dump(c)), "arms": [arm_spec]})
+    c = config.validate({**parse_yaml(dump(c)), "arms": [arm_spec]})
     network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
     optimizer = objectives.make_optimizer(c)
     optimizer.build(network.parameters)
@@ -246,7 +246,7 @@ def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and
     c = tiny(**{"model.activation": "sigmoid", "diagnostics.unit": 1})
     images = tiny_mnist.validation.images[:50]
     network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
-    inference = diagnostics.Probe(c, network, images, jit=False).measure(np.zeros(len(network.hidden)))[0]
+    inference = diagnostics.Probe(c, network, images, jit=False, norm_power=2).measure(np.zeros(len(network.hidden)))[0]
     plain = training_mode_bands(c, tiny_mnist, {"name": "plain"})
     for layer, found in zip(inference, plain):
         np.testing.assert_allclose(found, [layer[q] for q in schema.UNIT_PERCENTILES], rtol=1e-5, atol=1e-6)

@@ -12,6 +12,7 @@ import pytest
 
 from bn_lab.config import footprint
 from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import ConfigError, read_yaml, shown
 from bn_lab.store import claims, rundir
 from tests.conftest import CONFIGS, RUN_FILES, SWEEP_SMOKE, bnlab
 
@@ -277,9 +278,8 @@ def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, t
 
 
 def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
-    from bn_lab.store import files
-    from bn_lab.sweep import manifest as manifests
-    from bn_lab.sweep.spec import SweepError
+    from bn_lab.config.yaml_io import SweepError
+    from bn_lab.store import files, sweep_manifest
 
     deep = "[" * 100_000
     for name in ("summary.json", "environment.json", "sweep.json", "failed.json"):
@@ -289,7 +289,7 @@ def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
     assert rundir.run_problem(tmp_path) == "summary.json is damaged ('nested too deep')"
     assert not rundir.written_by_bn_lab(tmp_path)
     with pytest.raises(SweepError, match=r"sweep.json: unreadable \(nested too deep\)"):
-        manifests.load_manifest(tmp_path)
+        sweep_manifest.load_manifest(tmp_path)
     (tmp_path / "environment.json").unlink()
     os.mkfifo(tmp_path / "environment.json")  # would block a plain read for ever
     assert not rundir.written_by_bn_lab(tmp_path)
@@ -338,9 +338,9 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     assert one_error_line(bnlab("run", big)) == f"error: {big}: larger than 1 MB; not a config"
     huge = tmp_path / "huge.yaml"
     huge.write_text("experiment: huge\nmodel:\n  hidden_units: [" + ", ".join(["1"] * 100_001) + "]\n")
-    with pytest.raises(config.ConfigError, match=r"more than 100,000 values; not a config"):
-        config.read_yaml(huge)
-    assert config.shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
+    with pytest.raises(ConfigError, match=r"more than 100,000 values; not a config"):
+        read_yaml(huge)
+    assert shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
 
 
 def test_a_grid_of_too_many_cells_is_refused_before_any_is_built(tmp_path):
@@ -360,7 +360,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_starts(tmp_p
     needed = footprint.estimate_bytes(huge)
     assert needed > 13 * 4 * footprint.parameters(huge) > 64 * 0.75e9
     monkeypatch.setattr(footprint, "machine_bytes", lambda: 24 * 2**30)
-    with pytest.raises(config.ConfigError) as refused:
+    with pytest.raises(ConfigError) as refused:
         footprint.check(huge)
     assert str(refused.value).startswith(
         f"config: model.hidden_units, optimizer.name: this run needs about {needed / 2**30:.1f} GiB of memory "
@@ -440,10 +440,10 @@ def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):
     with pytest.raises(rundir.RunDirError, match=r"lookalike: not a finished bn_lab run \(summary.json is damaged"):
         api.load(lookalike)
     with pytest.raises(
-        config.ConfigError, match=r"config must be a YAML file's path or a mapping of keys to values, got list \[1, 2\]"
+        ConfigError, match=r"config must be a YAML file's path or a mapping of keys to values, got list \[1, 2\]"
     ):
         api.run([1, 2])
-    with pytest.raises(config.ConfigError, match="progress 'bogus': unknown; allowed: auto, bar, lines, none"):
+    with pytest.raises(ConfigError, match="progress 'bogus': unknown; allowed: auto, bar, lines, none"):
         api.run(SMOKE, progress="bogus", out=tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
@@ -458,6 +458,6 @@ def test_the_config_records_the_images_a_run_uses():
     swept = config.validate(config.apply_overrides(config.validate({}), {"data.train_limit": 1000}))
     assert swept["precise_bn"]["images"] == 960  # a smaller limit over a resolved config: cut again, not refused
     with pytest.raises(
-        config.ConfigError, match=r"init.scale must be in \(0, 1000\] \(the lesson's bad init is 5\), got 1e\+300"
+        ConfigError, match=r"init.scale must be in \(0, 1000\] \(the lesson's bad init is 5\), got 1e\+300"
     ):
         config.validate({"init": {"scale": 1e300}})

@@ -5,7 +5,7 @@ import pytest
 
 from bn_lab import registry
 from bn_lab.config import loading as config
-from bn_lab.config.yaml_io import parse_yaml
+from bn_lab.config.yaml_io import dump, parse_yaml
 from bn_lab.data import batches
 from bn_lab.nets import network as models
 from bn_lab.run import train
@@ -134,7 +134,7 @@ def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_
     BN's the noise: neither exists at inference. Batch Renorm stores σ = sqrt(variance + ε)."""
     base = tiny_mlp_config(**{"model.hidden_units": [16, 12, 8]})
     arm = {"name": "n", "normalizer": normalizer, "options": {"group_size": group_size}}
-    cfg = config.validate({**parse_yaml(config.dump(base)), "arms": [arm]})
+    cfg = config.validate({**parse_yaml(dump(base)), "arms": [arm]})
     trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
     trainer.train_steps(40)
     arrays = {name.split("/", 1)[1]: value for name, value in trainer.weights().items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bn_lab.config.yaml_io import ConfigError
 from bn_lab.sweep import spec
 from tests.conftest import ROOT, RUN_FILES, SWEEP_SMOKE, bnlab
 
@@ -590,27 +591,25 @@ def test_an_escaping_sweep_name_is_refused(tmp_path):
 
 
 def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
-    from bn_lab.config import loading as config
     from bn_lab.sweep import spec as sweeps
 
     (tmp_path / "base.yaml").write_bytes(b"description: caf\xe9\n")
     path = tmp_path / "s.yaml"
     path.write_text("base: base.yaml\ngrid: {model.activation: [relu]}\n")
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         sweeps.load(path)
     assert str(caught.value) == f"{tmp_path / 'base.yaml'}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
     path.write_bytes(b"name: caf\xe9\nbase: base.yaml\n")
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         sweeps.load(path)
     assert str(caught.value) == f"{path}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
 
 
 def test_seeds_sections_and_long_names_are_one_line_errors():
-    from bn_lab.config import loading as config
     from bn_lab.sweep import spec as sweeps
 
     def error(function, *args) -> str:
-        with pytest.raises(config.ConfigError) as caught:
+        with pytest.raises(ConfigError) as caught:
             function(*args)
         assert "\n" not in str(caught.value)
         return str(caught.value)

@@ -43,6 +43,10 @@ class ConfigError(Exception):
         super().__init__(one_line(message))
 
 
+class SweepError(ConfigError):
+    """A problem with a sweep definition or its results directory; worded for the user (one line)."""
+
+
 # A config is a few dozen values: a document of more nodes than this is no config, and PyYAML
 # would build every node of it (a few hundred bytes of nested aliases expand to billions).
 MAX_NODES = 100_000

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from bn_lab import registry, runtime
-from bn_lab.config import arms
 from bn_lab.nets import normalizers
 from bn_lab.nets.architecture import IMAGE_SIDE, NUM_CLASSES, HiddenLayer, architecture, hidden_shapes, kernel_shapes  # noqa: F401
 
@@ -139,7 +138,7 @@ class Network(tf.Module):
     pass fast=False there.
     """
 
-    def __init__(self, config: dict, initial_weights: list[np.ndarray], arm: arms.Arm, *, fast: bool = False):
+    def __init__(self, config: dict, initial_weights: list[np.ndarray], arm, *, fast: bool = False):
         """arm: what its hidden layers have (bn_lab.config.arms); a seeded normalizer's streams are the run's
         seed, the arm's name and the layer."""
         super().__init__(name=arm.name)

@@ -25,7 +25,6 @@ import tensorflow as tf
 
 from bn_lab import runtime
 from bn_lab.nets import network as models
-from bn_lab.run.objectives import effective_lr_norm_power
 from bn_lab.store import schema
 
 PERCENTILES = (15, 50, 85)
@@ -83,12 +82,13 @@ def invariant_norms(kernel, invariance: str, groups: int = 1):
 class Probe:
     """The diagnostics of one network, on a fixed probe set."""
 
-    def __init__(self, config: dict, network: models.Network, probe_images: np.ndarray, jit: bool):
+    def __init__(self, config: dict, network: models.Network, probe_images: np.ndarray, jit: bool, norm_power: int):
+        """norm_power: p of the optimizer's effective learning rate lr/‖w‖^p (bn_lab.run.objectives)."""
         self.network = network
         self.unit = config["diagnostics"]["unit"]
         self.activation = config["model"]["activation"]
         self.learning_rate = config["optimizer"]["learning_rate"]
-        self.norm_power = effective_lr_norm_power(config)
+        self.norm_power = norm_power
         # lr/‖w‖^p is what a step means only to a scale-invariant (normalized) layer: which part
         # of the kernel w is, the arm's normalizer declares.
         self.invariance = network.arm.scale_invariance

@@ -28,11 +28,6 @@ from bn_lab.nets import network as models
 # Step sizes as multiples of the learning rate: Santurkar et al. use [0.5, 4] x lr.
 MULTIPLES = tuple(float(m) for m in np.geomspace(0.5, 4.0, 8))
 QUANTITIES = ("loss_variation", "gradient_predictiveness", "beta_smoothness")
-BANDS = {  # quantity drawn -> (band's low edge, band's high edge)
-    "loss_variation": ("loss_min", "loss_max"),
-    "gradient_predictiveness": ("gradient_change_min", "gradient_predictiveness"),
-    "beta_smoothness": ("beta_smoothness_min", "beta_smoothness"),
-}
 
 
 class Landscape:

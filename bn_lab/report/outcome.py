@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 
-LEARNED, COLLAPSED, DIVERGED = "learned", "collapsed", "diverged"
-OUTCOMES = (LEARNED, COLLAPSED, DIVERGED)
+from bn_lab.store.schema import COLLAPSED, DIVERGED, LEARNED
 
 # Which accuracy of a run a report aggregates over seeds: the late-window mean (robust: the
 # default), the final point (what the lesson printed) or the best point.

@@ -270,17 +270,15 @@ def diagnostics_figure(
 def landscape_figure(rows: list[dict], title: str, *, styles: dict | None = None):
     """landscape.png: loss variation, gradient predictiveness, β-smoothness over training, every arm."""
     styles = styles or arms.LESSON_STYLES
-    from bn_lab.probes.landscape import BANDS
-
     index = indexed(rows)
     figure = new_figure(figsize=(13, 3.8), layout="constrained")
-    axes = figure.subplots(1, len(BANDS), squeeze=False)[0]
+    axes = figure.subplots(1, len(schema.LANDSCAPE_BANDS), squeeze=False)[0]
     labels = {
         "loss_variation": "loss over the step sizes (min-max)",
         "gradient_predictiveness": "gradient change ‖g(w-ηg) - g‖ (min-max)",
         "beta_smoothness": "effective β-smoothness (min-max)",
     }
-    for ax, (quantity, (low, high)) in zip(axes, BANDS.items()):
+    for ax, (quantity, (low, high)) in zip(axes, schema.LANDSCAPE_BANDS.items()):
         for variant, style in styles.items():
             steps, lows = series(index, variant, "all", low)
             _, highs = series(index, variant, "all", high)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from bn_lab.config import arms
-from bn_lab.report import outcome
 from bn_lab.store import rundir, schema
 
 
@@ -106,7 +105,7 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
                 f"(the lesson's TF1 code printed {summary_data['tf1_diverged_val_accuracy']:.4f} for such a network: "
                 "the argmax of NaN logits is class 0, and that is class 0's share of the validation images)"
             )
-        elif v[n]["outcome"] == outcome.COLLAPSED:
+        elif v[n]["outcome"] == schema.COLLAPSED:
             lines.append(
                 f"{n.replace('_', ' ')}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
                 "class, so its accuracy is about that class's share"

@@ -14,7 +14,7 @@ from pathlib import Path
 from bn_lab.config import arms
 from bn_lab.report import intervals, outcome, plots
 from bn_lab.store import files, rundir, schema
-from bn_lab.sweep.spec import Axis
+from bn_lab.store.sweep_manifest import Axis
 
 
 def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:

@@ -408,7 +408,7 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
         rows.append(row)
     done = len(results.summaries)
     learned = {
-        v: sum(outcome_of(s["variants"][v]) == outcome.LEARNED for s in results.summaries.values()) for v in styles
+        v: sum(outcome_of(s["variants"][v]) == schema.LEARNED for s in results.summaries.values()) for v in styles
     }
     reached = {v: sum(p.successes(v, threshold) for p in results.points) for v in styles}
     lines = [

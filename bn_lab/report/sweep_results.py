@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bn_lab.config import arms
+from bn_lab.config.yaml_io import SweepError
 from bn_lab.report import outcome
-from bn_lab.store import files, rundir
-from bn_lab.sweep import manifest as manifests
-from bn_lab.sweep.spec import SweepError
+from bn_lab.store import files, rundir, schema, sweep_manifest
 
 
 class ReportError(SweepError):
@@ -37,7 +36,7 @@ def figure_of(variant_summary: dict, figure: str) -> float | None:
 
 
 def outcome_of(variant_summary: dict) -> str:
-    return variant_summary.get("outcome") or (outcome.DIVERGED if variant_summary["diverged"] else outcome.LEARNED)
+    return variant_summary.get("outcome") or (schema.DIVERGED if variant_summary["diverged"] else schema.LEARNED)
 
 
 def measured_inside(results, section: str = "diagnostics") -> bool:
@@ -77,7 +76,7 @@ class Point:
         return sum(1 for s in self.summaries if figure_of(s["variants"][variant], self.figure) is None)
 
     def outcomes(self, variant: str) -> dict[str, int]:
-        counts = dict.fromkeys(outcome.OUTCOMES, 0)
+        counts = dict.fromkeys(schema.OUTCOMES, 0)
         for s in self.summaries:
             counts[outcome_of(s["variants"][variant])] += 1
         return counts
@@ -137,7 +136,7 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     """Every cell's summary, grouped by grid point; `figure` is the accuracy the points aggregate."""
     check_options(1, figure)
     sweep_dir = Path(sweep_dir)
-    manifest = manifests.load_manifest(sweep_dir)
+    manifest = sweep_manifest.load_manifest(sweep_dir)
     points: dict[str, Point] = {}
     summaries, missing, stale, damaged = {}, [], [], {}
     for cell in manifest["cells"]:

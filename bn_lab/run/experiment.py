@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bn_lab.config import arms
-from bn_lab.config import loading as configs
+from bn_lab.config.yaml_io import dump
 from bn_lab.report import printed
 from bn_lab.run import provenance
 from bn_lab.run.progress import Progress
@@ -85,7 +85,7 @@ def run_experiment(
         val_limit=config["data"]["val_limit"],
         test_limit=config["data"]["test_limit"],
     )
-    files.write_text(workdir / rundir.CONFIG, configs.dump(config))
+    files.write_text(workdir / rundir.CONFIG, dump(config))
     env = provenance.environment(config, device_info, data.describe(mnist), command_line)
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 

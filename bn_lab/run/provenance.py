@@ -33,14 +33,14 @@ def _git_commit() -> str | None:
 
 
 def environment(config: dict, device: dict, data_description: dict, command_line: str | None) -> dict:
+    import importlib.metadata
+
     import keras
     import numpy
     import tensorflow as tf
 
-    import bn_lab
-
     return {
-        "bn_lab": bn_lab.__version__,
+        "bn_lab": importlib.metadata.version("bn_lab"),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

@@ -22,7 +22,7 @@ from bn_lab.config import arms as run_arms
 from bn_lab.data.batches import ResidentBatches, precise_bn_batches
 from bn_lab.nets import network as models
 from bn_lab.run.evaluation import Evaluator, correct
-from bn_lab.run.objectives import loss_function, make_optimizer
+from bn_lab.run.objectives import effective_lr_norm_power, loss_function, make_optimizer
 from bn_lab.store import schema
 
 
@@ -106,7 +106,11 @@ class Trainer:
             probe_images = data.validation.images[: diagnostics_config["probe_images"]]
             # Not XLA-compiled: a probe runs once per evaluation, and XLA's compile time
             # would cost more than it saves.
-            self.probes = {a: diagnostics.Probe(config, self.networks[a], probe_images, jit=False) for a in self.arms}
+            power = effective_lr_norm_power(config)
+            self.probes = {
+                a: diagnostics.Probe(config, self.networks[a], probe_images, jit=False, norm_power=power)
+                for a in self.arms
+            }
         if diagnostics_config["landscape"]:
             from bn_lab.probes import landscape
 

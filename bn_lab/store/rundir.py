@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bn_lab.config.loading import shown
+from bn_lab.config.yaml_io import shown
 from bn_lab.store import schema
 from bn_lab.store.files import OutputError, read_json
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from bn_lab.config import arms
 from bn_lab.config.yaml_io import shown
-from bn_lab.report.outcome import OUTCOMES
+
+# A network's outcome, as summary.json's `outcome` records it (bn_lab.report.outcome says which).
+LEARNED, COLLAPSED, DIVERGED = "learned", "collapsed", "diverged"
+OUTCOMES = (LEARNED, COLLAPSED, DIVERGED)
 
 # metrics.csv: one row per (variant, step, split); `variant` is the arm's name (bn_lab.config.arms).
 METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
@@ -48,6 +51,14 @@ DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]
 UNIT_PERCENTILES = ("unit_p15", "unit_p50", "unit_p85")  # its quantities for one unit's input percentiles
 # The same unit's percentiles in training mode (bn_lab.probes.ics): what the next layer sees while training.
 TRAINING_UNIT_PERCENTILES = ("train_unit_p15", "train_unit_p50", "train_unit_p85")
+
+# The landscape probe's rows (layer "all"; bn_lab.probes.landscape): each quantity drawn, with the
+# low and high edges of its band over the step sizes (landscape.png).
+LANDSCAPE_BANDS = {
+    "loss_variation": ("loss_min", "loss_max"),
+    "gradient_predictiveness": ("gradient_change_min", "gradient_predictiveness"),
+    "beta_smoothness": ("beta_smoothness_min", "beta_smoothness"),
+}
 
 # What every reader of a network's summary relies on (the report, the sweep's progress line, the API).
 SUMMARY_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_accuracy", "late_val_accuracy")

@@ -18,12 +18,14 @@ from pathlib import Path
 from bn_lab import registry, runtime
 from bn_lab.config import arms, footprint
 from bn_lab.config import loading as configs
+from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
 from bn_lab.data import mnist as data
 from bn_lab.report import sweep_report as report
 from bn_lab.store import claims, files, rundir
+from bn_lab.store.sweep_manifest import show
 from bn_lab.sweep import manifest as manifests
 from bn_lab.sweep.cell import Task
-from bn_lab.sweep.spec import Cell, Sweep, SweepError, show
+from bn_lab.sweep.spec import Cell, Sweep
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
@@ -43,9 +45,9 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
     if problem:
         return DAMAGED, problem
     try:  # as every config is read: no aliases, bounded, one error for anything else
-        saved = configs.read_yaml(run_dir / rundir.CONFIG)
+        saved = read_yaml(run_dir / rundir.CONFIG)
         same = configs.digest(saved) == configs.digest(cell.config)
-    except (configs.ConfigError, TypeError, ValueError):  # TypeError: values JSON cannot hold (a date)
+    except (ConfigError, TypeError, ValueError):  # TypeError: values JSON cannot hold (a date)
         return CHANGED, f"its {rundir.CONFIG} is missing or unreadable"
     if same:
         return COMPLETE, ""
