@@ -52,7 +52,10 @@ def test_unknown_key_suggests_the_closest(tmp_path):
         ("optimizer: {learning_rate: fast}", "optimizer.learning_rate must be float, got 'fast'"),
         ("train: {steps: 2.5}", "train.steps must be int, got 2.5"),
         ("train: {steps: true}", "train.steps must be int, got True"),
-        ("model: {activation: swish}", "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear"),
+        (
+            "model: {activation: swish}",
+            "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear",
+        ),
         ("bn: {backend: torch}", "bn.backend: unknown value 'torch'; allowed: keras, tf_nn, manual"),
         ("model: {name: resnet}", "model.name: unknown value 'resnet'; allowed: mlp, convnet"),
         ("bn: {momentum: 1.5}", "bn.momentum must be strictly between 0 and 1, got 1.5"),
