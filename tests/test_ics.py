@@ -280,8 +280,8 @@ def test_the_summarys_covariate_shift_figures():
     assert summary.covariate_shift(found, "a") == {
         "layer": 2,
         "band_motion": pytest.approx((1 / 3 + 1) / 2),
-        # each change over the band's width, the mean of the two evaluations': (2 + 1) / 2, then (1 + 2) / 2
-        "band_motion_relative": pytest.approx((1 / 3 / 1.5 + 1 / 1.5) / 2),
+        # over the band's mean width, (2 + 1 + 2) / 3
+        "band_motion_relative": pytest.approx((1 / 3 + 1) / 2 / (5 / 3)),
         "ics_l2": 1.5,
         "ics_relative": None,  # not in these rows
         "ics_cosine": pytest.approx(0.6),

@@ -51,7 +51,7 @@ Over the seeds where the network did not diverge."""
 SHIFT = """Covariate shift (diagnostics.ics; bn_lab.probes.ics), of the last hidden layer over training: its band
 motion is how far one unit's input distribution in training mode (15th, 50th, 85th percentiles on
 the probe images, the noise of noisy BN included) moves between consecutive evaluations, relative to
-the band's width (p85 − p15: scale-free, so that a normalized arm and a plain one compare; the raw
+the band's mean width (p85 − p15: scale-free, so that a normalized arm and a plain one compare; the raw
 motion, in the unit's own units, in summary.csv), as mean ± std over the seeds with the paired
 difference to the first arm and its 95% t interval; ‖G − G′‖/‖G‖ and cos(G, G′) compare that
 layer's gradient before and after the layers below it take their update on the same batch

@@ -100,20 +100,22 @@ def last_hidden_layer(diagnostic_rows: list[dict], variant: str) -> dict | None:
 ICS_FIGURES = ("ics_l2", "ics_relative", "ics_cosine")
 
 
-def _band_motions(at: dict[int, dict]) -> tuple[list[float], list[float]]:
+def _band_motion(at: dict[int, dict]) -> tuple[float | None, float | None]:
     """(raw, relative) motion of the training-mode band between consecutive evaluations: the mean
-    |change| of its 15th, 50th and 85th percentiles, and that divided by the band's width (its
-    85th - 15th percentile, the mean of the two evaluations'); a band of width 0 has no relative motion."""
+    |change| of its 15th, 50th and 85th percentiles, and that over the band's mean width (85th − 15th
+    percentile, over the evaluations). A ratio of the means, not a mean of ratios: a band that
+    starts nearly flat (a plain network's small initial pre-activations) would make the first
+    evaluations' ratios dwarf the rest of training."""
     p15, _, p85 = schema.TRAINING_UNIT_PERCENTILES
     steps = sorted(at)
-    raw, relative = [], []
-    for a, b in zip(steps, steps[1:]):
-        moved = statistics.fmean(abs(at[b][q] - at[a][q]) for q in schema.TRAINING_UNIT_PERCENTILES)
-        raw.append(moved)
-        width = (at[a][p85] - at[a][p15] + at[b][p85] - at[b][p15]) / 2
-        if width > 0 and math.isfinite(width):
-            relative.append(moved / width)
-    return raw, relative
+    moves = [
+        statistics.fmean(abs(at[b][q] - at[a][q]) for q in schema.TRAINING_UNIT_PERCENTILES)
+        for a, b in zip(steps, steps[1:])
+    ]
+    if not moves:
+        return None, None
+    raw, width = statistics.fmean(moves), statistics.fmean(at[s][p85] - at[s][p15] for s in steps)
+    return _finite(raw), (_finite(raw / width) if width > 0 else None)
 
 
 def _ics_means(at: dict[int, dict]) -> dict:
@@ -131,9 +133,9 @@ def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
 
     band_motion: how far the last hidden layer's fixed unit's training-mode input distribution moves
     from one evaluation to the next, the mean over consecutive evaluations of the mean |change| of
-    its 15th, 50th and 85th percentiles; band_motion_relative: the same, each change divided by the
-    band's width (p85 − p15), so that arms whose units are on different scales (a normalized and a
-    raw pre-activation) compare; ics_l2, ics_relative, ics_cosine: ‖G − G′‖, ‖G − G′‖/‖G‖ and
+    its 15th, 50th and 85th percentiles; band_motion_relative: the same over the band's mean width
+    (p85 − p15), so that arms whose units are on different scales (a normalized and a raw
+    pre-activation) compare; ics_l2, ics_relative, ics_cosine: ‖G − G′‖, ‖G − G′‖/‖G‖ and
     cos(G, G′), their means over the evaluations after step 0.
     """
     mine = [r for r in diagnostic_rows if r["variant"] == variant and r["layer"] != "all"]
@@ -145,11 +147,11 @@ def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
     last = max(
         layer for layer, at in by_layer.items() if any(schema.TRAINING_UNIT_PERCENTILES[0] in v for v in at.values())
     )
-    raw, relative = _band_motions(by_layer[last])
+    raw, relative = _band_motion(by_layer[last])
     figures = {
         "layer": last,
-        "band_motion": _finite(statistics.fmean(raw)) if raw else None,
-        "band_motion_relative": _finite(statistics.fmean(relative)) if relative else None,
+        "band_motion": raw,
+        "band_motion_relative": relative,
         **_ics_means(by_layer[last]),
     }
     figures["layers"] = [{"layer": layer, **_ics_means(by_layer[layer])} for layer in sorted(by_layer)]
