@@ -24,11 +24,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bn_lab import runtime
-from bn_lab.config import arms, footprint
+from bn_lab.config import arms
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, shown
-from bn_lab.data import mnist as data
+from bn_lab.run import preflight
 from bn_lab.store import claims, rundir, schema, sweep_manifest
 
 PROGRESS = ("auto", "bar", "lines", "none")
@@ -192,15 +191,15 @@ def run_config(
     device: str = "auto",
     progress: str = "auto",
     command_line: str | None = None,
+    origin: str = "config",
 ) -> Path:
     """Trains the arms of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
 
     --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
-    Without `out`, the new run directory gets a `latest` link beside it.
+    Without `out`, the new run directory gets a `latest` link beside it. origin: how a problem
+    found before training names the config (its file).
     """
-    runtime.check_device(device)
-    footprint.check(config)
-    data.locate(config["data"]["source"], config["data"]["idx_dir"])
+    preflight.check([(config, origin)], device)
     if out is not None:
         claim = claims.claim(out, force)
     else:

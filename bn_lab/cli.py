@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from bn_lab import registry
-from bn_lab.config import footprint
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError
 from bn_lab.report import outcome
@@ -48,7 +47,7 @@ def _on_sigterm(signum, frame):
 def _user_errors():
     """Exceptions that mean bad input (a config, a file, a device, a taken directory), not a bug."""
     from bn_lab.config.yaml_io import SweepError
-    from bn_lab.data.mnist import DataError
+    from bn_lab.data.datasets import DataError
     from bn_lab.runtime import DeviceError
     from bn_lab.store.rundir import RunDirError
 
@@ -190,10 +189,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
 
     overrides = parse_overrides(overrides)
     config = _call(configs.load, config_file, overrides)
-    _call(footprint.check, config, configs.origin(config_file, overrides))  # named by its file, before TensorFlow
-    from bn_lab.data import mnist  # numpy: only once a run is asked for (`data` is also a command here)
-
-    _call(mnist.locate, config["data"]["source"], config["data"]["idx_dir"])
+    origin = configs.origin(config_file, overrides)  # how the pre-run checks name it
     if seeds is not None:
         from bn_lab.report import sweep_report as report
         from bn_lab.sweep import spec
@@ -231,6 +227,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
         device=device,
         force=force,
         progress="none" if quiet else "auto",
+        origin=origin,
     )
     if not quiet:
         click.echo(printed.report_text(rundir.load_summary(run_dir), run_dir))
@@ -371,22 +368,35 @@ def report(sweep_dir, threshold, figure):
 
 @main.command()
 @click.option(
+    "--dataset",
+    type=click.Choice(registry.DATASETS.names()),
+    default="mnist",
+    show_default=True,
+    help="Which dataset (data.dataset).",
+)
+@click.option("--path", "path", type=click.Path(dir_okay=False), help="npz: the file (data.path).")
+@click.option(
     "--source",
     type=click.Choice(registry.DATA_SOURCES.names()),
     default="auto",
     show_default=True,
-    help="Which MNIST source to use.",
+    help="mnist: which source to use (data.source).",
 )
-@click.option("--idx-dir", type=click.Path(file_okay=False), help="Folder with the four IDX files.")
-def data(source, idx_dir):
-    """Say which MNIST source is used, where its cache is, the split sizes and checksums."""
-    from bn_lab.data import mnist as mnist_data
+@click.option("--idx-dir", type=click.Path(file_okay=False), help="mnist: folder with the four IDX files.")
+def data(dataset, path, source, idx_dir):
+    """Say what a dataset is and where it comes from: its images, classes, splits and checksums."""
+    from bn_lab.data import datasets
 
-    mnist = _call(mnist_data.load_mnist, source=source, idx_dir=idx_dir)
-    info = mnist_data.describe(mnist)
+    section = {**configs.defaults()["data"], "dataset": dataset, "path": path, "source": source, "idx_dir": idx_dir}
+    loaded = _call(datasets.load, section)
+    info, declared = loaded.describe(), loaded.declaration
+    height, width, channels = declared.image_shape
+    click.echo(f"dataset:        {declared.name}")
+    click.echo(f"images:         {height}×{width}×{channels}, {declared.classes} classes")
     click.echo(f"source:         {info['source']}")
     click.echo(f"path:           {info['path']}")
-    click.echo(f"cache:          {info['cache_path']}")
+    if "cache_path" in info:
+        click.echo(f"cache:          {info['cache_path']}")
     sizes = info["sizes"]
     click.echo(f"splits:         train {sizes['train']:,}  validation {sizes['validation']:,}  test {sizes['test']:,}")
     click.echo(f"file sha256:    {info['file_sha256']}")

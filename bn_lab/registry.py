@@ -53,9 +53,14 @@ class Registry:
         del self._entries[name]
 
 
-# Hidden layers of each architecture: f(config) -> (input shape, [architecture.HiddenLayer]).
+# Model families: f(config, image shape, classes) -> bn_lab.nets.architecture.Architecture (pure Python).
 MODELS = Registry(
-    "model", {"mlp": "bn_lab.nets.architecture:mlp_layers", "convnet": "bn_lab.nets.architecture:convnet_layers"}
+    "model",
+    {
+        "mlp": "bn_lab.nets.architecture:mlp",
+        "convnet": "bn_lab.nets.architecture:convnet",
+        "resnet": "bn_lab.nets.architecture:resnet",
+    },
 )
 
 # Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon, group_size); see bn/__init__.py.
@@ -102,6 +107,17 @@ LOSSES = Registry(
     {
         "softmax_cross_entropy": "bn_lab.run.objectives:softmax_cross_entropy",
         "sigmoid_cross_entropy": "bn_lab.run.objectives:sigmoid_cross_entropy",
+    },
+)
+
+# The datasets a run can train on (bn_lab.data.datasets): each declares its shape, classes and splits.
+DATASETS = Registry(
+    "dataset",
+    {
+        "mnist": "bn_lab.data.mnist:MNIST",
+        "npz": "bn_lab.data.npz_file:NPZ",
+        "fashion_mnist": "bn_lab.data.keras_datasets:FASHION_MNIST",
+        "cifar10": "bn_lab.data.keras_datasets:CIFAR10",
     },
 )
 

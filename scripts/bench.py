@@ -240,9 +240,10 @@ def naive_jobs(model: str, plan: dict) -> tuple[dict, dict]:
 def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     settings = runtime.configure("auto")  # what `bnlab run` does first
 
+    from bn_lab.config import declared
     from bn_lab.config import loading as configs
     from bn_lab.data import mnist as data
-    from bn_lab.nets import network as models
+    from bn_lab.nets import weights as initial
     from bn_lab.run import train
 
     base = configs.load(CONFIGS[model])
@@ -256,7 +257,7 @@ def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     tree = configs.apply_overrides(read_yaml(CONFIGS[model]), {"train.steps": total})
     four = configs.validate({**tree, "arms": read_yaml(FOUR_ARMS)["arms"]})
     mnist = data.load_mnist()
-    weights = models.initial_weights(config)
+    weights = initial.initial_weights(config, declared.architecture(config))
     jobs = {}
     for name, cfg, arms in (
         ("without_bn", config, ("without_bn",)),
@@ -304,14 +305,15 @@ def training_flops(config_path: Path) -> int:
     each layer's forward multiply-adds (2 per product: a 3x3 "same" convolution counts all 9 taps
     at every output position, padding included, as FLOP counts usually do) for a batch, times 3
     (the forward pass, the gradient of the inputs and that of the weights)."""
+    from bn_lab.config import declared
     from bn_lab.config import loading as configs
-    from bn_lab.nets.architecture import NUM_CLASSES, hidden_shapes, kernel_shapes
 
     config = configs.load(config_path)
     flops = 0
-    for shape, output in zip(kernel_shapes(config), [*hidden_shapes(config), (NUM_CLASSES,)]):
+    for layer in declared.architecture(config).layers:
+        output = layer.output_shape
         positions = output[0] * output[1] if len(output) == 3 else 1
-        flops += 2 * positions * math.prod(shape)
+        flops += 2 * positions * math.prod(layer.kernel_shape)
     return 3 * flops * config["train"]["batch_size"]
 
 

@@ -207,6 +207,22 @@ def tiny_mnist():
     return data.load_mnist(**TINY_DATA)
 
 
+def initial_weights(config: dict) -> list:
+    """The run's initial weights for a resolved config (its model, for its dataset's images)."""
+    from bn_lab.config import declared
+    from bn_lab.nets import weights
+
+    return weights.initial_weights(config, declared.architecture(config))
+
+
+def build_network(config: dict, initial: list, arm, **options):
+    """One arm's network of a resolved config, as the trainer builds it (options: fast=...)."""
+    from bn_lab.config import declared
+    from bn_lab.nets import network
+
+    return network.build(config, declared.architecture(config), initial, arm, **options)
+
+
 def snapshot(network) -> list:
     """Copies of every weight and population statistic of a network, to compare bit for bit."""
     return [v.numpy().copy() for v in network.parameters + network.population_statistics]

@@ -10,12 +10,11 @@ import tensorflow as tf
 from bn_lab.config import arms
 from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml, read_yaml
-from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics
 from bn_lab.report import plots, printed
 from bn_lab.run import experiment, train
 from bn_lab.store import schema
-from tests.conftest import CONFIGS, bnlab, snapshot, tiny_mlp_config
+from tests.conftest import CONFIGS, bnlab, initial_weights, snapshot, tiny_mlp_config
 from tests.test_cli import one_error_line
 
 FOUR = read_yaml(CONFIGS / "backends_side_by_side.yaml")["arms"]
@@ -140,7 +139,7 @@ def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batche
             {"name": "bn_again", "normalizer": "batch_norm", "options": {"backend": "manual"}},
         ]
     )
-    initial = models.initial_weights(c)
+    initial = initial_weights(c)
     trainer = train.Trainer(c, tiny_mnist, initial)
     assert list(trainer.networks) == ["plain", "ln", "bn", "bn_again"]
     for network in trainer.networks.values():

@@ -12,12 +12,19 @@ from bn_lab import api, registry
 from bn_lab.config import arms
 from bn_lab.config.yaml_io import ConfigError
 from bn_lab.data import batches
-from bn_lab.nets import network as models
 from bn_lab.nets import normalizers
 from bn_lab.nets.bn import groups
 from bn_lab.run import evaluation, summary, train
 from bn_lab.store import schema
-from tests.conftest import CONFIGS, bnlab, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
+from tests.conftest import (
+    CONFIGS,
+    bnlab,
+    initial_weights,
+    numpy_loss_and_accuracy,
+    numpy_mlp,
+    snapshot,
+    tiny_mlp_config,
+)
 from tests.test_normalizers import CONV, DENSE, EPSILON, batch, with_affine
 
 MOMENTUM = 0.9
@@ -207,14 +214,14 @@ def test_a_run_trains_on_the_configured_batch_order(tiny_mnist):
     iid = tiny_mlp_config()
     grouped = tiny_mlp_config(**{"data.batch_order": "class_grouped", "data.classes_per_batch": 2})
     for cfg, classes in ((iid, None), (grouped, 2)):
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         per_batch = [len(np.unique(trainer.batches.at(step)[1])) for step in range(40)]
         if classes:
             assert set(per_batch) == {2}
         else:
             assert min(per_batch) >= 5  # 30 i.i.d. images of 10 classes
     assert np.array_equal(
-        train.Trainer(iid, tiny_mnist, models.initial_weights(iid)).batches.indices.numpy(),
+        train.Trainer(iid, tiny_mnist, initial_weights(iid)).batches.indices.numpy(),
         batches.batch_order(iid["seed"], len(tiny_mnist.train.labels), 30, 40),
     )
 
@@ -308,7 +315,7 @@ def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
     runs = {}
     for enabled in (True, False):
         cfg = tiny_mlp_config(**{"batch_stats.enabled": enabled, "bn.group_size": 5})
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (on, nets_on), (off, nets_off) = runs[True], runs[False]
@@ -371,7 +378,7 @@ def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
             arms=[{"name": "g", "normalizer": normalizer, "options": {"group_size": 5, **GROUPED[normalizer]}}],
             **{"train.jit_compile": jit, "model.activation": "sigmoid"},
         )
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         trainer.run()
         networks[jit] = snapshot(trainer.networks["g"])
     for a, b in zip(networks[True], networks[False]):

@@ -32,7 +32,10 @@ def test_defaults_are_the_mlp_lesson():
         "hidden_units": [100, 100, 100],
         "conv_layers": 19,
         "dense_units": 100,
+        "blocks": [2, 2],
+        "width": 16,
     }
+    assert c["data"]["dataset"] == "mnist" and c["data"]["validation_size"] == 5000
     assert (c["bn"]["momentum"], c["bn"]["epsilon"]) == (0.99, 0.001)
     assert (c["train"]["batch_size"], c["train"]["steps"], c["train"]["eval_every"]) == (60, 50000, 500)
     assert c["optimizer"] == {"name": "sgd", "learning_rate": 0.01}
@@ -59,7 +62,7 @@ def test_unknown_key_suggests_the_closest(tmp_path):
             "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear",
         ),
         ("bn: {backend: torch}", "bn.backend: unknown value 'torch'; allowed: keras, tf_nn, manual"),
-        ("model: {name: resnet}", "model.name: unknown value 'resnet'; allowed: mlp, convnet"),
+        ("model: {name: densenet}", "model.name: unknown value 'densenet'; allowed: mlp, convnet, resnet"),
         ("bn: {momentum: 1.5}", "bn.momentum must be strictly between 0 and 1, got 1.5"),
         ("train: {batch_size: 60000}", "train.batch_size 60000 is larger than the training set (55000 images)"),
         (

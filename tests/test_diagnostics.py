@@ -13,7 +13,7 @@ from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics, landscape
 from bn_lab.run import train
 from bn_lab.store import rundir, schema
-from tests.conftest import numpy_mlp, snapshot, tiny_mlp_config
+from tests.conftest import initial_weights, numpy_mlp, snapshot, tiny_mlp_config
 
 
 def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
@@ -33,7 +33,7 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant, monkeypatch):
     monkeypatch.setattr(diagnostics, "HISTOGRAM_VALUES", 1000)  # fewer than the probe's values: a subset
     cfg = tiny_config(activation)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=(variant,))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=(variant,))
     trainer.train_steps(20)
     network = trainer.networks[variant]
     before = snapshot(network)
@@ -78,7 +78,7 @@ def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
     column w as lr/‖w‖ would at unit norm (SGD's, lr/‖w‖², is in the test above)."""
     cfg = tiny_config("relu")
     cfg["optimizer"] = {"name": "adam", "learning_rate": 0.002}
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(5)
     rows, _ = trainer.measure("with_bn", 5)
     for layer, kernel in enumerate(trainer.networks["with_bn"].kernels[:-1], start=1):
@@ -92,8 +92,8 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
     before any step, that of the first step. Taken at step 0, it leaves the network as it was."""
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
-    reference = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
+    reference = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     if steps:
         trainer.train_steps(steps)
         reference.train_steps(steps - 1)
@@ -115,7 +115,7 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
 
 def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("without_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("without_bn",))
     kernel = trainer.networks["without_bn"].kernels[1]
     kernel.assign(-np.abs(kernel.numpy()))  # layer 1's outputs are >= 0: every unit of layer 2 is dead
     rows, _ = trainer.measure("without_bn", 0)
@@ -131,7 +131,7 @@ def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_
     """Santurkar's landscape "at a particular training step": after 10 steps, the batch of step 10
     (the one the next step takes), not step 9's."""
     cfg = tiny_config("relu", landscape=True)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     found = {r["quantity"]: r["value"] for r in trainer.measure("with_bn", 10)[0] if r["layer"] == "all"}
     probe = landscape.Landscape(cfg, trainer.networks["with_bn"], trainer.loss, jit=False)
@@ -141,7 +141,7 @@ def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_
 
 def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     network = trainer.networks["with_bn"]
     images, labels = trainer.next_batch()
@@ -169,7 +169,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     for on in (True, False):
         cfg = tiny_config("relu", enabled=on, landscape=on)
         cfg["precise_bn"]["enabled"] = on
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         finished[on] = (result, [snapshot(n) for n in trainer.networks.values()])
     (probed, nets_on), (plain, nets_off) = finished[True], finished[False]

@@ -13,7 +13,7 @@ from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics, ics
 from bn_lab.run import objectives, train
 from bn_lab.store import schema
-from tests.conftest import snapshot, tiny_mlp_config
+from tests.conftest import build_network, initial_weights, snapshot, tiny_mlp_config
 
 
 def tiny(**dotted):
@@ -30,10 +30,10 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
     """Plain SGD at lr 0.5: G' of layer 2 is its kernel's gradient once layer 1's kernel and bias
     moved by -lr·g, computed here on a second network built by hand."""
     c = tiny()
-    weights = models.initial_weights(c)
+    weights = initial_weights(c)
     loss = objectives.loss_function(c["loss"])
     for arm in arms.of(c):
-        network = models.Network(c, weights, arm)
+        network = build_network(c, weights, arm)
         optimizer = objectives.make_optimizer(c)
         optimizer.build(network.parameters)
         images, labels = tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30]
@@ -42,7 +42,7 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
         with models.kept(network.population_statistics), tf.GradientTape() as tape:
             value = loss(network(x, training=True), labels)
         g = dict(zip([v.ref() for v in network.parameters], tape.gradient(value, network.parameters)))
-        moved = models.Network(c, weights, arm)
+        moved = build_network(c, weights, arm)
         below = [network.kernels[0], network.biases[0]] + (
             [network.norms[0].gamma, network.norms[0].beta] if network.norms else []
         )
@@ -130,7 +130,7 @@ def test_the_probe_is_definition_2_1_computed_independently(tiny_mnist, optimize
             "diagnostics.ics": True,
         }
     )
-    trainer = train.Trainer(c, tiny_mnist, models.initial_weights(c))
+    trainer = train.Trainer(c, tiny_mnist, initial_weights(c))
     captured = {}
 
     def on_evaluation(step, evaluations, measurements):
@@ -183,7 +183,7 @@ def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     """Noisy BN (its noise is drawn from a step counter), three layers of one width."""
     base = tiny(**{"model.hidden_units": [12, 12, 12]})
     c = config.validate({**parse_yaml(dump(base)), "arms": [{"name": "noisy", "normalizer": "noisy_bn"}]})
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
     optimizer = keras.optimizers.SGD(learning_rate=0.0)
     optimizer.build(network.parameters)
     found = ics.ICS(
@@ -208,7 +208,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
                 ],
             }
         )
-        trainer = train.Trainer(c, tiny_mnist, models.initial_weights(c))
+        trainer = train.Trainer(c, tiny_mnist, initial_weights(c))
         result = trainer.run()
         optimizer_state = [v.numpy().copy() for a in trainer.arms for v in trainer.optimizers[a].variables]
         runs[on] = (result, [snapshot(n) for n in trainer.networks.values()], optimizer_state)
@@ -229,7 +229,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
 def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
     """The probe's training-mode percentiles of unit 1, per hidden layer, of one arm at its initial weights."""
     c = config.validate({**parse_yaml(dump(c)), "arms": [arm_spec]})
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
     optimizer = objectives.make_optimizer(c)
     optimizer.build(network.parameters)
     found = ics.ICS(network, objectives.loss_function(c["loss"]), optimizer, tiny_mnist.validation.images[:50], 1)
@@ -245,13 +245,13 @@ def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and
     BN: BN's with the noise off, others with it on."""
     c = tiny(**{"model.activation": "sigmoid", "diagnostics.unit": 1})
     images = tiny_mnist.validation.images[:50]
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
     inference = diagnostics.Probe(c, network, images, jit=False, norm_power=2).measure(np.zeros(len(network.hidden)))[0]
     plain = training_mode_bands(c, tiny_mnist, {"name": "plain"})
     for layer, found in zip(inference, plain):
         np.testing.assert_allclose(found, [layer[q] for q in schema.UNIT_PERCENTILES], rtol=1e-5, atol=1e-6)
     x = models.to_inputs(images, (784,)).numpy()
-    h = x @ models.initial_weights(c)[0][:, 1]  # unit 1 of layer 1, before BN (no bias with BN)
+    h = x @ initial_weights(c)[0][:, 1]  # unit 1 of layer 1, before BN (no bias with BN)
     normalized = (h - h.mean()) / np.sqrt(h.var() + 1e-3)
     bn = training_mode_bands(c, tiny_mnist, {"name": "bn", "normalizer": "batch_norm"})
     np.testing.assert_allclose(bn[0], np.percentile(normalized, [15, 50, 85]), rtol=1e-4, atol=1e-5)

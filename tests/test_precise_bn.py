@@ -7,10 +7,10 @@ from bn_lab import registry
 from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import dump, parse_yaml
 from bn_lab.data import batches
-from bn_lab.nets import network as models
+from bn_lab.nets import normalizers
 from bn_lab.run import train
 from bn_lab.store import schema
-from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
+from tests.conftest import initial_weights, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()
 
@@ -38,7 +38,7 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
     cfg = tiny_config(backend)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(40)  # trained weights, EMA statistics that lag them
     network = trainer.networks["with_bn"]
     before = snapshot(network)
@@ -60,7 +60,7 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
     runs = {}
     for enabled in (True, False):
         cfg = tiny_config("keras", enabled=enabled)
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (with_precise, nets_on), (without, nets_off) = runs[True], runs[False]
@@ -135,13 +135,13 @@ def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_
     base = tiny_mlp_config(**{"model.hidden_units": [16, 12, 8]})
     arm = {"name": "n", "normalizer": normalizer, "options": {"group_size": group_size}}
     cfg = config.validate({**parse_yaml(dump(base)), "arms": [arm]})
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
     trainer.train_steps(40)
     arrays = {name.split("/", 1)[1]: value for name, value in trainer.weights().items()}
     epsilon = cfg["arms"][0]["options"]["epsilon"]
     moments = numpy_exact_statistics(arrays, trainer.precise_batches, epsilon, group_size)
     exact = trainer.exact_population_statistics("n")
-    names = models.normalizers.declared(normalizer).STATISTICS
+    names = normalizers.declared(normalizer).STATISTICS
     assert len(exact) == 3 * len(names)
     for layer in range(3):
         found = dict(zip(names, exact[layer * len(names) : (layer + 1) * len(names)]))

@@ -15,7 +15,7 @@ from bn_lab import registry
 from bn_lab.config import arms
 from bn_lab.config.names import name_problem
 from bn_lab.data import batches
-from bn_lab.nets.architecture import NUM_CLASSES
+from bn_lab.nets import weights
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ MAX_BATCH_INDICES = 50_000_000
 MAX_SEED = 2**32 - 1
 # A kernel drawn at 1,000 x N(0, 1) already saturates every unit; beyond ~1e19 float32 overflows.
 MAX_INIT_SCALE = 1000.0
+# A residual network: 512 channels on the first stage, 128 blocks in all (32 per stage of four).
+MAX_WIDTH = 512
+MAX_BLOCKS = 128
 
 
 def _units(v):
@@ -73,8 +76,15 @@ def _units(v):
     return None if ok else f"must be a non-empty list of at most {MAX_HIDDEN_LAYERS} integers in 1..{MAX_UNITS}"
 
 
+def _blocks(v):
+    ok = 0 < len(v) <= 6 and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in v)
+    if not ok or sum(v) > MAX_BLOCKS:
+        return f"must be a list of 1 to 6 stages' block counts (each >= 1), at most {MAX_BLOCKS} blocks in all"
+    return None
+
+
 PLACEMENTS = arms.PLACEMENTS
-INITS = ("normal", "truncated_normal", "glorot_uniform")
+INITS = weights.INITS
 BATCH_ORDERS = batches.ORDERS
 
 # Defaults are the 3x100 MLP lesson; the conv net configs override what differs.
@@ -90,11 +100,18 @@ FIELDS: dict[str, Field] = {
     "model.hidden_units": Field([100, 100, 100], list, "mlp: width of each hidden layer", _units),
     "model.conv_layers": Field(19, int, "convnet: number of 3x3 conv layers", _between(1, MAX_CONV_LAYERS)),
     "model.dense_units": Field(100, int, "convnet: width of the hidden dense layer", _between(1, MAX_UNITS)),
+    "model.blocks": Field(
+        [2, 2],
+        list,
+        "resnet: residual blocks per stage (each stage after the first halves the side and doubles the channels)",
+        _blocks,
+    ),
+    "model.width": Field(16, int, "resnet: channels of the stem and the first stage", _between(1, MAX_WIDTH)),
     "init.distribution": Field("normal", INITS, "distribution of the initial weights"),
     "init.scale": Field(
         0.05,
         float,
-        f"stddev for normal / truncated_normal (unused by glorot_uniform), at most {MAX_INIT_SCALE:g}",
+        f"stddev for normal / truncated_normal (unused by glorot_uniform and he_normal), at most {MAX_INIT_SCALE:g}",
         lambda v: (
             None if 0 < v <= MAX_INIT_SCALE else f"must be in (0, {MAX_INIT_SCALE:g}] (the lesson's bad init is 5)"
         ),
@@ -132,17 +149,28 @@ FIELDS: dict[str, Field] = {
         "test loss/accuracy every N batches too, at validation evaluations (0: after training only)",
         _between(0, MAX_STEPS),
     ),
+    "train.eval_batch_size": Field(
+        1000,
+        int,
+        "images per inference-mode evaluation call (bounds the conv net's memory; any size gives the same accuracy, its last bits may differ)",
+        _between(1, 100_000),
+    ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),
     "train.jit_compile": Field(
         True, bool, "compile the training loop with XLA (the conv net turns it off: see Performance)"
     ),
-    "data.source": Field("auto", registry.DATA_SOURCES, "where MNIST comes from"),
+    "data.dataset": Field("mnist", registry.DATASETS, "what the networks learn to classify (npz: the file data.path)"),
+    "data.path": Field(None, str, "npz: the .npz file holding x_train, y_train, x_test, y_test", nullable=True),
+    "data.validation_size": Field(
+        5000, int, "the first N training images are the validation split (MNIST: 5,000, as TF1)", _at_least(1)
+    ),
+    "data.source": Field("auto", registry.DATA_SOURCES, "mnist: where MNIST comes from"),
     "data.idx_dir": Field(None, str, "folder with the four IDX files", nullable=True),
     "data.batch_order": Field(
         "iid", BATCH_ORDERS, "iid: shuffled epochs; class_grouped: each batch from data.classes_per_batch classes"
     ),
     "data.classes_per_batch": Field(
-        2, int, "class_grouped: how many classes each training batch is drawn from", _between(1, NUM_CLASSES)
+        2, int, "class_grouped: how many classes each training batch is drawn from", _at_least(1)
     ),
     "data.train_limit": Field(None, int, "use only the first N training images", _at_least(1), nullable=True),
     "data.val_limit": Field(None, int, "use only the first N validation images", _at_least(1), nullable=True),
@@ -157,7 +185,7 @@ FIELDS: dict[str, Field] = {
         3000,
         int,
         "training images the exact statistics average over (whole batches, at most data.train_limit)",
-        _between(1, 55000),
+        _at_least(1),
     ),
     # The third way to evaluate a network with batch statistics (bn_lab.run.evaluation): as it trained.
     "batch_stats.enabled": Field(

@@ -14,25 +14,25 @@ import math
 import os
 from pathlib import Path
 
-from bn_lab.config import arms
+from bn_lab import registry
+from bn_lab.config import arms, declared
 from bn_lab.config.yaml_io import ConfigError
-from bn_lab.nets.architecture import hidden_shapes, kernel_shapes
 
 SLOTS = {"sgd": 0, "adam": 2}  # optimizer state per parameter
 TEMPORARIES = 2  # per parameter, XLA's buffers while a step runs
 ACTIVATION_COPIES = 6  # per activation value of a training batch: forward, backward, BN's statistics
-EVAL_BATCH = 1000  # images per evaluation call (bn_lab.run.train evaluates in these); bounds the conv net's memory
 PROCESS_BYTES = 1.2e9  # TensorFlow, the MNIST arrays and Python, measured for a small run
 SHARE = 0.9  # of the machine's memory a run may plan to use
 
 
 def parameters(config: dict) -> int:
-    return sum(math.prod(shape) + shape[-1] * 3 for shape in kernel_shapes(config))  # + bias, gamma, beta
+    layers = declared.architecture(config).layers
+    return sum(math.prod(layer.kernel_shape) + layer.units * 3 for layer in layers)  # + bias, gamma, beta
 
 
 def activations_per_image(config: dict) -> int:
     """Values every hidden layer computes for one image."""
-    return sum(math.prod(shape) for shape in hidden_shapes(config))
+    return sum(math.prod(layer.output_shape) for layer in declared.architecture(config).hidden)
 
 
 def estimate_bytes(config: dict) -> int:
@@ -40,7 +40,7 @@ def estimate_bytes(config: dict) -> int:
     copies = 1 + networks * (2 + SLOTS.get(config["optimizer"]["name"], 2) + TEMPORARIES)
     per_image = activations_per_image(config)
     batch = config["train"]["batch_size"] * per_image * ACTIVATION_COPIES * networks
-    evaluation = EVAL_BATCH * per_image * 2
+    evaluation = config["train"]["eval_batch_size"] * per_image * 2
     return int(4 * (parameters(config) * copies + batch + evaluation) + PROCESS_BYTES)
 
 
@@ -58,9 +58,9 @@ def machine_bytes() -> int:
 
 
 def size_keys(config: dict) -> str:
-    if config["model"]["name"] == "mlp":
-        return "model.hidden_units, optimizer.name"
-    return "model.conv_layers, model.dense_units, train.batch_size, optimizer.name"
+    """The keys that size a run of this model (its declaration's SIZE_KEYS), for the refusal's line."""
+    model = registry.MODELS.get(config["model"]["name"])
+    return ", ".join([*model.SIZE_KEYS, "optimizer.name"])
 
 
 def check(config: dict, where: str = "config") -> None:

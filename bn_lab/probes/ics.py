@@ -50,15 +50,7 @@ class ICS:
         self.network, self.loss, self.optimizer, self.unit = network, loss, optimizer, unit
         self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
         hidden = len(network.hidden)
-        # Each parameter's layer: hidden layers 0..hidden-1, the output layer `hidden`.
-        layer_of = {}
-        for i, (kernel, bias) in enumerate(zip(network.kernels, network.biases)):
-            for v in (kernel, bias):
-                if v is not None:
-                    layer_of[v.ref()] = i
-        for i, norm in enumerate(network.norms):
-            layer_of[norm.gamma.ref()] = layer_of[norm.beta.ref()] = i
-        self.layers = [layer_of[v.ref()] for v in network.parameters]
+        self.layers = network.parameter_layers()  # each parameter's layer, in declared (forward) order
         refs = [v.ref() for v in network.parameters]  # by identity: == on variables compares values
         self.kernel_index = [refs.index(k.ref()) for k in network.kernels[:hidden]]
         self._probe = runtime.compiled(self._probe_impl, jit_compile=False)

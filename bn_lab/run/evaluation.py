@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from bn_lab import runtime
-from bn_lab.config.footprint import EVAL_BATCH
 from bn_lab.nets import network as models
 
 # The test images the batch-size curve evaluates: 960 is a multiple of every size of the curve of
@@ -40,7 +39,7 @@ def correct(logits, labels):
 
 class Evaluator:
     """The checks of one run's networks ({arm name: models.Network}); `precise_batches`, (k, batch,
-    784) uint8, are the fixed training batches exact statistics average over (None: off)."""
+    features) uint8, are the fixed training batches exact statistics average over (None: off)."""
 
     def __init__(
         self,
@@ -49,12 +48,15 @@ class Evaluator:
         jit: bool,
         precise_batches: np.ndarray | None = None,
         batch_size: int | None = None,
+        eval_batch_size: int = 1000,
     ):
         """batch_size: the training batch's, the size of the batch-statistics evaluation's batches
-        (None: no batch-statistics evaluation)."""
+        (None: no batch-statistics evaluation); eval_batch_size: images per inference-mode call
+        (train.eval_batch_size)."""
         self.networks, self.loss = networks, loss
         self.precise_batches = precise_batches
         self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
         self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), jit) for a in networks}
         self._single_image = {
             (a, training): runtime.compiled(lambda images, a=a, t=training: self._single_image_impl(a, images, t), jit)
@@ -82,7 +84,9 @@ class Evaluator:
         logits = network(models.to_inputs(images, network.input_shape), training=False)
         n = tf.cast(tf.shape(labels)[0], tf.float32)
         predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-        counts = tf.reduce_sum(tf.one_hot(predicted, models.NUM_CLASSES, dtype=tf.int32), axis=0)  # XLA has no bincount
+        counts = tf.reduce_sum(
+            tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0
+        )  # XLA has no bincount
         return self.loss(logits, labels) * n, correct(logits, labels), counts
 
     def _moments_impl(self, arm, batches):
@@ -121,7 +125,7 @@ class Evaluator:
         return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
     def _in_training_mode_impl(self, arm, images, labels, whole: bool):
-        """Loss sum, correct predictions and class counts over (k, n, 784) images fed batch by batch in
+        """Loss sum, correct predictions and class counts over (k, n, features) images fed batch by batch in
         training mode: each batch normalized with its own statistics, noisy BN's noise included,
         as in a training step: over groups of the arm's group size, or (whole) over all n images.
         The population statistics (and step counts) this changes are put back, bit for bit."""
@@ -137,10 +141,16 @@ class Evaluator:
                 i + 1,
                 loss_sum + self.loss(logits, labels[i]) * n,
                 correct_sum + correct(logits, labels[i]),
-                counts + tf.reduce_sum(tf.one_hot(predicted, models.NUM_CLASSES, dtype=tf.int32), axis=0),
+                counts
+                + tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0),
             )
 
-        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.zeros([models.NUM_CLASSES], tf.int32))
+        start = (
+            tf.constant(0),
+            tf.constant(0.0),
+            tf.constant(0.0),
+            tf.zeros([network.architecture.layers[-1].units], tf.int32),
+        )
         with models.kept(network.population_statistics):
             _, loss_sum, correct_sum, counts = tf.while_loop(lambda i, *_: i < count, body, start)
         return loss_sum, correct_sum, counts
@@ -167,10 +177,10 @@ class Evaluator:
     def evaluate(self, arm: str, split) -> tuple[float, float, float]:
         """Mean loss, accuracy and top class share of `arm`'s predictions on a whole split, inference mode."""
         loss_sum = correct_sum = 0.0
-        counts = np.zeros(models.NUM_CLASSES, np.int64)
-        for start in range(0, len(split.labels), EVAL_BATCH):
+        counts = np.zeros(self.networks[arm].architecture.layers[-1].units, np.int64)
+        for start in range(0, len(split.labels), self.eval_batch_size):
             batch_loss, batch_correct, batch_counts = self._evaluate[arm](
-                split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH]
+                split.images[start : start + self.eval_batch_size], split.labels[start : start + self.eval_batch_size]
             )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)

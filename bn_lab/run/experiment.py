@@ -11,7 +11,7 @@ import concurrent.futures
 import time
 from pathlib import Path
 
-from bn_lab.config import arms
+from bn_lab.config import arms, declared
 from bn_lab.config.yaml_io import dump
 from bn_lab.report import printed
 from bn_lab.run import provenance
@@ -50,9 +50,7 @@ def styles(config: dict) -> dict[str, dict]:
 
 
 def _hidden_layers(config: dict) -> int:
-    from bn_lab.nets import network as models
-
-    return len(models.architecture(config)[1])
+    return len(declared.architecture(config).hidden)
 
 
 def run_experiment(
@@ -75,25 +73,19 @@ def run_experiment(
 
     device_info = runtime.configure(device)  # imports TensorFlow
 
-    from bn_lab.data import mnist as data
-    from bn_lab.nets import network as models
+    from bn_lab.data import datasets
+    from bn_lab.nets import weights
 
-    mnist = data.load_mnist(
-        source=config["data"]["source"],
-        idx_dir=config["data"]["idx_dir"],
-        train_limit=config["data"]["train_limit"],
-        val_limit=config["data"]["val_limit"],
-        test_limit=config["data"]["test_limit"],
-    )
+    dataset = datasets.load(config["data"])
     files.write_text(workdir / rundir.CONFIG, dump(config))
-    env = provenance.environment(config, device_info, data.describe(mnist), command_line)
+    env = provenance.environment(config, device_info, dataset.describe(), command_line)
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 
     from bn_lab.run import train
     from bn_lab.run.events import EventWriters
 
-    initial_weights = models.initial_weights(config)
-    trainer = train.Trainer(config, mnist, initial_weights)
+    initial_weights = weights.initial_weights(config, declared.architecture(config))
+    trainer = train.Trainer(config, dataset, initial_weights)
     run_arms = arms.of(config)
     events = EventWriters(workdir, [a.name for a in run_arms])
     shorts = {a.name: a.short for a in run_arms}
@@ -154,7 +146,7 @@ def run_experiment(
             ),
         )
     summary_data = summary(
-        config, result, time.perf_counter() - started, device_info["device"], mnist.validation.labels
+        config, result, time.perf_counter() - started, device_info["device"], dataset.validation.labels
     )
     if config["diagnostics"]["ics"] and result.diagnostics:
         shifts = {n: v.get("covariate_shift") for n, v in summary_data["variants"].items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bn_lab import registry
-from bn_lab.nets import network as models
 
 # Each optimizer's `norm_power` p: a BN layer is scale-invariant in each kernel column w, so a
 # step turns w as a step of lr/‖w‖^p would turn it at unit norm (its effective learning rate,
@@ -34,7 +33,7 @@ def softmax_cross_entropy(logits, labels):
 
 def sigmoid_cross_entropy(logits, labels):
     # The conv net notebooks: mean sigmoid cross-entropy against the one-hot labels.
-    labels = tf.one_hot(labels, models.NUM_CLASSES)
+    labels = tf.one_hot(labels, logits.shape[-1])
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 

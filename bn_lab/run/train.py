@@ -20,6 +20,7 @@ import tensorflow as tf
 from bn_lab import runtime
 from bn_lab.config import arms as run_arms
 from bn_lab.data.batches import ResidentBatches, precise_bn_batches
+from bn_lab.nets import architecture as architectures
 from bn_lab.nets import network as models
 from bn_lab.run.evaluation import Evaluator, correct
 from bn_lab.run.objectives import effective_lr_norm_power, loss_function, make_optimizer
@@ -81,8 +82,12 @@ class Trainer:
         self.arms = tuple(a.name for a in chosen)
         train = config["train"]
         jit = train["jit_compile"]
-        # Outside XLA (the conv net), the networks take their faster CPU formulation (see models.Network).
-        self.networks = {a.name: models.Network(config, initial_weights, a, fast=not jit) for a in chosen}
+        # The model, for the data's images and classes (bn_lab.nets.architecture).
+        self.architecture = architectures.declare(config, data.declaration.image_shape, data.declaration.classes)
+        # Outside XLA (the conv net), the networks take their faster CPU formulation (bn_lab.nets.network).
+        self.networks = {
+            a.name: models.build(config, self.architecture, initial_weights, a, fast=not jit) for a in chosen
+        }
         self.optimizers = {a: make_optimizer(config) for a in self.arms}
         for a in self.arms:
             self.optimizers[a].build(self.networks[a].parameters)
@@ -97,7 +102,9 @@ class Trainer:
             indices = precise_bn_batches(config["seed"], len(data.train.labels), train["batch_size"], precise["images"])
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
         batch_stats = train["batch_size"] if config["batch_stats"]["enabled"] else None
-        self.checks = Evaluator(self.networks, self.loss, jit, self.precise_batches, batch_stats)
+        self.checks = Evaluator(
+            self.networks, self.loss, jit, self.precise_batches, batch_stats, train["eval_batch_size"]
+        )
         self.probes, self.landscapes, self.shifts = {}, {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:

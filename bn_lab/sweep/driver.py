@@ -15,12 +15,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bn_lab import registry, runtime
-from bn_lab.config import arms, footprint
+from bn_lab import registry
+from bn_lab.config import arms
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
-from bn_lab.data import mnist as data
 from bn_lab.report import sweep_report as report
+from bn_lab.run import preflight
 from bn_lab.store import claims, files, rundir
 from bn_lab.store.sweep_manifest import show
 from bn_lab.sweep import manifest as manifests
@@ -105,7 +105,7 @@ def _exclusive(sweep_dir: Path):
 
 def _fatal_errors() -> tuple[type, ...]:
     """Problems that would be the same for every cell (no MNIST, no GPU): they stop the sweep."""
-    from bn_lab.data.mnist import DataError
+    from bn_lab.data.datasets import DataError
     from bn_lab.runtime import DeviceError
 
     return DataError, DeviceError
@@ -190,11 +190,7 @@ def run_sweep(
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
     report.check_options(threshold, figure)  # the report comes after training: its options are checked before
-    for cell in sweep.cells:
-        footprint.check(cell.config, cell.name)
-    for source, idx_dir in {(c.config["data"]["source"], c.config["data"]["idx_dir"]) for c in sweep.cells}:
-        data.locate(source, idx_dir)  # the data every cell needs is there, before any cell starts
-    runtime.check_device(device)
+    preflight.check([(c.config, c.name) for c in sweep.cells], device)  # every cell, before any starts
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     command_line = command_line if command_line is not None else shlex.join(sys.argv)
