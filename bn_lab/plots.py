@@ -417,6 +417,9 @@ def covariate_shift_figure(
             ax.set_yscale("log")
         ax.set_title(f"internal covariate shift by layer, mean over training: {label}", fontsize=9)
         ax.set_xlabel("hidden layer")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
