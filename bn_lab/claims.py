@@ -7,6 +7,12 @@ parent directory, and a live staging directory is the claim that other runs resp
 held for milliseconds only, and the kernel drops it if the process dies; a staging directory
 whose process is gone is stale and removed. An interrupted run never leaves anything that looks
 complete: its files stay in the staging directory, which is removed.
+
+Every hidden directory bn_lab makes holds its mark (rundir.STAGING_MARK): a directory merely named
+like one (a finished run its owner renamed so) is never removed, nor taken for a claim. Putting a
+run in place is interrupt-safe: Ctrl-C and SIGTERM wait for the renames, any error puts an old run
+that --force was replacing back, and one set aside by a process killed meanwhile goes back to its
+place when the next claim there finds it.
 """
 
 from __future__ import annotations
@@ -17,11 +23,25 @@ import fcntl
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
-from bn_lab.files import OutputError, cannot_write
-from bn_lab.rundir import MANIFEST, STAGING, RunDirError, listed, replaceable, written_by_bn_lab
+from bn_lab.files import OutputError, cannot_write, write_json
+from bn_lab.rundir import (
+    DELETED_RUN,
+    MANIFEST,
+    REPLACED_RUN,
+    STAGING,
+    STAGING_MARK,
+    RunDirError,
+    is_marked_staging,
+    listed,
+    replaceable,
+    staging_mark,
+    written_by_bn_lab,
+)
 
 
 def pid_alive(pid: int) -> bool:
@@ -44,18 +64,69 @@ def pid_alive(pid: int) -> bool:
 
 
 def _live_writer(parent: Path, name: str) -> tuple[int, str] | None:
-    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; removes stale staging dirs."""
+    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; cleans up the
+    hidden directories of bn_lab's whose process is gone (_clean_up). Only bn_lab's count."""
     writer = None
     for staging in parent.glob(f".{glob_escape(name)}.*-*"):
         match = STAGING.fullmatch(staging.name)
-        if not match or match["name"] != name or not staging.is_dir():
-            continue
+        if not match or match["name"] != name or not is_marked_staging(staging):
+            continue  # not bn_lab's: never a claim, never removed
         pid = int(match["pid"])
         if pid != os.getpid() and pid_alive(pid):
             writer = (pid, "sweep" if match["kind"] == "sweep" else "run")
         else:  # killed, or left by this very process: nobody will finish it
-            shutil.rmtree(staging, ignore_errors=True)
+            _clean_up(staging, match["kind"], parent / name)
     return writer
+
+
+def _clean_up(staging: Path, kind: str, run_dir: Path) -> None:
+    """Removes a hidden directory of bn_lab's whose process is gone. An old run that a --force
+    replace had set aside, and that never saw its replacement in place, goes back first."""
+    old = staging / REPLACED_RUN
+    if kind == "replaced" and old.is_dir() and not (run_dir.exists() or run_dir.is_symlink()):
+        try:
+            os.rename(old, run_dir)
+        except OSError:
+            return  # left as it is, marked: the next claim tries again
+    shutil.rmtree(staging / DELETED_RUN, ignore_errors=True)  # the mark last: never an unmarked half
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_staging(path: Path, place: Path) -> Path:
+    """Creates `path`, a hidden directory of bn_lab's (rundir.STAGING) beside `place`, with its mark.
+    One already there is replaced if it is bn_lab's (left by an earlier process of this pid) and
+    refused otherwise. A place that cannot be written is an OutputError naming `place`."""
+    if path.exists() or path.is_symlink():
+        if not is_marked_staging(path):
+            raise RunDirError(f"{path}: named as bn_lab's hidden directories are, but not one of them; move it")
+        shutil.rmtree(path)
+    try:
+        path.mkdir()
+        write_json(path / STAGING_MARK, staging_mark(path))
+    except (OSError, OutputError) as e:  # a read-only file system, a full disk, no permission
+        shutil.rmtree(path, ignore_errors=True)
+        raise cannot_write(place, e) from None
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait while the block runs, then are delivered: stopped between the two
+    renames of a commit, the old run would be set aside and the new one not in place."""
+    deferred = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        deferred = []
+    saved = {s: signal.getsignal(s) for s in deferred}
+    caught = []
+    for s in deferred:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def refuse_if_written(directory: Path) -> None:
@@ -77,10 +148,7 @@ def sweep_claim(sweep_dir: Path, check):
     with _locked(sweep_dir.parent):
         refuse_if_written(sweep_dir)
         check(sweep_dir)
-        try:
-            marker.mkdir(exist_ok=True)
-        except OSError as e:
-            raise cannot_write(sweep_dir, e) from None
+        make_staging(marker, sweep_dir)
     try:
         yield
     finally:
@@ -179,26 +247,49 @@ class Claim:
     def commit(self) -> Path:
         """Puts the staged run at run_dir. What the claim saw there (an empty directory, a run
         replaced with --force) is set aside first and removed after; anything else found there
-        now is left untouched, the finished run is kept beside it, and the error names both."""
-        with _locked(self.run_dir.parent):
-            old = None
-            try:
+        now is left untouched, the finished run is kept beside it, and the error names both.
+
+        Nothing is lost on the way: signals wait for the renames, any error puts what was set
+        aside back, and what a killed process set aside goes back at the next claim (_clean_up)."""
+        with _signals_deferred():
+            with _locked(self.run_dir.parent):
                 if fingerprint(self.run_dir) != self.seen:
                     self._keep_beside()
-                if self.seen is not None:
-                    old = self.run_dir.parent / f".{self.run_dir.name}.replaced-{os.getpid()}"
-                    os.rename(self.run_dir, old)
-                os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
-            except OSError as e:
-                if old is not None and not self.run_dir.exists():
-                    os.rename(old, self.run_dir)  # what was there goes back, untouched
-                    old = None
-                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                    self._keep_beside()
-                raise cannot_write(self.run_dir, e) from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+                aside = None
+                try:
+                    if self.seen is not None:
+                        aside = make_staging(self._beside("replaced"), self.run_dir)
+                        os.rename(self.run_dir, aside / REPLACED_RUN)
+                    os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
+                except BaseException as e:
+                    if aside is not None:
+                        self._put_back(aside)
+                        aside = None
+                    if not isinstance(e, OSError):
+                        self.abandon()
+                        raise
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                        self._keep_beside()
+                    raise cannot_write(self.run_dir, e) from None
+                # The mark names the staging directory, not this one: even left here, it marks nothing.
+                with contextlib.suppress(OSError):
+                    (self.run_dir / STAGING_MARK).unlink()
+            if aside is not None:
+                os.rename(aside / REPLACED_RUN, aside / DELETED_RUN)  # from now on, never put back
+                _clean_up(aside, "replaced", self.run_dir)
         return self.run_dir
+
+    def _beside(self, kind: str) -> Path:
+        return self.run_dir.parent / f".{self.run_dir.name}.{kind}-{os.getpid()}"
+
+    def _put_back(self, aside: Path) -> None:
+        """What the commit set aside goes back to run_dir (if it cannot, it stays aside, marked,
+        and the next claim there puts it back)."""
+        if (aside / REPLACED_RUN).is_dir() and not (self.run_dir.exists() or self.run_dir.is_symlink()):
+            with contextlib.suppress(OSError):
+                os.rename(aside / REPLACED_RUN, self.run_dir)
+        if not (aside / REPLACED_RUN).exists():
+            shutil.rmtree(aside, ignore_errors=True)
 
     def _keep_beside(self):
         """Something else arrived at run_dir while the run trained: the run goes to a free name beside it."""
@@ -207,6 +298,7 @@ class Claim:
             kept = self.run_dir.with_name(f"{self.run_dir.name}-{n}")
             if not (kept.exists() or kept.is_symlink()):
                 os.rename(self.staging, kept)
+                (kept / STAGING_MARK).unlink(missing_ok=True)
                 break
         else:
             raise RunDirError(f"{self.run_dir}: changed while this run trained ({found}); no free name to keep the run")
@@ -227,15 +319,11 @@ class Claim:
             return
         self.abandon()
         if isinstance(error, OutputError):  # name the place the user asked for, not the hidden staging one
-            raise OutputError(str(error).replace(str(self.staging), str(self.run_dir))) from None
+            raise OutputError(str(error).replace(str(self.staging), str(self.run_dir)), error.cause) from None
 
 
 def _stage(run_dir: Path) -> Claim:
-    staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    try:
-        staging.mkdir()
-    except OSError as e:  # a read-only file system, a full disk, no permission
-        raise cannot_write(run_dir, e) from None
+    staging = make_staging(run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}", run_dir)
     return Claim(run_dir, staging, fingerprint(run_dir))
 
 
@@ -303,16 +391,10 @@ def timestamp() -> str:
 
 
 def remove_stale(directory: Path) -> None:
-    """Hidden staging directories in `directory` whose process is gone (killed runs and sweeps)."""
-    for staging in directory.glob(".*.*-*"):
-        match = STAGING.fullmatch(staging.name)
-        if match and staging.is_dir() and not pid_alive(int(match["pid"])):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def unpack_staging(run_dir: Path) -> Path:
-    """A fresh hidden directory beside run_dir for a run that arrives packed (a Ray task's)."""
-    staging = run_dir.parent / f".{run_dir.name}.unpack-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    return staging
+    """Hidden directories of bn_lab's in `directory` whose process is gone (killed runs and sweeps):
+    cleaned up as a claim there would (_clean_up)."""
+    with _locked(directory):
+        for staging in directory.glob(".*.*-*"):
+            match = STAGING.fullmatch(staging.name)
+            if match and is_marked_staging(staging) and not pid_alive(int(match["pid"])):
+                _clean_up(staging, match["kind"], directory / match["name"])

@@ -15,11 +15,15 @@ from pathlib import Path
 class OutputError(Exception):
     """Results cannot be written (read-only, no permission, disk full); names the path and the cause."""
 
+    def __init__(self, message: str, cause: str = ""):
+        super().__init__(message)
+        self.cause = cause  # the OS's words, to name another path with (cannot_write)
 
-def cannot_write(path: str | Path, error: OSError) -> OutputError:
-    """The one-line OutputError for an OSError met while writing `path`."""
-    cause = error.strerror or str(error) or type(error).__name__
-    return OutputError(f"{path}: cannot write ({cause})")
+
+def cannot_write(path: str | Path, error: OSError | OutputError) -> OutputError:
+    """The one-line OutputError for an OSError (or another path's OutputError) met while writing `path`."""
+    cause = error.cause if isinstance(error, OutputError) else error.strerror or str(error) or type(error).__name__
+    return OutputError(f"{path}: cannot write ({cause})", cause)
 
 
 # A JSON file of bn_lab's is a few kB; one far larger, or nested deeper than Python's parser

@@ -58,18 +58,41 @@ CURVES = "curves.png"
 MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate and dead units
 ALONG_AXIS = "along_axis.png"  # accuracy against a numeric axis (learning rate, group size), each evaluation mode
 
-# Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
-# an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.
-STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
+# Hidden directories beside a directory being written: a run's staging (partial), an old run set
+# aside while --force replaces it (replaced), and a sweep's claim on its directory (sweep), each
+# with its pid. The name alone proves nothing (a user may name a folder so): bn_lab writes
+# STAGING_MARK into each, naming it, and removes only a directory whose mark names it.
+STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|replaced|sweep)-(?P<pid>\d+)")
+STAGING_MARK = ".bnlab-staging"
+# Inside a `replaced` directory: the old run (put back if the commit never finished), or, once the
+# new run is in place, the same renamed for deletion.
+REPLACED_RUN, DELETED_RUN = "run", "deleting"
 
 
 _ATOMIC_TEMPORARY = re.compile(r"\..+\.tmp")  # bn_lab.files' temporary file of a write under way
 
 
-def is_staging(name: str) -> bool:
-    """Whether `name` is one of bn_lab's hidden entries beside a directory being written (or an
-    atomic write's temporary file); any other hidden file (.git, .env) is the user's."""
-    return bool(STAGING.fullmatch(name) or _ATOMIC_TEMPORARY.fullmatch(name))
+def staging_mark(directory: Path) -> dict:
+    """What bn_lab writes into a hidden directory of its own (STAGING_MARK): it names the directory."""
+    return {"bn_lab": "staging", "directory": directory.name}
+
+
+def is_marked_staging(directory: Path) -> bool:
+    """Whether `directory` is a hidden directory bn_lab made (named as STAGING, holding its mark):
+    the only kind bn_lab ever removes or counts as another process's claim."""
+    if not STAGING.fullmatch(directory.name) or not directory.is_dir() or directory.is_symlink():
+        return False
+    try:
+        return read_json(directory / STAGING_MARK) == staging_mark(directory)
+    except (OSError, ValueError):
+        return False
+
+
+def is_staging(path: Path) -> bool:
+    """Whether `path` is one of bn_lab's hidden directories beside a directory being written (or an
+    atomic write's temporary file); any other hidden file (.git, .env, a run renamed by its
+    owner) is the user's."""
+    return is_marked_staging(path) or bool(_ATOMIC_TEMPORARY.fullmatch(path.name))
 
 
 def listed(names: list[str]) -> str:
@@ -138,10 +161,13 @@ def written_by_bn_lab(directory: Path) -> bool:
 
 
 def _unknown_entries(directory: Path) -> list[str]:
-    """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted),
+    """Entries that no bn_lab run writes (hidden temporary files of an atomic write, and the mark of
+    its staging directory that a killed commit can leave, excepted),
     inside tensorboard/ too: a run writes only one folder of event files per network there."""
     unknown = [
-        p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not _ATOMIC_TEMPORARY.fullmatch(p.name)
+        p.name
+        for p in directory.iterdir()
+        if p.name not in RUN_ENTRIES and p.name != STAGING_MARK and not _ATOMIC_TEMPORARY.fullmatch(p.name)
     ]
     events = directory / TENSORBOARD
     if events.is_dir() and not events.is_symlink():

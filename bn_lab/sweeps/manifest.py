@@ -103,7 +103,7 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
     if not sweep_dir.is_dir() or sweep_dir.is_symlink():
         raise SweepError(f"{sweep_dir}: exists and is not a directory")
     names = sorted(
-        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not rundir.is_staging(p.name)
+        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not rundir.is_staging(p)
     )
     if not names:
         return
