@@ -197,7 +197,7 @@ def run_config(
     """
     runtime.check_device(device)
     footprint.check(config)
-    data.locate(config["data"]["source"], config["data"]["idx_dir"])
+    data.check(config)
     if out is not None:
         claim = claims.claim(out, force)
     else:

@@ -14,6 +14,7 @@ import click
 from bn_lab import config as configs
 from bn_lab import footprint, outcome, registry
 from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
+from bn_lab.user_text import listed
 
 DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
@@ -188,7 +189,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     _call(footprint.check, config, configs.origin(config_file, overrides))  # named by its file, before TensorFlow
     from bn_lab import data as mnist  # numpy: only once a run is asked for (`data` is also a command here)
 
-    _call(mnist.locate, config["data"]["source"], config["data"]["idx_dir"])
+    _call(mnist.check, config)
     if seeds is not None:
         from bn_lab import report
         from bn_lab.sweeps import spec
@@ -212,7 +213,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
             )
         if result.failed:
             click.echo(
-                f"error: seeds failed: {', '.join(result.failed)} (see {result.sweep_dir}/failed.json)", err=True
+                f"error: seeds failed: {listed(list(result.failed), 10)} (see {result.sweep_dir}/failed.json)", err=True
             )
             sys.exit(1)
         return
@@ -339,7 +340,7 @@ def sweep(
     if not quiet:
         click.echo(result.report)
     if result.failed or len(result.completed) < len(definition.cells):
-        failed = ", ".join(result.failed) or "none"
+        failed = listed(list(result.failed), 10) or "none"
         click.echo(
             f"error: {len(definition.cells) - len(result.completed)} of {len(definition.cells)} cells did not complete "
             f"(failed: {failed}; errors in {result.sweep_dir}/failed.json); rerun the same command to retry them",

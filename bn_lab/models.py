@@ -142,7 +142,8 @@ class Network(tf.Module):
     ):
         """arm: what its hidden layers have (bn_lab.arms); index: the arm's place in the run (a
         seeded normalizer's stream)."""
-        super().__init__(name=arm.name)
+        # Not the arm's name: TensorFlow takes only Python identifiers for a module's, an arm's may be `no-bn`.
+        super().__init__()
         self.arm = arm
         self.fast = fast
         self.input_shape, hidden = architecture(config)

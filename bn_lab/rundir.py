@@ -15,6 +15,7 @@ from pathlib import Path
 from bn_lab import schema
 from bn_lab.config import shown
 from bn_lab.files import OutputError, read_json
+from bn_lab.user_text import listed  # noqa: F401 - what rundir's users take from it
 
 # The files of a run directory (every name is here and nowhere else).
 CONFIG = "config.yaml"
@@ -93,11 +94,6 @@ def is_staging(path: Path) -> bool:
     atomic write's temporary file); any other hidden file (.git, .env, a run renamed by its
     owner) is the user's."""
     return is_marked_staging(path) or bool(_ATOMIC_TEMPORARY.fullmatch(path.name))
-
-
-def listed(names: list[str]) -> str:
-    """The first three names, and how many more: what a one-line message shows of a list."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 class RunDirError(Exception):

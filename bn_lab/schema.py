@@ -108,7 +108,8 @@ VARIANT_TYPES = {
     ),
     **{o.section: (_OTHER_STATISTICS, None) for o in OTHER_STATISTICS.values()},
     "batch_size_curve": (
-        {"sizes": list, "training_mode": list, "inference_mode": _NUMBER, "good_from": _INT_OR_NONE},
+        # inference_mode: one per size, on that size's images (a number in runs before issue 33)
+        {"sizes": list, "training_mode": list, "inference_mode": (list, _NUMBER), "good_from": _INT_OR_NONE},
         None,
     ),
 }
@@ -179,6 +180,12 @@ def arm_names(summary: dict) -> list[str] | str:
         return "arms must be a non-empty list of arms with names"
     if any(not isinstance(a.get(key), str) for a in given for key in ("label", "short", "color")):
         return "arms: each needs a label, short and color"
+    # What its readers show of them, as the config allows it (the color is checked where it is
+    # drawn: a figure that fails costs nothing else).
+    for a in given:
+        for key in ("label", "short"):
+            if problem := arms.STYLE_PROBLEMS[key](a[key]):
+                return f"arms: a {key} {problem}"
     return [a["name"] for a in given]
 
 

@@ -8,6 +8,7 @@ what it ran. A cell is done iff both hold and the config matches.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import sys
 import time
@@ -20,6 +21,7 @@ from bn_lab import config as configs
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
+from bn_lab.user_text import printable
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
@@ -186,8 +188,9 @@ def run_sweep(
     report.check_options(threshold, figure)  # the report comes after training: its options are checked before
     for cell in sweep.cells:
         footprint.check(cell.config, cell.name)
-    for source, idx_dir in {(c.config["data"]["source"], c.config["data"]["idx_dir"]) for c in sweep.cells}:
-        data.locate(source, idx_dir)  # the data every cell needs is there, before any cell starts
+    sections = {json.dumps(c.config["data"], sort_keys=True): c.config for c in sweep.cells}
+    for config in sections.values():
+        data.check(config)  # the data every cell needs is there and fits it, before any cell starts
     runtime.check_device(device)
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
@@ -235,7 +238,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             return
         if isinstance(error, _fatal_errors()):
             raise error
-        failed[task.name] = f"{type(error).__name__}: {error}".splitlines()[0]
+        failed[task.name] = printable(f"{type(error).__name__}: {error}".splitlines()[0], 300)
         tracebacks[task.name] = "".join(traceback.format_exception(error))
         bar.cell_done(task.name, seconds, Path(task.run_dir), failed[task.name])
 
