@@ -14,7 +14,6 @@ import click
 from bn_lab import config as configs
 from bn_lab import footprint, outcome, registry
 from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
-from bn_lab.user_text import listed
 
 DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
@@ -211,10 +210,8 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
             click.echo(
                 f"results: {result.sweep_dir}/ (one run directory per seed, {rundir.REPORT}, {rundir.SUMMARY_CSV})"
             )
-        if result.failed:
-            click.echo(
-                f"error: seeds failed: {listed(list(result.failed), 10)} (see {result.sweep_dir}/failed.json)", err=True
-            )
+        if result.problem:
+            click.echo(f"error: {result.problem}", err=True)
             sys.exit(1)
         return
     if jobs != 1:
@@ -339,13 +336,8 @@ def sweep(
     )
     if not quiet:
         click.echo(result.report)
-    if result.failed or len(result.completed) < len(definition.cells):
-        failed = listed(list(result.failed), 10) or "none"
-        click.echo(
-            f"error: {len(definition.cells) - len(result.completed)} of {len(definition.cells)} cells did not complete "
-            f"(failed: {failed}; errors in {result.sweep_dir}/failed.json); rerun the same command to retry them",
-            err=True,
-        )
+    if result.problem:
+        click.echo(f"error: {result.problem}", err=True)
         sys.exit(1)
 
 

@@ -265,19 +265,19 @@ def _unknown_key(key: str, where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown key {shown(key)}; the top-level keys are {', '.join(sections())}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy's scalars (np.int64(20), np.float32(0.5), np.bool_) as the Python numbers they stand for,
     in lists too: the Python API takes what numpy code has at hand, without importing numpy here."""
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         return value.item()
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     field = FIELDS[key]
-    value = _plain(value)
+    value = plain(value)
     if value is None:
         if field.nullable:
             return None
@@ -397,7 +397,7 @@ def validate(tree: dict, where: str = "config") -> dict:
     if arms_given:
         from bn_lab.architecture import hidden_shapes
 
-        resolved[ARMS] = arms.resolve(_plain(given_arms), resolved, hidden_shapes(resolved), where)
+        resolved[ARMS] = arms.resolve(plain(given_arms), resolved, hidden_shapes(resolved), where)
     _check_batches_of_the_training_size(resolved, where)
     return resolved
 

@@ -21,7 +21,7 @@ from bn_lab import config as configs
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
-from bn_lab.user_text import printable
+from bn_lab.user_text import listed, printable
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
@@ -114,6 +114,18 @@ class SweepResult:
     skipped: list[str]
     failed: dict[str, str]  # cell -> one-line error
     report: str  # the report table, as printed
+    planned: int = 0  # the sweep's cells
+
+    @property
+    def problem(self) -> str | None:
+        """None if every cell completed; else what did not, in one line (the CLI's error, the API's exception)."""
+        if not self.failed and len(self.completed) >= self.planned:
+            return None
+        failed = listed(list(self.failed), 10) or "none"
+        return (
+            f"{self.planned - len(self.completed)} of {self.planned} cells did not complete (failed: {failed}; "
+            f"errors in {self.sweep_dir / rundir.FAILURES}); run it again to retry them"
+        )
 
 
 class SweepProgress:
@@ -223,7 +235,7 @@ def run_sweep(
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
     completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
-    return SweepResult(sweep_dir, completed, skipped, failed, table)
+    return SweepResult(sweep_dir, completed, skipped, failed, table, len(sweep.cells))
 
 
 def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed: dict, runner, progress: str) -> None:

@@ -229,7 +229,7 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
         raise SweepError(f"{path}: grid: must be a mapping of config keys to lists of values")
     file_seeds = tree.get("seeds")
     if seeds is None and file_seeds is not None:
-        seeds = _check_seeds(file_seeds, f"{path}: seeds")
+        seeds = check_seeds(file_seeds, f"{path}: seeds")
     return _build(
         name=name if name is not None else tree.get("name", path.stem),
         source=str(path),
@@ -389,10 +389,10 @@ def parse_seeds(text: str) -> list[int]:
         raise SweepError(
             f"--seeds {text}: expected comma-separated non-negative integers, e.g. --seeds 0,1,2"
         ) from None
-    return _check_seeds(seeds, "--seeds")
+    return check_seeds(seeds, "--seeds")
 
 
-def _check_seeds(seeds, where: str) -> list[int]:
+def check_seeds(seeds, where: str) -> list[int]:
     if not isinstance(seeds, list) or not seeds:
         raise SweepError(f"{where}: must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
     if len(seeds) > MAX_CELLS:
@@ -409,7 +409,7 @@ def _check_seeds(seeds, where: str) -> list[int]:
 
 def of_seeds(config: dict, seeds: list[int], *, name: str, source: str) -> Sweep:
     """One resolved config over several seeds (`bnlab run --seeds`): a sweep without grid axes, cells seed<N>."""
-    seeds = _check_seeds(list(seeds), "--seeds")
+    seeds = check_seeds(list(seeds), "--seeds")
     cells = [
         Cell(
             f"seed{seed}",
