@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bn_lab import arms, claims, data, footprint, rundir, runtime, schema
+from bn_lab import arms, claims, data, files, footprint, rundir, runtime, schema
 from bn_lab import config as configs
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.executors.local import refuse_in_a_worker_start
@@ -148,9 +148,7 @@ class Run:
 
     @cached_property
     def config(self) -> dict:
-        import yaml
-
-        return yaml.safe_load((self.path / rundir.CONFIG).read_text())
+        return configs.read_yaml(self.path / rundir.CONFIG)  # as every config is read: a FIFO there never blocks
 
     @cached_property
     def metrics(self) -> dict[str, list]:
@@ -184,9 +182,9 @@ class Run:
         if variant not in names:
             raise ValueError(f"variant must be one of {', '.join(names)}, got {variant!r}")
         path = self.path / rundir.WEIGHTS
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
-        with np.load(path) as saved:
+        with files.open_regular(path) as f, np.load(f) as saved:
             prefix = f"{variant}/"
             found = {name[len(prefix) :]: saved[name] for name in saved.files if name.startswith(prefix)}
         if not found:
@@ -255,17 +253,19 @@ def run_config(
     device: str = "auto",
     progress: str = "auto",
     command_line: str | None = None,
+    options: claims.CallerOptions = claims.API_RUN,
 ) -> Path:
     """Trains the arms of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
 
     --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
-    Without `out`, the new run directory gets a `latest` link beside it.
+    Without `out`, the new run directory gets a `latest` link beside it. options: how messages
+    name the caller's options (the API's by default; `bnlab run` gives its own).
     """
     runtime.check_device(device)
     footprint.check(config)
     data.check(config)
     if out is not None:
-        claim = claims.claim(out, force)
+        claim = claims.claim(out, force, options=options)
     else:
         claim = claims.claim_new(results_root, config["experiment"], config["seed"])
     from bn_lab import experiment
@@ -277,11 +277,19 @@ def run_config(
     return claim.run_dir
 
 
+# The seeds a --seeds directory's name lists, at most (beyond, "-and-N-more"): a name has 255 bytes.
+NAMED_SEEDS = 6
+
+
 def seeds_directory_name(seeds: list[int]) -> str:
-    """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise."""
+    """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise, <time>-seeds0_3_7_9_12_20-and-94-more
+    for many (rundir.RUN_ID: what `latest` may name)."""
     ordered = sorted(seeds)
     contiguous = ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1
-    return f"{claims.timestamp()}-seeds" + (f"{ordered[0]}-{ordered[-1]}" if contiguous else "_".join(map(str, seeds)))
+    if contiguous:
+        return f"{claims.timestamp()}-seeds{ordered[0]}-{ordered[-1]}"
+    more = f"-and-{len(seeds) - NAMED_SEEDS}-more" if len(seeds) > NAMED_SEEDS else ""
+    return f"{claims.timestamp()}-seeds" + "_".join(map(str, seeds[:NAMED_SEEDS])) + more
 
 
 def run_seeds(
@@ -295,6 +303,7 @@ def run_seeds(
     device: str = "auto",
     progress: str = "auto",
     source: str = "",
+    options: claims.CallerOptions = claims.API_RUN,
 ):
     """The pair of a resolved config for each seed: a sweep without axes in `out`, or a new
     results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
@@ -304,12 +313,15 @@ def run_seeds(
 
     spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
-        claims.check_location(Path(out))
+        claims.check_location(Path(out), options)
         sweep_dir = Path(out)
     else:
-        sweep_dir = claims.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
+        parent = Path(results_root) / config["experiment"]
+        sweep_dir = claims.new_directory(parent, seeds_directory_name(seeds), options)
     definition = spec.of_seeds(config, seeds, name=sweep_dir.name, source=source)
-    result = driver.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
+    result = driver.run_sweep(
+        definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress, options=options
+    )
     if out is None:
         rundir.point_latest(sweep_dir)
     return result
@@ -446,5 +458,6 @@ def sweep(
         progress=progress,
         threshold=threshold,
         figure=figure,
+        options=claims.API_SWEEP,
     )
     return _finished(done)

@@ -150,12 +150,16 @@ def of(config: dict) -> tuple[Arm, ...]:
             a["normalizer"],
             dict(a["options"]),
             a["placement"],
-            a.get("label") or a["name"],
-            a.get("short") or cut(a["name"], MAX_SHORT),
-            a.get("color") or COLORS[k],
+            *(a.get(key) or default_style(key, a["name"], k) for key in ("label", "short", "color")),
         )
         for k, a in enumerate(config["arms"])
     )
+
+
+def default_style(key: str, name: str, k: int) -> str:
+    """An arm's label, short or color where its config gives none: its name (a short one cut to
+    fit a progress line), the k-th color of the cycle."""
+    return {"label": name, "short": cut(name, MAX_SHORT), "color": COLORS[k]}[key]
 
 
 def named(config: dict, name: str) -> Arm:
@@ -254,4 +258,14 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
                     raise ConfigError(f"{at}: {key} {problem}, got {shown(arm[key], 60)}")
                 entry[key] = arm[key]
         resolved.append(entry)
+    for key in ("label", "short"):  # figures, tables and progress lines tell the arms apart by these
+        seen = {}
+        for k, entry in enumerate(resolved):
+            text = entry.get(key) or default_style(key, entry["name"], k)
+            if text in seen:
+                raise ConfigError(
+                    f"{where}: arms[{k}] ({entry['name']}): {key} {shown(text, 40)} is also arms[{seen[text]}]'s; "
+                    f"figures, tables and progress lines tell arms apart by it: give each its own"
+                )
+            seen[text] = k
     return resolved

@@ -24,8 +24,10 @@ import os
 import re
 import shutil
 import signal
+import stat
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab.files import OutputError, cannot_write, write_json
@@ -42,6 +44,25 @@ from bn_lab.rundir import (
     staging_mark,
     written_by_bn_lab,
 )
+
+
+@dataclass(frozen=True)
+class CallerOptions:
+    """How a message names the options of whoever asked (a bnlab command, the API): it never names
+    one that caller lacks (`bnlab sweep` has no --out, `bnlab run --seeds` no --name)."""
+
+    elsewhere: str  # what writes elsewhere
+    force: str  # what replaces
+
+    @property
+    def write_elsewhere(self) -> str:
+        return f"use {self.elsewhere} to write elsewhere"
+
+
+RUN_COMMAND = CallerOptions("--out", "--force")  # bnlab run, with --seeds too
+SWEEP_COMMAND = CallerOptions("--name or --results", "--force")  # bnlab sweep
+API_RUN = CallerOptions("another out=", "force=True")  # bn_lab.run
+API_SWEEP = CallerOptions("another name= or results=", "force=True")  # bn_lab.sweep
 
 
 def pid_alive(pid: int) -> bool:
@@ -129,24 +150,26 @@ def _signals_deferred():
             signal.raise_signal(s)
 
 
-def refuse_if_written(directory: Path) -> None:
+def refuse_if_written(directory: Path, options: CallerOptions = RUN_COMMAND) -> None:
     """Every kind of claim (a run's, a sweep's) sees every other: refused while another process writes `directory`."""
     writer = _live_writer(directory.parent, directory.name)
     if writer is not None:
         pid, kind = writer
-        raise RunDirError(f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or use --out")
+        raise RunDirError(
+            f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or {options.write_elsewhere}"
+        )
 
 
 @contextlib.contextmanager
-def sweep_claim(sweep_dir: Path, check):
+def sweep_claim(sweep_dir: Path, check, options: CallerOptions = SWEEP_COMMAND):
     """Claims `sweep_dir` for this process's sweep while the block runs: `check(sweep_dir)` (may it be
     written?) runs under the parent's lock, then a marker beside it makes every run's claim on the
     same path see the sweep (refuse_if_written), as the sweep sees theirs."""
-    check_location(sweep_dir)
+    check_location(sweep_dir, options)
     _make_parent(sweep_dir.parent)
     marker = sweep_dir.parent / f".{sweep_dir.name}.sweep-{os.getpid()}"
     with _locked(sweep_dir.parent):
-        refuse_if_written(sweep_dir)
+        refuse_if_written(sweep_dir, options)
         check(sweep_dir)
         make_staging(marker, sweep_dir)
     try:
@@ -172,10 +195,15 @@ def _locked(parent: Path):
 
 def _make_parent(parent: Path) -> None:
     for ancestor in (parent, *parent.parents):
-        if ancestor.exists() or ancestor.is_symlink():
-            if not ancestor.is_dir():
-                raise OutputError(f"{parent}: cannot write ({ancestor} is a file, not a directory)")
-            break
+        try:
+            found = ancestor.stat()  # through symbolic links: a loop is ELOOP, a dangling one not there
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise cannot_write(parent, e) from None
+        if not stat.S_ISDIR(found.st_mode):
+            raise OutputError(f"{parent}: cannot write ({ancestor} is a file, not a directory)")
+        break
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -187,9 +215,10 @@ NAME_MAX_BYTES = 255
 STAGING_EXTRA_BYTES = 24
 
 
-def check_location(run_dir: Path) -> None:
+def check_location(run_dir: Path, options: CallerOptions = RUN_COMMAND) -> None:
     """Refuses places a run (or a sweep) can never be written to: a name too long for the file
-    system (with its staging name's additions), the current directory or one of its parents."""
+    system (with its staging name's additions), a path through a symbolic link loop, the current
+    directory or one of its parents."""
     for i, part in enumerate(run_dir.parts):
         room = NAME_MAX_BYTES - (STAGING_EXTRA_BYTES if i == len(run_dir.parts) - 1 else 0)
         if len(os.fsencode(part)) > room:
@@ -199,10 +228,12 @@ def check_location(run_dir: Path) -> None:
         resolved, here = run_dir.resolve(), Path.cwd().resolve()
     except OSError as e:
         raise cannot_write(run_dir, e) from None
+    except RuntimeError:  # Python 3.11's resolve() on a symbolic link loop
+        raise cannot_write(run_dir, OSError(errno.ELOOP, os.strerror(errno.ELOOP))) from None
     if resolved == here or resolved in here.parents:
         raise RunDirError(
-            f"{run_dir}: is the current directory or contains it; a run needs a directory of its own, "
-            "e.g. --out results/my_run"
+            f"{run_dir}: is the current directory or contains it; it needs a directory of its own "
+            f"({options.write_elsewhere})"
         )
 
 
@@ -327,32 +358,36 @@ def _stage(run_dir: Path) -> Claim:
     return Claim(run_dir, staging, fingerprint(run_dir))
 
 
-def claim(run_dir: str | Path, force: bool = False, cell_of_a_sweep: bool = False) -> Claim:
+def claim(
+    run_dir: str | Path, force: bool = False, cell_of_a_sweep: bool = False, options: CallerOptions = RUN_COMMAND
+) -> Claim:
     """Claims exactly `run_dir` (the user's --out, a sweep cell), before anything slow starts.
 
-    cell_of_a_sweep: run_dir is a cell of a bn_lab sweep (see replaceable)."""
+    cell_of_a_sweep: run_dir is a cell of a bn_lab sweep (see replaceable); options: how its
+    messages name the caller's options."""
     run_dir = Path(run_dir)
-    check_location(run_dir)
+    check_location(run_dir, options)
     if run_dir.name in ("", ".", ".."):
         raise RunDirError(f"{run_dir}: not a directory name a run can be written to")
     _make_parent(run_dir.parent)
     with _locked(run_dir.parent):
-        refuse_if_written(run_dir)
+        refuse_if_written(run_dir, options)
         if run_dir.exists() or run_dir.is_symlink():
             if not run_dir.is_dir() or run_dir.is_symlink():
                 raise RunDirError(f"{run_dir}: exists and is not a directory")
             if (run_dir / MANIFEST).exists():
-                raise RunDirError(f"{run_dir}: holds a sweep ({MANIFEST}), not a run; use --out to write elsewhere")
+                raise RunDirError(f"{run_dir}: holds a sweep ({MANIFEST}), not a run; {options.write_elsewhere}")
             if any(run_dir.iterdir()):
                 if not force:
                     raise RunDirError(
-                        f"{run_dir}: already holds a run; use --force to replace it or --out to write elsewhere"
+                        f"{run_dir}: already holds a run; use {options.force} to replace it or {options.elsewhere} "
+                        "to write elsewhere"
                         if written_by_bn_lab(run_dir)
-                        else f"{run_dir}: already holds files bn_lab did not write; use --out to write elsewhere"
+                        else f"{run_dir}: already holds files bn_lab did not write; {options.write_elsewhere}"
                     )
                 problem = replaceable(run_dir, cell_of_a_sweep)
                 if problem:
-                    raise RunDirError(f"{run_dir}: --force replaces only a bn_lab run, and {problem}")
+                    raise RunDirError(f"{run_dir}: {options.force} replaces only a bn_lab run, and {problem}")
         return _stage(run_dir)
 
 
@@ -369,9 +404,11 @@ def claim_new(results_root: str | Path, experiment: str, seed: int) -> Claim:
     raise RunDirError(f"{parent}: no free run directory name for {stem}")  # 10,000 runs in one second
 
 
-def new_directory(parent: str | Path, stem: str) -> Path:
-    """Creates and returns parent/stem, or parent/stem-2, -3, ...: one that no other process has."""
+def new_directory(parent: str | Path, stem: str, options: CallerOptions = RUN_COMMAND) -> Path:
+    """Creates and returns parent/stem, or parent/stem-2, -3, ...: one that no other process has.
+    A place that can never be written is refused before anything is created (check_location)."""
     parent = Path(parent)
+    check_location(parent / f"{stem}-10000", options)
     _make_parent(parent)
     for n in range(1, 10_000):
         candidate = parent / (stem if n == 1 else f"{stem}-{n}")

@@ -37,7 +37,11 @@ def _plain_text_figure():
         def draw(self, renderer):
             for text in self.findobj(Text):
                 text.set_parse_math(False)
-            super().draw(renderer)
+            with warnings.catch_warnings():
+                # A label or title in a script the font lacks (a CJK description, an emoji) draws as
+                # boxes; matplotlib's warning per missing character is noise, not news.
+                warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
+                super().draw(renderer)
 
     return PlainTextFigure
 

@@ -266,8 +266,9 @@ def _shift_by_seed(point: Point, variant: str, quantity: str) -> list[float | No
     ]
 
 
-# The widest a table's cell gets (a grid value of 64 units, a long label): beyond, it is cut.
-MAX_CELL = 200
+# The widest a table's cell gets (a grid value of 64 units, the longest label with its column's
+# words): beyond, it is cut.
+MAX_CELL = 300
 
 
 def markdown_table(rows: list[list[str]]) -> str:

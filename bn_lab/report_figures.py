@@ -15,15 +15,6 @@ from bn_lab import arms, intervals, outcome, plots, rundir, schema
 from bn_lab.sweeps.spec import Axis
 
 
-def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
-    steps, accuracies = [], []
-    for row in schema.read_table(run_dir / rundir.METRICS, schema.METRICS_COLUMNS):
-        if row["variant"] == variant and row["split"] == schema.VALIDATION:
-            steps.append(int(row["step"]))
-            accuracies.append(float(row["accuracy"]))
-    return steps, accuracies
-
-
 def layout(manifest: dict) -> tuple[list[int], int | None]:
     """(row axes, column axis) of the figures: learning rate across if it is an axis, else the last axis."""
     keys = [a["key"] for a in manifest["axes"]]
@@ -85,7 +76,6 @@ def heatmap(results, path: Path) -> bool:
 
 def curves(results, path: Path) -> bool:
     row_labels, column_labels, places, _ = figure_grid(results)
-    sweep_dir = path.parent
     by_cell = {c["name"]: c for c in results.manifest["cells"]}
     panels = []
     for p in results.points:
@@ -94,7 +84,7 @@ def curves(results, path: Path) -> bool:
             if cell["point"] != p.name or name not in results.summaries:
                 continue
             for v in results.summaries[name]["variants"]:
-                steps, accuracies = validation_curve(sweep_dir / name, v)
+                steps, accuracies = results.curves[name].get(v, ([], []))
                 at = results.summaries[name]["variants"][v]["diverged_at_step"]
                 lines.append(
                     {"variant": v, "seed": cell["seed"], "steps": steps, "accuracies": accuracies, "diverged_at": at}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab import arms
+from bn_lab.files import open_regular
 from bn_lab.outcome import OUTCOMES
 from bn_lab.yaml_io import shown
 
@@ -56,7 +57,7 @@ SUMMARY_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_ac
 def read_table(path: str | Path, columns: list[str]) -> list[dict]:
     """A run's CSV table (metrics.csv, diagnostics.csv) as rows of strings, checked to have
     `columns` as its header: ValueError (or OSError) if it does not read back."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_regular(path, text=True) as f:  # a FIFO in its place must not block the reader
         reader = csv.reader(f)
         try:
             header = next(reader, None)

@@ -79,6 +79,8 @@ def with_arms(given, **dotted):
             "options must be a mapping of option to value, got 0",
         ),
         ([{"name": "a", "normalizer": "batch_norm", "options": None}], "options must be a mapping of option to value"),
+        ([{"name": "a", "label": "BN"}, {"name": "b", "label": "BN"}], "arms[1] (b): label 'BN' is also arms[0]'s"),
+        ([{"name": "a" * 30}, {"name": "a" * 31}], "): short 'aaaaaaaaaaaaaaaaaaaaaaa…' is also arms[0]'s"),
         (
             [{"name": "a", "normalizer": "batch_renorm", "options": {"r_max": float("inf")}}],
             "r_max must be a finite number, got inf",

@@ -106,6 +106,14 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     )
     assert (mine / "thesis.tex").read_text() == "months of work"
 
+    # A hidden file named as bn_lab's atomic writes' are is bn_lab's only if it names one of its files.
+    notes = tmp_path / "notes"
+    _make_run(notes)
+    (notes / ".notes.tmp").write_text("draft")
+    with pytest.raises(rundir.RunDirError, match="it holds .notes.tmp, which no bn_lab run writes"):
+        claims.claim(notes, force=True)
+    assert (notes / ".notes.tmp").read_text() == "draft"
+
     lookalike = tmp_path / "lookalike"
     lookalike.mkdir()
     (lookalike / rundir.METRICS).write_text("x")  # a file name bn_lab uses, but no run

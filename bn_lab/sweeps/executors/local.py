@@ -172,11 +172,9 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
 
 
-def _interrupt_once(signum, frame):
-    # The first SIGINT (Ctrl-C, or the sweep forwarding its SIGTERM) stops the cell; a second
-    # one must not interrupt the cleanup that removes its staging directory.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+# The first SIGINT (Ctrl-C, or the sweep forwarding its SIGTERM) stops the cell; a second one must
+# not interrupt the cleanup that removes its staging directory.
+_interrupt_once = runtime.interrupting(KeyboardInterrupt, once=True)
 
 
 def _pool_cell(task) -> float:
