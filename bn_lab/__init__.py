@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun")
+API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun", "IncompleteSweep")
 __all__ = list(API)
 
 

@@ -170,6 +170,20 @@ def locate(source: str = "auto", idx_dir: str | os.PathLike | None = None) -> tu
     return name, path
 
 
+def check(config: dict) -> None:
+    """The data a resolved config needs is there and fits it, before anything slow starts
+    (DataError otherwise): its source is found (locate), and class_grouped batches find enough
+    classes among the training images it keeps (their labels are read: half a second)."""
+    section = config["data"]
+    locate(section["source"], section["idx_dir"])
+    if section["batch_order"] == "class_grouped":
+        from bn_lab.batches import class_grouped_problem
+
+        labels = load_mnist(section["source"], section["idx_dir"], train_limit=section["train_limit"]).train.labels
+        if problem := class_grouped_problem(labels, section["classes_per_batch"]):
+            raise DataError(problem)
+
+
 def load_mnist(
     source: str = "auto",
     idx_dir: str | os.PathLike | None = None,

@@ -140,7 +140,8 @@ class Network(tf.Module):
     def __init__(self, config: dict, initial_weights: list[np.ndarray], arm: arms.Arm, *, fast: bool = False):
         """arm: what its hidden layers have (bn_lab.arms); a seeded normalizer's streams are the run's
         seed, the arm's name and the layer."""
-        super().__init__(name=arm.name)
+        # Not the arm's name: TensorFlow takes only Python identifiers for a module's, an arm's may be `no-bn`.
+        super().__init__()
         self.arm = arm
         self.fast = fast
         self.input_shape, hidden = architecture(config)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab import arms
+from bn_lab.files import open_regular
 from bn_lab.outcome import OUTCOMES
 from bn_lab.yaml_io import shown
 
@@ -56,7 +57,7 @@ SUMMARY_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_ac
 def read_table(path: str | Path, columns: list[str]) -> list[dict]:
     """A run's CSV table (metrics.csv, diagnostics.csv) as rows of strings, checked to have
     `columns` as its header: ValueError (or OSError) if it does not read back."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_regular(path, text=True) as f:  # a FIFO in its place must not block the reader
         reader = csv.reader(f)
         try:
             header = next(reader, None)
@@ -114,7 +115,8 @@ VARIANT_TYPES = {
     ),
     **{o.section: (_OTHER_STATISTICS, None) for o in OTHER_STATISTICS.values()},
     "batch_size_curve": (
-        {"sizes": list, "training_mode": list, "inference_mode": _NUMBER, "good_from": _INT_OR_NONE},
+        # inference_mode: one per size, on that size's images (a number in runs before issue 33)
+        {"sizes": list, "training_mode": list, "inference_mode": (list, _NUMBER), "good_from": _INT_OR_NONE},
         None,
     ),
 }
@@ -185,6 +187,12 @@ def arm_names(summary: dict) -> list[str] | str:
         return "arms must be a non-empty list of arms with names"
     if any(not isinstance(a.get(key), str) for a in given for key in ("label", "short", "color")):
         return "arms: each needs a label, short and color"
+    # What its readers show of them, as the config allows it (the color is checked where it is
+    # drawn: a figure that fails costs nothing else).
+    for a in given:
+        for key in ("label", "short"):
+            if problem := arms.STYLE_PROBLEMS[key](a[key]):
+                return f"arms: a {key} {problem}"
     return [a["name"] for a in given]
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from bn_lab import arms as run_arms
 from bn_lab import models, runtime, schema
 from bn_lab.batches import ResidentBatches, precise_bn_batches
-from bn_lab.evaluation import Evaluator, correct
+from bn_lab.evaluation import NO_PREDICTION, Evaluator, correct
 from bn_lab.objectives import loss_function, make_optimizer
 
 
@@ -64,6 +64,13 @@ class TrainResult:
     train_seconds: float
     single_samples: int
     diagnostics: list[dict]  # rows of diagnostics.csv: variant, step, layer, quantity, value
+
+
+def _accuracy_of(predictions: np.ndarray, labels: np.ndarray) -> float | None:
+    """The share of correct predictions; None where one image's logits were not numbers (no prediction)."""
+    if (predictions == NO_PREDICTION).any():
+        return None
+    return float(np.mean(predictions == labels))
 
 
 class Trainer:
@@ -348,10 +355,10 @@ class Trainer:
             )
             predictions = self.single_sample_predictions(v, single_images, training=False)
             result.predictions = predictions.tolist()
-            result.single_sample_inference = float(np.mean(predictions == single_labels))
+            result.single_sample_inference = _accuracy_of(predictions, single_labels)
             if self.networks[v].arm.has_population_statistics:  # else not applicable: it stays None
                 in_training_mode = self.single_sample_predictions(v, single_images, training=True)
                 result.predictions_training = in_training_mode.tolist()
-                result.single_sample_training = float(np.mean(in_training_mode == single_labels))
+                result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
                 result.batch_size_curve = self.checks.batch_size_curve(v, self.data.test, train["batch_size"])
         return TrainResult(evaluations, results, train_seconds, n_single, diagnostics)

@@ -8,6 +8,7 @@ what it ran. A cell is done iff both hold and the config matches.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import sys
 import time
@@ -20,6 +21,7 @@ from bn_lab import config as configs
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
+from bn_lab.user_text import listed, printable
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
@@ -112,6 +114,18 @@ class SweepResult:
     skipped: list[str]
     failed: dict[str, str]  # cell -> one-line error
     report: str  # the report table, as printed
+    planned: int = 0  # the sweep's cells
+
+    @property
+    def problem(self) -> str | None:
+        """None if every cell completed; else what did not, in one line (the CLI's error, the API's exception)."""
+        if not self.failed and len(self.completed) >= self.planned:
+            return None
+        failed = listed(list(self.failed), 10) or "none"
+        return (
+            f"{self.planned - len(self.completed)} of {self.planned} cells did not complete (failed: {failed}; "
+            f"errors in {self.sweep_dir / rundir.FAILURES}); run it again to retry them"
+        )
 
 
 class SweepProgress:
@@ -126,17 +140,23 @@ class SweepProgress:
             self.bar = tqdm(total=total, initial=done, desc=label, unit="cell", position=0, dynamic_ncols=True)
 
     def say(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line)
-        elif self.mode == "lines":
-            print(line, flush=True)
+        try:
+            if self.bar is not None:
+                self.bar.write(line)
+            elif self.mode == "lines":
+                print(line, flush=True)
+        except OSError:  # standard output took no more (a full disk, a closed pipe): the sweep goes on, silent
+            self.mode, self.bar = "none", None
 
     def cell_done(self, name: str, seconds: float | None, run_dir: Path, error: str | None = None) -> None:
         self.done += 1
+        found = rundir.read_finished(run_dir) if error is None else None
         if error is not None:
             status = f"FAILED: {error}"
+        elif isinstance(found, str):  # changed since it finished (deleted, edited): said, the sweep goes on
+            status = f"finished, but its files no longer read back ({found})"
         else:
-            finished = rundir.load_summary(run_dir)
+            finished = found[0]
             v, style = finished["variants"], arms.recorded(finished)
             status = "  ".join(
                 f"{style[n]['short'] if n in style else n} "
@@ -172,12 +192,13 @@ def run_sweep(
     threshold: float = 0.9,
     figure: str = "late",
     command_line: str | None = None,
+    options: claims.CallerOptions = claims.SWEEP_COMMAND,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
 
     The cells go to sweep_dir, by default <results_root>/<sweep name>/. executor: a name in
     registry.EXECUTORS. progress: "auto" (a bar on a terminal, a line per cell otherwise),
-    "bar", "lines" or "none".
+    "bar", "lines" or "none". options: how messages name the caller's options (claims.CallerOptions).
     """
     if executor not in registry.EXECUTORS:
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
@@ -186,14 +207,15 @@ def run_sweep(
     report.check_options(threshold, figure)  # the report comes after training: its options are checked before
     for cell in sweep.cells:
         footprint.check(cell.config, cell.name)
-    for source, idx_dir in {(c.config["data"]["source"], c.config["data"]["idx_dir"]) for c in sweep.cells}:
-        data.locate(source, idx_dir)  # the data every cell needs is there, before any cell starts
+    sections = {json.dumps(c.config["data"], sort_keys=True): c.config for c in sweep.cells}
+    for config in sections.values():
+        data.check(config)  # the data every cell needs is there and fits it, before any cell starts
     runtime.check_device(device)
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     command_line = command_line if command_line is not None else shlex.join(sys.argv)
     manifest = {**sweep.manifest(), "command_line": command_line}
-    manifests.check_place(sweep_dir, manifest, force)  # again under the claim's lock: here to fail before any state
+    manifests.check_place(sweep_dir, manifest, force, options)  # again under the claim's lock: here to fail first
     found = states(sweep, sweep_dir)
     changed = [name for name, (state, _) in found.items() if state == CHANGED]
     if changed and not force:
@@ -201,26 +223,26 @@ def run_sweep(
         cells = f"{first} and {len(changed) - 1} more cells hold" if len(changed) > 1 else f"{first} holds"
         raise SweepError(
             f"{cells} a finished run of a different config ({found[changed[0]][1]}); "
-            "use --force to rerun, or --name to write the sweep elsewhere"
+            f"use {options.force} to rerun, or {options.write_elsewhere}"
         )
     # A changed config gets here only with --force; an incomplete or damaged directory is always replaced.
     replaced = (INCOMPLETE, DAMAGED, CHANGED)
     todo = [
-        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in replaced, device, command_line)
+        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in replaced, device, command_line, options)
         for c in sweep.cells
         if found[c.name][0] != COMPLETE
     ]
     skipped = [c.name for c in sweep.cells if found[c.name][0] == COMPLETE]
     failed: dict[str, str] = {}
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
-    with manifests.claimed(sweep_dir, manifest, force), runner if todo else contextlib.nullcontext():
+    with manifests.claimed(sweep_dir, manifest, force, options), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
             claims.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
     completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
-    return SweepResult(sweep_dir, completed, skipped, failed, table)
+    return SweepResult(sweep_dir, completed, skipped, failed, table, len(sweep.cells))
 
 
 def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed: dict, runner, progress: str) -> None:
@@ -235,7 +257,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             return
         if isinstance(error, _fatal_errors()):
             raise error
-        failed[task.name] = f"{type(error).__name__}: {error}".splitlines()[0]
+        failed[task.name] = printable(f"{type(error).__name__}: {error}".splitlines()[0], 300)
         tracebacks[task.name] = "".join(traceback.format_exception(error))
         bar.cell_done(task.name, seconds, Path(task.run_dir), failed[task.name])
 

@@ -18,11 +18,14 @@ from typing import Any
 import yaml
 
 from bn_lab import config as configs
+from bn_lab.user_text import printable
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
 # Each cell is a directory and a paired run of its own: the lesson's grid is 60; more than this is a typo.
 MAX_CELLS = 10_000
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
+# How much of a value --dry-run, the report and sweep.json's cells show.
+DISPLAY_LIMIT = 80
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
 
 
@@ -78,8 +81,9 @@ class Axis:
         return text
 
     def display(self, i: int) -> str:
-        """This value for people: `relu`, `2`, `bad (5)`."""
-        text = show(self.values[i])
+        """This value for people: `relu`, `2`, `bad (5)`; one bounded line, a terminal's control
+        characters escaped (a value is any string a config allows: a path, a description)."""
+        text = printable(show(self.values[i]), DISPLAY_LIMIT)
         return f"{self.labels[i]} ({text})" if self.labels else text
 
 
@@ -225,7 +229,7 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
         raise SweepError(f"{path}: grid: must be a mapping of config keys to lists of values")
     file_seeds = tree.get("seeds")
     if seeds is None and file_seeds is not None:
-        seeds = _check_seeds(file_seeds, f"{path}: seeds")
+        seeds = check_seeds(file_seeds, f"{path}: seeds")
     return _build(
         name=name if name is not None else tree.get("name", path.stem),
         source=str(path),
@@ -282,6 +286,11 @@ def _axis(key, spec, tree: dict, where: str) -> Axis:
         raise SweepError(f"{where}: {key} cannot be a grid axis: {RESERVED[key]}")
     if key == "description":
         raise SweepError(f"{where}: description cannot be a grid axis; the sweep describes each cell")
+    if key == configs.ARMS:  # a report's columns are its arms': every cell must have the same ones
+        raise SweepError(
+            f"{where}: arms cannot be a grid axis (every cell of a sweep compares the same arms); list them once "
+            "under `set:` or in the base config, and sweep what they share (their options default to the bn section's)"
+        )
     if isinstance(spec, dict):
         labels, raw = tuple(str(k) for k in spec), list(spec.values())
         for label in labels:
@@ -380,10 +389,10 @@ def parse_seeds(text: str) -> list[int]:
         raise SweepError(
             f"--seeds {text}: expected comma-separated non-negative integers, e.g. --seeds 0,1,2"
         ) from None
-    return _check_seeds(seeds, "--seeds")
+    return check_seeds(seeds, "--seeds")
 
 
-def _check_seeds(seeds, where: str) -> list[int]:
+def check_seeds(seeds, where: str) -> list[int]:
     if not isinstance(seeds, list) or not seeds:
         raise SweepError(f"{where}: must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
     if len(seeds) > MAX_CELLS:
@@ -400,7 +409,7 @@ def _check_seeds(seeds, where: str) -> list[int]:
 
 def of_seeds(config: dict, seeds: list[int], *, name: str, source: str) -> Sweep:
     """One resolved config over several seeds (`bnlab run --seeds`): a sweep without grid axes, cells seed<N>."""
-    seeds = _check_seeds(list(seeds), "--seeds")
+    seeds = check_seeds(list(seeds), "--seeds")
     cells = [
         Cell(
             f"seed{seed}",
