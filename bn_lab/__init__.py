@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = importlib.metadata.version("bn_lab")  # pyproject.toml's, the one place it is written
 
-API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun")
+API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun", "IncompleteSweep")
 __all__ = list(API)
 
 

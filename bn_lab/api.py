@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,77 @@ from typing import Any
 from bn_lab.config import arms
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, shown
+from bn_lab.disk import files
 from bn_lab.run import preflight
 from bn_lab.store import claims, rundir, schema, sweep_manifest
+from bn_lab.sweep.executors.local import refuse_in_a_worker_start
 
 PROGRESS = ("auto", "bar", "lines", "none")
+
+
+class IncompleteSweep(RuntimeError):
+    """Some cells of a sweep (or seeds of `run(seeds=...)`) did not complete, as `bnlab` exits 1 for
+    them; `.sweep` is the SweepRun of what did (its report is written), and running the same call
+    again retries the rest."""
+
+    def __init__(self, message: str, sweep: SweepRun):
+        super().__init__(message)
+        self.sweep = sweep
+
+
+# --- the arguments of the API, checked as the CLI's options are: one line naming each ----------
+
+
+def _refused(name: str, value, wanted: str) -> configs.ConfigError:
+    return configs.ConfigError(f"{name} must be {wanted}, got {type(value).__name__} {configs.shown(value)}")
+
+
+def _path(name: str, value, optional: bool = True) -> Path | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
+        raise _refused(name, value, "a path (a str or pathlib.Path)")
+    return Path(value)
+
+
+def _count(name: str, value, minimum: int = 1) -> int:
+    value = configs.plain(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _refused(name, value, f"an integer >= {minimum}")
+    return value
+
+
+def _flag(name: str, value) -> bool:
+    value = configs.plain(value)
+    if not isinstance(value, bool):
+        raise _refused(name, value, "True or False")
+    return value
+
+
+def _mapping(name: str, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _refused(name, value, "a mapping of config keys to values, e.g. {'train.steps': 500}")
+    return dict(value)
+
+
+def _seeds(value) -> list[int]:
+    """A list of seeds, each checked as --seeds' are (a string is no list: "12" was seeds 1 and 2)."""
+    from bn_lab.sweep import spec
+
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise _refused("seeds", value, "a list of seeds, e.g. seeds=[0, 1, 2]")
+    return spec.check_seeds([configs.plain(s) for s in value], "seeds")
+
+
+def _strings(name: str, value) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise _refused(name, value, 'a list of strings, e.g. ["model.activation=relu,sigmoid"]')
+    value = list(value)
+    if not all(isinstance(v, str) for v in value):
+        raise _refused(name, value, 'a list of strings, e.g. ["model.activation=relu,sigmoid"]')
+    return value
 
 
 def _progress(progress: str) -> str:
@@ -84,9 +151,7 @@ class Run:
 
     @cached_property
     def config(self) -> dict:
-        import yaml
-
-        return yaml.safe_load((self.path / rundir.CONFIG).read_text())
+        return configs.read_yaml(self.path / rundir.CONFIG)  # as every config is read: a FIFO there never blocks
 
     @cached_property
     def metrics(self) -> dict[str, list]:
@@ -120,9 +185,9 @@ class Run:
         if variant not in names:
             raise ValueError(f"variant must be one of {', '.join(names)}, got {variant!r}")
         path = self.path / rundir.WEIGHTS
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
-        with np.load(path) as saved:
+        with files.open_regular(path) as f, np.load(f) as saved:
             prefix = f"{variant}/"
             found = {name[len(prefix) :]: saved[name] for name in saved.files if name.startswith(prefix)}
         if not found:
@@ -179,7 +244,7 @@ class Run:
 
 def load(path: str | Path) -> Run:
     """The Run of a finished run directory (or of the `latest` pointer beside runs)."""
-    return Run(rundir.follow_latest(Path(path)))
+    return Run(rundir.follow_latest(_path("path", path, optional=False)))
 
 
 def run_config(
@@ -192,16 +257,18 @@ def run_config(
     progress: str = "auto",
     command_line: str | None = None,
     origin: str = "config",
+    options: claims.CallerOptions = claims.API_RUN,
 ) -> Path:
     """Trains the arms of a resolved config into `out`, or a new results/<experiment>/<run-id>/; returns it.
 
     --force (force=True) replaces only an existing bn_lab run at `out`, never other files.
     Without `out`, the new run directory gets a `latest` link beside it. origin: how a problem
-    found before training names the config (its file).
+    found before training names the config (its file); options: how messages name the caller's
+    options (the API's by default; `bnlab run` gives its own).
     """
     preflight.check([(config, origin)], device)
     if out is not None:
-        claim = claims.claim(out, force)
+        claim = claims.claim(out, force, options=options)
     else:
         claim = claims.claim_new(results_root, config["experiment"], config["seed"])
     from bn_lab.run import experiment
@@ -213,11 +280,19 @@ def run_config(
     return claim.run_dir
 
 
+# The seeds a --seeds directory's name lists, at most (beyond, "-and-N-more"): a name has 255 bytes.
+NAMED_SEEDS = 6
+
+
 def seeds_directory_name(seeds: list[int]) -> str:
-    """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise."""
+    """<time>-seeds0-4 for a range of seeds, <time>-seeds0_3_7 otherwise, <time>-seeds0_3_7_9_12_20-and-94-more
+    for many (rundir.RUN_ID: what `latest` may name)."""
     ordered = sorted(seeds)
     contiguous = ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 1
-    return f"{claims.timestamp()}-seeds" + (f"{ordered[0]}-{ordered[-1]}" if contiguous else "_".join(map(str, seeds)))
+    if contiguous:
+        return f"{claims.timestamp()}-seeds{ordered[0]}-{ordered[-1]}"
+    more = f"-and-{len(seeds) - NAMED_SEEDS}-more" if len(seeds) > NAMED_SEEDS else ""
+    return f"{claims.timestamp()}-seeds" + "_".join(map(str, seeds[:NAMED_SEEDS])) + more
 
 
 def run_seeds(
@@ -231,6 +306,7 @@ def run_seeds(
     device: str = "auto",
     progress: str = "auto",
     source: str = "",
+    options: claims.CallerOptions = claims.API_RUN,
 ):
     """The pair of a resolved config for each seed: a sweep without axes in `out`, or a new
     results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
@@ -240,12 +316,15 @@ def run_seeds(
 
     spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
-        claims.check_location(Path(out))
+        claims.check_location(Path(out), options)
         sweep_dir = Path(out)
     else:
-        sweep_dir = claims.new_directory(Path(results_root) / config["experiment"], seeds_directory_name(seeds))
+        parent = Path(results_root) / config["experiment"]
+        sweep_dir = claims.new_directory(parent, seeds_directory_name(seeds), options)
     definition = spec.of_seeds(config, seeds, name=sweep_dir.name, source=source)
-    result = driver.run_sweep(definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress)
+    result = driver.run_sweep(
+        definition, sweep_dir=sweep_dir, jobs=jobs, force=force, device=device, progress=progress, options=options
+    )
     if out is None:
         rundir.point_latest(sweep_dir)
     return result
@@ -285,7 +364,7 @@ class SweepRun:
 
 
 def load_sweep(path: str | Path) -> SweepRun:
-    return SweepRun(rundir.follow_latest(Path(path)))
+    return SweepRun(rundir.follow_latest(_path("path", path, optional=False)))
 
 
 def run(
@@ -310,25 +389,37 @@ def run(
     it trains one pair per seed and returns a SweepRun. `out` is the exact directory; by
     default a new one under results/<experiment>/.
     """
-    resolved = resolve_config(config, seed, {**(overrides or {}), **dotted})
+    refuse_in_a_worker_start()
+    out, results = _path("out", out), _path("results", results, optional=False)
+    force, jobs, progress = _flag("force", force), _count("jobs", jobs), _progress(progress)
+    seeds = None if seeds is None else _seeds(seeds)
+    resolved = resolve_config(config, seed, {**_mapping("overrides", overrides), **dotted})
     source = str(config) if not isinstance(config, Mapping) else "(a mapping)"
     if seeds is not None:
-        from bn_lab.sweep import spec
-
         done = run_seeds(
             resolved,
-            spec.parse_seeds(",".join(map(str, seeds))),
+            seeds,
             out=out,
             results_root=results,
             jobs=jobs,
             force=force,
             device=device,
-            progress=_progress(progress),
+            progress=progress,
             source=source,
         )
-        return SweepRun(done.sweep_dir)
-    path = run_config(resolved, out=out, results_root=results, force=force, device=device, progress=_progress(progress))
+        return _finished(done)
+    if jobs != 1:
+        raise configs.ConfigError("jobs is for seeds=[...]: one run trains in this process")
+    path = run_config(resolved, out=out, results_root=results, force=force, device=device, progress=progress)
     return Run(path)
+
+
+def _finished(done) -> SweepRun:
+    """The SweepRun of a sweep that ran; IncompleteSweep if some of its cells did not complete."""
+    found = SweepRun(done.sweep_dir)
+    if done.problem:
+        raise IncompleteSweep(done.problem, found)
+    return found
 
 
 def sweep(
@@ -348,10 +439,17 @@ def sweep(
     progress: str = "auto",
     overrides: Mapping[str, Any] | None = None,
 ) -> SweepRun:
-    """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun."""
+    """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun.
+    IncompleteSweep if some cells did not complete (its `.sweep` holds the others)."""
     from bn_lab.sweep import driver, spec
 
-    definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=dict(overrides or {}))
+    refuse_in_a_worker_start()
+    sweep_file, results = _path("sweep_file", sweep_file, optional=False), _path("results", results, optional=False)
+    grid, seeds = _strings("grid", grid), None if seeds is None else _seeds(seeds)
+    force, jobs, progress = _flag("force", force), _count("jobs", jobs), _progress(progress)
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise _refused("ray_address", ray_address, "a str (host:port) or None")
+    definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=_mapping("overrides", overrides))
     done = driver.run_sweep(
         definition,
         results,
@@ -360,8 +458,9 @@ def sweep(
         ray_address=ray_address,
         device=device,
         force=force,
-        progress=_progress(progress),
+        progress=progress,
         threshold=threshold,
         figure=figure,
+        options=claims.API_SWEEP,
     )
-    return SweepRun(done.sweep_dir)
+    return _finished(done)

@@ -5,6 +5,9 @@ TensorFlow is imported only inside the commands that train, so `--help` is insta
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,9 +16,11 @@ import click
 
 from bn_lab import registry
 from bn_lab.config import loading as configs
+from bn_lab.config.user_text import printable
 from bn_lab.config.yaml_io import ConfigError
 from bn_lab.report import outcome
-from bn_lab.runtime import DEVICES, own_process  # runtime imports TensorFlow only in configure()
+from bn_lab.runtime import DEVICES, interrupting, own_process  # runtime imports TensorFlow only in configure()
+from bn_lab.store import claims
 
 DEVICE_CHOICE = click.Choice(DEVICES)
 BAD_INPUT = 2  # exit status for every problem with what the user gave us
@@ -27,7 +32,8 @@ class UserError(click.ClickException):
     exit_code = BAD_INPUT
 
     def show(self, file=None):
-        click.echo(f"error: {self.format_message()}", err=True)
+        # One line whatever the message quotes (a path with a line break, a value with an escape sequence).
+        click.echo(f"error: {printable(self.format_message(), 1000)}", err=True)
 
 
 class CannotWrite(UserError):
@@ -39,9 +45,17 @@ class CannotWrite(UserError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, which bnlab handles as it handles Ctrl-C."""
 
+    # Set when one arrives: a library in between may pass it on as a plain KeyboardInterrupt (Ray's
+    # wait does), and the exit status and line must still say SIGTERM.
+    received = False
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+
+def _terminated() -> Terminated:
+    Terminated.received = True
+    return Terminated()
+
+
+_on_sigterm = interrupting(_terminated)
 
 
 def _user_errors():
@@ -55,7 +69,7 @@ def _user_errors():
 
 
 def _call(function, *args, **kwargs):
-    from bn_lab.store.files import OutputError
+    from bn_lab.disk.files import OutputError
 
     try:
         return function(*args, **kwargs)
@@ -64,7 +78,7 @@ def _call(function, *args, **kwargs):
     except OutputError as e:
         raise CannotWrite(str(e)) from None
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
+        terminated = isinstance(e, Terminated) or Terminated.received
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         click.echo(f"{what}: nothing incomplete was left looking complete", err=True)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
@@ -122,15 +136,44 @@ def results_option(help_text: str):
     )
 
 
+# What writing to standard output meets when it cannot take more: a full disk (`> /dev/full`), a
+# closed pipe (`| head -1`), an I/O error. Every other OSError is turned into a line of its own.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EFBIG, errno.EDQUOT}
+
+
+def _printable_anywhere() -> None:
+    """Every character bnlab prints (≈, —, ±, a label's) survives the terminal's encoding
+    (PYTHONIOENCODING=latin-1, a C locale): what it cannot encode is escaped, never an error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _output_failed(error: OSError) -> None:
+    """Standard output took no more: one line (none for a reader that left, `| head`), exit 1. What
+    the command wrote to disk is kept; what was still to print is dropped, so that Python's own
+    flush at exit meets no error again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if error.errno != errno.EPIPE:
+        click.echo(f"error: standard output: cannot write ({error.strerror or error})", err=True)
+    sys.exit(1)
+
+
 class OneLineErrors(click.Group):
     """Click's own usage errors (a bad option or argument) as one line too, like every other bad input."""
 
     def main(self, *args, **kwargs):
+        _printable_anywhere()
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
+        except OSError as e:
+            if e.errno not in _OUTPUT_ERRNOS:
+                raise
+            _output_failed(e)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            click.echo(f"error: {printable(e.format_message(), 1000)}{hint}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             e.show()
@@ -158,6 +201,8 @@ def main():
       bnlab data
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (a shell's background job ignores it)
+        signal.signal(signal.SIGINT, interrupting(KeyboardInterrupt))  # Python's own, but never inside a finalizer
     own_process()
 
 
@@ -205,16 +250,15 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
             device=device,
             progress="none" if quiet else "auto",
             source=str(config_file),
+            options=claims.RUN_COMMAND,
         )
         if not quiet:
             click.echo(report.seeds_table(result.sweep_dir))
             click.echo(
                 f"results: {result.sweep_dir}/ (one run directory per seed, {rundir.REPORT}, {rundir.SUMMARY_CSV})"
             )
-        if result.failed:
-            click.echo(
-                f"error: seeds failed: {', '.join(result.failed)} (see {result.sweep_dir}/failed.json)", err=True
-            )
+        if result.problem:
+            click.echo(f"error: {result.problem}", err=True)
             sys.exit(1)
         return
     if jobs != 1:
@@ -228,6 +272,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
         force=force,
         progress="none" if quiet else "auto",
         origin=origin,
+        options=claims.RUN_COMMAND,
     )
     if not quiet:
         click.echo(printed.report_text(rundir.load_summary(run_dir), run_dir))
@@ -337,16 +382,12 @@ def sweep(
         progress="none" if quiet else "auto",
         threshold=threshold,
         figure=figure,
+        options=claims.SWEEP_COMMAND,
     )
     if not quiet:
         click.echo(result.report)
-    if result.failed or len(result.completed) < len(definition.cells):
-        failed = ", ".join(result.failed) or "none"
-        click.echo(
-            f"error: {len(definition.cells) - len(result.completed)} of {len(definition.cells)} cells did not complete "
-            f"(failed: {failed}; errors in {result.sweep_dir}/failed.json); rerun the same command to retry them",
-            err=True,
-        )
+    if result.problem:
+        click.echo(f"error: {result.problem}", err=True)
         sys.exit(1)
 
 

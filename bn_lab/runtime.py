@@ -52,6 +52,29 @@ def own_process() -> None:
     warnings.showwarning = show
 
 
+def interrupting(make_exception, once: bool = False):
+    """A signal handler that raises `make_exception()`, but never inside a finalizer (a `__del__`:
+    TensorFlow's AtomicFunction frees compiled functions there). Raised there, the exception would
+    be printed as "Exception ignored in ...__del__" with its traceback, and lost: the signal is
+    sent again a moment later instead, once the finalizer is done. once: the signal is ignored
+    after it has raised (a cleanup under way must not be interrupted in turn)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        inside = frame
+        while inside is not None:
+            if inside.f_code.co_name == "__del__":
+                threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+                return
+            inside = inside.f_back
+        if once:
+            signal.signal(signum, signal.SIG_IGN)
+        raise make_exception()
+
+    return handler
+
+
 def compiled(function, jit_compile: bool):
     """`tf.function` as bn_lab compiles every piece: XLA when asked, autograph off.
 

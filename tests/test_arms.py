@@ -68,6 +68,28 @@ def with_arms(given, **dotted):
         ([{"name": "a", "normalizer": "batch_renorm", "options": {"r_max": 0.5}}], "batch_renorm: "),
         ([{"name": "a", "placement": "inside"}], "placement: unknown value 'inside'; allowed: before_activation"),
         ([{"name": "a", "label": ""}], "arms[0] (a): label must be a non-empty string"),
+        # What figures, tables and progress lines show is checked with the config (issue 33).
+        ([{"name": "a", "color": "notacolor"}], "arms[0] (a): color must be a matplotlib color: a name (tab:blue"),
+        (
+            [{"name": "a", "short": "\x1b[31mred"}],
+            "arms[0] (a): short must be one line of printable text (it holds '\\x1b')",
+        ),
+        ([{"name": "a", "label": "two\nlines"}], "label must be one line of printable text (it holds '\\n')"),
+        ([{"name": "a", "label": "back\rwards"}], "label must be one line of printable text (it holds '\\r')"),
+        ([{"name": "a", "label": "x" * 150_000}], "label must be at most 200 characters long (it has 150,000)"),
+        ([{"name": "a", "short": "s" * 25}], "short must be at most 24 characters long (it has 25)"),
+        ([{"name": "a", "label": "caf\udce9"}], "label must be one line of printable text (it holds '\\udce9')"),
+        (
+            [{"name": "a", "normalizer": "batch_norm", "options": 0}],
+            "options must be a mapping of option to value, got 0",
+        ),
+        ([{"name": "a", "normalizer": "batch_norm", "options": None}], "options must be a mapping of option to value"),
+        ([{"name": "a", "label": "BN"}, {"name": "b", "label": "BN"}], "arms[1] (b): label 'BN' is also arms[0]'s"),
+        ([{"name": "a" * 30}, {"name": "a" * 31}], "): short 'aaaaaaaaaaaaaaaaaaaaaaa…' is also arms[0]'s"),
+        (
+            [{"name": "a", "normalizer": "batch_renorm", "options": {"r_max": float("inf")}}],
+            "r_max must be a finite number, got inf",
+        ),
         ([{"name": f"a{k}"} for k in range(11)], "arms: at most 10 arms, got 11"),
     ],
 )
@@ -75,6 +97,17 @@ def test_a_bad_arm_is_one_line_naming_it(given, expected):
     with pytest.raises(ConfigError) as error:
         with_arms(given)
     assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_arms_null_is_an_error_not_the_lessons_pair():
+    with pytest.raises(ConfigError, match=r"^config: arms must be a non-empty list of arms .*, got None$"):
+        config.validate({"arms": None})
+
+
+def test_a_default_short_name_is_the_arms_name_cut_to_fit_a_progress_line():
+    long = "n" * 200
+    (arm,) = arms.of(with_arms([{"name": long}]))
+    assert arm.label == long and arm.short == "n" * 23 + "…"
 
 
 def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
@@ -282,5 +315,58 @@ def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
     for row in rows:
-        finals = [float(row[f"{name}_final_val_accuracy"]) for name in BN_ARMS]
-        assert float(row["without_bn_final_val_accuracy"]) >= 0 and max(finals) - min(finals) < 1e-4, row["cell"]
+        finals = [float(row[f"{name}/final_val_accuracy"]) for name in BN_ARMS]
+        assert float(row["without_bn/final_val_accuracy"]) >= 0 and max(finals) - min(finals) < 1e-4, row["cell"]
+
+
+def test_every_name_the_check_allows_trains_and_has_columns_of_its_own(tmp_path):
+    """Names that crashed TensorFlow (`no-bn` is no Python identifier) or whose summary.csv columns
+    collided (`x` and `x_precise_bn` both wrote `x_precise_bn_final_val_accuracy`) (issue 33)."""
+    from bn_lab import api
+
+    given = [
+        {"name": "no-bn"},
+        {"name": "x", "normalizer": "batch_norm"},
+        {"name": "x_precise_bn", "normalizer": "batch_norm", "options": {"momentum": 0.5}},
+        {"name": "x_batch_stats", "normalizer": "layer_norm"},
+        {"name": "-.1e5", "normalizer": "batch_norm", "options": {"momentum": 0.9}},
+    ]
+    grid = api.run({**tiny_mlp_config(), "arms": given}, seeds=[0], out=tmp_path / "s", progress="none")
+    with open(grid.path / "summary.csv", newline="") as f:
+        header, values = list(csv.reader(f))
+    assert len(header) == len(set(header))
+    row = dict(zip(header, values))
+    summary = grid.runs["seed0"].summary["variants"]
+    for arm in given:
+        for figure in ("final_val_accuracy", "test_accuracy"):
+            assert row[f"{arm['name']}/{figure}"] == str(summary[arm["name"]][figure]), (arm, figure)
+    assert row["x/precise_bn_final_val_accuracy"] == str(summary["x"]["precise_bn"]["final_val_accuracy"])
+    assert row["x_precise_bn/final_val_accuracy"] == str(summary["x_precise_bn"]["final_val_accuracy"])
+
+
+@pytest.mark.parametrize(
+    "axis",
+    [
+        "--grid",  # a list of arm lists
+        "file",  # named values
+    ],
+)
+def test_arms_are_refused_as_a_grid_axis_before_anything_runs(tmp_path, axis):
+    from bn_lab.sweep import spec
+
+    if axis == "--grid":
+        with pytest.raises(spec.SweepError) as error:
+            spec.load(CONFIGS / "smoke.yaml", ["arms=[{name: a}],[{name: b}]"])
+        where = "--grid"
+    else:
+        sweep_file = tmp_path / "sweep.yaml"
+        sweep_file.write_text(
+            f"base: {CONFIGS / 'smoke.yaml'}\ngrid:\n  arms: {{pair: [{{name: a}}, {{name: b}}], one: [{{name: a}}]}}\n"
+        )
+        with pytest.raises(spec.SweepError) as error:
+            spec.load(sweep_file)
+        where = f"{sweep_file}: grid"
+    assert str(error.value) == (
+        f"{where}: arms cannot be a grid axis (every cell of a sweep compares the same arms); list them once "
+        "under `set:` or in the base config, and sweep what they share (their options default to the bn section's)"
+    )

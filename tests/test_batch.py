@@ -186,6 +186,23 @@ def test_classes_per_batch_more_than_the_batch_is_refused():
     )
 
 
+def test_class_grouped_batches_need_the_classes_among_the_kept_images_checked_before_training(tmp_path):
+    """The first 10 training images of MNIST hold 8 classes: 9 per batch is refused as the config is
+    read, before TensorFlow starts (it was a ValueError after) (issue 33)."""
+    done = bnlab(
+        "run",
+        CONFIGS / "smoke.yaml",
+        *("--set", "data.batch_order=class_grouped", "--set", "data.classes_per_batch=9"),
+        *("--set", "data.train_limit=10", "--set", "train.batch_size=10", "--out", tmp_path / "run"),
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: data.classes_per_batch 9: the 10 training images hold only 8 classes (0, 1, 3, 4, 6, 7, 8, 9); "
+        "lower data.classes_per_batch or raise data.train_limit\n",
+    )
+    assert not (tmp_path / "run").exists()
+
+
 # --- class-grouped batches ----------------------------------------------------------------------
 
 
@@ -269,24 +286,30 @@ def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped
 def test_the_batch_size_curve_equals_numpy_and_says_where_batch_statistics_suffice(grouped_run, tiny_mnist):
     run, _ = grouped_run
     curve = run.summary["variants"]["with_bn"]["batch_size_curve"]
-    assert curve["sizes"] == [1, 2, 4, 8, 16, 30] and curve["group_size"] == 5 and curve["images"] == 100
+    assert curve["sizes"] == [1, 2, 4, 8, 16, 30] and curve["group_size"] == 5
+    # Each size on its whole batches of the 100 test images, both modes on the same ones (issue 33:
+    # training mode on 90 images was compared with inference on all 100).
+    assert curve["images"] == [100, 100, 100, 96, 96, 90]
     arrays, test = run.weights("with_bn"), tiny_mnist.test
-    for size, accuracy in zip(curve["sizes"], curve["training_mode"]):  # each batch one group, whatever the arm's
+    for size, count, training, inference in zip(
+        curve["sizes"], curve["images"], curve["training_mode"], curve["inference_mode"]
+    ):  # in training mode each batch is one group, whatever the arm's
         expected = numpy_in_batches(arrays, test.images, test.labels, size)[1]
-        assert abs(accuracy - expected) <= 1 / 100, size
-    inference = numpy_loss_and_accuracy(
-        numpy_mlp(arrays, test.images, "relu", statistics="population")[0], test.labels
-    )[1]
-    assert abs(curve["inference_mode"] - inference) <= 1 / 100
+        assert abs(training - expected) <= 1 / count, size
+        logits = numpy_mlp(arrays, test.images[:count], "relu", statistics="population")[0]
+        assert abs(inference - numpy_loss_and_accuracy(logits, test.labels[:count])[1]) <= 1 / count, size
     assert curve["good_from"] == summary.good_from(curve)
     assert "without_bn" in run.summary["variants"] and "batch_size_curve" not in run.summary["variants"]["without_bn"]
 
 
 def test_good_from_is_the_smallest_size_from_which_every_larger_one_is_close():
-    curve = {"sizes": [1, 2, 4, 8], "training_mode": [0.1, 0.95, 0.93, 0.975], "inference_mode": 0.98}
+    curve = {"sizes": [1, 2, 4, 8], "training_mode": [0.1, 0.95, 0.93, 0.975], "inference_mode": [0.98] * 4}
     assert summary.good_from(curve) == 8  # 4 is 0.05 below: 2 does not count
     assert summary.good_from({**curve, "training_mode": [0.1, 0.975, 0.971, 0.99]}) == 2
     assert summary.good_from({**curve, "training_mode": [0.1, 0.5, 0.6, 0.9]}) is None
+    # Each size against inference on its own images; no accuracy (logits not numbers) is never close.
+    assert summary.good_from({**curve, "inference_mode": [0.98, 0.98, 0.935, 0.98]}) == 4  # 4 is close to its own
+    assert summary.good_from({**curve, "training_mode": [0.1, 0.975, 0.971, None]}) is None
     assert evaluation.curve_sizes(60) == [1, 2, 4, 8, 16, 32, 60] and evaluation.curve_sizes(64) == [
         1,
         2,
@@ -307,7 +330,7 @@ def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
     figure = plots.batch_size_curve_figure({"with_bn": curve}, "t")
     training, inference = figure.axes[0].lines[:2]
     assert list(training.get_xdata()) == curve["sizes"] and list(training.get_ydata()) == curve["training_mode"]
-    assert set(inference.get_ydata()) == {curve["inference_mode"]}
+    assert list(inference.get_xdata()) == curve["sizes"] and list(inference.get_ydata()) == curve["inference_mode"]
     assert training.get_label() == "with BN, training mode (trained in groups of 5)"
 
 

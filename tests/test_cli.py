@@ -332,7 +332,8 @@ def test_concurrent_runs_with_the_same_out_never_share_it(tmp_path):
     assert codes == [0, 2], outputs
     refused = next(stderr for _, stderr, code in outputs if code == 2)
     assert re.fullmatch(
-        rf"error: {re.escape(str(out))}: another bnlab run \(pid \d+\) is writing it; wait for it or use --out\n",
+        rf"error: {re.escape(str(out))}: another bnlab run \(pid \d+\) is writing it; wait for it or use --out to "
+        r"write elsewhere\n",
         refused,
     )
     assert (out / "summary.json").is_file()
@@ -354,8 +355,8 @@ def test_out_at_the_current_directory_is_refused_before_training(tmp_path):
     for out in (".", ".."):
         process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, cwd=tmp_path)
         assert one_error_line(process) == (
-            f"error: {out}: is the current directory or contains it; a run needs a directory of its own, "
-            "e.g. --out results/my_run"
+            f"error: {out}: is the current directory or contains it; it needs a directory of its own "
+            "(use --out to write elsewhere)"
         )
     assert list(tmp_path.iterdir()) == []
 

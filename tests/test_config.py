@@ -73,6 +73,44 @@ def test_unknown_key_suggests_the_closest(tmp_path):
         ("data: {source: idx}", "data.source is 'idx' but data.idx_dir is not set"),
         ("experiment: 'a b'", "experiment may contain only letters"),
         ("seed: null", "seed must not be empty"),
+        # Checked as the networks use them, in float32 (issue 33).
+        (
+            "bn: {epsilon: 1.0e-45}",
+            "bn.epsilon must be > 0 in float32, the networks' precision (1e-45 is 0.0 there), got 1e-45",
+        ),
+        (
+            "bn: {momentum: 0.999999999}",
+            "bn.momentum must be strictly between 0 and 1 in float32, the networks' precision (0.999999999 is 1.0",
+        ),
+        ("optimizer: {learning_rate: 1.0e-50}", "optimizer.learning_rate must be > 0 in float32, the networks'"),
+        (
+            "optimizer: {learning_rate: 1.0e+39}",
+            "optimizer.learning_rate must be at most 3.403e+38 in magnitude in float32, the networks' precision",
+        ),
+        ("init: {scale: 1.0e-300}", "init.scale must be in (0, 1000] (the lesson's bad init is 5) in float32"),
+        (
+            "arms: [{name: g, normalizer: group_norm, options: {epsilon: 1.0e-45, groups: 4}}]",
+            "arms[0] (g): group_norm: epsilon must be > 0, got 0.0 in float32, the networks' precision",
+        ),
+        # Evaluations in batches of the training size need one (issue 33).
+        (
+            "data: {val_limit: 59}",
+            "data.val_limit 59 is smaller than train.batch_size 60: the batch-statistics evaluation of with_bn "
+            "(population statistics) needs a batch of the training size; raise data.val_limit or set "
+            "batch_stats.enabled: false",
+        ),
+        (
+            "data: {test_limit: 50}\ntrain: {single_samples: 10}",
+            "data.test_limit 50 is smaller than train.batch_size 60: the batch-size curve of with_bn (population "
+            "statistics) needs a batch of the training size; raise data.test_limit",
+        ),
+        # What config.yaml records is what was measured (issue 33).
+        (
+            "diagnostics: {enabled: false, ics: true}",
+            "diagnostics.ics needs diagnostics.enabled: true, and it is false; set diagnostics.enabled: true or "
+            "diagnostics.ics: false",
+        ),
+        ("diagnostics: {enabled: false, landscape: true}", "diagnostics.landscape needs diagnostics.enabled: true"),
     ],
 )
 def test_impossible_values_are_one_clear_line(tmp_path, text, expected):
@@ -273,3 +311,10 @@ def test_names_and_seeds_fit_in_a_directory_name(tmp_path):
     )
     assert error(config.validate, {"seed": 10**300}).startswith("config: seed must be in 0..4,294,967,295, got 1000")
     assert config.validate({"seed": 2**32 - 1, "experiment": "x" * 200})["seed"] == 2**32 - 1
+
+
+def test_batch_sized_evaluations_are_only_checked_where_an_arm_has_them():
+    config.validate({"data": {"val_limit": 59}, "batch_stats": {"enabled": False}})
+    config.validate(
+        {"data": {"val_limit": 59, "test_limit": 50}, "train": {"single_samples": 10}, "arms": [{"name": "a"}]}
+    )

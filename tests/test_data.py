@@ -278,7 +278,10 @@ def test_idx_round_trip(tmp_path, canonical, idx_folder):
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte",
     ]
-    assert mnist.provenance["file_sha256"] == hashlib.sha256(b"".join((folder / f).read_bytes() for f in files)).hexdigest()
+    assert (
+        mnist.provenance["file_sha256"]
+        == hashlib.sha256(b"".join((folder / f).read_bytes() for f in files)).hexdigest()
+    )
     np.testing.assert_array_equal(mnist.validation.images, canonical["x_train"][:5000].reshape(5000, 784))
 
     # "auto" reaches the IDX folder only when neither the cache nor Keras' file exists.

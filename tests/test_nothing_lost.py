@@ -102,13 +102,16 @@ def test_a_sweep_never_writes_into_a_directory_of_other_files(tmp_path):
     (mine / "report.md").write_text("my notes")
     line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", mine))
     assert line == (
-        f"error: {mine}: not a bn_lab sweep (no sweep.json; it holds report.md); write the sweep elsewhere (--out, --name)"
+        f"error: {mine}: not a bn_lab sweep (no sweep.json; it holds report.md); use --out to write elsewhere"
     )
     results = tmp_path / "R"
     (results / "N").mkdir(parents=True)
     (results / "N" / "summary.csv").write_text("mine")
     line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", results, "--name", "N"))
-    assert "R/N: not a bn_lab sweep (no sweep.json; it holds summary.csv)" in line
+    # Each command names its own options: `bnlab sweep` has no --out (issue 33).
+    assert line.endswith(
+        "R/N: not a bn_lab sweep (no sweep.json; it holds summary.csv); use --name or --results to write elsewhere"
+    )
     assert (mine / "report.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
     assert (results / "N" / "summary.csv").read_text() == "mine" and len(list((results / "N").iterdir())) == 1
 
@@ -129,7 +132,7 @@ def test_a_changed_sweep_is_an_error_naming_what_changed_and_force_replaces_its_
     assert "this sweep was started with another grid" in line and manifest.read_text() == before
     cell = results / "smoke_grid" / "relu_goodinit_seed0"
     line = one_error_line(bnlab("run", SMOKE, "--seeds", "0", "--out", cell))
-    assert line == f"error: {cell}: holds a run, not a sweep; write the sweep elsewhere (--out, --name)"
+    assert line == f"error: {cell}: holds a run, not a sweep; use --out to write elsewhere"  # run --seeds has no --name
     assert not (cell / "sweep.json").exists()
     # The same sweep again resumes (nothing to run); --force replaces the manifest, and only it.
     assert bnlab("sweep", SWEEP_SMOKE, "--results", results, "--quiet").returncode == 0
@@ -145,7 +148,7 @@ def test_a_sweep_never_writes_into_hidden_files_nor_over_a_users_latest(tmp_path
     (dots / ".env").write_text("SECRET=1")
     line = one_error_line(bnlab("run", SMOKE, *SHORT, "--seeds", "0", "--out", dots))
     assert line.endswith(
-        f"{dots}: not a bn_lab sweep (no sweep.json; it holds .env, .git); write the sweep elsewhere (--out, --name)"
+        f"{dots}: not a bn_lab sweep (no sweep.json; it holds .env, .git); use --out to write elsewhere"
     )
     run = tmp_path / "exp" / "20261202-101010-seed0"
     run.mkdir(parents=True)
@@ -279,7 +282,8 @@ def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, t
 
 def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
     from bn_lab.config.yaml_io import SweepError
-    from bn_lab.store import files, sweep_manifest
+    from bn_lab.disk import files
+    from bn_lab.store import sweep_manifest
 
     deep = "[" * 100_000
     for name in ("summary.json", "environment.json", "sweep.json", "failed.json"):
@@ -327,18 +331,38 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(levels) + "\nexperiment: bomb\n")
     line = one_error_line(bnlab("run", bomb))
-    assert line == f"error: {bomb}: not valid YAML at line 2 (aliases (*a0) are not allowed; write the value out)"
-    units = tmp_path / "units.yaml"
-    units.write_text("u: &u [100, 100, 100]\nmodel: {hidden_units: *u}\n")
-    line = one_error_line(bnlab("run", units))
-    assert "aliases (*u) are not allowed" in line
+    assert (
+        line
+        == f"error: {bomb}: not valid YAML at line 6 (more than 100,000 values (aliases written out); not a config)"
+    )
+    # Aliases and merge keys within the bound are YAML, and work (issue 33).
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "arms:\n"
+        "  - &bn {name: bn, normalizer: batch_norm, options: {momentum: 0.9}, label: BN}\n"
+        "  - {<<: *bn, name: bn_fast, options: {momentum: 0.5}, label: BN fast}\n"
+        "  - *bn\n"
+    )
+    with pytest.raises(config.ConfigError, match=r"arms\[2\] \(bn\): two arms are named 'bn'"):
+        config.load(merged)
+    merged.write_text(merged.read_text().replace("  - *bn\n", ""))
+    arms = config.load(merged)["arms"]
+    assert [(a["name"], a["normalizer"], a["options"]["momentum"], a["label"]) for a in arms] == [
+        ("bn", "batch_norm", 0.9, "BN"),
+        ("bn_fast", "batch_norm", 0.5, "BN fast"),  # the merged key gave way to the one written
+    ]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("arms: &a [*a]\n")
+    assert one_error_line(bnlab("run", loop)) == (
+        f"error: {loop}: not valid YAML at line 1 (the alias *a is inside its own anchor; write the value out)"
+    )
     assert one_error_line(bnlab("run", "/dev/zero")) == "error: /dev/zero: not a regular file; give a YAML file"
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * 2**20 + "\n")
     assert one_error_line(bnlab("run", big)) == f"error: {big}: larger than 1 MB; not a config"
     huge = tmp_path / "huge.yaml"
     huge.write_text("experiment: huge\nmodel:\n  hidden_units: [" + ", ".join(["1"] * 100_001) + "]\n")
-    with pytest.raises(ConfigError, match=r"more than 100,000 values; not a config"):
+    with pytest.raises(ConfigError, match=r"more than 100,000 values \(aliases written out\); not a config"):
         read_yaml(huge)
     assert shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
 

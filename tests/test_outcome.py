@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def tiny(scale: float) -> dict:
 def tiny_runs(tmp_path_factory):
     """{init: summary.json} of two real runs, with each run's directory under "dir" and its drawn
     accuracy figure under "figure" (files.save_figure is watched, the PNG is still written)."""
-    from bn_lab.store import files
+    from bn_lab.disk import files
 
     out, runs, drawn = tmp_path_factory.mktemp("outcomes"), {}, {}
     save = files.save_figure
@@ -164,3 +165,29 @@ def test_a_diverged_network_reports_no_speed_and_its_partner_a_steady_one(tiny_r
     # 60 steps over all training time, of which tracing the first two shapes is most. No clock is pinned.
     rate, seconds = bad["with_bn"]["steps_per_second"], tiny_runs["bad"]["train_seconds"]
     assert 60 / seconds < rate < float("inf")
+
+
+def test_an_accuracy_of_logits_that_are_not_numbers_is_never_reported(tmp_path):
+    """Weights of N(0, 1000²) through 16 relu layers overflow float32 at step 0 (inf, then NaN: by
+    orders of magnitude, on any CPU). The argmax of NaN logits is class 0, whose share was reported as
+    the plain network's best validation accuracy, "0.1000 @ 0" (issue 33): now no evaluation of such
+    logits has an accuracy, and no figure is taken from one."""
+    from bn_lab.report import printed
+    from tests.conftest import tiny_mlp_config
+
+    cfg = tiny_mlp_config(**{"model.hidden_units": [16] * 16, "init.scale": 1000.0})
+    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    columns = zip(*(run.metrics[c] for c in ("variant", "step", "split", "accuracy")))
+    at_zero = {v: a for v, step, split, a in columns if (step, split) == (0, "validation")}
+    assert math.isnan(at_zero["without_bn"]) and math.isnan(at_zero["with_bn"])
+    plain, bn = run.summary["variants"]["without_bn"], run.summary["variants"]["with_bn"]
+    assert plain["diverged_at_step"] == 1 and plain["best_val_accuracy"] is None
+    assert bn["best_val_accuracy"]["step"] > 0  # its step-0 evaluation (inference mode, NaN too) is left out
+    lines = printed.report_text(run.summary, run.path).splitlines()
+    best = next(line for line in lines if line.startswith("best validation accuracy @ step"))
+    assert best.split()[-4:] == [
+        "—",
+        f"{bn['best_val_accuracy']['accuracy']:.4f}",
+        "@",
+        str(bn["best_val_accuracy"]["step"]),
+    ]

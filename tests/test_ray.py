@@ -6,6 +6,7 @@ Ray workers' temporary directories and come back packed, as they would from a re
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -87,3 +88,28 @@ def test_an_address_where_no_cluster_listens_is_one_line_before_anything_runs(tm
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: --ray-address {address}: cannot reach a Ray cluster there (")
     assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_stops_a_ray_sweep_with_bnlabs_line_and_its_cluster(tmp_path):
+    """ray.init puts its own SIGTERM handler in (exit 1 and Ray's dump, none of bnlab's lines): bnlab's
+    goes back, the sweep ends as a local one does, and its cluster with it (issue 33)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    before = _ray_daemons()
+    results = tmp_path / "ray"
+    sweep = bnlab(
+        "sweep", SMOKE, "--seeds", "0", "--executor", "ray", "--results", results, "--set", "train.steps=100000",
+        env=env, background=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (results / "smoke_grid" / "sweep.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(5)  # the cells under way on the cluster
+    sweep.send_signal(signal.SIGTERM)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, stderr
+    assert stderr == "terminated (SIGTERM): nothing incomplete was left looking complete\n"
+    assert not [p for p in (results / "smoke_grid").iterdir() if p.is_dir()]  # no cell, no staging left
+    deadline = time.monotonic() + 20
+    while _ray_daemons() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ray_daemons() - before == set()

@@ -267,8 +267,8 @@ def manifest(directory: Path, content) -> None:
 def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
     """heatmap.png colours and annotates each grid point's mean over seeds; curves.png draws every
     seed's validation curve from its metrics.csv: read from the figures as drawn, not the PNG's size."""
+    from bn_lab.disk import files
     from bn_lab.report.sweep_report import write_report
-    from bn_lab.store import files
 
     copy = tmp_path / "smoke_grid"
     shutil.copytree(smoke, copy)
@@ -389,7 +389,7 @@ def test_summary_csv_carries_each_points_intervals(smoke):
             reached = sum((figure(s["variants"][variant], "late") or 0) >= threshold for s in summaries)
             low, high = intervals.wilson(reached, 2)
             for r in mine:
-                assert (float(r[f"{variant}_point_success_ci_low"]), float(r[f"{variant}_point_success_ci_high"])) == (
+                assert (float(r[f"{variant}/point_success_ci_low"]), float(r[f"{variant}/point_success_ci_high"])) == (
                     pytest.approx(low, abs=1e-12),
                     pytest.approx(high, abs=1e-12),
                 ), (point, variant)
@@ -400,11 +400,11 @@ def test_summary_csv_carries_each_points_intervals(smoke):
         ]
         if len(paired) == 2:
             mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
-            assert float(mine[0]["with_bn_point_uplift_ci_low"]) == pytest.approx(mean - half, rel=1e-9)
-            assert float(mine[0]["with_bn_point_uplift_ci_high"]) == pytest.approx(mean + half, rel=1e-9)
+            assert float(mine[0]["with_bn/point_uplift_ci_low"]) == pytest.approx(mean - half, rel=1e-9)
+            assert float(mine[0]["with_bn/point_uplift_ci_high"]) == pytest.approx(mean + half, rel=1e-9)
         else:
-            assert mine[0]["with_bn_point_uplift_ci_low"] == ""
-        assert "without_bn_point_uplift_ci_low" not in mine[0]  # the first arm has no uplift over itself
+            assert mine[0]["with_bn/point_uplift_ci_low"] == ""
+        assert "without_bn/point_uplift_ci_low" not in mine[0]  # the first arm has no uplift over itself
 
 
 def smoke_sweep_over(tmp_path_factory, grid: str, overrides: dict):
@@ -522,7 +522,7 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
         for s in (0, 1):
             for quantity in ("band_motion", "band_motion_relative", "ics_relative"):
                 assert (
-                    float(cells[f"lr{lr}_seed{s}"][f"with_bn_last_layer_{quantity}"]) == shift["with_bn"][s][quantity]
+                    float(cells[f"lr{lr}_seed{s}"][f"with_bn/last_layer_{quantity}"]) == shift["with_bn"][s][quantity]
                 )
             assert (lr_sweep.path / f"lr{lr}_seed{s}" / "covariate_shift.png").read_bytes().startswith(PNG_MAGIC)
     assert "Covariate shift (diagnostics.ics" in report_md
@@ -537,8 +537,8 @@ def group_sweep(tmp_path_factory):
 def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monkeypatch):
     """report.md's batch-statistics column and along_axis.png's lines (one per arm and evaluation
     mode, mean over seeds against the group size), from the cells' summaries."""
+    from bn_lab.disk import files
     from bn_lab.report.sweep_report import write_report
-    from bn_lab.store import files
 
     drawn, save = {}, files.save_figure
     monkeypatch.setattr(
@@ -576,3 +576,37 @@ def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monk
         assert list(line.get_ydata()) == pytest.approx(means)
     assert ("tab:red", ":") not in by_style  # the plain network has no batch statistics
     assert "`along_axis.png`" in report_md
+
+
+def test_an_arm_that_diverged_at_every_learning_rate_has_no_best_one():
+    """Its figures are all missing: the best learning rate is none, not the largest tried (issue 33)."""
+    from bn_lab.config import arms
+    from bn_lab.report import lr_threshold
+    from bn_lab.report.sweep_results import Point
+
+    def cell(plain: float | None, bn: float):
+        def network(late):
+            return {
+                "diverged": late is None,
+                "outcome": "diverged" if late is None else "learned",
+                "final_val_accuracy": late,
+                "late_val_accuracy": None if late is None else {"mean": late, "min": late, "max": late},
+            }
+
+        return {"variants": {"without_bn": network(plain), "with_bn": network(bn)}}
+
+    manifest = {"axes": [{"key": lr_threshold.KEY, "values": [0.1, 1e6], "labels": None}]}
+    points = [
+        Point("lr0.1", {lr_threshold.KEY: "0.1"}, (0,), 2, [cell(None, 0.95), cell(None, 0.93)]),
+        Point("lr1e6", {lr_threshold.KEY: "1e+06"}, (1,), 2, [cell(None, 0.5), cell(None, 0.4)]),
+    ]
+    header, *rows = lr_threshold.table(manifest, points, dict(arms.LESSON_STYLES), 0.9)
+    found = {row[0]: dict(zip(header, row)) for row in rows}
+    plain, bn = found["without BN"], found["with BN"]
+    assert (plain["best lr"], plain["at its best lr (mean ± std, successes, 95% CI)"]) == (
+        "none",
+        "diverged at every learning rate",
+    )
+    assert plain["largest lr with success on most seeds (>= 0.9)"] == "none"
+    assert plain["at without BN's best lr"] == bn["at without BN's best lr"] == "—"
+    assert bn["best lr"] == "0.1" and bn["largest lr with success on most seeds (>= 0.9)"] == "0.1"

@@ -4,6 +4,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,14 @@ def test_force_replaces_a_bn_lab_run_and_nothing_else(tmp_path):
     )
     assert (mine / "thesis.tex").read_text() == "months of work"
 
+    # A hidden file named as bn_lab's atomic writes' are is bn_lab's only if it names one of its files.
+    notes = tmp_path / "notes"
+    _make_run(notes)
+    (notes / ".notes.tmp").write_text("draft")
+    with pytest.raises(rundir.RunDirError, match="it holds .notes.tmp, which no bn_lab run writes"):
+        claims.claim(notes, force=True)
+    assert (notes / ".notes.tmp").read_text() == "draft"
+
     lookalike = tmp_path / "lookalike"
     lookalike.mkdir()
     (lookalike / rundir.METRICS).write_text("x")  # a file name bn_lab uses, but no run
@@ -141,14 +150,13 @@ def test_an_interrupted_claim_leaves_nothing(tmp_path):
 
 def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".run.partial-{int(dead.stdout)}"
-    stale.mkdir()
+    stale = claims.make_staging(tmp_path / f".run.partial-{int(dead.stdout)}", tmp_path / "run")
     with claims.claim(tmp_path / "run") as claim:
         assert not stale.exists()
         (claim.staging / rundir.SUMMARY).write_text("{}")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (tmp_path / f".other.partial-{live.pid}").mkdir()
+        claims.make_staging(tmp_path / f".other.partial-{live.pid}", tmp_path / "other")
         with pytest.raises(rundir.RunDirError, match=f"another bnlab run \\(pid {live.pid}\\)"):
             claims.claim(tmp_path / "other")
     finally:
@@ -179,7 +187,7 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
         pass  # exited, not yet waited for: a zombie
     try:
         assert not claims.pid_alive(zombie.pid)
-        (tmp_path / f".run.partial-{zombie.pid}").mkdir()
+        claims.make_staging(tmp_path / f".run.partial-{zombie.pid}", tmp_path / "run")
         with claims.claim(tmp_path / "run") as claim:
             (claim.staging / rundir.SUMMARY).write_text("{}")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -189,7 +197,8 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
 
 def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
     """A training-batch row has no top class share (an empty cell): it reads back; text where a number goes does not."""
-    from bn_lab.store import files, schema
+    from bn_lab.disk import files
+    from bn_lab.store import schema
 
     path = tmp_path / rundir.METRICS
     rows = [
@@ -216,3 +225,126 @@ def test_a_run_that_logs_training_batches_is_complete(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "with_bn,5,train_batch," in (out / rundir.METRICS).read_text()
     assert rundir.run_problem(out) is None
+
+
+# --- a --force replace interrupted between its two renames (the old run aside, the new one not in place) ---
+
+
+def _contents(directory: Path) -> dict:
+    return {p.name: p.read_text() for p in directory.iterdir() if p.is_file()}
+
+
+def _second_rename_does(monkeypatch, action) -> None:
+    """os.rename does `action` at its second call, a commit's, which puts the new run in place
+    (the first set the old one aside)."""
+    real, calls = os.rename, []
+
+    def rename(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            action()
+        real(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_replace_waits_for_the_renames(tmp_path, monkeypatch, signal_name):
+    from bn_lab import cli
+
+    run = tmp_path / "run"
+    _make_run(run)
+    number = getattr(signal, signal_name)
+    previous = signal.signal(signal.SIGTERM, cli._on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
+    try:
+        _second_rename_does(monkeypatch, lambda: signal.raise_signal(number))
+        with pytest.raises(KeyboardInterrupt):
+            with claims.claim(run, force=True) as claim:
+                (claim.staging / rundir.SUMMARY).write_text("new")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # Delivered once both renames were done: the new run is in place, the old one gone, nothing hidden.
+    assert _contents(run) == {rundir.SUMMARY: "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_error_during_a_replace_puts_the_old_run_back(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _make_run(run)
+    before = _contents(run)
+
+    def fail():
+        raise OSError(5, "Input/output error")
+
+    _second_rename_does(monkeypatch, fail)
+    with pytest.raises(rundir.OutputError, match=r"run: cannot write \(Input/output error\)"):
+        with claims.claim(run, force=True) as claim:
+            (claim.staging / rundir.SUMMARY).write_text("new")
+    assert _contents(run) == before
+    assert not list(tmp_path.glob(".run.replaced-*"))
+
+
+# A process killed (kill -9) between the renames of its commit.
+_KILLED_BETWEEN_THE_RENAMES = """
+import os, signal, sys
+from bn_lab.store import claims
+from bn_lab.store import rundir
+real, calls = os.rename, []
+def rename(source, target):
+    calls.append(target)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(source, target)
+os.rename = rename
+with claims.claim(sys.argv[1], force=True) as claim:
+    (claim.staging / rundir.SUMMARY).write_text("new")
+"""
+
+
+def test_a_replace_killed_between_its_renames_puts_the_old_run_back_at_the_next_claim(tmp_path):
+    run = tmp_path / "run"
+    _make_run(run)
+    before = _contents(run)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BETWEEN_THE_RENAMES, str(run)])
+    assert killed.returncode == -signal.SIGKILL
+    assert not run.exists()  # the old run aside, the new one staged: neither at its place
+    hidden = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
+    assert hidden == [".run.partial", ".run.replaced"]
+    # The next claim there, even without --force, finds the old run back at its place.
+    with pytest.raises(rundir.RunDirError, match="already holds a run; use --force"):
+        claims.claim(run)
+    assert _contents(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+# --- hidden directories are bn_lab's by what it wrote into them, not by their names ---
+
+
+@pytest.mark.parametrize("kind", ["partial", "replaced", "sweep"])
+def test_a_users_directory_named_like_staging_is_never_removed(tmp_path, kind):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    kept = tmp_path / f".foo.{kind}-{int(dead.stdout)}"  # a finished run its owner renamed so
+    _make_run(kept)
+    (kept / rundir.REPLACED_RUN).mkdir()
+    before = sorted(p.name for p in kept.rglob("*"))
+    with claims.claim(tmp_path / "foo") as claim:
+        (claim.staging / rundir.SUMMARY).write_text("{}")
+    claims.remove_stale(tmp_path)
+    assert sorted(p.name for p in kept.rglob("*")) == before
+    assert not (tmp_path / "foo" / rundir.CONFIG).exists()  # nor put anywhere
+    # Nor is it another process's claim, even with a live pid in its name.
+    live = tmp_path / f".bar.{kind}-{os.getppid()}"
+    live.mkdir()
+    with claims.claim(tmp_path / "bar") as claim:
+        (claim.staging / rundir.SUMMARY).write_text("{}")
+    assert live.is_dir()
+
+
+def test_a_claim_never_takes_over_a_users_directory_with_its_own_name(tmp_path):
+    mine = tmp_path / f".sweep_dir.sweep-{os.getpid()}"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(rundir.RunDirError, match="named as bn_lab's hidden directories are, but not one of them"):
+        with claims.sweep_claim(tmp_path / "sweep_dir", lambda place: None):
+            pass
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -104,14 +104,14 @@ def test_summary_csv_has_one_row_per_cell_with_the_cells_numbers(jobs1):
         assert float(row["init.scale_value"]) == s["init_scale"]
         assert int(row["seed"]) == s["seed"]
         for variant, v in s["variants"].items():
-            assert row[f"{variant}_diverged"] == str(v["diverged"])
+            assert row[f"{variant}/diverged"] == str(v["diverged"])
             for column, value in (
                 ("final_val_accuracy", v["final_val_accuracy"]),
                 ("test_accuracy", v["test_accuracy"]),
                 ("single_sample_inference", v["single_sample"]["inference"]),
                 ("single_sample_training", v["single_sample"]["training"]),
             ):
-                assert row[f"{variant}_{column}"] == ("" if value is None else str(value))
+                assert row[f"{variant}/{column}"] == ("" if value is None else str(value))
 
 
 def test_report_md_has_a_row_per_grid_point(jobs1):
@@ -496,8 +496,8 @@ BAD_SWEEPS = {
         "grid: train.batch_size 5000 is larger than the training set (2000 images)",
     ),
     "bad combination": (
-        "grid: {train.batch_size: [60, 1500], data.train_limit: [1000, 2000]}",
-        "cell batch_size1500_train_limit1000_seed0: train.batch_size 1500 is larger than the training set (1000 images)",
+        "grid: {train.batch_size: [60, 400], data.train_limit: [300, 2000]}",
+        "cell batch_size400_train_limit300_seed0: train.batch_size 400 is larger than the training set (300 images)",
     ),
 }
 

@@ -9,10 +9,13 @@ a scale invariance, a placement), never which arm it is. Pure Python: no TensorF
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from bn_lab import registry
+from bn_lab.config import float32
 from bn_lab.config.names import name_problem
+from bn_lab.config.user_text import MAX_LABEL, MAX_SHORT, color_problem, cut, text_problem
 from bn_lab.config.yaml_io import ConfigError, shown
 from bn_lab.nets import normalizers
 from bn_lab.nets.bn import groups
@@ -46,9 +49,17 @@ KEYS = {
     "normalizer": f"null (a plain network) or one of {', '.join(registry.NORMALIZERS)}",
     "options": "the normalizer's options; backend, momentum, epsilon default to the bn section's",
     "placement": "where the normalizer sits; default: bn.placement",
-    "label": "how figures and tables name it; default: its name",
-    "short": "its name in progress lines; default: its name",
+    "label": f"how figures and tables name it (one line, at most {MAX_LABEL} characters); default: its name",
+    "short": f"its name in progress lines (one line, at most {MAX_SHORT} characters); default: its name, cut to that",
     "color": "its color in figures (a matplotlib color); default: the k-th of a fixed cycle",
+}
+
+# What each of an arm's style keys may be (bn_lab.user_text): checked with the config, and in a
+# finished run's summary.json before its readers show it.
+STYLE_PROBLEMS = {
+    "label": lambda v: text_problem(v, MAX_LABEL),
+    "short": lambda v: text_problem(v, MAX_SHORT),
+    "color": color_problem,
 }
 
 
@@ -141,12 +152,16 @@ def of(config: dict) -> tuple[Arm, ...]:
             a["normalizer"],
             dict(a["options"]),
             a["placement"],
-            a.get("label") or a["name"],
-            a.get("short") or a["name"],
-            a.get("color") or COLORS[k],
+            *(a.get(key) or default_style(key, a["name"], k) for key in ("label", "short", "color")),
         )
         for k, a in enumerate(config["arms"])
     )
+
+
+def default_style(key: str, name: str, k: int) -> str:
+    """An arm's label, short or color where its config gives none: its name (a short one cut to
+    fit a progress line), the k-th color of the cycle."""
+    return {"label": name, "short": cut(name, MAX_SHORT), "color": COLORS[k]}[key]
 
 
 def named(config: dict, name: str) -> Arm:
@@ -167,7 +182,11 @@ def _option(where: str, normalizer: str, key: str, value, default, choices) -> o
     elif isinstance(default, int):
         ok = number and isinstance(value, int)
     elif isinstance(default, float):
-        ok = number and value == value and abs(value) != float("inf")
+        if number and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {shown(value)}")
+        if number and (problem := float32.problem(value)):
+            raise ConfigError(f"{where}: {key} {problem}, got {shown(value)}")
+        ok = number
         value = float(value) if ok else value
     else:
         ok = isinstance(value, type(default))
@@ -208,7 +227,7 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
             raise ConfigError(
                 f"{at}: normalizer: unknown value {shown(normalizer)}; allowed: null, {', '.join(registry.NORMALIZERS)}"
             )
-        options = arm.get("options") or {}
+        options = arm.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"{at}: options must be a mapping of option to value, got {shown(options)}")
         if options and normalizer is None:
@@ -222,19 +241,33 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
                     allowed = ", ".join(declared.OPTIONS) or "none"
                     raise ConfigError(f"{at}: {normalizer} has no option {shown(key)}; its options: {allowed}")
                 full[key] = _option(at, normalizer, key, value, declared.OPTIONS[key], declared.CHOICES.get(key))
+            # Checked as given, and as the network will hold the numbers (1e-45 is 0 in float32).
+            held = {k: float32.as_float32(v) if isinstance(v, float) else v for k, v in full.items()}
             for shape in hidden_shapes:
                 if problem := declared.problem(shape, full):
                     raise ConfigError(f"{at}: {normalizer}: {problem}")
+                if held != full and (problem := declared.problem(shape, held)):
+                    raise ConfigError(f"{at}: {normalizer}: {problem} in float32, the networks' precision")
             if "group_size" in full and (problem := groups.problem(full["group_size"], config["train"]["batch_size"])):
                 raise ConfigError(f"{at}: {normalizer}: group_size {problem}")
         placement = arm.get("placement", config["bn"]["placement"])
         if placement not in PLACEMENTS:
             raise ConfigError(f"{at}: placement: unknown value {shown(placement)}; allowed: {', '.join(PLACEMENTS)}")
         entry = {"name": name, "normalizer": normalizer, "options": full, "placement": placement}
-        for key in ("label", "short", "color"):
+        for key, problem_of in STYLE_PROBLEMS.items():
             if key in arm:
-                if not isinstance(arm[key], str) or not arm[key]:
-                    raise ConfigError(f"{at}: {key} must be a non-empty string, got {shown(arm[key])}")
+                if problem := problem_of(arm[key]):
+                    raise ConfigError(f"{at}: {key} {problem}, got {shown(arm[key], 60)}")
                 entry[key] = arm[key]
         resolved.append(entry)
+    for key in ("label", "short"):  # figures, tables and progress lines tell the arms apart by these
+        seen = {}
+        for k, entry in enumerate(resolved):
+            text = entry.get(key) or default_style(key, entry["name"], k)
+            if text in seen:
+                raise ConfigError(
+                    f"{where}: arms[{k}] ({entry['name']}): {key} {shown(text, 40)} is also arms[{seen[text]}]'s; "
+                    f"figures, tables and progress lines tell arms apart by it: give each its own"
+                )
+            seen[text] = k
     return resolved

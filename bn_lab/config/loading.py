@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from bn_lab.config import arms, declared
+from bn_lab.config import arms, declared, float32
 from bn_lab.config.fields import FIELDS, MAX_BATCH_INDICES
+from bn_lab.config.user_text import listed
 from bn_lab.config.yaml_io import ConfigError, parse_yaml, read_yaml, shown
 from bn_lab.data.datasets import DataError
 from bn_lab.nets.bn import groups
@@ -95,19 +96,19 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy's scalars (np.int64(20), np.float32(0.5), np.bool_) as the Python numbers they stand for,
     in lists too: the Python API takes what numpy code has at hand, without importing numpy here."""
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         return value.item()
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     field = FIELDS[key]
-    value = _plain(value)
+    value = plain(value)
     if value is None:
         if field.nullable:
             return None
@@ -138,6 +139,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         # fail later, in config.yaml or in a figure's title, after training.
         raise ConfigError(f"{where}: {key} must be UTF-8 text, got {shown(value)}")
     if field.check and (problem := field.check(value)):
+        raise ConfigError(f"{where}: {key} {problem}, got {shown(value)}")
+    if kind is float and (problem := float32.problem(value, field.check)):  # as the networks will use it
         raise ConfigError(f"{where}: {key} {problem}, got {shown(value)}")
     return value
 
@@ -196,6 +199,13 @@ def _check_consistency(flat: dict, where: str) -> None:
             f"{where}: data.classes_per_batch {flat['data.classes_per_batch']} is more than train.batch_size "
             f"{flat['train.batch_size']}: each class needs at least one example in a batch"
         )
+    # The probes that add to the diagnostics run only with them: config.yaml must say what was measured.
+    opt_in = [k for k in ("diagnostics.landscape", "diagnostics.ics", "diagnostics.paper_figure") if flat[k]]
+    if opt_in and not flat["diagnostics.enabled"]:
+        raise ConfigError(
+            f"{where}: {opt_in[0]} needs diagnostics.enabled: true, and it is false; "
+            f"set diagnostics.enabled: true or {opt_in[0]}: false"
+        )
     if flat["data.source"] == "idx" and not flat["data.idx_dir"]:
         raise ConfigError(f"{where}: data.source is 'idx' but data.idx_dir is not set")
     indices = flat["train.steps"] * flat["train.batch_size"]
@@ -220,16 +230,41 @@ def validate(tree: dict, where: str = "config") -> dict:
     given = flatten(tree)
     for key in given:
         check_key(key, where)
+    arms_given = ARMS in given  # `arms: null` is no list of arms: an error, not the lesson's pair
     given_arms = given.pop(ARMS, None)
     flat = {k: copy.deepcopy(f.default) for k, f in FIELDS.items()}
     for key, value in given.items():
         flat[key] = _coerce(key, value, where)
     _check_consistency(flat, where)
     resolved = unflatten(flat)
-    if given_arms is not None:
+    if arms_given:
         shapes = [layer.output_shape for layer in declared.architecture(resolved).hidden]
-        resolved[ARMS] = arms.resolve(_plain(given_arms), resolved, shapes, where)
+        resolved[ARMS] = arms.resolve(plain(given_arms), resolved, shapes, where)
+    _check_batches_of_the_training_size(resolved, where)
     return resolved
+
+
+def _check_batches_of_the_training_size(config: dict, where: str) -> None:
+    """An arm with population statistics is also evaluated in training mode on batches of the
+    training size (bn_lab.run.evaluation): the splits they are cut from must hold one."""
+    population = [a.name for a in arms.of(config) if a.has_population_statistics]
+    if not population:
+        return
+    batch, data, sizes = config["train"]["batch_size"], config["data"], declared.dataset(config).sizes
+    needs = [
+        ("val", sizes["validation"], "the batch-statistics evaluation", "set batch_stats.enabled: false"),
+        ("test", sizes["test"], "the batch-size curve", None),
+    ]
+    for key, size, evaluation, otherwise in needs:
+        if key == "val" and not config["batch_stats"]["enabled"]:
+            continue
+        images = data[f"{key}_limit"] or size
+        if images < batch:
+            raise ConfigError(
+                f"{where}: data.{key}_limit {images} is smaller than train.batch_size {batch}: {evaluation} of "
+                f"{listed(population)} (population statistics) needs a batch of the training size; raise "
+                f"data.{key}_limit" + (f" or {otherwise}" if otherwise else "")
+            )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

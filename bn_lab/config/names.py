@@ -10,9 +10,13 @@ import re
 MAX_NAME = 200
 
 
+# The characters a name may have: a path component on any file system, a word in a shell.
+NAME_PATTERN = r"[A-Za-z0-9_.-]+"
+
+
 def name_problem(v: str) -> str | None:
     """What is wrong with a name that becomes a path component (an experiment, a sweep, a cell, a value's name)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+    if not re.fullmatch(NAME_PATTERN, v):
         return "may contain only letters, digits, '_', '.', '-'"
     if v in (".", ".."):
         return "must not be '.' or '..' (it names a directory of its own)"

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from bn_lab.disk.files import read_regular
+
 # Characters that end a line (str.splitlines) and would break "one line per error".
 _LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
 
@@ -48,31 +50,58 @@ class SweepError(ConfigError):
 
 
 # A config is a few dozen values: a document of more nodes than this is no config, and PyYAML
-# would build every node of it (a few hundred bytes of nested aliases expand to billions).
+# would build every node of it. Counted as written out, every alias expanded: a few hundred bytes
+# of nested aliases expand to billions.
 MAX_NODES = 100_000
 
 
 class _Loader(yaml.SafeLoader):
     """YAML as a config means it: `1e-3` is a float (YAML 1.1 reads it as a string: the exponent
-    needs a dot there), a key given twice in one mapping is an error, not the last one winning,
-    and aliases (`*name`) are refused: they are how a small file expands without bound."""
+    needs a dot there), and a key given twice in one mapping is an error, not the last one winning.
+    Anchors, aliases and merge keys (`<<: *defaults`) are YAML and work, within one bound: the
+    document as written out, each alias expanded, has at most MAX_NODES values; an alias inside
+    its own anchor (a document without end) is refused."""
 
     def compose_node(self, parent, index):
+        if not hasattr(self, "_expanded"):
+            self._expanded, self._sizes, self._open = 0, {}, set()  # anchor -> its size written out
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
+            if event.anchor in self._open:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside its own anchor; write the value out",
+                    event.start_mark,
+                )
+            self._count(self._sizes.get(event.anchor, 1))
+            return super().compose_node(parent, index)
+        self._count(1)
+        anchor = getattr(self.peek_event(), "anchor", None)
+        before = self._expanded
+        if anchor is not None:
+            self._open.add(anchor)
+        node = super().compose_node(parent, index)
+        if anchor is not None:
+            self._open.discard(anchor)
+            self._sizes[anchor] = self._expanded - before
+        return node
+
+    def _count(self, nodes: int) -> None:
+        self._expanded += nodes
+        if self._expanded > MAX_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"aliases (*{event.anchor}) are not allowed; write the value out", event.start_mark
+                None,
+                None,
+                f"more than {MAX_NODES:,} values (aliases written out); not a config",
+                self.peek_event().start_mark,
             )
-        self._nodes = getattr(self, "_nodes", 0) + 1
-        if self._nodes > MAX_NODES:
-            raise yaml.composer.ComposerError(
-                None, None, f"more than {MAX_NODES:,} values; not a config", self.peek_event().start_mark
-            )
-        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:`: its keys give way to those written here
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
@@ -85,7 +114,11 @@ class _Loader(yaml.SafeLoader):
 
 
 class _Dumper(yaml.SafeDumper):
-    """Writes what _Loader reads back the same: a string that looks like 1e5 is quoted."""
+    """Writes what _Loader reads back the same: a string that looks like 1e5 is quoted; every value
+    written out where it is (never an anchor and aliases)."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 # Scientific notation without a dot (1e-3, 1E6, 1e+06, -2.5e-4): a float, as in YAML 1.2 and Python.
@@ -98,9 +131,19 @@ for _cls in (_Loader, _Dumper):
 def parse_yaml(text: str):
     """YAML text as bn_lab reads every config, sweep file, --set and --grid value (see _Loader)."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        return _unshared(yaml.load(text, Loader=_Loader))
     except RecursionError:  # PyYAML recurses per level: [[[[...]]]] a thousand deep
         raise yaml.MarkedYAMLError(problem="nested too deeply") from None
+
+
+def _unshared(value):
+    """Each mapping and list an object of its own: an alias makes PyYAML give two places the same
+    one, and a change at one place would show at the other."""
+    if isinstance(value, dict):
+        return {k: _unshared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshared(v) for v in value]
+    return value
 
 
 # A config or sweep file is a few kB: one larger than this is no config (and /dev/zero never ends).
@@ -110,20 +153,20 @@ MAX_YAML_BYTES = 2**20
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        if path.is_dir():
-            raise IsADirectoryError
-        if path.exists() and not path.is_file():  # a device or a pipe: it may never end
-            raise ConfigError(f"{path}: not a regular file; give a YAML file")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_YAML_BYTES + 1)
+        raw = read_regular(path, MAX_YAML_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a YAML file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(raw) > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES // 2**20} MB; not a config")
+    except ValueError as e:  # a device or a pipe (it may never end), or more than a config
+        too_large = str(e).startswith("larger")
+        raise ConfigError(
+            f"{path}: larger than {MAX_YAML_BYTES // 2**20} MB; not a config"
+            if too_large
+            else f"{path}: not a regular file; give a YAML file"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

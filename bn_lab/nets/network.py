@@ -61,7 +61,8 @@ class Network(tf.Module):
     def __init__(self, config: dict, architecture: Architecture, initial_weights: list[np.ndarray], arm):
         """arm: what its hidden layers have (bn_lab.config.arms); a seeded normalizer's streams are the
         run's seed, the arm's name and the layer."""
-        super().__init__(name=arm.name)
+        # Not the arm's name: TensorFlow takes only Python identifiers for a module's, an arm's may be `no-bn`.
+        super().__init__()
         self.arm = arm
         self.architecture = architecture
         self.input_shape = architecture.input_shape

@@ -5,7 +5,8 @@ better at the same lr?). Read from bn_lab.report.sweep_results' points; pure Pyt
 
 "Succeeds": the report's success, its figure >= the threshold (a diverged seed fails). "Most
 seeds": more than half of the finished ones. An arm's best learning rate: the most successes,
-then the highest mean figure over the seeds that did not diverge.
+then the highest mean figure over the seeds that did not diverge (none where it diverged at every
+learning rate).
 """
 
 from __future__ import annotations
@@ -69,23 +70,32 @@ def table(manifest: dict, points: list[Point], styles: dict, threshold: float) -
         finished = [(lr, p) for lr, p in members if p.summaries]
         if not finished:
             continue
-        best = {v: max(finished, key=lambda m: _rank(m[1], v, threshold)) for v in names}
-        ref_lr, ref_point = best[reference]
+        best = {v: _best(finished, v, threshold) for v in names}
         for v in names:
             learning = [lr for lr, p in finished if p.successes(v, threshold) > len(p.summaries) / 2]
-            lr, point = best[v]
-            rows.append(
-                [grid[k] for k in other_keys]
-                + [
-                    styles[v]["label"],
-                    f"{max(learning):g}" if learning else "none",
-                    f"{lr:g}",
-                    _accuracy(point, v, threshold),
+            row = [grid[k] for k in other_keys] + [styles[v]["label"], f"{max(learning):g}" if learning else "none"]
+            if best[v] is None:  # no learning rate at which it has an accuracy: no best one
+                row += ["none", "diverged at every learning rate"]
+            else:
+                lr, point = best[v]
+                row += [f"{lr:g}", _accuracy(point, v, threshold)]
+            if best[reference] is None:
+                row += ["—", "—"]
+            else:
+                ref_lr, ref_point = best[reference]
+                row += [
                     f"lr {ref_lr:g}: {_accuracy(ref_point, v, threshold)}",
                     "—" if v == reference else intervals.uplift_text(ref_point.uplifts(v, reference)),
                 ]
-            )
+            rows.append(row)
     return rows
+
+
+def _best(finished: list[tuple[float, Point]], variant: str, threshold: float) -> tuple[float, Point] | None:
+    """An arm's best learning rate and its point (_rank), among those where some seed of it did not
+    diverge; None where it diverged at every one (a learning rate of nothing but NaNs is no best)."""
+    measured = [(lr, p) for lr, p in finished if p.accuracies(variant)]
+    return max(measured, key=lambda m: _rank(m[1], variant, threshold)) if measured else None
 
 
 TEXT = """Learning-rate threshold (Bjorck et al. 2018: BN's benefit is the larger learning rate it allows).

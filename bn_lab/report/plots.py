@@ -10,19 +10,58 @@ choose, nothing to close, and a figure a function returns (`accuracy_figure`, fo
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from bn_lab.config import arms
-from bn_lab.store import files, schema
+from bn_lab.config.user_text import printable
+from bn_lab.disk import files
+from bn_lab.store import schema
 
 
 def new_figure(**options):
-    from matplotlib.figure import Figure
-
+    """A matplotlib Figure whose every text is drawn as plain text (_plain_text_figure)."""
     _show_figures_inline()
-    return Figure(**options)
+    return _plain_text_figure()(**options)
+
+
+@functools.cache
+def _plain_text_figure():
+    """A Figure that draws every text as it is written: a label or title is the user's text, never
+    matplotlib's math mode (`$\\foo$` failed after training, and "50$ and 60$" was drawn as math)."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    class PlainTextFigure(Figure):
+        def draw(self, renderer):
+            for text in self.findobj(Text):
+                text.set_parse_math(False)
+            with warnings.catch_warnings():
+                # A label or title in a script the font lacks (a CJK description, an emoji) draws as
+                # boxes; matplotlib's warning per missing character is noise, not news.
+                warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
+                super().draw(renderer)
+
+    return PlainTextFigure
+
+
+def drawn(path: str | Path, figure_of, *args, tight: bool = True, **kwargs) -> bool:
+    """Draws `figure_of(*args, **kwargs)` into `path`; whether it was. A figure that fails to draw
+    is a one-line warning: it never costs the finished run or report it illustrates (a place that
+    cannot be written is that run's problem, as for any of its files). tight: files.save_figure's."""
+    try:
+        files.save_figure(path, figure_of(*args, **kwargs), tight=tight)
+    except files.OutputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever matplotlib raises: the run is kept
+        Path(path).unlink(missing_ok=True)  # an earlier figure there would describe something else
+        reason = printable(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 160)
+        warnings.warn(f"{Path(path).name} was not drawn ({reason}); everything else is kept", stacklevel=2)
+        return False
+    return True
 
 
 def _show_figures_inline() -> None:
@@ -39,12 +78,6 @@ def _show_figures_inline() -> None:
     shell = get_ipython()
     if shell is not None:
         select_figure_formats(shell, {"png"})
-
-
-def accuracy_plot(
-    rows: list[dict], title: str, path: str | Path, diverged_at: dict | None = None, *, styles: dict | None = None
-) -> None:
-    files.save_figure(path, accuracy_figure(rows, title, diverged_at, styles=styles))
 
 
 def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None, *, styles: dict | None = None):
@@ -416,6 +449,9 @@ def covariate_shift_figure(
             ax.set_yscale("log")
         ax.set_title(f"internal covariate shift by layer, mean over training: {label}", fontsize=9)
         ax.set_xlabel("hidden layer")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
@@ -431,20 +467,22 @@ def batch_size_curve_figure(curves: dict[str, dict], title: str, *, styles: dict
     styles = styles or arms.LESSON_STYLES
     figure = new_figure(figsize=(6.4, 4.2))
     axes = figure.subplots()
-    images = None
+    images = []
     for variant, curve in curves.items():
         style = styles[variant]
         trained = curve.get("group_size")  # 0, or the batch's size: the whole batch
         groups = f" (trained in groups of {trained})" if trained and trained != curve["sizes"][-1] else ""
+        no_figure = lambda values: [math.nan if v is None else v for v in values]  # noqa: E731 - logits not numbers
         axes.plot(
             curve["sizes"],
-            curve["training_mode"],
+            no_figure(curve["training_mode"]),
             color=style["color"],
             marker="o",
             label=f"{style['label']}, training mode{groups}",
         )
-        axes.axhline(
-            curve["inference_mode"],
+        axes.plot(
+            curve["sizes"],
+            no_figure(curve["inference_mode"]),
             color=style["color"],
             linestyle="--",
             linewidth=1,
@@ -455,7 +493,7 @@ def batch_size_curve_figure(curves: dict[str, dict], title: str, *, styles: dict
     axes.set_xticks(sizes, [str(n) for n in sizes])
     axes.set_ylim(0, 1)
     axes.set_xlabel("evaluation batch size")
-    axes.set_ylabel(f"test accuracy, first {images} images")
+    axes.set_ylabel(f"test accuracy, first {max(images)} images (whole batches)")
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)

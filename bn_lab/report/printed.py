@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from bn_lab.config import arms
+from bn_lab.config.user_text import flattened
 from bn_lab.store import rundir, schema
 
 
 def title(config: dict, limit: int = 90) -> str:
-    """A figure's title: the experiment and its description, cut at a word to `limit` characters."""
-    text = config["experiment"] + (f": {config['description']}" if config["description"] else "")
-    text = text if len(text) <= limit else text[: text.rfind(" ", 0, limit - 1)] + " …"
-    return text.replace("$", r"\$")  # a figure title, not matplotlib's math mode (`$x$` after training would fail)
+    """A figure's title: the experiment and its description on one line (any line break or control
+    character a space), cut at a word, or within one longer than that, to `limit` characters.
+    Figures draw it as plain text (plots.new_figure)."""
+    description = flattened(config["description"])
+    text = config["experiment"] + (f": {description}" if description else "")
+    if len(text) <= limit:
+        return text
+    space = text.rfind(" ", 0, limit - 1)
+    return text[: space if space > limit // 2 else limit - 2] + " …"
 
 
 def _fmt(x, digits=4):

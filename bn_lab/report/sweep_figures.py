@@ -13,17 +13,8 @@ from pathlib import Path
 
 from bn_lab.config import arms
 from bn_lab.report import intervals, outcome, plots
-from bn_lab.store import files, rundir, schema
+from bn_lab.store import rundir, schema
 from bn_lab.store.sweep_manifest import Axis
-
-
-def validation_curve(run_dir: Path, variant: str) -> tuple[list[int], list[float]]:
-    steps, accuracies = [], []
-    for row in schema.read_table(run_dir / rundir.METRICS, schema.METRICS_COLUMNS):
-        if row["variant"] == variant and row["split"] == schema.VALIDATION:
-            steps.append(int(row["step"]))
-            accuracies.append(float(row["accuracy"]))
-    return steps, accuracies
 
 
 def layout(manifest: dict) -> tuple[list[int], int | None]:
@@ -50,7 +41,7 @@ def figure_grid(results):
     return row_labels, column_labels, places, axes[column_axis].key
 
 
-def heatmap(results, path: Path) -> None:
+def heatmap(results, path: Path) -> bool:
     row_labels, column_labels, places, column_key = figure_grid(results)
     panels = {}
     for v in results.styles:
@@ -72,7 +63,9 @@ def heatmap(results, path: Path) -> None:
         panels[v] = {"values": values, "texts": texts, "hatched": hatched}
     figure = results.points[0].figure if results.points else "late"
     title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure]}, mean over seeds"
-    figure = heatmap_figure(
+    return plots.drawn(
+        path,
+        heatmap_figure,
         panels,
         row_labels,
         column_labels,
@@ -81,12 +74,10 @@ def heatmap(results, path: Path) -> None:
         column_title=column_key,
         value_label=outcome.FIGURES[figure],
     )
-    files.save_figure(path, figure)
 
 
-def curves(results, path: Path) -> None:
+def curves(results, path: Path) -> bool:
     row_labels, column_labels, places, _ = figure_grid(results)
-    sweep_dir = path.parent
     by_cell = {c["name"]: c for c in results.manifest["cells"]}
     panels = []
     for p in results.points:
@@ -95,7 +86,7 @@ def curves(results, path: Path) -> None:
             if cell["point"] != p.name or name not in results.summaries:
                 continue
             for v in results.summaries[name]["variants"]:
-                steps, accuracies = validation_curve(sweep_dir / name, v)
+                steps, accuracies = results.curves[name].get(v, ([], []))
                 at = results.summaries[name]["variants"][v]["diverged_at_step"]
                 lines.append(
                     {"variant": v, "seed": cell["seed"], "steps": steps, "accuracies": accuracies, "diverged_at": at}
@@ -103,7 +94,7 @@ def curves(results, path: Path) -> None:
         row, column = places[p.name]
         panels.append({"title": p.name, "row": row, "column": column, "lines": lines})
     title = f"sweep {results.manifest['name']}: validation accuracy (every seed)"
-    files.save_figure(path, curves_figure(panels, len(row_labels), len(column_labels), title, results.styles))
+    return plots.drawn(path, curves_figure, panels, len(row_labels), len(column_labels), title, results.styles)
 
 
 # Weights this much larger than a good init's (0.05 in the lesson) are a bad init: the lesson's is 5.0.
@@ -166,8 +157,7 @@ def mechanism(results, path: Path) -> bool:
         path.unlink(missing_ok=True)  # an earlier report's figure would describe other cells
         return False
     title = f"sweep {results.manifest['name']}: relu with a bad init, inside the network (every seed)"
-    files.save_figure(path, mechanism_figure(panels, title, results.styles))
-    return True
+    return plots.drawn(path, mechanism_figure, panels, title, results.styles)
 
 
 # An arm's accuracy in each of the ways it is evaluated (summary.json's sections), as along_axis.png
@@ -222,8 +212,7 @@ def along_axis(results, path: Path) -> bool:
                 line["points"].append((x, mean, low, high))
     figure_name = results.points[0].figure if results.points else "late"
     title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure_name]} against {axis['key']}, mean over seeds (95% t interval)"
-    files.save_figure(path, along_axis_figure(list(panels.values()), axis["key"], title, results.styles))
-    return True
+    return plots.drawn(path, along_axis_figure, list(panels.values()), axis["key"], title, results.styles)
 
 
 # --- drawing (matplotlib loads here, through plots) -------------------------------------------

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from bn_lab.config import arms
+from bn_lab.config.user_text import printable
+from bn_lab.disk import files
 from bn_lab.report import intervals, lr_threshold, outcome
 from bn_lab.report import sweep_figures as report_figures
 from bn_lab.report.sweep_results import (
@@ -22,7 +24,7 @@ from bn_lab.report.sweep_results import (
     measured_inside,
     outcome_of,
 )
-from bn_lab.store import files, rundir, schema
+from bn_lab.store import rundir, schema
 
 FIGURES = outcome.FIGURES
 CONVENTIONS = """\
@@ -134,6 +136,13 @@ CELL_FIGURES = list(
 )
 
 
+def arm_column(arm: str, figure: str) -> str:
+    """summary.csv's column of one arm's figure, `with_bn/late_val_accuracy`: as weights.npz names an
+    arm's arrays. An arm's name never holds '/', so no two columns share a name (with `_`, arms
+    `x` and `x_precise_bn` both wrote `x_precise_bn_final_val_accuracy`)."""
+    return f"{arm}/{figure}"
+
+
 def summary_columns(manifest: dict, names: list[str] | None = None) -> list[str]:
     """summary.csv's columns: the cell, its grid point and seed, each figure of each arm (default:
     the lesson's pair)."""
@@ -145,9 +154,9 @@ def summary_columns(manifest: dict, names: list[str] | None = None) -> list[str]
             columns.append(f"{axis['key']}_value")
     columns.append("seed")
     for metric in CELL_FIGURES:
-        columns += [f"{v}_{metric}" for v in names]
+        columns += [arm_column(v, metric) for v in names]
     for metric in POINT_INTERVALS:
-        columns += [f"{v}_{metric}" for v in (names if metric.startswith("point_success") else names[1:])]
+        columns += [arm_column(v, metric) for v in (names if metric.startswith("point_success") else names[1:])]
     return columns + ["wall_seconds"]
 
 
@@ -159,11 +168,11 @@ POINT_INTERVALS = ("point_success_ci_low", "point_success_ci_high", "point_uplif
 def _point_intervals(point: Point, names: list[str], threshold: float) -> dict:
     found = {}
     for v in names:
-        success = intervals.wilson(point.successes(v, threshold), len(point.summaries))
-        found[f"{v}_point_success_ci_low"], found[f"{v}_point_success_ci_high"] = success or (None, None)
+        success = intervals.wilson(point.successes(v, threshold), len(point.summaries)) or (None, None)
+        found.update(zip((arm_column(v, m) for m in POINT_INTERVALS[:2]), success))
     for v in names[1:]:
-        uplift = intervals.t_interval(point.uplifts(v, names[0]))
-        found[f"{v}_point_uplift_ci_low"], found[f"{v}_point_uplift_ci_high"] = uplift or (None, None)
+        uplift = intervals.t_interval(point.uplifts(v, names[0])) or (None, None)
+        found.update(zip((arm_column(v, m) for m in POINT_INTERVALS[2:]), uplift))
     return found
 
 
@@ -184,7 +193,7 @@ def summary_rows(results: SweepResults, threshold: float = 0.9) -> list[dict]:
             else:
                 row[axis["key"]] = axis["values"][i]
         for v in s["variants"]:
-            row.update({f"{v}_{k}": value for k, value in _cell_figures(s["variants"][v]).items()})
+            row.update({arm_column(v, k): value for k, value in _cell_figures(s["variants"][v]).items()})
         rows.append(row)
     return rows
 
@@ -266,8 +275,15 @@ def _shift_by_seed(point: Point, variant: str, quantity: str) -> list[float | No
     ]
 
 
+# The widest a table's cell gets (a grid value of 64 units, the longest label with its column's
+# words): beyond, it is cut.
+MAX_CELL = 300
+
+
 def markdown_table(rows: list[list[str]]) -> str:
-    """Aligned, so that it reads as well in a terminal as rendered."""
+    """Aligned, so that it reads as well in a terminal as rendered. Each cell is one bounded line,
+    with what a terminal would obey escaped and `|` (a column break) escaped."""
+    rows = [[printable(str(cell), MAX_CELL).replace("|", "\\|") for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 
     def line(row):
@@ -294,16 +310,15 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     )
 
     cells = manifest["cells"]
-    seeds = ", ".join(str(s) for s in manifest["seeds"])
     axes = " × ".join(f"{a['key']} ({len(a['values'])})" for a in manifest["axes"])
     status = f"{len(results.summaries)} of {len(cells)} cells finished"
     lines = [
         f"# Sweep `{manifest['name']}`",
         "",
-        f"Base config `{manifest['base']}`; grid {axes}; seeds {seeds}; {status}.",
+        f"Base config `{printable(manifest['base'])}`; grid {axes}; seeds {seeds_text(manifest['seeds'])}; {status}.",
     ]
     if manifest.get("set"):
-        settings = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in manifest["set"].items())
+        settings = ", ".join(f"`{k}={printable(json.dumps(v), 80)}`" for k, v in manifest["set"].items())
         lines.append(f"Set on every cell: {settings}.")
     table_text = markdown_table(table(results, threshold))
     tf1 = next(
@@ -335,23 +350,23 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
         ]
     notes = _incomplete_notes(results)
     lines += notes
-    lines += [
-        f"Figures: `{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point), "
-        f"`{rundir.CURVES}` (validation curves, every seed)"
-        + (f", `{rundir.MECHANISM}` (inside the relu bad-init cells)" if drawn else "")
-        + (f", `{rundir.ALONG_AXIS}` (each arm against the numeric axis, each evaluation mode)" if along else "")
-        + f"; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.",
-        "",
+    heatmap = report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
+    curves = report_figures.curves(results, sweep_dir / rundir.CURVES)
+    figures = [
+        (heatmap, f"`{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point)"),
+        (curves, f"`{rundir.CURVES}` (validation curves, every seed)"),
+        (drawn, f"`{rundir.MECHANISM}` (inside the relu bad-init cells)"),
+        (along, f"`{rundir.ALONG_AXIS}` (each arm against the numeric axis, each evaluation mode)"),
     ]
+    shown = [text for was_drawn, text in figures if was_drawn]
+    lines += [f"Figures: {', '.join(shown) or 'none'}; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
     files.write_text(sweep_dir / rundir.REPORT, "\n".join(lines))
 
-    report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
-    report_figures.curves(results, sweep_dir / rundir.CURVES)
     printed = [f"sweep {manifest['name']}: {status}", table_text]
     printed += [f"learning-rate threshold:\n{threshold_text}"] if threshold_text else []
     printed += [n for n in notes if n]
-    written = [rundir.SUMMARY_CSV, rundir.HEATMAP, rundir.CURVES] + ([rundir.MECHANISM] if drawn else [])
-    written += [rundir.ALONG_AXIS] if along else []
+    written = [rundir.SUMMARY_CSV] + [rundir.HEATMAP] * heatmap + [rundir.CURVES] * curves
+    written += [rundir.MECHANISM] * drawn + [rundir.ALONG_AXIS] * along
     printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({', '.join(written)})")
     return "\n".join(printed)
 
@@ -361,7 +376,7 @@ def _incomplete_notes(results: SweepResults) -> list[str]:
     failed = [n for n in results.missing if n in results.failed]
     missing = [n for n in results.missing if n not in results.failed]
     if missing:
-        notes += [f"Missing: {_cells(len(missing))} not run or not finished: " + ", ".join(missing), ""]
+        notes += [f"Missing: {_cells(len(missing))} not run or not finished: {rundir.listed(missing, 10)}", ""]
     if failed:
         notes += [f"Failed: {_cells(len(failed))}, errors with tracebacks in failed.json:"]
         notes += [f"- {n}: {results.failed[n]}" for n in failed] + [""]
@@ -373,14 +388,26 @@ def _incomplete_notes(results: SweepResults) -> list[str]:
     if results.stale:
         notes += [
             f"Left out: {_cells(len(results.stale))} finished with a config other than this sweep's "
-            "(rerun the sweep with --force): " + ", ".join(results.stale),
+            f"(rerun the sweep with --force): {rundir.listed(results.stale, 10)}",
             "",
         ]
     return notes
 
 
+def seeds_text(seeds: list[int], limit: int = 120) -> str:
+    """A sweep's seeds on one bounded line: runs of consecutive seeds as ranges (0-9999), cut."""
+    runs = []
+    for seed in seeds:
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return text if len(text) <= limit else f"{text[: text.rfind(', ', 0, limit)]}, … ({len(seeds):,} seeds)"
+
+
 def _cells(n: int) -> str:
-    return f"{n} cell" if n == 1 else f"{n} cells"
+    return f"{n} cell" if n == 1 else f"{n:,} cells"
 
 
 def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:

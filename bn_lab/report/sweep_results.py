@@ -14,8 +14,9 @@ from pathlib import Path
 
 from bn_lab.config import arms
 from bn_lab.config.yaml_io import SweepError
+from bn_lab.disk import files
 from bn_lab.report import outcome
-from bn_lab.store import files, rundir, schema, sweep_manifest
+from bn_lab.store import rundir, schema, sweep_manifest
 
 
 class ReportError(SweepError):
@@ -113,6 +114,7 @@ class SweepResults:
     stale: list[str]  # finished, but with a config other than the sweep's
     damaged: dict  # cell -> what is wrong: finished once, but its files do not read back
     failed: dict  # cell -> error, from failed.json
+    curves: dict = field(default_factory=dict)  # cell -> validation_curves of its metrics.csv, as it was read
 
     @property
     def styles(self) -> dict[str, dict]:
@@ -138,28 +140,41 @@ def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:
     sweep_dir = Path(sweep_dir)
     manifest = sweep_manifest.load_manifest(sweep_dir)
     points: dict[str, Point] = {}
-    summaries, missing, stale, damaged = {}, [], [], {}
+    summaries, curves, missing, stale, damaged = {}, {}, [], [], {}
     for cell in manifest["cells"]:
         point = points.setdefault(
             cell["point"], Point(cell["point"], cell["grid"], tuple(cell["indices"]), figure=figure)
         )
         point.planned += 1
-        run_dir = sweep_dir / cell["name"]
-        problem = rundir.run_problem(run_dir)
-        if problem == rundir.NOT_FINISHED:
+        found = rundir.read_finished(sweep_dir / cell["name"])  # read once: what the report uses is what was checked
+        if found == rundir.NOT_FINISHED:
             missing.append(cell["name"])
             continue
-        if problem:
-            damaged[cell["name"]] = problem
+        if isinstance(found, str):
+            damaged[cell["name"]] = found
             continue
-        summary = rundir.load_summary(run_dir)
+        summary, rows = found
         if summary.get("config_digest") != cell["config_digest"]:
             stale.append(cell["name"])
             continue
         summaries[cell["name"]] = summary
+        curves[cell["name"]] = validation_curves(rows)
         point.summaries.append(summary)
     try:
         failed = {k: str(v["error"]) for k, v in files.read_json(sweep_dir / rundir.FAILURES).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: the report goes on without it
         failed = {}
-    return SweepResults(manifest, list(points.values()), summaries, missing, stale, damaged=damaged, failed=failed)
+    return SweepResults(
+        manifest, list(points.values()), summaries, missing, stale, damaged=damaged, failed=failed, curves=curves
+    )
+
+
+def validation_curves(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """{arm: (steps, accuracies)} of its validation evaluations, from metrics.csv's rows."""
+    curves = {}
+    for row in rows:
+        if row["split"] == schema.VALIDATION:
+            steps, accuracies = curves.setdefault(row["variant"], ([], []))
+            steps.append(int(row["step"]))
+            accuracies.append(float(row["accuracy"]))
+    return curves

@@ -8,6 +8,8 @@ bit).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,8 +17,12 @@ from bn_lab import runtime
 from bn_lab.nets import network as models
 
 # The test images the batch-size curve evaluates: 960 is a multiple of every size of the curve of
-# the lessons' batches (1, 2, 4, ..., 32 and 60; ..., 32 and 64), so each size sees the same images.
+# the lessons' batches (1, 2, 4, ..., 32 and 60; ..., 32 and 64), so there each size sees all of them.
 CURVE_IMAGES = 960
+
+
+# A single image's prediction where its logits were NaN or inf (summary.json's `predictions`).
+NO_PREDICTION = -1
 
 
 def curve_sizes(batch_size: int) -> list[int]:
@@ -31,6 +37,15 @@ def in_batches(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.nd
         images[: count * size].reshape(count, size, *images.shape[1:]),
         labels[: count * size].reshape(count, size),
     )
+
+
+def _figures(loss: float, accuracy: float, top_class_share: float) -> tuple[float, float, float]:
+    """An evaluation's loss, accuracy and top class share. Where the loss is NaN or inf, as training
+    calls a network diverged, some logits were not numbers, whose argmax is class 0: the accuracy
+    and share are no figures then (NaN), never an accuracy to report as best."""
+    if not math.isfinite(loss):
+        return loss, math.nan, math.nan
+    return loss, accuracy, top_class_share
 
 
 def correct(logits, labels):
@@ -163,7 +178,11 @@ class Evaluator:
         def body(i, predictions):
             # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
             logits = network(models.to_inputs(images[i][None], network.input_shape), training=training)
-            return i + 1, predictions.write(i, tf.argmax(logits[0], output_type=tf.int32))
+            # NO_PREDICTION where the logits are not numbers: their argmax, class 0, is no prediction.
+            found = tf.where(
+                tf.reduce_all(tf.math.is_finite(logits[0])), tf.argmax(logits[0], output_type=tf.int32), NO_PREDICTION
+            )
+            return i + 1, predictions.write(i, found)
 
         with models.kept(network.population_statistics):  # a check must not change the network
             _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
@@ -186,7 +205,7 @@ class Evaluator:
             correct_sum += float(batch_correct)
             counts += batch_counts.numpy()
         n = len(split.labels)
-        return loss_sum / n, correct_sum / n, float(counts.max() / n)
+        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n))
 
     def has_batch_statistics(self, arm: str) -> bool:
         return self.batch_size is not None and (arm, False) in self._in_training_mode
@@ -201,21 +220,29 @@ class Evaluator:
     ) -> tuple[float, float, float]:
         loss_sum, correct_sum, counts = self._in_training_mode[(arm, whole)](images, labels)
         n = labels.size
-        return float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n)
+        return _figures(float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n))
 
     def batch_size_curve(self, arm: str, split, batch_size: int) -> dict:
-        """Accuracy in training mode on the split's first CURVE_IMAGES images fed in batches of each of
+        """Accuracy in training mode on the split's first images fed in batches of each of
         curve_sizes(batch_size) images, each batch normalized with its own statistics as one group
         (whatever the arm's group size: how many images must normalize each other), beside
-        inference mode on the same images: from which batch size batch statistics stand in for the
-        population's. A size that does not divide the images sees its first whole batches."""
-        images, labels = split.images[:CURVE_IMAGES], split.labels[:CURVE_IMAGES]
-        sizes = [n for n in curve_sizes(batch_size) if n <= len(labels)]
-        training = [self._training_mode(arm, *in_batches(images, labels, n), whole=True)[1] for n in sizes]
-        inference = self.evaluate(arm, type(split)(images, labels))[1]
+        inference mode on exactly the same images (a size that does not divide the images sees
+        their first whole batches): from which batch size batch statistics stand in for the
+        population's. The images: CURVE_IMAGES, or one training batch if that is more, at most the
+        split (the config makes sure it holds one training batch)."""
+        available = min(len(split.labels), max(CURVE_IMAGES, batch_size))
+        images, labels = split.images[:available], split.labels[:available]
+        sizes = curve_sizes(batch_size)
+        used, training, inference = [], [], []
+        for n in sizes:
+            batched_images, batched_labels = in_batches(images, labels, n)
+            count = batched_labels.size
+            used.append(count)
+            training.append(self._training_mode(arm, batched_images, batched_labels, whole=True)[1])
+            inference.append(self.evaluate(arm, type(split)(images[:count], labels[:count]))[1])
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
-            "images": len(labels),
+            "images": used,  # per size: its whole batches' images, the same in both modes
             "group_size": group_size,  # the groups it trained with (0: the whole batch); the curve's are whole batches
             "sizes": sizes,
             "training_mode": training,

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from bn_lab.config import arms, declared
 from bn_lab.config.yaml_io import dump
+from bn_lab.disk import files
 from bn_lab.report import printed
 from bn_lab.run import provenance
 from bn_lab.run.progress import Progress
 from bn_lab.run.summary import summary
-from bn_lab.store import files, rundir, schema
+from bn_lab.store import rundir, schema
 
 
 def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, diverged_at: dict) -> None:
@@ -25,22 +26,24 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, 
     from bn_lab.report import plots
 
     files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, schema.DIAGNOSTICS_COLUMNS)
-    files.save_figure(
+    plots.drawn(
         workdir / rundir.DIAGNOSTICS_PLOT,
-        plots.diagnostics_figure(
-            diagnostic_rows,
-            _hidden_layers(config),
-            printed.title(config),
-            config["diagnostics"]["unit"],
-            diverged_at,
-            styles=styles(config),
-        ),
+        plots.diagnostics_figure,
+        diagnostic_rows,
+        _hidden_layers(config),
+        printed.title(config),
+        config["diagnostics"]["unit"],
+        diverged_at,
+        styles=styles(config),
         tight=False,  # it sets its own margins
     )
     if config["diagnostics"]["landscape"]:
-        files.save_figure(
+        plots.drawn(
             workdir / rundir.LANDSCAPE_PLOT,
-            plots.landscape_figure(diagnostic_rows, printed.title(config), styles=styles(config)),
+            plots.landscape_figure,
+            diagnostic_rows,
+            printed.title(config),
+            styles=styles(config),
         )
 
 
@@ -132,41 +135,50 @@ def run_experiment(
     diverged_at = {n: r.diverged_at_step for n, r in result.arms.items()}
     from bn_lab.report import plots
 
-    plots.accuracy_plot(rows, printed.title(config), workdir / rundir.ACCURACY_PLOT, diverged_at, styles=styles(config))
+    # Each figure is drawn or warned about: one that fails never costs the finished run (plots.drawn).
+    plots.drawn(
+        workdir / rundir.ACCURACY_PLOT,
+        plots.accuracy_figure,
+        rows,
+        printed.title(config),
+        diverged_at,
+        styles=styles(config),
+    )
     if result.diagnostics and config["diagnostics"]["paper_figure"]:  # (a) is the test accuracy, final one included
-        files.save_figure(
+        plots.drawn(
             workdir / rundir.PAPER_FIG1_PLOT,
-            plots.paper_fig1_figure(
-                rows,
-                result.diagnostics,
-                _hidden_layers(config),
-                config["diagnostics"]["unit"],
-                printed.title(config),
-                styles=styles(config),
-            ),
+            plots.paper_fig1_figure,
+            rows,
+            result.diagnostics,
+            _hidden_layers(config),
+            config["diagnostics"]["unit"],
+            printed.title(config),
+            styles=styles(config),
         )
     summary_data = summary(
         config, result, time.perf_counter() - started, device_info["device"], dataset.validation.labels
     )
     if config["diagnostics"]["ics"] and result.diagnostics:
         shifts = {n: v.get("covariate_shift") for n, v in summary_data["variants"].items()}
-        files.save_figure(
+        plots.drawn(
             workdir / rundir.COVARIATE_SHIFT_PLOT,
-            plots.covariate_shift_figure(
-                rows,
-                result.diagnostics,
-                _hidden_layers(config),
-                config["diagnostics"]["unit"],
-                printed.title(config),
-                shifts,
-                styles=styles(config),
-            ),
+            plots.covariate_shift_figure,
+            rows,
+            result.diagnostics,
+            _hidden_layers(config),
+            config["diagnostics"]["unit"],
+            printed.title(config),
+            shifts,
+            styles=styles(config),
         )
     curves = {n: v["batch_size_curve"] for n, v in summary_data["variants"].items() if v.get("batch_size_curve")}
     if curves:
-        files.save_figure(
+        plots.drawn(
             workdir / rundir.BATCH_SIZE_PLOT,
-            plots.batch_size_curve_figure(curves, printed.title(config), styles=styles(config)),
+            plots.batch_size_curve_figure,
+            curves,
+            printed.title(config),
+            styles=styles(config),
         )
     env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     files.write_json(workdir / rundir.ENVIRONMENT, env)

@@ -45,7 +45,10 @@ class Progress:
                 self.bar.set_postfix_str(text)
         elif self.mode == "lines":
             rate = f"  ({step / (time.perf_counter() - self.started):,.0f} steps/s)" if step else ""
-            print(f"{self.label}step {step:>6}/{self.total}  {text}{rate}", flush=True)
+            try:
+                print(f"{self.label}step {step:>6}/{self.total}  {text}{rate}", flush=True)
+            except OSError:  # standard output took no more (a full disk, a closed pipe): the run goes on, silent
+                self.mode = "quiet"
         self.last_step = step
 
     def close(self) -> None:

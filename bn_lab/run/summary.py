@@ -17,7 +17,13 @@ def _finite(x):
 
 
 def _points(evaluations, variant: str, split: str) -> list[tuple[int, float]]:
-    return [(e.step, e.accuracy) for e in evaluations if e.variant == variant and e.split == split]
+    """(step, accuracy) of one arm's evaluations of a split; an evaluation whose logits were not
+    numbers has no accuracy (NaN: evaluation._figures) and is left out."""
+    return [
+        (e.step, e.accuracy)
+        for e in evaluations
+        if e.variant == variant and e.split == split and math.isfinite(e.accuracy)
+    ]
 
 
 def arm_summary(config: dict, result, name: str) -> dict:
@@ -25,13 +31,13 @@ def arm_summary(config: dict, result, name: str) -> dict:
     r, steps = result.arms[name], config["train"]["steps"]
     validation = _points(result.evaluations, name, schema.VALIDATION)
     figures = {
-        "outcome": outcome.classify(r.diverged, r.final_top_class_share),
-        "final_val_accuracy": r.final_val_accuracy,
+        "outcome": outcome.classify(r.diverged, _finite(r.final_top_class_share)),
+        "final_val_accuracy": _finite(r.final_val_accuracy),
         "late_val_accuracy": None if r.diverged else outcome.late_figures(validation, steps),
         "best_val_accuracy": outcome.best_figure(validation),
-        "top_class_share": r.final_top_class_share,
+        "top_class_share": _finite(r.final_top_class_share),
         "final_val_loss": _finite(r.final_val_loss),
-        "test_accuracy": r.test_accuracy,
+        "test_accuracy": _finite(r.test_accuracy),
         "test_loss": _finite(r.test_loss),
         "single_sample": {"inference": r.single_sample_inference, "training": r.single_sample_training},
         "predictions": r.predictions,
@@ -49,15 +55,20 @@ def arm_summary(config: dict, result, name: str) -> dict:
         figures["covariate_shift"] = shift
     # An arm with population statistics: the same figures with exact statistics, and with batch statistics.
     for other in schema.OTHER_STATISTICS.values():
-        points = _points(result.evaluations, name, other.split)
-        if points:
+        measured = [e for e in result.evaluations if e.variant == name and e.split == other.split]
+        if measured:
+            points = _points(measured, name, other.split)
             figures[other.section] = {
-                "final_val_accuracy": points[-1][1] if not r.diverged else None,
+                "final_val_accuracy": _finite(measured[-1].accuracy) if not r.diverged else None,
                 "late_val_accuracy": None if r.diverged else outcome.late_figures(points, steps),
                 "best_val_accuracy": outcome.best_figure(points),
             }
     if r.batch_size_curve:
-        figures["batch_size_curve"] = {**r.batch_size_curve, "good_from": good_from(r.batch_size_curve)}
+        curve = {
+            **r.batch_size_curve,
+            **{mode: [_finite(a) for a in r.batch_size_curve[mode]] for mode in ("training_mode", "inference_mode")},
+        }
+        figures["batch_size_curve"] = {**curve, "good_from": good_from(curve)}
     return figures
 
 
@@ -68,11 +79,14 @@ CLOSE_TO_INFERENCE = 0.01
 
 def good_from(curve: dict) -> int | None:
     """The smallest evaluation batch size from which training mode (batch statistics) is within
-    CLOSE_TO_INFERENCE of inference mode at that size and every larger one (None: not even at the
-    training batch's size)."""
+    CLOSE_TO_INFERENCE of inference mode on the same images, at that size and every larger one
+    (None: not even at the training batch's size; an accuracy that is None, of logits that were not
+    numbers, is never close)."""
     found = None
-    for size, accuracy in reversed(list(zip(curve["sizes"], curve["training_mode"]))):
-        if accuracy < curve["inference_mode"] - CLOSE_TO_INFERENCE:
+    for size, training, inference in reversed(
+        list(zip(curve["sizes"], curve["training_mode"], curve["inference_mode"]))
+    ):
+        if training is None or inference is None or training < inference - CLOSE_TO_INFERENCE:
             break
         found = size
     return found

@@ -22,7 +22,7 @@ from bn_lab.config import arms as run_arms
 from bn_lab.data.batches import ResidentBatches, precise_bn_batches
 from bn_lab.nets import architecture as architectures
 from bn_lab.nets import network as models
-from bn_lab.run.evaluation import Evaluator, correct
+from bn_lab.run.evaluation import NO_PREDICTION, Evaluator, correct
 from bn_lab.run.objectives import effective_lr_norm_power, loss_function, make_optimizer
 from bn_lab.store import schema
 
@@ -67,6 +67,13 @@ class TrainResult:
     train_seconds: float
     single_samples: int
     diagnostics: list[dict]  # rows of diagnostics.csv: variant, step, layer, quantity, value
+
+
+def _accuracy_of(predictions: np.ndarray, labels: np.ndarray) -> float | None:
+    """The share of correct predictions; None where one image's logits were not numbers (no prediction)."""
+    if (predictions == NO_PREDICTION).any():
+        return None
+    return float(np.mean(predictions == labels))
 
 
 class Trainer:
@@ -361,10 +368,10 @@ class Trainer:
             )
             predictions = self.single_sample_predictions(v, single_images, training=False)
             result.predictions = predictions.tolist()
-            result.single_sample_inference = float(np.mean(predictions == single_labels))
+            result.single_sample_inference = _accuracy_of(predictions, single_labels)
             if self.networks[v].arm.has_population_statistics:  # else not applicable: it stays None
                 in_training_mode = self.single_sample_predictions(v, single_images, training=True)
                 result.predictions_training = in_training_mode.tolist()
-                result.single_sample_training = float(np.mean(in_training_mode == single_labels))
+                result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
                 result.batch_size_curve = self.checks.batch_size_curve(v, self.data.test, train["batch_size"])
         return TrainResult(evaluations, results, train_seconds, n_single, diagnostics)

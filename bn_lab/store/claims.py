@@ -7,6 +7,12 @@ parent directory, and a live staging directory is the claim that other runs resp
 held for milliseconds only, and the kernel drops it if the process dies; a staging directory
 whose process is gone is stale and removed. An interrupted run never leaves anything that looks
 complete: its files stay in the staging directory, which is removed.
+
+Every hidden directory bn_lab makes holds its mark (rundir.STAGING_MARK): a directory merely named
+like one (a finished run its owner renamed so) is never removed, nor taken for a claim. Putting a
+run in place is interrupt-safe: Ctrl-C and SIGTERM wait for the renames, any error puts an old run
+that --force was replacing back, and one set aside by a process killed meanwhile goes back to its
+place when the next claim there finds it.
 """
 
 from __future__ import annotations
@@ -17,11 +23,46 @@ import fcntl
 import os
 import re
 import shutil
+import signal
+import stat
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bn_lab.store.files import OutputError, cannot_write
-from bn_lab.store.rundir import MANIFEST, STAGING, RunDirError, listed, replaceable, written_by_bn_lab
+from bn_lab.disk.files import OutputError, cannot_write, write_json
+from bn_lab.store.rundir import (
+    DELETED_RUN,
+    MANIFEST,
+    REPLACED_RUN,
+    STAGING,
+    STAGING_MARK,
+    RunDirError,
+    is_marked_staging,
+    listed,
+    replaceable,
+    staging_mark,
+    written_by_bn_lab,
+)
+
+
+@dataclass(frozen=True)
+class CallerOptions:
+    """How a message names the options of whoever asked (a bnlab command, the API): it never names
+    one that caller lacks (`bnlab sweep` has no --out, `bnlab run --seeds` no --name)."""
+
+    elsewhere: str  # what writes elsewhere
+    force: str  # what replaces
+
+    @property
+    def write_elsewhere(self) -> str:
+        return f"use {self.elsewhere} to write elsewhere"
+
+
+RUN_COMMAND = CallerOptions("--out", "--force")  # bnlab run, with --seeds too
+SWEEP_COMMAND = CallerOptions("--name or --results", "--force")  # bnlab sweep
+API_RUN = CallerOptions("another out=", "force=True")  # bn_lab.run
+API_SWEEP = CallerOptions("another name= or results=", "force=True")  # bn_lab.sweep
 
 
 def pid_alive(pid: int) -> bool:
@@ -44,43 +85,93 @@ def pid_alive(pid: int) -> bool:
 
 
 def _live_writer(parent: Path, name: str) -> tuple[int, str] | None:
-    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; removes stale staging dirs."""
+    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; cleans up the
+    hidden directories of bn_lab's whose process is gone (_clean_up). Only bn_lab's count."""
     writer = None
     for staging in parent.glob(f".{glob_escape(name)}.*-*"):
         match = STAGING.fullmatch(staging.name)
-        if not match or match["name"] != name or not staging.is_dir():
-            continue
+        if not match or match["name"] != name or not is_marked_staging(staging):
+            continue  # not bn_lab's: never a claim, never removed
         pid = int(match["pid"])
         if pid != os.getpid() and pid_alive(pid):
             writer = (pid, "sweep" if match["kind"] == "sweep" else "run")
         else:  # killed, or left by this very process: nobody will finish it
-            shutil.rmtree(staging, ignore_errors=True)
+            _clean_up(staging, match["kind"], parent / name)
     return writer
 
 
-def refuse_if_written(directory: Path) -> None:
+def _clean_up(staging: Path, kind: str, run_dir: Path) -> None:
+    """Removes a hidden directory of bn_lab's whose process is gone. An old run that a --force
+    replace had set aside, and that never saw its replacement in place, goes back first."""
+    old = staging / REPLACED_RUN
+    if kind == "replaced" and old.is_dir() and not (run_dir.exists() or run_dir.is_symlink()):
+        try:
+            os.rename(old, run_dir)
+        except OSError:
+            return  # left as it is, marked: the next claim tries again
+    shutil.rmtree(staging / DELETED_RUN, ignore_errors=True)  # the mark last: never an unmarked half
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_staging(path: Path, place: Path) -> Path:
+    """Creates `path`, a hidden directory of bn_lab's (rundir.STAGING) beside `place`, with its mark.
+    One already there is replaced if it is bn_lab's (left by an earlier process of this pid) and
+    refused otherwise. A place that cannot be written is an OutputError naming `place`."""
+    if path.exists() or path.is_symlink():
+        if not is_marked_staging(path):
+            raise RunDirError(f"{path}: named as bn_lab's hidden directories are, but not one of them; move it")
+        shutil.rmtree(path)
+    try:
+        path.mkdir()
+        write_json(path / STAGING_MARK, staging_mark(path))
+    except (OSError, OutputError) as e:  # a read-only file system, a full disk, no permission
+        shutil.rmtree(path, ignore_errors=True)
+        raise cannot_write(place, e) from None
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait while the block runs, then are delivered: stopped between the two
+    renames of a commit, the old run would be set aside and the new one not in place."""
+    deferred = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        deferred = []
+    saved = {s: signal.getsignal(s) for s in deferred}
+    caught = []
+    for s in deferred:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
+
+
+def refuse_if_written(directory: Path, options: CallerOptions = RUN_COMMAND) -> None:
     """Every kind of claim (a run's, a sweep's) sees every other: refused while another process writes `directory`."""
     writer = _live_writer(directory.parent, directory.name)
     if writer is not None:
         pid, kind = writer
-        raise RunDirError(f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or use --out")
+        raise RunDirError(
+            f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or {options.write_elsewhere}"
+        )
 
 
 @contextlib.contextmanager
-def sweep_claim(sweep_dir: Path, check):
+def sweep_claim(sweep_dir: Path, check, options: CallerOptions = SWEEP_COMMAND):
     """Claims `sweep_dir` for this process's sweep while the block runs: `check(sweep_dir)` (may it be
     written?) runs under the parent's lock, then a marker beside it makes every run's claim on the
     same path see the sweep (refuse_if_written), as the sweep sees theirs."""
-    check_location(sweep_dir)
+    check_location(sweep_dir, options)
     _make_parent(sweep_dir.parent)
     marker = sweep_dir.parent / f".{sweep_dir.name}.sweep-{os.getpid()}"
     with _locked(sweep_dir.parent):
-        refuse_if_written(sweep_dir)
+        refuse_if_written(sweep_dir, options)
         check(sweep_dir)
-        try:
-            marker.mkdir(exist_ok=True)
-        except OSError as e:
-            raise cannot_write(sweep_dir, e) from None
+        make_staging(marker, sweep_dir)
     try:
         yield
     finally:
@@ -104,10 +195,15 @@ def _locked(parent: Path):
 
 def _make_parent(parent: Path) -> None:
     for ancestor in (parent, *parent.parents):
-        if ancestor.exists() or ancestor.is_symlink():
-            if not ancestor.is_dir():
-                raise OutputError(f"{parent}: cannot write ({ancestor} is a file, not a directory)")
-            break
+        try:
+            found = ancestor.stat()  # through symbolic links: a loop is ELOOP, a dangling one not there
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise cannot_write(parent, e) from None
+        if not stat.S_ISDIR(found.st_mode):
+            raise OutputError(f"{parent}: cannot write ({ancestor} is a file, not a directory)")
+        break
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -119,9 +215,10 @@ NAME_MAX_BYTES = 255
 STAGING_EXTRA_BYTES = 24
 
 
-def check_location(run_dir: Path) -> None:
+def check_location(run_dir: Path, options: CallerOptions = RUN_COMMAND) -> None:
     """Refuses places a run (or a sweep) can never be written to: a name too long for the file
-    system (with its staging name's additions), the current directory or one of its parents."""
+    system (with its staging name's additions), a path through a symbolic link loop, the current
+    directory or one of its parents."""
     for i, part in enumerate(run_dir.parts):
         room = NAME_MAX_BYTES - (STAGING_EXTRA_BYTES if i == len(run_dir.parts) - 1 else 0)
         if len(os.fsencode(part)) > room:
@@ -131,10 +228,12 @@ def check_location(run_dir: Path) -> None:
         resolved, here = run_dir.resolve(), Path.cwd().resolve()
     except OSError as e:
         raise cannot_write(run_dir, e) from None
+    except RuntimeError:  # Python 3.11's resolve() on a symbolic link loop
+        raise cannot_write(run_dir, OSError(errno.ELOOP, os.strerror(errno.ELOOP))) from None
     if resolved == here or resolved in here.parents:
         raise RunDirError(
-            f"{run_dir}: is the current directory or contains it; a run needs a directory of its own, "
-            "e.g. --out results/my_run"
+            f"{run_dir}: is the current directory or contains it; it needs a directory of its own "
+            f"({options.write_elsewhere})"
         )
 
 
@@ -179,26 +278,49 @@ class Claim:
     def commit(self) -> Path:
         """Puts the staged run at run_dir. What the claim saw there (an empty directory, a run
         replaced with --force) is set aside first and removed after; anything else found there
-        now is left untouched, the finished run is kept beside it, and the error names both."""
-        with _locked(self.run_dir.parent):
-            old = None
-            try:
+        now is left untouched, the finished run is kept beside it, and the error names both.
+
+        Nothing is lost on the way: signals wait for the renames, any error puts what was set
+        aside back, and what a killed process set aside goes back at the next claim (_clean_up)."""
+        with _signals_deferred():
+            with _locked(self.run_dir.parent):
                 if fingerprint(self.run_dir) != self.seen:
                     self._keep_beside()
-                if self.seen is not None:
-                    old = self.run_dir.parent / f".{self.run_dir.name}.replaced-{os.getpid()}"
-                    os.rename(self.run_dir, old)
-                os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
-            except OSError as e:
-                if old is not None and not self.run_dir.exists():
-                    os.rename(old, self.run_dir)  # what was there goes back, untouched
-                    old = None
-                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                    self._keep_beside()
-                raise cannot_write(self.run_dir, e) from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+                aside = None
+                try:
+                    if self.seen is not None:
+                        aside = make_staging(self._beside("replaced"), self.run_dir)
+                        os.rename(self.run_dir, aside / REPLACED_RUN)
+                    os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
+                except BaseException as e:
+                    if aside is not None:
+                        self._put_back(aside)
+                        aside = None
+                    if not isinstance(e, OSError):
+                        self.abandon()
+                        raise
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                        self._keep_beside()
+                    raise cannot_write(self.run_dir, e) from None
+                # The mark names the staging directory, not this one: even left here, it marks nothing.
+                with contextlib.suppress(OSError):
+                    (self.run_dir / STAGING_MARK).unlink()
+            if aside is not None:
+                os.rename(aside / REPLACED_RUN, aside / DELETED_RUN)  # from now on, never put back
+                _clean_up(aside, "replaced", self.run_dir)
         return self.run_dir
+
+    def _beside(self, kind: str) -> Path:
+        return self.run_dir.parent / f".{self.run_dir.name}.{kind}-{os.getpid()}"
+
+    def _put_back(self, aside: Path) -> None:
+        """What the commit set aside goes back to run_dir (if it cannot, it stays aside, marked,
+        and the next claim there puts it back)."""
+        if (aside / REPLACED_RUN).is_dir() and not (self.run_dir.exists() or self.run_dir.is_symlink()):
+            with contextlib.suppress(OSError):
+                os.rename(aside / REPLACED_RUN, self.run_dir)
+        if not (aside / REPLACED_RUN).exists():
+            shutil.rmtree(aside, ignore_errors=True)
 
     def _keep_beside(self):
         """Something else arrived at run_dir while the run trained: the run goes to a free name beside it."""
@@ -207,6 +329,7 @@ class Claim:
             kept = self.run_dir.with_name(f"{self.run_dir.name}-{n}")
             if not (kept.exists() or kept.is_symlink()):
                 os.rename(self.staging, kept)
+                (kept / STAGING_MARK).unlink(missing_ok=True)
                 break
         else:
             raise RunDirError(f"{self.run_dir}: changed while this run trained ({found}); no free name to keep the run")
@@ -227,44 +350,44 @@ class Claim:
             return
         self.abandon()
         if isinstance(error, OutputError):  # name the place the user asked for, not the hidden staging one
-            raise OutputError(str(error).replace(str(self.staging), str(self.run_dir))) from None
+            raise OutputError(str(error).replace(str(self.staging), str(self.run_dir)), error.cause) from None
 
 
 def _stage(run_dir: Path) -> Claim:
-    staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    try:
-        staging.mkdir()
-    except OSError as e:  # a read-only file system, a full disk, no permission
-        raise cannot_write(run_dir, e) from None
+    staging = make_staging(run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}", run_dir)
     return Claim(run_dir, staging, fingerprint(run_dir))
 
 
-def claim(run_dir: str | Path, force: bool = False, cell_of_a_sweep: bool = False) -> Claim:
+def claim(
+    run_dir: str | Path, force: bool = False, cell_of_a_sweep: bool = False, options: CallerOptions = RUN_COMMAND
+) -> Claim:
     """Claims exactly `run_dir` (the user's --out, a sweep cell), before anything slow starts.
 
-    cell_of_a_sweep: run_dir is a cell of a bn_lab sweep (see replaceable)."""
+    cell_of_a_sweep: run_dir is a cell of a bn_lab sweep (see replaceable); options: how its
+    messages name the caller's options."""
     run_dir = Path(run_dir)
-    check_location(run_dir)
+    check_location(run_dir, options)
     if run_dir.name in ("", ".", ".."):
         raise RunDirError(f"{run_dir}: not a directory name a run can be written to")
     _make_parent(run_dir.parent)
     with _locked(run_dir.parent):
-        refuse_if_written(run_dir)
+        refuse_if_written(run_dir, options)
         if run_dir.exists() or run_dir.is_symlink():
             if not run_dir.is_dir() or run_dir.is_symlink():
                 raise RunDirError(f"{run_dir}: exists and is not a directory")
             if (run_dir / MANIFEST).exists():
-                raise RunDirError(f"{run_dir}: holds a sweep ({MANIFEST}), not a run; use --out to write elsewhere")
+                raise RunDirError(f"{run_dir}: holds a sweep ({MANIFEST}), not a run; {options.write_elsewhere}")
             if any(run_dir.iterdir()):
                 if not force:
                     raise RunDirError(
-                        f"{run_dir}: already holds a run; use --force to replace it or --out to write elsewhere"
+                        f"{run_dir}: already holds a run; use {options.force} to replace it or {options.elsewhere} "
+                        "to write elsewhere"
                         if written_by_bn_lab(run_dir)
-                        else f"{run_dir}: already holds files bn_lab did not write; use --out to write elsewhere"
+                        else f"{run_dir}: already holds files bn_lab did not write; {options.write_elsewhere}"
                     )
                 problem = replaceable(run_dir, cell_of_a_sweep)
                 if problem:
-                    raise RunDirError(f"{run_dir}: --force replaces only a bn_lab run, and {problem}")
+                    raise RunDirError(f"{run_dir}: {options.force} replaces only a bn_lab run, and {problem}")
         return _stage(run_dir)
 
 
@@ -281,9 +404,11 @@ def claim_new(results_root: str | Path, experiment: str, seed: int) -> Claim:
     raise RunDirError(f"{parent}: no free run directory name for {stem}")  # 10,000 runs in one second
 
 
-def new_directory(parent: str | Path, stem: str) -> Path:
-    """Creates and returns parent/stem, or parent/stem-2, -3, ...: one that no other process has."""
+def new_directory(parent: str | Path, stem: str, options: CallerOptions = RUN_COMMAND) -> Path:
+    """Creates and returns parent/stem, or parent/stem-2, -3, ...: one that no other process has.
+    A place that can never be written is refused before anything is created (check_location)."""
     parent = Path(parent)
+    check_location(parent / f"{stem}-10000", options)
     _make_parent(parent)
     for n in range(1, 10_000):
         candidate = parent / (stem if n == 1 else f"{stem}-{n}")
@@ -303,16 +428,10 @@ def timestamp() -> str:
 
 
 def remove_stale(directory: Path) -> None:
-    """Hidden staging directories in `directory` whose process is gone (killed runs and sweeps)."""
-    for staging in directory.glob(".*.*-*"):
-        match = STAGING.fullmatch(staging.name)
-        if match and staging.is_dir() and not pid_alive(int(match["pid"])):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def unpack_staging(run_dir: Path) -> Path:
-    """A fresh hidden directory beside run_dir for a run that arrives packed (a Ray task's)."""
-    staging = run_dir.parent / f".{run_dir.name}.unpack-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    return staging
+    """Hidden directories of bn_lab's in `directory` whose process is gone (killed runs and sweeps):
+    cleaned up as a claim there would (_clean_up)."""
+    with _locked(directory):
+        for staging in directory.glob(".*.*-*"):
+            match = STAGING.fullmatch(staging.name)
+            if match and is_marked_staging(staging) and not pid_alive(int(match["pid"])):
+                _clean_up(staging, match["kind"], directory / match["name"])

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bn_lab.config.user_text import listed  # noqa: F401 - what rundir's users take from it
 from bn_lab.config.yaml_io import shown
+from bn_lab.disk.files import OutputError, read_json, read_regular
 from bn_lab.store import schema
-from bn_lab.store.files import OutputError, read_json
 
 # The files of a run directory (every name is here and nowhere else).
 CONFIG = "config.yaml"
@@ -46,6 +47,8 @@ RUN_ENTRIES = (
     BATCH_SIZE_PLOT,
 )
 LATEST = "latest"
+# The names `latest` may hold: a run's directory (`<time>-seed<N>`) or a --seeds sweep's.
+RUN_ID = re.compile(r"\d{8}-\d{6}-seeds?[\d_]+(-and-\d+-more)?(-\d+)?")
 
 # A sweep directory: one run directory per cell, and these.
 MANIFEST = "sweep.json"  # the sweep's definition and cell list, written at its start
@@ -58,23 +61,53 @@ CURVES = "curves.png"
 MECHANISM = "mechanism.png"  # the relu bad-init cells' effective learning rate and dead units
 ALONG_AXIS = "along_axis.png"  # accuracy against a numeric axis (learning rate, group size), each evaluation mode
 
-# Hidden entries beside a directory being written: a run's staging (partial), a Ray run's unpacking,
-# an old run set aside (replaced), and a sweep's claim on its directory (sweep), each with its pid.
-STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|unpack|replaced|sweep)-(?P<pid>\d+)")
+# Hidden directories beside a directory being written: a run's staging (partial), an old run set
+# aside while --force replaces it (replaced), and a sweep's claim on its directory (sweep), each
+# with its pid. The name alone proves nothing (a user may name a folder so): bn_lab writes
+# STAGING_MARK into each, naming it, and removes only a directory whose mark names it.
+STAGING = re.compile(r"\.(?P<name>.+)\.(?P<kind>partial|replaced|sweep)-(?P<pid>\d+)")
+STAGING_MARK = ".bnlab-staging"
+# Inside a `replaced` directory: the old run (put back if the commit never finished), or, once the
+# new run is in place, the same renamed for deletion.
+REPLACED_RUN, DELETED_RUN = "run", "deleting"
 
 
-_ATOMIC_TEMPORARY = re.compile(r"\..+\.tmp")  # bn_lab.store.files' temporary file of a write under way
+# bn_lab.disk.files' temporary file of a write under way: .<one of bn_lab's file names>.<mkstemp's 8>.tmp
+# (a user's own .notes.tmp is the user's).
+_ATOMIC_TEMPORARY = re.compile(
+    r"\.(?:"
+    + "|".join(
+        re.escape(name)
+        for name in (
+            *RUN_ENTRIES,
+            *(MANIFEST, FAILURES, SUMMARY_CSV, REPORT, HEATMAP, CURVES, MECHANISM, ALONG_AXIS, LATEST, STAGING_MARK),
+        )
+    )
+    + r")\.[a-z0-9_]{8}\.tmp"
+)
 
 
-def is_staging(name: str) -> bool:
-    """Whether `name` is one of bn_lab's hidden entries beside a directory being written (or an
-    atomic write's temporary file); any other hidden file (.git, .env) is the user's."""
-    return bool(STAGING.fullmatch(name) or _ATOMIC_TEMPORARY.fullmatch(name))
+def staging_mark(directory: Path) -> dict:
+    """What bn_lab writes into a hidden directory of its own (STAGING_MARK): it names the directory."""
+    return {"bn_lab": "staging", "directory": directory.name}
 
 
-def listed(names: list[str]) -> str:
-    """The first three names, and how many more: what a one-line message shows of a list."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+def is_marked_staging(directory: Path) -> bool:
+    """Whether `directory` is a hidden directory bn_lab made (named as STAGING, holding its mark):
+    the only kind bn_lab ever removes or counts as another process's claim."""
+    if not STAGING.fullmatch(directory.name) or not directory.is_dir() or directory.is_symlink():
+        return False
+    try:
+        return read_json(directory / STAGING_MARK) == staging_mark(directory)
+    except (OSError, ValueError):
+        return False
+
+
+def is_staging(path: Path) -> bool:
+    """Whether `path` is one of bn_lab's hidden directories beside a directory being written (or an
+    atomic write's temporary file); any other hidden file (.git, .env, a run renamed by its
+    owner) is the user's."""
+    return is_marked_staging(path) or bool(_ATOMIC_TEMPORARY.fullmatch(path.name))
 
 
 class RunDirError(Exception):
@@ -104,12 +137,22 @@ def run_problem(run_dir: str | Path) -> str | None:
     """None if run_dir holds a finished run whose summary.json and metrics.csv read back (their
     content as bn_lab.store.schema says); else what is wrong, in a few words (NOT_FINISHED if it never
     finished). A damaged run is no result."""
+    found = read_finished(run_dir)
+    return found if isinstance(found, str) else None
+
+
+def read_finished(run_dir: str | Path) -> tuple[dict, list[dict]] | str:
+    """A finished run's summary.json and metrics.csv's rows, each read once and checked (what a
+    reader then uses is what was checked: a file deleted meanwhile cannot fail it later); or what
+    is wrong (run_problem's words)."""
     run_dir = Path(run_dir)
     if not (run_dir / SUMMARY).is_file():
         return NOT_FINISHED
     try:
         summary = read_json(run_dir / SUMMARY)
         problem = schema.summary_problem(summary)
+    except FileNotFoundError:  # gone since it was seen
+        return NOT_FINISHED
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         problem = str(e)
     if problem:
@@ -121,7 +164,7 @@ def run_problem(run_dir: str | Path) -> str | None:
         problem = str(e)
     if problem:
         return f"{METRICS} is damaged ({shown(problem, 60)})"
-    return None
+    return summary, rows
 
 
 def written_by_bn_lab(directory: Path) -> bool:
@@ -138,10 +181,13 @@ def written_by_bn_lab(directory: Path) -> bool:
 
 
 def _unknown_entries(directory: Path) -> list[str]:
-    """Entries that no bn_lab run writes (hidden temporary files of an atomic write excepted),
+    """Entries that no bn_lab run writes (hidden temporary files of an atomic write, and the mark of
+    its staging directory that a killed commit can leave, excepted),
     inside tensorboard/ too: a run writes only one folder of event files per network there."""
     unknown = [
-        p.name for p in directory.iterdir() if p.name not in RUN_ENTRIES and not _ATOMIC_TEMPORARY.fullmatch(p.name)
+        p.name
+        for p in directory.iterdir()
+        if p.name not in RUN_ENTRIES and p.name != STAGING_MARK and not _ATOMIC_TEMPORARY.fullmatch(p.name)
     ]
     events = directory / TENSORBOARD
     if events.is_dir() and not events.is_symlink():
@@ -181,16 +227,15 @@ def point_latest(run_dir: Path) -> None:
     `tensorboard --logdir results/` listed every latest run twice. `bn_lab.load()` follows it;
     in a shell: cd "results/<experiment>/$(cat results/<experiment>/latest)".
     """
-    from bn_lab.store import files
+    from bn_lab.disk import files
 
     latest = run_dir.parent / LATEST
     if latest.exists() or latest.is_symlink():  # replaced only if it is bn_lab's: the name of a run
         try:
-            ours = latest.is_file() and not latest.is_symlink() and latest.stat().st_size < 256
-            named = latest.read_text().strip() if ours else ""
+            named = "" if latest.is_symlink() else files.read_regular(latest, 256).decode().strip()
         except (OSError, ValueError):
-            ours = False
-        if not ours or not re.fullmatch(r"\d{8}-\d{6}-seeds?[\d_]+(-\d+)?", named):  # a run's or --seeds
+            named = ""
+        if not RUN_ID.fullmatch(named):
             return  # the user's own `latest`: never touched (the run itself is complete)
     try:
         files.write_text(latest, run_dir.name + "\n")
@@ -201,7 +246,12 @@ def point_latest(run_dir: Path) -> None:
 def follow_latest(path: Path) -> Path:
     """The run directory a `latest` pointer names; any other path as it is."""
     if path.name == LATEST and path.is_file() and not path.is_symlink():
-        return path.parent / path.read_text().strip()
+        try:
+            named = read_regular(path, 256).decode().strip()
+        except (OSError, ValueError):
+            return path  # not bn_lab's pointer: the path is what it names, and says why where it is read
+        if RUN_ID.fullmatch(named):
+            return path.parent / named
     return path
 
 

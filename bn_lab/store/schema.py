@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bn_lab.config import arms
 from bn_lab.config.yaml_io import shown
+from bn_lab.disk.files import open_regular
 
 # A network's outcome, as summary.json's `outcome` records it (bn_lab.report.outcome says which).
 LEARNED, COLLAPSED, DIVERGED = "learned", "collapsed", "diverged"
@@ -67,7 +68,7 @@ SUMMARY_VARIANT_KEYS = ("outcome", "diverged", "diverged_at_step", "final_val_ac
 def read_table(path: str | Path, columns: list[str]) -> list[dict]:
     """A run's CSV table (metrics.csv, diagnostics.csv) as rows of strings, checked to have
     `columns` as its header: ValueError (or OSError) if it does not read back."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_regular(path, text=True) as f:  # a FIFO in its place must not block the reader
         reader = csv.reader(f)
         try:
             header = next(reader, None)
@@ -125,7 +126,8 @@ VARIANT_TYPES = {
     ),
     **{o.section: (_OTHER_STATISTICS, None) for o in OTHER_STATISTICS.values()},
     "batch_size_curve": (
-        {"sizes": list, "training_mode": list, "inference_mode": _NUMBER, "good_from": _INT_OR_NONE},
+        # inference_mode: one per size, on that size's images (a number in runs before issue 33)
+        {"sizes": list, "training_mode": list, "inference_mode": (list, _NUMBER), "good_from": _INT_OR_NONE},
         None,
     ),
 }
@@ -196,6 +198,12 @@ def arm_names(summary: dict) -> list[str] | str:
         return "arms must be a non-empty list of arms with names"
     if any(not isinstance(a.get(key), str) for a in given for key in ("label", "short", "color")):
         return "arms: each needs a label, short and color"
+    # What its readers show of them, as the config allows it (the color is checked where it is
+    # drawn: a figure that fails costs nothing else).
+    for a in given:
+        for key in ("label", "short"):
+            if problem := arms.STYLE_PROBLEMS[key](a[key]):
+                return f"arms: a {key} {problem}"
     return [a["name"] for a in given]
 
 

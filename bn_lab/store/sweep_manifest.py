@@ -4,15 +4,21 @@ Writing it, and whether a directory may hold a sweep, is bn_lab.sweep's; the rep
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from bn_lab.config.fields import FIELDS
 from bn_lab.config.names import name_problem
+from bn_lab.config.user_text import printable
 from bn_lab.config.yaml_io import SweepError, shown
-from bn_lab.store import files
+from bn_lab.disk import files
 from bn_lab.store.rundir import MANIFEST
+
+# How much of a value --dry-run, the report and sweep.json's cells show.
+DISPLAY_LIMIT = 80
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,9 @@ class Axis:
         return text
 
     def display(self, i: int) -> str:
-        """This value for people: `relu`, `2`, `bad (5)`."""
-        text = show(self.values[i])
+        """This value for people: `relu`, `2`, `bad (5)`; one bounded line, a terminal's control
+        characters escaped (a value is any string a config allows: a path, a description)."""
+        text = printable(show(self.values[i]), DISPLAY_LIMIT)
         return f"{self.labels[i]} ({text})" if self.labels else text
 
 
@@ -83,8 +90,14 @@ def show(value) -> str:
 def load_manifest(sweep_dir: str | Path) -> dict:
     """A sweep's sweep.json, checked: a damaged one is one line, not a KeyError later."""
     path = Path(sweep_dir) / MANIFEST
-    if not Path(sweep_dir).is_dir():
-        raise SweepError(f"{sweep_dir}: no such directory")
+    try:
+        is_directory = stat.S_ISDIR(os.stat(sweep_dir).st_mode)
+    except FileNotFoundError:
+        raise SweepError(f"{sweep_dir}: no such directory") from None
+    except OSError as e:  # a symbolic link loop, no permission
+        raise SweepError(f"{sweep_dir}: cannot read ({e.strerror or e})") from None
+    if not is_directory:
+        raise SweepError(f"{sweep_dir}: not a directory")
     try:
         manifest = files.read_json(path)
     except FileNotFoundError:

@@ -29,13 +29,14 @@ class Task:
     force: bool  # replace what is there (an incomplete run, or a changed config with --force)
     device: str
     command_line: str
+    options: claims.CallerOptions = claims.SWEEP_COMMAND  # how its messages name the sweep's options
 
 
 def run_cell(task: Task, progress: str = "none") -> float:
     """Runs one cell into its run directory; returns its wall time in seconds."""
     started = time.perf_counter()
     try:
-        with claims.claim(task.run_dir, task.force, cell_of_a_sweep=True) as claim:
+        with claims.claim(task.run_dir, task.force, cell_of_a_sweep=True, options=task.options) as claim:
             experiment.run_experiment(
                 task.config, claim.staging, device=task.device, progress=progress, command_line=task.command_line
             )

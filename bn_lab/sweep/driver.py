@@ -18,10 +18,12 @@ from pathlib import Path
 from bn_lab import registry
 from bn_lab.config import arms
 from bn_lab.config import loading as configs
+from bn_lab.config.user_text import listed, printable
 from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
+from bn_lab.disk import files
 from bn_lab.report import sweep_report as report
 from bn_lab.run import preflight
-from bn_lab.store import claims, files, rundir
+from bn_lab.store import claims, rundir
 from bn_lab.store.sweep_manifest import show
 from bn_lab.sweep import manifest as manifests
 from bn_lab.sweep.cell import Task
@@ -118,6 +120,18 @@ class SweepResult:
     skipped: list[str]
     failed: dict[str, str]  # cell -> one-line error
     report: str  # the report table, as printed
+    planned: int = 0  # the sweep's cells
+
+    @property
+    def problem(self) -> str | None:
+        """None if every cell completed; else what did not, in one line (the CLI's error, the API's exception)."""
+        if not self.failed and len(self.completed) >= self.planned:
+            return None
+        failed = listed(list(self.failed), 10) or "none"
+        return (
+            f"{self.planned - len(self.completed)} of {self.planned} cells did not complete (failed: {failed}; "
+            f"errors in {self.sweep_dir / rundir.FAILURES}); run it again to retry them"
+        )
 
 
 class SweepProgress:
@@ -132,17 +146,23 @@ class SweepProgress:
             self.bar = tqdm(total=total, initial=done, desc=label, unit="cell", position=0, dynamic_ncols=True)
 
     def say(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line)
-        elif self.mode == "lines":
-            print(line, flush=True)
+        try:
+            if self.bar is not None:
+                self.bar.write(line)
+            elif self.mode == "lines":
+                print(line, flush=True)
+        except OSError:  # standard output took no more (a full disk, a closed pipe): the sweep goes on, silent
+            self.mode, self.bar = "none", None
 
     def cell_done(self, name: str, seconds: float | None, run_dir: Path, error: str | None = None) -> None:
         self.done += 1
+        found = rundir.read_finished(run_dir) if error is None else None
         if error is not None:
             status = f"FAILED: {error}"
+        elif isinstance(found, str):  # changed since it finished (deleted, edited): said, the sweep goes on
+            status = f"finished, but its files no longer read back ({found})"
         else:
-            finished = rundir.load_summary(run_dir)
+            finished = found[0]
             v, style = finished["variants"], arms.recorded(finished)
             status = "  ".join(
                 f"{style[n]['short'] if n in style else n} "
@@ -178,12 +198,13 @@ def run_sweep(
     threshold: float = 0.9,
     figure: str = "late",
     command_line: str | None = None,
+    options: claims.CallerOptions = claims.SWEEP_COMMAND,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
 
     The cells go to sweep_dir, by default <results_root>/<sweep name>/. executor: a name in
     registry.EXECUTORS. progress: "auto" (a bar on a terminal, a line per cell otherwise),
-    "bar", "lines" or "none".
+    "bar", "lines" or "none". options: how messages name the caller's options (claims.CallerOptions).
     """
     if executor not in registry.EXECUTORS:
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
@@ -195,7 +216,7 @@ def run_sweep(
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     command_line = command_line if command_line is not None else shlex.join(sys.argv)
     manifest = {**sweep.manifest(), "command_line": command_line}
-    manifests.check_place(sweep_dir, manifest, force)  # again under the claim's lock: here to fail before any state
+    manifests.check_place(sweep_dir, manifest, force, options)  # again under the claim's lock: here to fail first
     found = states(sweep, sweep_dir)
     changed = [name for name, (state, _) in found.items() if state == CHANGED]
     if changed and not force:
@@ -203,26 +224,26 @@ def run_sweep(
         cells = f"{first} and {len(changed) - 1} more cells hold" if len(changed) > 1 else f"{first} holds"
         raise SweepError(
             f"{cells} a finished run of a different config ({found[changed[0]][1]}); "
-            "use --force to rerun, or --name to write the sweep elsewhere"
+            f"use {options.force} to rerun, or {options.write_elsewhere}"
         )
     # A changed config gets here only with --force; an incomplete or damaged directory is always replaced.
     replaced = (INCOMPLETE, DAMAGED, CHANGED)
     todo = [
-        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in replaced, device, command_line)
+        Task(c.name, c.config, str(sweep_dir / c.name), found[c.name][0] in replaced, device, command_line, options)
         for c in sweep.cells
         if found[c.name][0] != COMPLETE
     ]
     skipped = [c.name for c in sweep.cells if found[c.name][0] == COMPLETE]
     failed: dict[str, str] = {}
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
-    with manifests.claimed(sweep_dir, manifest, force), runner if todo else contextlib.nullcontext():
+    with manifests.claimed(sweep_dir, manifest, force, options), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
             claims.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
     completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
-    return SweepResult(sweep_dir, completed, skipped, failed, table)
+    return SweepResult(sweep_dir, completed, skipped, failed, table, len(sweep.cells))
 
 
 def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed: dict, runner, progress: str) -> None:
@@ -237,7 +258,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             return
         if isinstance(error, _fatal_errors()):
             raise error
-        failed[task.name] = f"{type(error).__name__}: {error}".splitlines()[0]
+        failed[task.name] = printable(f"{type(error).__name__}: {error}".splitlines()[0], 300)
         tracebacks[task.name] = "".join(traceback.format_exception(error))
         bar.cell_done(task.name, seconds, Path(task.run_dir), failed[task.name])
 

@@ -25,7 +25,9 @@ def _identity(manifest: dict) -> tuple:
     return cells, axes, tuple(manifest["seeds"])
 
 
-def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
+def check_place(
+    sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND
+) -> None:
     """Refuses a directory this sweep may not write: not a directory, another's files, a run, or
     a bn_lab sweep of another grid or seeds (force: its manifest is replaced; no file is deleted)."""
     if not sweep_dir.exists() and not sweep_dir.is_symlink():
@@ -33,24 +35,24 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
     if not sweep_dir.is_dir() or sweep_dir.is_symlink():
         raise SweepError(f"{sweep_dir}: exists and is not a directory")
     names = sorted(
-        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not rundir.is_staging(p.name)
+        p.name for p in sweep_dir.iterdir() if p.name not in _BEFORE_THE_MANIFEST and not rundir.is_staging(p)
     )
     if not names:
         return
     if rundir.written_by_bn_lab(sweep_dir) or (sweep_dir / SUMMARY).exists():
-        raise SweepError(f"{sweep_dir}: holds a run, not a sweep; write the sweep elsewhere (--out, --name)")
+        raise SweepError(f"{sweep_dir}: holds a run, not a sweep; {options.write_elsewhere}")
     cells = {c["name"] for c in manifest["cells"]}
     if MANIFEST not in names and all(n in cells and rundir.written_by_bn_lab(sweep_dir / n) for n in names):
         return  # recognisably this sweep's: only bn_lab runs of its cells (its sweep.json lost or not yet written)
     if MANIFEST not in names:
         raise SweepError(
             f"{sweep_dir}: not a bn_lab sweep (no {MANIFEST}; it holds {rundir.listed(names)}); "
-            "write the sweep elsewhere (--out, --name)"
+            f"{options.write_elsewhere}"
         )
     try:
         old = load_manifest(sweep_dir)
     except SweepError as e:
-        raise SweepError(f"{e}; it is not replaced: write the sweep elsewhere (--out, --name)") from None
+        raise SweepError(f"{e}; it is not replaced: {options.write_elsewhere}") from None
     if _identity(old) == _identity(manifest) or force:
         return
     before, now = dict(_identity(old)[0]), dict(_identity(manifest)[0])
@@ -74,7 +76,7 @@ def check_place(sweep_dir: Path, manifest: dict, force: bool) -> None:
     )
     raise SweepError(
         f"{sweep_dir / MANIFEST}: this sweep was started with another grid ({'; '.join(differences)}); "
-        f"{again}, use --force to replace its manifest, or write this one elsewhere (--out, --name)"
+        f"{again}, use {options.force} to replace its manifest, or {options.write_elsewhere}"
     )
 
 
@@ -90,6 +92,6 @@ def _set_differences(old: dict, new: dict) -> list[str]:
     return differences[:4]
 
 
-def claimed(sweep_dir: Path, manifest: dict, force: bool):
+def claimed(sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND):
     """claims.sweep_claim with this sweep's check of the place: a context manager."""
-    return claims.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force))
+    return claims.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force, options), options)

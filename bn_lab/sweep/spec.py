@@ -160,7 +160,7 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
         raise SweepError(f"{path}: grid: must be a mapping of config keys to lists of values")
     file_seeds = tree.get("seeds")
     if seeds is None and file_seeds is not None:
-        seeds = _check_seeds(file_seeds, f"{path}: seeds")
+        seeds = check_seeds(file_seeds, f"{path}: seeds")
     return _build(
         name=name if name is not None else tree.get("name", path.stem),
         source=str(path),
@@ -217,6 +217,11 @@ def _axis(key, spec, tree: dict, where: str) -> Axis:
         raise SweepError(f"{where}: {key} cannot be a grid axis: {RESERVED[key]}")
     if key == "description":
         raise SweepError(f"{where}: description cannot be a grid axis; the sweep describes each cell")
+    if key == configs.ARMS:  # a report's columns are its arms': every cell must have the same ones
+        raise SweepError(
+            f"{where}: arms cannot be a grid axis (every cell of a sweep compares the same arms); list them once "
+            "under `set:` or in the base config, and sweep what they share (their options default to the bn section's)"
+        )
     if isinstance(spec, dict):
         labels, raw = tuple(str(k) for k in spec), list(spec.values())
         for label in labels:
@@ -313,10 +318,10 @@ def parse_seeds(text: str) -> list[int]:
         raise SweepError(
             f"--seeds {text}: expected comma-separated non-negative integers, e.g. --seeds 0,1,2"
         ) from None
-    return _check_seeds(seeds, "--seeds")
+    return check_seeds(seeds, "--seeds")
 
 
-def _check_seeds(seeds, where: str) -> list[int]:
+def check_seeds(seeds, where: str) -> list[int]:
     if not isinstance(seeds, list) or not seeds:
         raise SweepError(f"{where}: must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
     if len(seeds) > MAX_CELLS:
@@ -333,7 +338,7 @@ def _check_seeds(seeds, where: str) -> list[int]:
 
 def of_seeds(config: dict, seeds: list[int], *, name: str, source: str) -> Sweep:
     """One resolved config over several seeds (`bnlab run --seeds`): a sweep without grid axes, cells seed<N>."""
-    seeds = _check_seeds(list(seeds), "--seeds")
+    seeds = check_seeds(list(seeds), "--seeds")
     cells = [
         Cell(
             f"seed{seed}",

@@ -19,9 +19,29 @@ import time
 import warnings
 
 from bn_lab import runtime  # runtime imports TensorFlow only in configure()
+from bn_lab.config.yaml_io import SweepError
 from bn_lab.sweep import executors
 from bn_lab.sweep.cell import CELLS_PER_WORKER, run_cell
 from bn_lab.sweep.executors import inprocess
+
+# A worker process starts by importing its parent's script (multiprocessing's spawn); a script
+# that calls bn_lab at its top level would start the sweep again in each worker, which fails.
+SCRIPT_NEEDS_A_GUARD = (
+    'a script using jobs > 1 needs `if __name__ == "__main__":` around its bn_lab calls: '
+    "each worker process imports the script, and would start the sweep again"
+)
+IMPORTED_THE_SCRIPT = 78  # the exit status of such a worker
+
+
+def refuse_in_a_worker_start() -> None:
+    """Called where the API starts a run or a sweep: a worker process still starting (importing its
+    parent's script) says why it cannot, in one line, and ends with IMPORTED_THE_SCRIPT, which the
+    sweep turns into the same sentence."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # spawn's flag while it prepares
+        print(f"error: {SCRIPT_NEEDS_A_GUARD}", file=sys.stderr, flush=True)
+        os._exit(IMPORTED_THE_SCRIPT)
 
 
 class Executor(executors.Executor):
@@ -48,9 +68,12 @@ class Executor(executors.Executor):
         served = [0] * len(slots)
         running = {}  # future -> (slot, task)
 
+        started = []  # every worker process, to read how it ended
+
         def start_next(slot: int) -> None:
             task = queue.pop(0)
             running[slots[slot].submit(_pool_cell, task)] = (slot, task)
+            started.extend(p for p in _processes([slots[slot]]) if p not in started)
 
         interrupted = False
         try:
@@ -61,6 +84,8 @@ class Executor(executors.Executor):
                 for future in done:
                     slot, task = running.pop(future)
                     error = future.exception()
+                    if isinstance(error, BrokenProcessPool) and _imported_the_script(started):
+                        raise SweepError(SCRIPT_NEEDS_A_GUARD)  # every cell would fail so: the sweep stops
                     finished(task, None if error else future.result(), error)  # raises if the sweep must stop
                     served[slot] += 1
                     if queue and (served[slot] >= CELLS_PER_WORKER or isinstance(error, BrokenProcessPool)):
@@ -84,6 +109,13 @@ class Executor(executors.Executor):
 # hang in that import's half-started threads (seen under load); it is killed, and its staging
 # directory, hidden and never complete, is removed by the sweep (claims.remove_stale).
 STOP_SECONDS = 30
+
+
+def _imported_the_script(processes) -> bool:
+    """Whether a worker ended because it found itself importing a script without a guard."""
+    for process in processes:
+        process.join(5)  # the pool found it gone; its status is there within moments
+    return any(process.exitcode == IMPORTED_THE_SCRIPT for process in processes)
 
 
 def _processes(slots) -> list:
@@ -140,11 +172,9 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
 
 
-def _interrupt_once(signum, frame):
-    # The first SIGINT (Ctrl-C, or the sweep forwarding its SIGTERM) stops the cell; a second
-    # one must not interrupt the cleanup that removes its staging directory.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+# The first SIGINT (Ctrl-C, or the sweep forwarding its SIGTERM) stops the cell; a second one must
+# not interrupt the cleanup that removes its staging directory.
+_interrupt_once = runtime.interrupting(KeyboardInterrupt, once=True)
 
 
 def _pool_cell(task) -> float:

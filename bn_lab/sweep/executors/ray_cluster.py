@@ -11,8 +11,10 @@ import io
 import logging
 import os
 import re
+import signal
 import tarfile
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +44,10 @@ class Executor(executors.Executor):
         if ray.is_initialized():  # the caller's own session (a notebook, a test): use it, leave it
             return self
         address = self.address or os.environ.get("RAY_ADDRESS")  # as Ray's own tools do
-        options = dict(logging_level=logging.WARNING, log_to_driver=False)
+        options = dict(logging_level=logging.ERROR, log_to_driver=False)  # bnlab's lines, and Ray's errors
+        # ray.init puts its own SIGTERM handler in (exit 1 with its dump, and none of bnlab's lines):
+        # bnlab's goes back, and stopping the sweep stops the cluster through __exit__.
+        sigterm = signal.getsignal(signal.SIGTERM)
         try:
             if address:
                 _check_reachable(address)
@@ -52,6 +57,9 @@ class Executor(executors.Executor):
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = f"--ray-address {address}" if address else "a local Ray cluster"
             raise SweepError(f"{where}: cannot start or connect to Ray ({str(e).splitlines()[0]})") from None
+        finally:
+            if sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, sigterm)
         self._started = True
         return self
 
@@ -71,7 +79,7 @@ class Executor(executors.Executor):
                 [ref], pending = ray.wait(pending, num_returns=1)
                 task = refs[ref]
                 try:
-                    unpack_run(ray.get(ref), Path(task.run_dir), task.force)
+                    unpack_run(ray.get(ref), Path(task.run_dir), task.force, task.options)
                 except ray.exceptions.RayTaskError as e:
                     cause = getattr(e, "cause", None)
                     finished(task, None, cause if isinstance(cause, BaseException) else RuntimeError(str(e)))
@@ -97,11 +105,13 @@ def run_packed(task) -> bytes:
         return buffer.getvalue()
 
 
-def unpack_run(packed: bytes, run_dir: Path, force: bool = False) -> None:
+def unpack_run(
+    packed: bytes, run_dir: Path, force: bool = False, options: claims.CallerOptions = claims.SWEEP_COMMAND
+) -> None:
     """A packed run into run_dir, atomically: claimed as a local cell is (a damaged, incomplete
     or, with force, changed cell of this sweep is replaced; nothing else), unpacked into the
     claim's staging directory, checked, then renamed."""
-    with claims.claim(run_dir, force, cell_of_a_sweep=True) as claim:
+    with claims.claim(run_dir, force, cell_of_a_sweep=True, options=options) as claim:
         with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
             tar.extractall(claim.staging, filter="data")
         if not rundir.is_complete(claim.staging):

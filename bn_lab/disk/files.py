@@ -4,22 +4,27 @@ the one reader of the JSON files bn_lab wrote, which a damaged file cannot crash
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import stat
 import tempfile
-import warnings
 from pathlib import Path
 
 
 class OutputError(Exception):
     """Results cannot be written (read-only, no permission, disk full); names the path and the cause."""
 
+    def __init__(self, message: str, cause: str = ""):
+        super().__init__(message)
+        self.cause = cause  # the OS's words, to name another path with (cannot_write)
 
-def cannot_write(path: str | Path, error: OSError) -> OutputError:
-    """The one-line OutputError for an OSError met while writing `path`."""
-    cause = error.strerror or str(error) or type(error).__name__
-    return OutputError(f"{path}: cannot write ({cause})")
+
+def cannot_write(path: str | Path, error: OSError | OutputError) -> OutputError:
+    """The one-line OutputError for an OSError (or another path's OutputError) met while writing `path`."""
+    cause = error.cause if isinstance(error, OutputError) else error.strerror or str(error) or type(error).__name__
+    return OutputError(f"{path}: cannot write ({cause})", cause)
 
 
 # A JSON file of bn_lab's is a few kB; one far larger, or nested deeper than Python's parser
@@ -27,18 +32,38 @@ def cannot_write(path: str | Path, error: OSError) -> OutputError:
 MAX_JSON_BYTES = 64 * 2**20
 
 
+def open_regular(path: str | Path, text: bool = False):
+    """`path` opened for reading, if it is a regular file: the one way bn_lab opens a file it reads
+    (a run's, a config, MNIST's). A FIFO would block the reader forever and a device never end
+    (/dev/zero): ValueError("not a regular file"); a directory is IsADirectoryError; else open's
+    OSError. text: UTF-8, newlines as they are (what the csv module wants)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open itself
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise ValueError("not a regular file")
+        binary = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.TextIOWrapper(binary, encoding="utf-8", newline="") if text else binary
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """A regular file's bytes (open_regular); ValueError if it holds more than `limit`."""
+    with open_regular(path) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ValueError(f"larger than {limit:,} bytes")
+    return raw
+
+
 def read_json(path: str | Path):
     """The value of a JSON file bn_lab wrote. OSError if it cannot be read; ValueError if it is
-    not UTF-8 JSON (truncated, empty, nested too deep or too large)."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero, a pipe: never bn_lab's file
-            raise ValueError("not a regular file")
-        raw = f.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
+    not UTF-8 JSON (truncated, empty, nested too deep or too large) or not a regular file."""
+    raw = read_regular(path, MAX_JSON_BYTES)
     try:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:
@@ -103,9 +128,5 @@ def write_npz(path: str | Path, arrays: dict) -> None:
 def save_figure(path: str | Path, figure, tight: bool = True) -> None:
     """The figure as an image at path; tight=False keeps the figure's own margins (faster: one draw, not two)."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # A title in a script the font lacks (a CJK description, an emoji) draws as boxes;
-        # matplotlib's warning per missing character is noise, not news.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
-        figure.savefig(buffer, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight" if tight else None)
+    figure.savefig(buffer, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight" if tight else None)
     write_bytes(path, buffer.getvalue())
