@@ -28,9 +28,9 @@ from bn_lab.config import arms
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, shown
 from bn_lab.disk import files
-from bn_lab.run import preflight
 from bn_lab.store import claims, rundir, schema, sweep_manifest
-from bn_lab.sweep.executors.local import refuse_in_a_worker_start
+from bn_lab.sweeps.executors.local import refuse_in_a_worker_start
+from bn_lab.training import preflight
 
 PROGRESS = ("auto", "bar", "lines", "none")
 
@@ -84,7 +84,7 @@ def _mapping(name: str, value) -> dict:
 
 def _seeds(value) -> list[int]:
     """A list of seeds, each checked as --seeds' are (a string is no list: "12" was seeds 1 and 2)."""
-    from bn_lab.sweep import spec
+    from bn_lab.sweeps import spec
 
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise _refused("seeds", value, "a list of seeds, e.g. seeds=[0, 1, 2]")
@@ -271,7 +271,7 @@ def run_config(
         claim = claims.claim(out, force, options=options)
     else:
         claim = claims.claim_new(results_root, config["experiment"], config["seed"])
-    from bn_lab.run import experiment
+    from bn_lab.training import experiment
 
     with claim:
         experiment.run_experiment(config, claim.staging, device=device, progress=progress, command_line=command_line)
@@ -312,7 +312,7 @@ def run_seeds(
     results/<experiment>/<time>-seeds<...>/ (with a `latest` link beside it); one cell per seed,
     each a complete run directory. Rerunning with the same `out` resumes. Returns the SweepResult.
     """
-    from bn_lab.sweep import driver, spec
+    from bn_lab.sweeps import driver, spec
 
     spec.of_seeds(config, seeds, name=config["experiment"], source=source)  # bad seeds fail before any directory
     if out is not None:
@@ -441,7 +441,7 @@ def sweep(
 ) -> SweepRun:
     """Runs a sweep file (or a base config with `grid=["key=v1,v2", ...]`); returns the SweepRun.
     IncompleteSweep if some cells did not complete (its `.sweep` holds the others)."""
-    from bn_lab.sweep import driver, spec
+    from bn_lab.sweeps import driver, spec
 
     refuse_in_a_worker_start()
     sweep_file, results = _path("sweep_file", sweep_file, optional=False), _path("results", results, optional=False)

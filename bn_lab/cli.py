@@ -237,7 +237,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
     origin = configs.origin(config_file, overrides)  # how the pre-run checks name it
     if seeds is not None:
         from bn_lab.report import sweep_report as report
-        from bn_lab.sweep import spec
+        from bn_lab.sweeps import spec
 
         result = _call(
             api.run_seeds,
@@ -351,7 +351,7 @@ def sweep(
       bnlab sweep configs/smoke.yaml --grid model.activation=relu,sigmoid --seeds 0,1
       bnlab sweep configs/sweep_lesson.yaml --executor ray --ray-address 10.0.0.5:6379
     """
-    from bn_lab.sweep import driver, spec
+    from bn_lab.sweeps import driver, spec
 
     if ray_address and executor != "ray":
         raise UserError("--ray-address is for --executor ray")

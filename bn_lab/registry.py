@@ -98,15 +98,15 @@ ACTIVATIONS = Registry(
 )
 
 # Optimizers: f(learning_rate) -> a Keras optimizer; f.norm_power says what its step means to a
-# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.run.objectives).
-OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.run.objectives:sgd", "adam": "bn_lab.run.objectives:adam"})
+# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.training.objectives).
+OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.training.objectives:sgd", "adam": "bn_lab.training.objectives:adam"})
 
 # Training losses: f(logits, integer labels) -> scalar.
 LOSSES = Registry(
     "loss",
     {
-        "softmax_cross_entropy": "bn_lab.run.objectives:softmax_cross_entropy",
-        "sigmoid_cross_entropy": "bn_lab.run.objectives:sigmoid_cross_entropy",
+        "softmax_cross_entropy": "bn_lab.training.objectives:softmax_cross_entropy",
+        "sigmoid_cross_entropy": "bn_lab.training.objectives:sigmoid_cross_entropy",
     },
 )
 
@@ -138,8 +138,8 @@ DATA_SOURCES = Registry(
 EXECUTORS = Registry(
     "executor",
     {
-        "local": "bn_lab.sweep.executors.local:Executor",
-        "inprocess": "bn_lab.sweep.executors.inprocess:Executor",
-        "ray": "bn_lab.sweep.executors.ray_cluster:Executor",
+        "local": "bn_lab.sweeps.executors.local:Executor",
+        "inprocess": "bn_lab.sweeps.executors.inprocess:Executor",
+        "ray": "bn_lab.sweeps.executors.ray_cluster:Executor",
     },
 )

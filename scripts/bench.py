@@ -12,7 +12,7 @@ backend):
   Conv2D (3x3, "same"), BatchNormalization and ReLU layers, SGD 0.01 (MLP) or Adam 0.002 (conv
   net), one tf.function call per training step, the training set resident as float32 and each
   batch indexed from it in numpy; TensorFlow's default settings;
-* bn_lab: `bn_lab.run.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
+* bn_lab: `bn_lab.training.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
   `bnlab run` does, timed through `train_steps` with the chunk length a real run uses
   (the steps between two evaluations: 500 for the MLP, 25 for the conv net). Each
   variant is timed alone, the pair (both variants at once, what `bnlab run` does),
@@ -244,7 +244,7 @@ def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     from bn_lab.config import loading as configs
     from bn_lab.data import mnist as data
     from bn_lab.nets import weights as initial
-    from bn_lab.run import train
+    from bn_lab.training import train
 
     base = configs.load(CONFIGS[model])
     t = base["train"]

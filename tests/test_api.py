@@ -11,8 +11,8 @@ import bn_lab
 from bn_lab import api
 from bn_lab.config import loading as config
 from bn_lab.store import rundir
-from bn_lab.sweep import spec
-from bn_lab.sweep.executors.local import SCRIPT_NEEDS_A_GUARD
+from bn_lab.sweeps import spec
+from bn_lab.sweeps.executors.local import SCRIPT_NEEDS_A_GUARD
 from tests.conftest import CONFIGS, ROOT, tiny_mlp_config
 
 SMOKE = CONFIGS / "smoke.yaml"

@@ -12,8 +12,8 @@ from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml, read_yaml
 from bn_lab.probes import diagnostics
 from bn_lab.report import plots, printed
-from bn_lab.run import experiment, train
 from bn_lab.store import schema
+from bn_lab.training import experiment, train
 from tests.conftest import CONFIGS, bnlab, initial_weights, snapshot, tiny_mlp_config
 from tests.test_cli import one_error_line
 
@@ -352,7 +352,7 @@ def test_every_name_the_check_allows_trains_and_has_columns_of_its_own(tmp_path)
     ],
 )
 def test_arms_are_refused_as_a_grid_axis_before_anything_runs(tmp_path, axis):
-    from bn_lab.sweep import spec
+    from bn_lab.sweeps import spec
 
     if axis == "--grid":
         with pytest.raises(spec.SweepError) as error:

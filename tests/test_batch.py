@@ -14,8 +14,8 @@ from bn_lab.config.yaml_io import ConfigError
 from bn_lab.data import batches
 from bn_lab.nets import normalizers
 from bn_lab.nets.bn import groups
-from bn_lab.run import evaluation, summary, train
 from bn_lab.store import schema
+from bn_lab.training import evaluation, summary, train
 from tests.conftest import (
     CONFIGS,
     bnlab,
@@ -156,7 +156,7 @@ def test_a_batch_that_does_not_split_into_groups_is_one_group():
             {"data.batch_order": "sorted"},
             "config: data.batch_order: unknown value 'sorted'; allowed: iid, class_grouped",
         ),
-        ({"data.classes_per_batch": 11}, "config: data.classes_per_batch must be in 1..10, got 11"),
+        ({"data.classes_per_batch": 11}, "config: data.classes_per_batch 11 is more than the dataset's 10 classes"),
     ],
 )
 def test_bad_batch_settings_are_one_line_naming_the_key(dotted, message):
@@ -411,7 +411,7 @@ def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
 def test_a_sweep_axis_over_the_bn_section_reaches_the_arms_options(tmp_path):
     """An arm's options default to the bn section's: a grid over bn.group_size (and a sweep's `set:`)
     sets them, as --set does on one run, unless the arm gives the option itself."""
-    from bn_lab.sweep import spec
+    from bn_lab.sweeps import spec
 
     (tmp_path / "arms.yaml").write_text(
         "train: {batch_size: 60}\n"

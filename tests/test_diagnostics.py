@@ -11,8 +11,8 @@ from bn_lab import api
 from bn_lab.config import arms
 from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics, landscape
-from bn_lab.run import train
 from bn_lab.store import rundir, schema
+from bn_lab.training import train
 from tests.conftest import initial_weights, numpy_mlp, snapshot, tiny_mlp_config
 
 

@@ -39,7 +39,7 @@ from bn_lab.config import loading as config
 from bn_lab.data import batches
 from bn_lab.data import mnist as data
 from bn_lab.nets import fast_conv
-from bn_lab.run import objectives, train
+from bn_lab.training import objectives, train
 from tests.conftest import build_network, initial_weights
 
 RTOL = ATOL = 1e-5

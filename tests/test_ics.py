@@ -11,8 +11,8 @@ from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import dump, parse_yaml
 from bn_lab.nets import network as models
 from bn_lab.probes import diagnostics, ics
-from bn_lab.run import objectives, train
 from bn_lab.store import schema
+from bn_lab.training import objectives, train
 from tests.conftest import build_network, initial_weights, snapshot, tiny_mlp_config
 
 
@@ -265,7 +265,7 @@ def test_the_summarys_covariate_shift_figures():
     """Band motion: the mean over consecutive evaluations of the mean |change| of the three
     training-mode percentiles, last hidden layer, raw and over the band's width; ICS means from
     step 1 on, every layer; inf is null."""
-    from bn_lab.run import summary
+    from bn_lab.training import summary
 
     def rows(step, layer, bands, l2, cosine):
         values = dict(zip(schema.TRAINING_UNIT_PERCENTILES, bands), ics_l2=l2, ics_cosine=cosine)

@@ -18,7 +18,7 @@ from bn_lab.config import yaml_io
 from bn_lab.config.fields import FIELDS, MAX_SEED
 from bn_lab.config.names import name_problem
 from bn_lab.config.yaml_io import ConfigError, SweepError
-from bn_lab.sweep import spec as sweeps
+from bn_lab.sweeps import spec as sweeps
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = list(FIELDS) + config.sections() + ["", "lerning_rate", "model.activaton", "x.y.z", "seed.extra"]

@@ -6,7 +6,7 @@ from bn_lab.config import arms, declared
 from bn_lab.config import loading as config
 from bn_lab.data import batches
 from bn_lab.nets import network as models
-from bn_lab.run import train
+from bn_lab.training import train
 from tests.conftest import build_network, initial_weights
 
 MLP = config.validate({"train": {"steps": 100}})

@@ -15,7 +15,7 @@ from bn_lab import api
 from bn_lab.config import loading as config
 from bn_lab.report import sweep_report as report
 from bn_lab.store import claims, rundir
-from bn_lab.sweep import spec
+from bn_lab.sweeps import spec
 from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab, tiny_mlp_config
 from tests.test_nothing_lost import one_error_line
 

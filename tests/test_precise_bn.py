@@ -8,8 +8,8 @@ from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import dump, parse_yaml
 from bn_lab.data import batches
 from bn_lab.nets import normalizers
-from bn_lab.run import train
 from bn_lab.store import schema
+from bn_lab.training import train
 from tests.conftest import initial_weights, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
 BACKENDS = registry.BN_BACKENDS.names()

@@ -7,7 +7,7 @@ from bn_lab.config import loading as config
 from bn_lab.config.fields import FIELDS
 from bn_lab.config.yaml_io import ConfigError
 from bn_lab.nets.bn import manual
-from bn_lab.run import objectives
+from bn_lab.training import objectives
 from tests.conftest import tiny_mlp_config
 
 ALL = [

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from bn_lab.config.yaml_io import ConfigError
-from bn_lab.sweep import spec
+from bn_lab.sweeps import spec
 from tests.conftest import ROOT, RUN_FILES, SWEEP_SMOKE, bnlab
 
 REPO, SMOKE = ROOT, SWEEP_SMOKE
@@ -223,7 +223,7 @@ def test_jobs_2_gives_the_same_numbers_as_jobs_1(jobs1, resumed):
 
 def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
     # TensorFlow's XLA cache grows with every cell a process runs; the executors bound it.
-    from bn_lab.sweep.cell import CELLS_PER_WORKER
+    from bn_lab.sweeps.cell import CELLS_PER_WORKER
 
     sweep_dir, _ = jobs1
     pids = [json.loads((sweep_dir / cell / "environment.json").read_text())["pid"] for cell in CELLS]
@@ -551,7 +551,7 @@ def test_missing_ray_says_how_to_install_it(tmp_path):
 
 
 def test_cell_names_never_lie_about_their_value(tmp_path):
-    from bn_lab.sweep import spec as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     found = sweeps.load(REPO / "configs" / "smoke.yaml", ["optimizer.learning_rate=1e6,1e-6,0.1234567,0.12345671,2"])
     # Before: :g rounding named 0.1234567 and 0.1234568 alike, and 1e+06 became "1e-06".
@@ -591,7 +591,7 @@ def test_an_escaping_sweep_name_is_refused(tmp_path):
 
 
 def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
-    from bn_lab.sweep import spec as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     (tmp_path / "base.yaml").write_bytes(b"description: caf\xe9\n")
     path = tmp_path / "s.yaml"
@@ -606,7 +606,7 @@ def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
 
 
 def test_seeds_sections_and_long_names_are_one_line_errors():
-    from bn_lab.sweep import spec as sweeps
+    from bn_lab.sweeps import spec as sweeps
 
     def error(function, *args) -> str:
         with pytest.raises(ConfigError) as caught:

@@ -187,7 +187,7 @@ FIELDS: dict[str, Field] = {
         "training images the exact statistics average over (whole batches, at most data.train_limit)",
         _at_least(1),
     ),
-    # The third way to evaluate a network with batch statistics (bn_lab.run.evaluation): as it trained.
+    # The third way to evaluate a network with batch statistics (bn_lab.training.evaluation): as it trained.
     "batch_stats.enabled": Field(
         True,
         bool,

@@ -246,7 +246,7 @@ def validate(tree: dict, where: str = "config") -> dict:
 
 def _check_batches_of_the_training_size(config: dict, where: str) -> None:
     """An arm with population statistics is also evaluated in training mode on batches of the
-    training size (bn_lab.run.evaluation): the splits they are cut from must hold one."""
+    training size (bn_lab.training.evaluation): the splits they are cut from must hold one."""
     population = [a.name for a in arms.of(config) if a.has_population_statistics]
     if not population:
         return

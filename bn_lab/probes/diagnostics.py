@@ -10,7 +10,7 @@ mode), the input to the activation function (after BN in the BN network):
     |input| > 2, likewise) on at least 95% of the probe set;
 and of the layer's kernel: its mean column norm, the effective learning rate lr/‖w‖² (mean
 over columns; what the optimizer's steps mean to a scale-invariant BN layer; lr/‖w‖ for
-Adam, whose steps do not scale with the gradient: bn_lab.run.objectives), and the norm
+Adam, whose steps do not scale with the gradient: bn_lab.training.objectives), and the norm
 of its gradient in the last training step (the training loop returns it: taking it again
 here would trace a second gradient per network).
 
@@ -83,7 +83,7 @@ class Probe:
     """The diagnostics of one network, on a fixed probe set."""
 
     def __init__(self, config: dict, network: models.Network, probe_images: np.ndarray, jit: bool, norm_power: int):
-        """norm_power: p of the optimizer's effective learning rate lr/‖w‖^p (bn_lab.run.objectives)."""
+        """norm_power: p of the optimizer's effective learning rate lr/‖w‖^p (bn_lab.training.objectives)."""
         self.network = network
         self.unit = config["diagnostics"]["unit"]
         self.activation = config["model"]["activation"]

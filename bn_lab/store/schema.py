@@ -23,7 +23,7 @@ OUTCOMES = (LEARNED, COLLAPSED, DIVERGED)
 METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]
 VALIDATION = "validation"  # the validation split, inference mode with the EMA population statistics
 PRECISE_BN = "validation_precise_bn"  # the same with exact population statistics (the BN network)
-# The same in training mode, on validation batches of the training batch size (bn_lab.run.evaluation).
+# The same in training mode, on validation batches of the training batch size (bn_lab.training.evaluation).
 BATCH_STATS = "validation_batch_stats"
 
 

@@ -1,5 +1,5 @@
 """What a sweep directory's sweep.json holds, read and checked: its name, axes, cells and seeds.
-Writing it, and whether a directory may hold a sweep, is bn_lab.sweep's; the report reads it here.
+Writing it, and whether a directory may hold a sweep, is bn_lab.sweeps'; the report reads it here.
 """
 
 from __future__ import annotations

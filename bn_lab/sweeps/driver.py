@@ -22,12 +22,12 @@ from bn_lab.config.user_text import listed, printable
 from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
 from bn_lab.disk import files
 from bn_lab.report import sweep_report as report
-from bn_lab.run import preflight
 from bn_lab.store import claims, rundir
 from bn_lab.store.sweep_manifest import show
-from bn_lab.sweep import manifest as manifests
-from bn_lab.sweep.cell import Task
-from bn_lab.sweep.spec import Cell, Sweep
+from bn_lab.sweeps import manifest as manifests
+from bn_lab.sweeps.cell import Task
+from bn_lab.sweeps.spec import Cell, Sweep
+from bn_lab.training import preflight
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bn_lab.config.yaml_io import SweepError
 from bn_lab.store import claims, rundir
-from bn_lab.sweep import executors
-from bn_lab.sweep.cell import CELLS_PER_WORKER, run_cell
+from bn_lab.sweeps import executors
+from bn_lab.sweeps.cell import CELLS_PER_WORKER, run_cell
 
 CELL_CPUS = 1  # Ray CPUs per cell: like --jobs 2 on 2 cores (a cell's own threads: 2 intra-op + 2 inter-op)
 RAY_EXTRA = "the ray executor needs the optional extra: pip install 'bn_lab[ray]'"

@@ -15,10 +15,10 @@ from bn_lab.config import arms, declared
 from bn_lab.config.yaml_io import dump
 from bn_lab.disk import files
 from bn_lab.report import printed
-from bn_lab.run import provenance
-from bn_lab.run.progress import Progress
-from bn_lab.run.summary import summary
 from bn_lab.store import rundir, schema
+from bn_lab.training import provenance
+from bn_lab.training.progress import Progress
+from bn_lab.training.summary import summary
 
 
 def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, diverged_at: dict) -> None:
@@ -84,8 +84,8 @@ def run_experiment(
     env = provenance.environment(config, device_info, dataset.describe(), command_line)
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 
-    from bn_lab.run import train
-    from bn_lab.run.events import EventWriters
+    from bn_lab.training import train
+    from bn_lab.training.events import EventWriters
 
     initial_weights = weights.initial_weights(config, declared.architecture(config))
     trainer = train.Trainer(config, dataset, initial_weights)

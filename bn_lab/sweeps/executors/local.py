@@ -20,9 +20,9 @@ import warnings
 
 from bn_lab import runtime  # runtime imports TensorFlow only in configure()
 from bn_lab.config.yaml_io import SweepError
-from bn_lab.sweep import executors
-from bn_lab.sweep.cell import CELLS_PER_WORKER, run_cell
-from bn_lab.sweep.executors import inprocess
+from bn_lab.sweeps import executors
+from bn_lab.sweeps.cell import CELLS_PER_WORKER, run_cell
+from bn_lab.sweeps.executors import inprocess
 
 # A worker process starts by importing its parent's script (multiprocessing's spawn); a script
 # that calls bn_lab at its top level would start the sweep again in each worker, which fails.

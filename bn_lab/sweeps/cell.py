@@ -9,8 +9,8 @@ import gc
 import time
 from dataclasses import dataclass
 
-from bn_lab.run import experiment
 from bn_lab.store import claims
+from bn_lab.training import experiment
 
 # TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
 # measured here, each MLP cell leaves ~35 MB behind. So the executors run cells in worker

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from bn_lab.sweep import executors
-from bn_lab.sweep.cell import run_cell
+from bn_lab.sweeps import executors
+from bn_lab.sweeps.cell import run_cell
 
 
 class Executor(executors.Executor):

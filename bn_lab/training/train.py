@@ -3,7 +3,7 @@ batches, concurrently.
 
 Speed comes from running a whole chunk of steps (the steps between two evaluations) inside one
 XLA-compiled tf.while_loop per arm; the chunk's batches come from bn_lab.data.batches, the checks at
-each evaluation from bn_lab.run.evaluation, the diagnostics from bn_lab.probes.diagnostics,
+each evaluation from bn_lab.training.evaluation, the diagnostics from bn_lab.probes.diagnostics,
 bn_lab.probes.landscape and bn_lab.probes.ics.
 """
 
@@ -22,9 +22,9 @@ from bn_lab.config import arms as run_arms
 from bn_lab.data.batches import ResidentBatches, precise_bn_batches
 from bn_lab.nets import architecture as architectures
 from bn_lab.nets import network as models
-from bn_lab.run.evaluation import NO_PREDICTION, Evaluator, correct
-from bn_lab.run.objectives import effective_lr_norm_power, loss_function, make_optimizer
 from bn_lab.store import schema
+from bn_lab.training.evaluation import NO_PREDICTION, Evaluator, correct
+from bn_lab.training.objectives import effective_lr_norm_power, loss_function, make_optimizer
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bn_lab.sweep.cell import Task
+from bn_lab.sweeps.cell import Task
 
 Finished = Callable[[Task, "float | None", "BaseException | None"], None]
 
