@@ -33,9 +33,6 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
-    def where(self, name: str) -> str:
-        return self._entries[name]
-
     def get(self, name: str):
         """The piece registered as name, imported; an unknown name is a ValueError naming the choices."""
         if name not in self._entries:

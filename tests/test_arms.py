@@ -11,7 +11,7 @@ from bn_lab.config import arms
 from bn_lab.config import loading as config
 from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml, read_yaml
 from bn_lab.probes import diagnostics
-from bn_lab.report import plots, printed
+from bn_lab.report import inside_figures, printed
 from bn_lab.store import schema
 from bn_lab.training import experiment, train
 from tests.conftest import CONFIGS, bnlab, initial_weights, snapshot, tiny_mlp_config
@@ -240,7 +240,7 @@ def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
         rows = [{**r, "step": int(r["step"]), "value": float(r["value"])} for r in csv.DictReader(f)]
     rows = [{**r, "layer": r["layer"] if r["layer"] == "all" else int(r["layer"])} for r in rows]
     styles = arms.recorded(summary)
-    figure = plots.diagnostics_figure(rows, 3, "four arms", 0, styles=styles)
+    figure = inside_figures.diagnostics_figure(rows, 3, "four arms", 0, styles=styles)
     titles = [ax.get_title() for ax in figure.axes]
     for arm in styles.values():
         assert any(t.startswith(arm["label"] + ":") for t in titles), arm["label"]

@@ -15,7 +15,7 @@ from bn_lab.data import batches
 from bn_lab.nets import normalizers
 from bn_lab.nets.bn import groups
 from bn_lab.store import schema
-from bn_lab.training import evaluation, summary, train
+from bn_lab.training import evaluation, launch, summary, train
 from tests.conftest import (
     CONFIGS,
     bnlab,
@@ -259,7 +259,7 @@ def numpy_in_batches(arrays, images, labels, size, group_size=0):
 def grouped_run(tmp_path_factory, tiny_mnist):
     """A tiny pair with BN in groups of 5 of its batches of 30."""
     cfg = tiny_mlp_config(**{"bn.group_size": 5})
-    return api.load(api.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
+    return api.load(launch.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
 
 
 def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped_run, tiny_mnist):
@@ -353,7 +353,7 @@ def test_a_whole_group_is_the_whole_batch_bit_for_bit(tmp_path):
     out = {}
     for g in (0, 30):
         cfg = tiny_mlp_config(**{"bn.group_size": g})
-        out[g] = api.load(api.run_config(cfg, out=tmp_path / f"g{g}", progress="none"))
+        out[g] = api.load(launch.run_config(cfg, out=tmp_path / f"g{g}", progress="none"))
     assert (out[0].path / "metrics.csv").read_bytes() == (out[30].path / "metrics.csv").read_bytes()
 
 

@@ -183,10 +183,10 @@ def test_smoke_run_writes_every_output(smoke_run):
 
 def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
     # The same run again, through the Python API in this process: the same numbers to the last bit.
-    from bn_lab import api
+    from bn_lab.training import launch
 
     run_dir, _ = smoke_run
-    again = api.run_config(config.load(CONFIGS / "smoke.yaml", SMOKE_RUN), out=tmp_path / "again", progress="none")
+    again = launch.run_config(config.load(CONFIGS / "smoke.yaml", SMOKE_RUN), out=tmp_path / "again", progress="none")
     assert (again / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
     first, second = (json.loads((d / "summary.json").read_text())["variants"] for d in (run_dir, again))
     for v in first:
@@ -308,9 +308,9 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     assert not (tmp_path / partial[0] / "summary.json").exists()
     # The next run cleans the stale staging directory up (here in this process: what cleans it is
     # the library's claim on the directory, which `bnlab run` calls).
-    from bn_lab import api
+    from bn_lab.training import launch
 
-    api.run_config(
+    launch.run_config(
         config.load(CONFIGS / "smoke.yaml", {"train.steps": 20, "train.eval_every": 10}), out=out, progress="none"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]

@@ -72,9 +72,10 @@ def test_an_npz_declares_its_shape_classes_and_splits_and_the_models_follow(npz_
 @pytest.mark.parametrize("model", ["mlp", "convnet"])
 def test_a_run_trains_on_an_npz_of_colour_images_in_five_classes(npz_file, tmp_path, model):
     from bn_lab import api
+    from bn_lab.training import launch
 
     c = npz_config(npz_file, **{"model.name": model, "model.conv_layers": 3, "model.dense_units": 8})
-    run = api.load(api.run_config(c, out=tmp_path / model, progress="none"))
+    run = api.load(launch.run_config(c, out=tmp_path / model, progress="none"))
     labels = np.load(npz_file)["y_train"][:100]
     assert run.summary["tf1_diverged_val_accuracy"] == pytest.approx(float(np.mean(labels == 0)))
     assert run.summary["variants"]["with_bn"]["outcome"] in ("learned", "collapsed")

@@ -282,9 +282,9 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
         for layer in (1, 2)
         for q, v in {**quantities, "effective_lr": 0.05}.items()
     ]
-    from bn_lab.report import plots
+    from bn_lab.report import inside_figures
 
-    figure = plots.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
+    figure = inside_figures.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
     titles = [ax.get_title() for ax in figure.axes]
     assert len(figure.axes) == 2 + 2 * 5 + 1 and not any(
         "not measured" in t.get_text() for ax in figure.axes for t in ax.texts
@@ -304,7 +304,7 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
 def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     """At a bad init the untrained network's activation inputs are ~1e4 (the BN network's too: its
     population statistics start at 0 and 1). Its later values, ~1, stay readable; step 0 is named."""
-    from bn_lab.report import plots
+    from bn_lab.report import inside_figures
 
     later = {
         "unit_p15": -1.0,
@@ -330,7 +330,7 @@ def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
         for step in (0, 10, 20, 30)
         for q, v in later.items()
     ]
-    figure = plots.diagnostics_figure(rows, 1, "title", 0)
+    figure = inside_figures.diagnostics_figure(rows, 1, "title", 0)
     (band,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: layer 1")]
     (means,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: per-unit mean")]
     assert band.get_ylim()[1] < 3 and means.get_ylim()[1] < 3
@@ -340,6 +340,8 @@ def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     # Flat later values (every unit dead from step 10 on) and a step 0 just below them: to scale, not named.
     flat = [dict(r, value=1.0 if r["step"] else 0.98) if r["quantity"] == "dead_fraction" else r for r in rows]
     (dead,) = [
-        ax for ax in plots.diagnostics_figure(flat, 1, "title", 0).axes if ax.get_title().startswith("with BN: dead")
+        ax
+        for ax in inside_figures.diagnostics_figure(flat, 1, "title", 0).axes
+        if ax.get_title().startswith("with BN: dead")
     ]
     assert not dead.texts and dead.get_ylim()[0] < 0.98 < 1.0 < dead.get_ylim()[1]

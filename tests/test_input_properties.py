@@ -200,11 +200,11 @@ def mutated(manifest, path: list[int], value):
 def read_report(sweep_dir):
     """What `bnlab report` reads and computes before it writes anything."""
     from bn_lab.report import sweep_figures as report_figures
-    from bn_lab.report import sweep_report as report
+    from bn_lab.report import sweep_results, sweep_table
 
-    results = report.collect(sweep_dir)
-    report.summary_columns(results.manifest), report.summary_rows(results)
-    report.markdown_table(report.table(results, 0.9)), report_figures.figure_grid(results)
+    results = sweep_results.collect(sweep_dir)
+    sweep_table.summary_columns(results.manifest), sweep_table.summary_rows(results)
+    sweep_table.markdown_table(sweep_table.table(results, 0.9)), report_figures.figure_grid(results)
     return results
 
 

@@ -435,10 +435,10 @@ def test_a_bad_report_option_is_refused_before_any_cell_trains(tmp_path):
         line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", tmp_path / "r", "--threshold", value))
         assert "--threshold" in line
     assert not (tmp_path / "r").exists()
-    from bn_lab.report import sweep_report as report
+    from bn_lab.report import sweep_results
 
-    report.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
-    report.check_options(np.int64(1), "late")
+    sweep_results.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
+    sweep_results.check_options(np.int64(1), "late")
 
 
 def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):

@@ -11,10 +11,11 @@ import sys
 import pytest
 
 import bn_lab
-from bn_lab import api
 from bn_lab.config import loading as config
 from bn_lab.report import sweep_report as report
-from bn_lab.store import claims, rundir
+from bn_lab.report import sweep_results, sweep_table
+from bn_lab.store import callers, claims, rundir
+from bn_lab.sweeps import seeds as several_seeds
 from bn_lab.sweeps import spec
 from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab, tiny_mlp_config
 from tests.test_nothing_lost import one_error_line
@@ -51,14 +52,13 @@ def test_a_cell_deleted_while_the_report_reads_it_is_left_out_not_a_traceback(sm
     """What the report uses is what it checked: each file is read once, so a cell deleted after
     that changes nothing, and one deleted before is named (it was FileNotFoundError)."""
     from bn_lab.report import sweep_figures as report_figures
-    from bn_lab.report import sweep_results
 
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
     results = sweep_results.collect(sweep)
     shutil.rmtree(sweep / CELL)  # between the reading and the drawing
     assert report_figures.curves(results, sweep / rundir.CURVES)
-    assert report.summary_rows(results)[0]["cell"] == CELL
+    assert sweep_table.summary_rows(results)[0]["cell"] == CELL
     assert rundir.read_finished(sweep / CELL) == rundir.NOT_FINISHED
     text = report.write_report(sweep)
     assert f"Missing: 1 cell not run or not finished: {CELL}" in text
@@ -182,7 +182,7 @@ def test_each_caller_is_told_its_own_options(tmp_path):
         bn_lab.run(tiny_mlp_config(), out=mine)
     assert str(error.value) == f"{mine}: already holds files bn_lab did not write; use another out= to write elsewhere"
     with pytest.raises(rundir.RunDirError) as error:
-        claims.claim(mine, options=claims.SWEEP_COMMAND)
+        claims.claim(mine, options=callers.SWEEP_COMMAND)
     assert str(error.value).endswith("use --name or --results to write elsewhere")
     sweep_dir = tmp_path / "results" / "smoke_grid"
     shutil.copytree(mine, sweep_dir)
@@ -194,12 +194,12 @@ def test_each_caller_is_told_its_own_options(tmp_path):
 
 def test_many_seeds_make_a_directory_name_that_fits_and_nothing_before_a_refusal(tmp_path):
     seeds = list(range(0, 400, 3))
-    name = api.seeds_directory_name(seeds)
+    name = several_seeds.seeds_directory_name(seeds)
     assert len(name) < 80 and name.endswith(f"-seeds0_3_6_9_12_15-and-{len(seeds) - 6}-more")
     assert rundir.RUN_ID.fullmatch(name) and rundir.RUN_ID.fullmatch(name + "-2")
-    assert rundir.RUN_ID.fullmatch(api.seeds_directory_name([4, 5, 6])) and "seeds4-6" in api.seeds_directory_name(
-        [4, 5, 6]
-    )
+    assert rundir.RUN_ID.fullmatch(
+        several_seeds.seeds_directory_name([4, 5, 6])
+    ) and "seeds4-6" in several_seeds.seeds_directory_name([4, 5, 6])
     with pytest.raises(rundir.RunDirError, match="a name in it is 306 bytes; at most 231"):
         claims.new_directory(tmp_path / "exp", "x" * 300)
     assert not (tmp_path / "exp").exists()  # refused before anything was made

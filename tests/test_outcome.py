@@ -10,6 +10,7 @@ import pytest
 from bn_lab import api
 from bn_lab.config import loading as config
 from bn_lab.report import outcome
+from bn_lab.training import launch
 
 SERIES = [(0, 0.10), (500, 0.40), (1000, 0.90), (1500, 0.35), (2000, 0.90), (2500, 0.60)]  # a chaotic curve
 
@@ -81,7 +82,7 @@ def tiny_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(files, "save_figure", watched)
         for init, scale in (("good", 0.05), ("bad", 5.0)):
-            run_dir = api.run_config(tiny(scale), out=out / init, progress="none")
+            run_dir = launch.run_config(tiny(scale), out=out / init, progress="none")
             runs[init] = json.loads((run_dir / "summary.json").read_text())
             runs[init]["dir"], runs[init]["figure"] = run_dir, drawn.pop("accuracy.png")
     return runs
@@ -176,7 +177,7 @@ def test_an_accuracy_of_logits_that_are_not_numbers_is_never_reported(tmp_path):
     from tests.conftest import tiny_mlp_config
 
     cfg = tiny_mlp_config(**{"model.hidden_units": [16] * 16, "init.scale": 1000.0})
-    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    run = api.load(launch.run_config(cfg, out=tmp_path / "run", progress="none"))
     columns = zip(*(run.metrics[c] for c in ("variant", "step", "split", "accuracy")))
     at_zero = {v: a for v, step, split, a in columns if (step, split) == (0, "validation")}
     assert math.isnan(at_zero["without_bn"]) and math.isnan(at_zero["with_bn"])

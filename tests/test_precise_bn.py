@@ -80,9 +80,10 @@ def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_
     EMA statistics' figures), computed over other batches, or averaged wrongly.
     """
     from bn_lab import api
+    from bn_lab.training import launch
 
     cfg = tiny_config("keras")
-    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    run = api.load(launch.run_config(cfg, out=tmp_path / "run", progress="none"))
     arrays, epsilon = run.weights("with_bn"), cfg["bn"]["epsilon"]
     fixed = batches.precise_bn_batches(
         cfg["seed"], len(tiny_mnist.train.labels), cfg["train"]["batch_size"], cfg["precise_bn"]["images"]

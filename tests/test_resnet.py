@@ -98,11 +98,12 @@ def test_the_forward_pass_is_the_blocks_written_out(tiny_mnist, arm):
 def test_configs_resnet_yaml_trains_plain_and_bn_with_its_diagnostics(tmp_path):
     from bn_lab import api
     from bn_lab.config.yaml_io import read_yaml
+    from bn_lab.training import launch
 
     tree = config.apply_overrides(read_yaml(CONFIGS / "resnet.yaml"), config.flatten(SMALL))
     c = config.validate(tree)
     assert c["model"]["blocks"] == [1, 2] and c["optimizer"]["learning_rate"] == 0.05
-    run = api.load(api.run_config(c, out=tmp_path / "run", progress="none"))
+    run = api.load(launch.run_config(c, out=tmp_path / "run", progress="none"))
     summary = run.summary
     assert set(summary["variants"]) == {"without_bn", "with_bn"}
     assert summary["variants"]["with_bn"]["outcome"] in ("learned", "collapsed")

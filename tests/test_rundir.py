@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab.store import claims, rundir
+from bn_lab.store import claims, rundir, staging
 from tests.conftest import CONFIGS, bnlab
 
 
@@ -150,13 +150,13 @@ def test_an_interrupted_claim_leaves_nothing(tmp_path):
 
 def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = claims.make_staging(tmp_path / f".run.partial-{int(dead.stdout)}", tmp_path / "run")
+    stale = staging.make_staging(tmp_path / f".run.partial-{int(dead.stdout)}", tmp_path / "run")
     with claims.claim(tmp_path / "run") as claim:
         assert not stale.exists()
         (claim.staging / rundir.SUMMARY).write_text("{}")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        claims.make_staging(tmp_path / f".other.partial-{live.pid}", tmp_path / "other")
+        staging.make_staging(tmp_path / f".other.partial-{live.pid}", tmp_path / "other")
         with pytest.raises(rundir.RunDirError, match=f"another bnlab run \\(pid {live.pid}\\)"):
             claims.claim(tmp_path / "other")
     finally:
@@ -186,8 +186,8 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
     while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         pass  # exited, not yet waited for: a zombie
     try:
-        assert not claims.pid_alive(zombie.pid)
-        claims.make_staging(tmp_path / f".run.partial-{zombie.pid}", tmp_path / "run")
+        assert not staging.pid_alive(zombie.pid)
+        staging.make_staging(tmp_path / f".run.partial-{zombie.pid}", tmp_path / "run")
         with claims.claim(tmp_path / "run") as claim:
             (claim.staging / rundir.SUMMARY).write_text("{}")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -329,7 +329,7 @@ def test_a_users_directory_named_like_staging_is_never_removed(tmp_path, kind):
     before = sorted(p.name for p in kept.rglob("*"))
     with claims.claim(tmp_path / "foo") as claim:
         (claim.staging / rundir.SUMMARY).write_text("{}")
-    claims.remove_stale(tmp_path)
+    staging.remove_stale(tmp_path)
     assert sorted(p.name for p in kept.rglob("*")) == before
     assert not (tmp_path / "foo" / rundir.CONFIG).exists()  # nor put anywhere
     # Nor is it another process's claim, even with a live pid in its name.

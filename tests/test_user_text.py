@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from bn_lab import api
 from bn_lab.report import plots, printed
 from bn_lab.report import sweep_report as report
 from bn_lab.store import rundir, schema
+from bn_lab.training import launch
 from tests.conftest import CONFIGS, bnlab, tiny_mlp_config
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -55,7 +55,7 @@ def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwar
     # No figure fails on what the config accepts any more; one that did is stood in for here.
     monkeypatch.setattr(plots, "batch_size_curve_figure", fails)
     out = tmp_path / "run"
-    api.run_config(tiny_mlp_config(), out=out, progress="none")
+    launch.run_config(tiny_mlp_config(), out=out, progress="none")
     assert rundir.is_complete(out) and not (out / rundir.BATCH_SIZE_PLOT).exists()
     assert (out / rundir.ACCURACY_PLOT).is_file()
     (warning,) = [str(w.message) for w in recwarn if "not drawn" in str(w.message)]

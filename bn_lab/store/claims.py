@@ -19,145 +19,36 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
-import re
 import shutil
-import signal
-import stat
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from bn_lab.disk.files import OutputError, cannot_write, write_json
+from bn_lab.disk.files import OutputError, cannot_write
+from bn_lab.store.callers import RUN_COMMAND, SWEEP_COMMAND, CallerOptions
 from bn_lab.store.rundir import (
     DELETED_RUN,
     MANIFEST,
     REPLACED_RUN,
-    STAGING,
     STAGING_MARK,
     RunDirError,
-    is_marked_staging,
     listed,
     replaceable,
-    staging_mark,
     written_by_bn_lab,
 )
+from bn_lab.store.staging import (
+    clean_up,
+    live_writer,
+    locked,
+    make_parent,
+    make_staging,
+    refuse_if_written,
+    signals_deferred,
+)
 
-
-@dataclass(frozen=True)
-class CallerOptions:
-    """How a message names the options of whoever asked (a bnlab command, the API): it never names
-    one that caller lacks (`bnlab sweep` has no --out, `bnlab run --seeds` no --name)."""
-
-    elsewhere: str  # what writes elsewhere
-    force: str  # what replaces
-
-    @property
-    def write_elsewhere(self) -> str:
-        return f"use {self.elsewhere} to write elsewhere"
-
-
-RUN_COMMAND = CallerOptions("--out", "--force")  # bnlab run, with --seeds too
-SWEEP_COMMAND = CallerOptions("--name or --results", "--force")  # bnlab sweep
-API_RUN = CallerOptions("another out=", "force=True")  # bn_lab.run
-API_SWEEP = CallerOptions("another name= or results=", "force=True")  # bn_lab.sweep
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine still runs (the owner of a staging directory).
-
-    A zombie is dead: a killed sweep's workers stay zombies where nobody reaps them (a
-    container whose PID 1 does not), and kill(pid, 0) still succeeds for them.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):  # no /proc (not Linux): kill(pid, 0) is all we know
-        return True
-    return state not in ("Z", "X")
-
-
-def _live_writer(parent: Path, name: str) -> tuple[int, str] | None:
-    """(pid, "run" or "sweep") of another live process writing `name` in `parent`; cleans up the
-    hidden directories of bn_lab's whose process is gone (_clean_up). Only bn_lab's count."""
-    writer = None
-    for staging in parent.glob(f".{glob_escape(name)}.*-*"):
-        match = STAGING.fullmatch(staging.name)
-        if not match or match["name"] != name or not is_marked_staging(staging):
-            continue  # not bn_lab's: never a claim, never removed
-        pid = int(match["pid"])
-        if pid != os.getpid() and pid_alive(pid):
-            writer = (pid, "sweep" if match["kind"] == "sweep" else "run")
-        else:  # killed, or left by this very process: nobody will finish it
-            _clean_up(staging, match["kind"], parent / name)
-    return writer
-
-
-def _clean_up(staging: Path, kind: str, run_dir: Path) -> None:
-    """Removes a hidden directory of bn_lab's whose process is gone. An old run that a --force
-    replace had set aside, and that never saw its replacement in place, goes back first."""
-    old = staging / REPLACED_RUN
-    if kind == "replaced" and old.is_dir() and not (run_dir.exists() or run_dir.is_symlink()):
-        try:
-            os.rename(old, run_dir)
-        except OSError:
-            return  # left as it is, marked: the next claim tries again
-    shutil.rmtree(staging / DELETED_RUN, ignore_errors=True)  # the mark last: never an unmarked half
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def make_staging(path: Path, place: Path) -> Path:
-    """Creates `path`, a hidden directory of bn_lab's (rundir.STAGING) beside `place`, with its mark.
-    One already there is replaced if it is bn_lab's (left by an earlier process of this pid) and
-    refused otherwise. A place that cannot be written is an OutputError naming `place`."""
-    if path.exists() or path.is_symlink():
-        if not is_marked_staging(path):
-            raise RunDirError(f"{path}: named as bn_lab's hidden directories are, but not one of them; move it")
-        shutil.rmtree(path)
-    try:
-        path.mkdir()
-        write_json(path / STAGING_MARK, staging_mark(path))
-    except (OSError, OutputError) as e:  # a read-only file system, a full disk, no permission
-        shutil.rmtree(path, ignore_errors=True)
-        raise cannot_write(place, e) from None
-    return path
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Ctrl-C and SIGTERM wait while the block runs, then are delivered: stopped between the two
-    renames of a commit, the old run would be set aside and the new one not in place."""
-    deferred = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        deferred = []
-    saved = {s: signal.getsignal(s) for s in deferred}
-    caught = []
-    for s in deferred:
-        signal.signal(s, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-        for s in dict.fromkeys(caught):
-            signal.raise_signal(s)
-
-
-def refuse_if_written(directory: Path, options: CallerOptions = RUN_COMMAND) -> None:
-    """Every kind of claim (a run's, a sweep's) sees every other: refused while another process writes `directory`."""
-    writer = _live_writer(directory.parent, directory.name)
-    if writer is not None:
-        pid, kind = writer
-        raise RunDirError(
-            f"{directory}: another bnlab {kind} (pid {pid}) is writing it; wait for it or {options.write_elsewhere}"
-        )
+# Linux's limit for one name; a staging name adds a dot and ".partial-<pid>" to the run's.
+NAME_MAX_BYTES = 255
+STAGING_EXTRA_BYTES = 24
 
 
 @contextlib.contextmanager
@@ -166,9 +57,9 @@ def sweep_claim(sweep_dir: Path, check, options: CallerOptions = SWEEP_COMMAND):
     written?) runs under the parent's lock, then a marker beside it makes every run's claim on the
     same path see the sweep (refuse_if_written), as the sweep sees theirs."""
     check_location(sweep_dir, options)
-    _make_parent(sweep_dir.parent)
+    make_parent(sweep_dir.parent)
     marker = sweep_dir.parent / f".{sweep_dir.name}.sweep-{os.getpid()}"
-    with _locked(sweep_dir.parent):
+    with locked(sweep_dir.parent):
         refuse_if_written(sweep_dir, options)
         check(sweep_dir)
         make_staging(marker, sweep_dir)
@@ -176,43 +67,6 @@ def sweep_claim(sweep_dir: Path, check, options: CallerOptions = SWEEP_COMMAND):
         yield
     finally:
         shutil.rmtree(marker, ignore_errors=True)
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-@contextlib.contextmanager
-def _locked(parent: Path):
-    """An exclusive lock on a directory, for the few milliseconds a claim takes."""
-    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _make_parent(parent: Path) -> None:
-    for ancestor in (parent, *parent.parents):
-        try:
-            found = ancestor.stat()  # through symbolic links: a loop is ELOOP, a dangling one not there
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise cannot_write(parent, e) from None
-        if not stat.S_ISDIR(found.st_mode):
-            raise OutputError(f"{parent}: cannot write ({ancestor} is a file, not a directory)")
-        break
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise cannot_write(parent, e) from None
-
-
-# Linux's limit for one name; a staging name adds a dot and ".partial-<pid>" to the run's.
-NAME_MAX_BYTES = 255
-STAGING_EXTRA_BYTES = 24
 
 
 def check_location(run_dir: Path, options: CallerOptions = RUN_COMMAND) -> None:
@@ -281,9 +135,9 @@ class Claim:
         now is left untouched, the finished run is kept beside it, and the error names both.
 
         Nothing is lost on the way: signals wait for the renames, any error puts what was set
-        aside back, and what a killed process set aside goes back at the next claim (_clean_up)."""
-        with _signals_deferred():
-            with _locked(self.run_dir.parent):
+        aside back, and what a killed process set aside goes back at the next claim (clean_up)."""
+        with signals_deferred():
+            with locked(self.run_dir.parent):
                 if fingerprint(self.run_dir) != self.seen:
                     self._keep_beside()
                 aside = None
@@ -307,7 +161,7 @@ class Claim:
                     (self.run_dir / STAGING_MARK).unlink()
             if aside is not None:
                 os.rename(aside / REPLACED_RUN, aside / DELETED_RUN)  # from now on, never put back
-                _clean_up(aside, "replaced", self.run_dir)
+                clean_up(aside, "replaced", self.run_dir)
         return self.run_dir
 
     def _beside(self, kind: str) -> Path:
@@ -369,8 +223,8 @@ def claim(
     check_location(run_dir, options)
     if run_dir.name in ("", ".", ".."):
         raise RunDirError(f"{run_dir}: not a directory name a run can be written to")
-    _make_parent(run_dir.parent)
-    with _locked(run_dir.parent):
+    make_parent(run_dir.parent)
+    with locked(run_dir.parent):
         refuse_if_written(run_dir, options)
         if run_dir.exists() or run_dir.is_symlink():
             if not run_dir.is_dir() or run_dir.is_symlink():
@@ -394,12 +248,12 @@ def claim(
 def claim_new(results_root: str | Path, experiment: str, seed: int) -> Claim:
     """Claims a new results/<experiment>/<YYYYmmdd-HHMMSS>-seed<seed>[-N]; never one another run has."""
     parent = Path(results_root) / experiment
-    _make_parent(parent)
+    make_parent(parent)
     stem = f"{timestamp()}-seed{seed}"
-    with _locked(parent):
+    with locked(parent):
         for n in range(1, 10_000):
             run_dir = parent / (stem if n == 1 else f"{stem}-{n}")
-            if not (run_dir.exists() or run_dir.is_symlink()) and _live_writer(parent, run_dir.name) is None:
+            if not (run_dir.exists() or run_dir.is_symlink()) and live_writer(parent, run_dir.name) is None:
                 return _stage(run_dir)
     raise RunDirError(f"{parent}: no free run directory name for {stem}")  # 10,000 runs in one second
 
@@ -409,7 +263,7 @@ def new_directory(parent: str | Path, stem: str, options: CallerOptions = RUN_CO
     A place that can never be written is refused before anything is created (check_location)."""
     parent = Path(parent)
     check_location(parent / f"{stem}-10000", options)
-    _make_parent(parent)
+    make_parent(parent)
     for n in range(1, 10_000):
         candidate = parent / (stem if n == 1 else f"{stem}-{n}")
         try:
@@ -425,13 +279,3 @@ def new_directory(parent: str | Path, stem: str, options: CallerOptions = RUN_CO
 def timestamp() -> str:
     """The time part of a new run directory's name."""
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def remove_stale(directory: Path) -> None:
-    """Hidden directories of bn_lab's in `directory` whose process is gone (killed runs and sweeps):
-    cleaned up as a claim there would (_clean_up)."""
-    with _locked(directory):
-        for staging in directory.glob(".*.*-*"):
-            match = STAGING.fullmatch(staging.name)
-            if match and is_marked_staging(staging) and not pid_alive(int(match["pid"])):
-                _clean_up(staging, match["kind"], directory / match["name"])

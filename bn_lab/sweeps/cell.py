@@ -9,7 +9,7 @@ import gc
 import time
 from dataclasses import dataclass
 
-from bn_lab.store import claims
+from bn_lab.store import callers, claims
 from bn_lab.training import experiment
 
 # TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
@@ -29,7 +29,7 @@ class Task:
     force: bool  # replace what is there (an incomplete run, or a changed config with --force)
     device: str
     command_line: str
-    options: claims.CallerOptions = claims.SWEEP_COMMAND  # how its messages name the sweep's options
+    options: callers.CallerOptions = callers.SWEEP_COMMAND  # how its messages name the sweep's options
 
 
 def run_cell(task: Task, progress: str = "none") -> float:

@@ -22,7 +22,8 @@ from bn_lab.config.user_text import listed, printable
 from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
 from bn_lab.disk import files
 from bn_lab.report import sweep_report as report
-from bn_lab.store import claims, rundir
+from bn_lab.report import sweep_results
+from bn_lab.store import callers, rundir, staging
 from bn_lab.store.sweep_manifest import show
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
@@ -169,7 +170,7 @@ class SweepProgress:
                 + (
                     f"diverged at step {r['diverged_at_step']}"
                     if r["diverged"]
-                    else f"{r['outcome']} {report.figure_of(r, 'late'):.4f}"
+                    else f"{r['outcome']} {sweep_results.figure_of(r, 'late'):.4f}"
                 )
                 for n, r in v.items()
             )
@@ -198,19 +199,19 @@ def run_sweep(
     threshold: float = 0.9,
     figure: str = "late",
     command_line: str | None = None,
-    options: claims.CallerOptions = claims.SWEEP_COMMAND,
+    options: callers.CallerOptions = callers.SWEEP_COMMAND,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
 
     The cells go to sweep_dir, by default <results_root>/<sweep name>/. executor: a name in
     registry.EXECUTORS. progress: "auto" (a bar on a terminal, a line per cell otherwise),
-    "bar", "lines" or "none". options: how messages name the caller's options (claims.CallerOptions).
+    "bar", "lines" or "none". options: how messages name the caller's options (callers.CallerOptions).
     """
     if executor not in registry.EXECUTORS:
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
-    report.check_options(threshold, figure)  # the report comes after training: its options are checked before
+    sweep_results.check_options(threshold, figure)  # the report comes after training: its options are checked before
     preflight.check([(c.config, c.name) for c in sweep.cells], device)  # every cell, before any starts
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
@@ -238,7 +239,7 @@ def run_sweep(
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
     with manifests.claimed(sweep_dir, manifest, force, options), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
-            claims.remove_stale(sweep_dir)
+            staging.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
@@ -267,7 +268,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             runner.run(todo, finished, progress="bar" if bar.mode == "bar" else "none")
     finally:
         bar.close()
-        claims.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
+        staging.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
         _record_failures(sweep_dir, sweep, failed, tracebacks)
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from bn_lab.config.yaml_io import SweepError, shown
-from bn_lab.store import claims, rundir
+from bn_lab.store import callers, claims, rundir
 from bn_lab.store.rundir import MANIFEST, SUMMARY
 from bn_lab.store.sweep_manifest import load_manifest
 
@@ -26,7 +26,7 @@ def _identity(manifest: dict) -> tuple:
 
 
 def check_place(
-    sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND
+    sweep_dir: Path, manifest: dict, force: bool, options: callers.CallerOptions = callers.SWEEP_COMMAND
 ) -> None:
     """Refuses a directory this sweep may not write: not a directory, another's files, a run, or
     a bn_lab sweep of another grid or seeds (force: its manifest is replaced; no file is deleted)."""
@@ -92,6 +92,6 @@ def _set_differences(old: dict, new: dict) -> list[str]:
     return differences[:4]
 
 
-def claimed(sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND):
+def claimed(sweep_dir: Path, manifest: dict, force: bool, options: callers.CallerOptions = callers.SWEEP_COMMAND):
     """claims.sweep_claim with this sweep's check of the place: a context manager."""
     return claims.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force, options), options)

@@ -23,12 +23,12 @@ from bn_lab.training.summary import summary
 
 def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, diverged_at: dict) -> None:
     """diagnostics.csv and the figures drawn from it alone: diagnostics.png, landscape.png (opt-in)."""
-    from bn_lab.report import plots
+    from bn_lab.report import inside_figures, plots
 
     files.write_csv(workdir / rundir.DIAGNOSTICS, diagnostic_rows, schema.DIAGNOSTICS_COLUMNS)
     plots.drawn(
         workdir / rundir.DIAGNOSTICS_PLOT,
-        plots.diagnostics_figure,
+        inside_figures.diagnostics_figure,
         diagnostic_rows,
         _hidden_layers(config),
         printed.title(config),
@@ -40,7 +40,7 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, 
     if config["diagnostics"]["landscape"]:
         plots.drawn(
             workdir / rundir.LANDSCAPE_PLOT,
-            plots.landscape_figure,
+            inside_figures.landscape_figure,
             diagnostic_rows,
             printed.title(config),
             styles=styles(config),
@@ -133,7 +133,7 @@ def run_experiment(
     files.write_csv(workdir / rundir.METRICS, rows, schema.METRICS_COLUMNS)
     files.write_npz(workdir / rundir.WEIGHTS, trainer.weights())
     diverged_at = {n: r.diverged_at_step for n, r in result.arms.items()}
-    from bn_lab.report import plots
+    from bn_lab.report import inside_figures, plots
 
     # Each figure is drawn or warned about: one that fails never costs the finished run (plots.drawn).
     plots.drawn(
@@ -147,7 +147,7 @@ def run_experiment(
     if result.diagnostics and config["diagnostics"]["paper_figure"]:  # (a) is the test accuracy, final one included
         plots.drawn(
             workdir / rundir.PAPER_FIG1_PLOT,
-            plots.paper_fig1_figure,
+            inside_figures.paper_fig1_figure,
             rows,
             result.diagnostics,
             _hidden_layers(config),
@@ -162,7 +162,7 @@ def run_experiment(
         shifts = {n: v.get("covariate_shift") for n, v in summary_data["variants"].items()}
         plots.drawn(
             workdir / rundir.COVARIATE_SHIFT_PLOT,
-            plots.covariate_shift_figure,
+            inside_figures.covariate_shift_figure,
             rows,
             result.diagnostics,
             _hidden_layers(config),

@@ -107,7 +107,7 @@ class Executor(executors.Executor):
 
 # How long interrupted workers get to clean up. One interrupted while it imports TensorFlow can
 # hang in that import's half-started threads (seen under load); it is killed, and its staging
-# directory, hidden and never complete, is removed by the sweep (claims.remove_stale).
+# directory, hidden and never complete, is removed by the sweep (staging.remove_stale).
 STOP_SECONDS = 30
 
 
