@@ -3,9 +3,8 @@ refusal of a run that cannot fit in this machine's memory (no TensorFlow here).
 
 Every float32 parameter lives in several copies while a run's arms train: the numpy initial weights
 once, then per network its variable, its gradient, its optimizer's slots and about two
-temporaries of XLA's: 13 copies with Adam. Measured for the MLP with Adam, 64 hidden layers of
-4,096 units took ~0.75 GB a layer; this estimates 0.87 GB (13 x 16.8 M parameters x 4 bytes):
-high by a sixth, so that what it lets through fits.
+temporaries of XLA's: 13 copies with Adam. The estimate is a little high of what was measured
+(docs/performance.md, "Measured choices"), so that what it lets through fits.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from bn_lab.config.yaml_io import ConfigError
 SLOTS = {"sgd": 0, "adam": 2}  # optimizer state per parameter
 TEMPORARIES = 2  # per parameter, XLA's buffers while a step runs
 ACTIVATION_COPIES = 6  # per activation value of a training batch: forward, backward, BN's statistics
-PROCESS_BYTES = 1.2e9  # TensorFlow, the MNIST arrays and Python, measured for a small run
+PROCESS_BYTES = 1.2e9  # TensorFlow, the data arrays and Python: a small run's resident size (docs/performance.md)
 SHARE = 0.9  # of the machine's memory a run may plan to use
 
 

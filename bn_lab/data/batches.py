@@ -4,8 +4,8 @@ training set they are gathered from.
 The order is drawn from the seed alone, on a stream of its own (independent of the model's
 shape): shuffled epochs, or batches of a few classes each (data.batch_order). Exact population
 statistics average over i.i.d. batches in either case: they stand for the training set's. A chunk's batches are gathered from the resident uint8 training set *outside* the
-compiled training loop and handed in as one tensor: gathering from the 43 MB training set inside
-the XLA loop made it 3-4x slower than no XLA at all (measured, see scripts/bench.py).
+compiled training loop and handed in as one tensor: gathering from the resident training set
+inside the XLA loop is far slower than no XLA at all (docs/performance.md, "Measured choices").
 """
 
 from __future__ import annotations

@@ -38,8 +38,7 @@ def conv_as_matmul(h, kernel, stride: int):
     flattened input is multiplied by it: the same products as the convolution's, added
     in another order. On a 2x2 or 1x1 map almost every tap of a 3x3 convolution reads
     padding; TensorFlow's convolution kernels pay a fixed cost per call that dwarfs
-    the arithmetic there, a matmul does not (the conv net's with-BN step: 29 -> 32
-    steps/s for 1x1 maps alone, measured with scripts/bench.py's setup).
+    the arithmetic there, a matmul does not (docs/performance.md, "Measured choices").
     """
     side, channels, filters = h.shape[1], h.shape[3], kernel.shape[3]
     out = -(-side // stride)

@@ -33,7 +33,7 @@ SATURATION = {"sigmoid": 4.0, "tanh": 2.0}
 DEAD_WHEN_NEVER_POSITIVE = ("relu", "elu")
 SATURATED_SHARE = 0.95  # of the probe set's values of a unit
 # About this many values of a layer's activation input go to TensorBoard's histogram (30
-# buckets): TensorBoard's histogram_pb costs ~0.1 ms per 1,000 values, at every evaluation.
+# buckets): its cost grows with the values, at every evaluation (docs/performance.md).
 HISTOGRAM_VALUES = 3_000
 
 # The quantities of diagnostics.csv, per (variant, step, layer); layers count from 1.

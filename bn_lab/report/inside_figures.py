@@ -114,8 +114,8 @@ def diagnostics_figure(
         r for r in DIAGNOSTIC_ROWS if (r[1] != "inactive" or inactive) and (r[1] not in OPT_IN or r[1] in measured)
     ]
     height = 2.3 * (1 + len(quantity_rows)) + 1.0
-    # Fixed margins, not layout="constrained": on these ~20 axes it took most of the
-    # figure's ~2 s, which counted against the diagnostics' cost.
+    # Fixed margins, not layout="constrained": on these ~20 axes it took most of the figure's
+    # time, which counts against the diagnostics' cost (docs/performance.md).
     columns = max(len(styles), 1)
     figure = new_figure(figsize=(5.5 * max(columns, 2), height))
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.45 / height, top=1 - 1.0 / height, hspace=0.45, wspace=0.18)
@@ -128,7 +128,7 @@ def diagnostics_figure(
         nonlocal first
         ax = figure.add_subplot(grid[row, column], sharex=first)
         first = first or ax
-        # y given: matplotlib's automatic title placement measured every axis below it (~0.6 s here).
+        # y given: matplotlib's automatic title placement measures every axis below it (slow).
         ax.set_title(f"{styles[variant]['label']}: {text}", fontsize=9, y=1.0)
         if diverged_at and diverged_at.get(variant) is not None:
             ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from bn_lab.store import callers, claims
 from bn_lab.training import experiment
 
-# TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
-# measured here, each MLP cell leaves ~35 MB behind. So the executors run cells in worker
-# processes that are replaced after this many cells (a replacement costs one import of
-# TensorFlow, ~5 s); a worker then stays near the 1 GiB of a single run.
+# TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170): each
+# cell leaves some behind (docs/performance.md). So the executors run cells in worker processes
+# that are replaced after this many cells (a replacement costs one import of TensorFlow); a
+# worker then stays near the memory of a single run.
 CELLS_PER_WORKER = 6
 
 
@@ -42,8 +42,7 @@ def run_cell(task: Task, progress: str = "none") -> float:
             )
     finally:
         # A finished trainer and TensorFlow's traced graphs, which capture its training
-        # set, are reference cycles: without this, ~150 MB per cell waits for Python's
-        # next full collection while the next cell runs (measured: 150 MB per cell of
-        # growth without it, 35 MB with it, the XLA cache's).
+        # set, are reference cycles: without this, they wait for Python's next full
+        # collection while the next cell runs (docs/performance.md).
         gc.collect()
     return time.perf_counter() - started

@@ -164,7 +164,7 @@ class Trainer:
         kernel's gradient in the chunk's last step (for the diagnostics; computed in every
         run, so that what is measured never changes what is trained) and, when configured,
         the inference-mode loss/accuracy on the chunk's last batch.
-        A tf.cond per step to stop a diverged arm at once cost ~20% of the speed;
+        A tf.cond per step to stop a diverged arm at once cost speed (docs/performance.md);
         instead the driver leaves it out of the next chunk, and its numbers stay null.
         """
         count = tf.shape(batch_images)[0]
