@@ -45,16 +45,14 @@ def isolated_data_cache(tmp_path_factory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tensorflow_set_up_as_bnlab_does(isolated_data_cache):
-    """TensorFlow in this process as `bnlab run` sets it up (pinned threads, op determinism).
-
-    runtime.configure must run before any TensorFlow op, and only once per process: so it
-    runs here, before the first test, whichever test trains in this process first.
-    """
-    from bn_lab import runtime
-
-    runtime.configure("auto")
+def pytest_runtest_setup(item):
+    """TensorFlow in this process as `bnlab run` sets it up (pinned threads, op determinism), for
+    the tests that need it and only them: those that train (`slow`) or build TensorFlow tensors
+    (`tensorflow`). runtime.configure must come before any TensorFlow op, once per process: here,
+    before such a test, whichever comes first; a later call is free. The fast tier (`-m "not
+    slow"`) trains nothing."""
+    if item.get_closest_marker("slow") or item.get_closest_marker("tensorflow"):
+        runtime.configure("auto")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from tests.conftest import CONFIGS, ROOT, tiny_mlp_config
 SMOKE = CONFIGS / "smoke.yaml"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, expected",
     [
@@ -61,6 +62,7 @@ def test_a_bad_argument_to_sweep_is_one_line_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []  # refused before anything was claimed
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_cell_that_did_not_complete_is_an_exception_with_the_others(tmp_path):
     cfg = tiny_mlp_config()
     out = tmp_path / "seeds"
@@ -86,6 +88,7 @@ print("the script went on")
 """
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_fails_with_the_sentence_that_fixes_it(tmp_path):
     cfg = {
         "train": {"steps": 10, "eval_every": 10, "single_samples": 10},

@@ -17,6 +17,8 @@ from bn_lab.training import experiment, train
 from tests.conftest import CONFIGS, bnlab, initial_weights, snapshot, tiny_mlp_config
 from tests.test_cli import one_error_line
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 FOUR = read_yaml(CONFIGS / "backends_side_by_side.yaml")["arms"]
 BN_ARMS = [a["name"] for a in FOUR if a["normalizer"]]
 
@@ -110,6 +112,7 @@ def test_a_default_short_name_is_the_arms_name_cut_to_fit_a_progress_line():
     assert arm.label == long and arm.short == "n" * 23 + "…"
 
 
+@pytest.mark.slow
 def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
     path = tmp_path / "arms.yaml"
     path.write_text("arms:\n  - {name: plain}\n  - {name: ln, normalizer: layernorm}\n")
@@ -161,6 +164,7 @@ def tiny_with_arms(given):
     return config.validate({**parse_yaml(dump(tiny_mlp_config())), "arms": given})
 
 
+@pytest.mark.slow
 def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batches(tiny_mnist):
     """Arms whose hidden layers have no bias (a normalizer before the activation) hold exactly the
     initial kernels; and two copies of one arm, trained side by side, stay bit-identical."""
@@ -202,6 +206,7 @@ def four_arms(tmp_path_factory, tiny_mnist):
     return run_dir, summary
 
 
+@pytest.mark.slow
 def test_four_arms_run_and_every_file_shows_all_four(four_arms):
     run_dir, summary = four_arms
     names = [a["name"] for a in FOUR]
@@ -223,6 +228,7 @@ def test_four_arms_run_and_every_file_shows_all_four(four_arms):
     assert all("precise_bn" in summary["variants"][n] for n in BN_ARMS)
 
 
+@pytest.mark.slow
 def test_the_three_bn_backends_agree_to_the_printed_precision(four_arms):
     run_dir, summary = four_arms
     with open(run_dir / "metrics.csv") as f:
@@ -234,6 +240,7 @@ def test_the_three_bn_backends_agree_to_the_printed_precision(four_arms):
     assert len(set(printed_figures.values())) == 1, printed_figures
 
 
+@pytest.mark.slow
 def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
     run_dir, summary = four_arms
     with open(run_dir / "diagnostics.csv") as f:
@@ -248,6 +255,7 @@ def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
     assert sorted(t.split(":")[0] for t in effective) == sorted(styles[n]["label"] for n in BN_ARMS)
 
 
+@pytest.mark.slow
 def test_exact_statistics_and_the_training_mode_check_do_not_apply_to_layer_norm(tiny_mnist, tmp_path):
     c = tiny_with_arms(
         [
@@ -283,6 +291,7 @@ def test_the_norm_an_effective_learning_rate_divides_by_is_the_declared_one(inva
     np.testing.assert_allclose(got, expected(kernel.reshape(-1, 6)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
     """backends_side_by_side over a grid of two learning rates, one seed each, tiny: report.md has a
     column per arm and an uplift per arm over the first, summary.csv every arm's figures."""
@@ -319,6 +328,7 @@ def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
         assert float(row["without_bn/final_val_accuracy"]) >= 0 and max(finals) - min(finals) < 1e-4, row["cell"]
 
 
+@pytest.mark.slow
 def test_every_name_the_check_allows_trains_and_has_columns_of_its_own(tmp_path):
     """Names that crashed TensorFlow (`no-bn` is no Python identifier) or whose summary.csv columns
     collided (`x` and `x_precise_bn` both wrote `x_precise_bn_final_val_accuracy`) (issue 33)."""

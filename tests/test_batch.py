@@ -27,6 +27,8 @@ from tests.conftest import (
 )
 from tests.test_normalizers import CONV, DENSE, EPSILON, batch, with_affine
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 MOMENTUM = 0.9
 
 
@@ -186,6 +188,7 @@ def test_classes_per_batch_more_than_the_batch_is_refused():
     )
 
 
+@pytest.mark.slow
 def test_class_grouped_batches_need_the_classes_among_the_kept_images_checked_before_training(tmp_path):
     """The first 10 training images of MNIST hold 8 classes: 9 per batch is refused as the config is
     read, before TensorFlow starts (it was a ValueError after) (issue 33)."""
@@ -227,6 +230,7 @@ def test_class_grouped_batches_hold_the_configured_classes_evenly_and_reproducib
     assert all(sorted(np.unique(labels[b], return_counts=True)[1]) == [7, 7, 8, 8] for b in uneven)
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_the_configured_batch_order(tiny_mnist):
     iid = tiny_mlp_config()
     grouped = tiny_mlp_config(**{"data.batch_order": "class_grouped", "data.classes_per_batch": 2})
@@ -262,6 +266,7 @@ def grouped_run(tmp_path_factory, tiny_mnist):
     return api.load(launch.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
 
 
+@pytest.mark.slow
 def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped_run, tiny_mnist):
     run, cfg = grouped_run
     arrays, validation = run.weights("with_bn"), tiny_mnist.validation
@@ -283,6 +288,7 @@ def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped
     assert late["final_val_accuracy"] == metrics["accuracy"][final[0]]
 
 
+@pytest.mark.slow
 def test_the_batch_size_curve_equals_numpy_and_says_where_batch_statistics_suffice(grouped_run, tiny_mnist):
     run, _ = grouped_run
     curve = run.summary["variants"]["with_bn"]["batch_size_curve"]
@@ -321,6 +327,7 @@ def test_good_from_is_the_smallest_size_from_which_every_larger_one_is_close():
     ]
 
 
+@pytest.mark.slow
 def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
     from bn_lab.report import plots
 
@@ -334,6 +341,7 @@ def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
     assert training.get_label() == "with BN, training mode (trained in groups of 5)"
 
 
+@pytest.mark.slow
 def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
     runs = {}
     for enabled in (True, False):
@@ -348,6 +356,7 @@ def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
     assert any(e.split == schema.BATCH_STATS for e in on.evaluations)
 
 
+@pytest.mark.slow
 def test_a_whole_group_is_the_whole_batch_bit_for_bit(tmp_path):
     """group_size equal to the batch's takes the code path of no groups: the same numbers, byte for byte."""
     out = {}
@@ -357,6 +366,7 @@ def test_a_whole_group_is_the_whole_batch_bit_for_bit(tmp_path):
     assert (out[0].path / "metrics.csv").read_bytes() == (out[30].path / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_batch_rows(tmp_path):
     done = bnlab(
         "run",
@@ -390,6 +400,7 @@ GROUPED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalizer", list(GROUPED))
 def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
     """The MLP's training loop is XLA-compiled, where every shape must be a constant: groups there

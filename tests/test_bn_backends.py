@@ -17,6 +17,8 @@ import tensorflow as tf
 from bn_lab import registry
 from bn_lab.nets import bn
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 RTOL = ATOL = 1e-5
 MOMENTUM, EPSILON = 0.99, 1e-3
 SHAPES = {"dense": (32, 7), "conv": (4, 6, 5, 3)}  # per-feature / per-channel (over batch, height, width)

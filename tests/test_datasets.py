@@ -126,6 +126,7 @@ print("tensorflow", "tensorflow" in sys.modules)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_NPZ))
 def test_a_bad_npz_is_one_line_naming_the_file_before_tensorflow(tmp_path, case):
     change, expected = BAD_NPZ[case]

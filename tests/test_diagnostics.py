@@ -15,6 +15,8 @@ from bn_lab.store import rundir, schema
 from bn_lab.training import train
 from tests.conftest import initial_weights, numpy_mlp, snapshot, tiny_mlp_config
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 
 def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
     options = {
@@ -28,6 +30,7 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
     return tiny_mlp_config(**options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("variant", arms.LESSON_NAMES)
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant, monkeypatch):
@@ -73,6 +76,7 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activ
         np.testing.assert_allclose(histograms[layer - 1], h[:: max(1, h.size // 1000)].ravel(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
     """Adam's step is ~lr per weight whatever the gradient's scale: it turns a BN layer's kernel
     column w as lr/‖w‖ would at unit norm (SGD's, lr/‖w‖², is in the test above)."""
@@ -87,6 +91,7 @@ def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
         assert got == pytest.approx((0.002 / norms).mean(), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [0, 7])
 def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
@@ -113,6 +118,7 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     assert min(got) > 0
 
 
+@pytest.mark.slow
 def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     cfg = tiny_config("relu")
     trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("without_bn",))
@@ -127,6 +133,7 @@ def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     }
 
 
+@pytest.mark.slow
 def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_mnist):
     """Santurkar's landscape "at a particular training step": after 10 steps, the batch of step 10
     (the one the next step takes), not step 9's."""
@@ -139,6 +146,7 @@ def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_
     assert found != probe.probe(*trainer.batches.at(9))
 
 
+@pytest.mark.slow
 def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
     trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
@@ -164,6 +172,7 @@ def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mn
     assert changes[1] > 0 and distances[1] == pytest.approx(0.5 * np.linalg.norm(plain_gradient), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     finished = {}
     for on in (True, False):
@@ -188,6 +197,7 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
         assert {q for v, at, q in found if (v, at) == (variant, "all")} == landscape_rows, variant
 
 
+@pytest.mark.slow
 def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     run = api.run(
         Path(__file__).parent.parent / "configs" / "smoke.yaml",

@@ -9,6 +9,7 @@ sweep report. Before, `no-bn` crashed TensorFlow, `x_precise_bn` overwrote `x`'s
 import csv
 import warnings
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,7 @@ ARM = st.fixed_dictionaries(
 ARMS = st.lists(ARM, min_size=1, max_size=3, unique_by=lambda a: a["name"])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(ARMS, st.text(max_size=30))
 def test_whatever_the_config_accepts_trains_draws_prints_and_reports(tmp_path_factory, capsys, given_arms, description):

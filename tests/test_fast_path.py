@@ -42,6 +42,8 @@ from bn_lab.nets import fast_conv
 from bn_lab.training import objectives, train
 from tests.conftest import build_network, initial_weights
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 RTOL = ATOL = 1e-5
 MLP_STEPS = 20
 CONV_STEPS = 4

@@ -15,6 +15,8 @@ from bn_lab.store import schema
 from bn_lab.training import objectives, train
 from tests.conftest import build_network, initial_weights, snapshot, tiny_mlp_config
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 
 def tiny(**dotted):
     return tiny_mlp_config(**{"diagnostics.enabled": True, "diagnostics.probe_images": 50, **dotted})
@@ -116,6 +118,7 @@ def independent_ics(arrays, slots, optimizer_name, lr, iterations, images, label
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer_name, lr", [("sgd", 0.5), ("adam", 0.01)])
 def test_the_probe_is_definition_2_1_computed_independently(tiny_mnist, optimizer_name, lr):
     """At the evaluation after 20 steps: bn_lab's G and G′ of every hidden layer of a 3-layer MLP,
@@ -193,6 +196,7 @@ def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     assert all(abs(f["ics_cosine"] - 1) < 1e-6 for f in found)
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
     """Adam (slots and a step count to restore), BN, noisy BN (a step counter its noise is drawn from)."""
     runs = {}

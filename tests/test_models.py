@@ -9,6 +9,8 @@ from bn_lab.nets import network as models
 from bn_lab.training import train
 from tests.conftest import build_network, initial_weights
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 MLP = config.validate({"train": {"steps": 100}})
 
 
@@ -105,6 +107,7 @@ def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(m
     assert np.ptp(network(images, training=True).numpy(), axis=0).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_trained_pair_single_sample_checks(mnist_small):
     c = config.validate(
         {
@@ -137,6 +140,7 @@ def test_trained_pair_single_sample_checks(mnist_small):
     assert ("with_bn", 200, "validation") in steps and ("with_bn", 200, "test") in steps
 
 
+@pytest.mark.slow
 def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     c = config.validate(
         {
@@ -156,6 +160,7 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     assert all(e.step < plain.diverged_at_step for e in result.evaluations if e.variant == "without_bn")
 
 
+@pytest.mark.slow
 def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     c = small_conv(steps=20, eval_every=10, train_eval_every=5)
     c["data"].update(train_limit=2000, val_limit=500, test_limit=500)

@@ -12,6 +12,8 @@ from bn_lab.nets import bn, normalizers
 from bn_lab.nets import network as models
 from tests.conftest import build_network, initial_weights
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 EPSILON = 1e-3
 DENSE, CONV = (6,), (3, 3, 4)  # one example's shape: a dense layer's features, a conv layer's map
 

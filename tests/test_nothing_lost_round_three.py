@@ -28,6 +28,7 @@ CELL = "relu_goodinit_seed0"
 # --- a file in its place that is no regular file, or none at all ------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_in_place_of_a_cells_files_never_blocks_a_reader(smoke_sweep, tmp_path):
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
@@ -48,6 +49,7 @@ def test_a_fifo_in_place_of_a_cells_files_never_blocks_a_reader(smoke_sweep, tmp
         assert bn_lab.load(other).config
 
 
+@pytest.mark.slow
 def test_a_cell_deleted_while_the_report_reads_it_is_left_out_not_a_traceback(smoke_sweep, tmp_path):
     """What the report uses is what it checked: each file is read once, so a cell deleted after
     that changes nothing, and one deleted before is named (it was FileNotFoundError)."""
@@ -67,6 +69,7 @@ def test_a_cell_deleted_while_the_report_reads_it_is_left_out_not_a_traceback(sm
 # --- what is printed never costs the run ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_printed_character_survives_the_terminals_encoding(tmp_path):
     env = {**os.environ, "PYTHONIOENCODING": "latin-1"}  # no ≈, —, ± in latin-1
     done = bnlab("run", SMOKE, *SHORT, "--out", tmp_path / "run", env=env)  # it was UnicodeEncodeError at the end
@@ -75,6 +78,7 @@ def test_every_printed_character_survives_the_terminals_encoding(tmp_path):
     assert rundir.is_complete(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_standard_output_that_takes_nothing_costs_nothing_but_its_line(smoke_sweep, tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run(
@@ -99,6 +103,7 @@ def test_a_standard_output_that_takes_nothing_costs_nothing_but_its_line(smoke_s
     assert rundir.is_complete(out)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_the_command_quietly(smoke_sweep):
     """`bnlab report D | head -1`: the reader left; no traceback, nothing said (it printed
     "Exception ignored ... BrokenPipeError")."""
@@ -148,6 +153,7 @@ def test_ctrl_c_inside_a_finalizer_interrupts_after_it_not_never():
 # --- places: symbolic link loops --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_symbolic_link_loop_anywhere_in_a_path_is_one_line(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
@@ -174,6 +180,7 @@ def test_a_symbolic_link_loop_anywhere_in_a_path_is_one_line(tmp_path):
 # --- messages name the caller's options; names fit -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_caller_is_told_its_own_options(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

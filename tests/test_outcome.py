@@ -95,6 +95,7 @@ def metrics_rows(run_dir: Path, variant: str, split: str) -> list[tuple[int, flo
     return [(int(r["step"]), float(r["accuracy"]), float(r["top_class_share"])) for r in rows]
 
 
+@pytest.mark.slow
 def test_real_runs_learn_collapse_and_diverge(tiny_runs):
     good, bad = tiny_runs["good"]["variants"], tiny_runs["bad"]["variants"]
     # Plain relu at lr 2 from a good init dies on every CPU measured: alive (finite) but predicting one class.
@@ -117,6 +118,7 @@ def test_real_runs_learn_collapse_and_diverge(tiny_runs):
     assert tiny_runs["bad"]["tf1_diverged_val_accuracy"] == pytest.approx((labels == 0).mean())
 
 
+@pytest.mark.slow
 def test_summary_figures_agree_with_metrics_csv(tiny_runs):
     """final, late, best (and their exact-statistics twins) recomputed from metrics.csv for every network."""
     for init in ("good", "bad"):
@@ -143,6 +145,7 @@ def test_summary_figures_agree_with_metrics_csv(tiny_runs):
                 }
 
 
+@pytest.mark.slow
 def test_the_accuracy_figure_draws_each_networks_validation_rows(tiny_runs):
     for init in ("good", "bad"):
         run = tiny_runs[init]
@@ -158,6 +161,7 @@ def test_the_accuracy_figure_draws_each_networks_validation_rows(tiny_runs):
         assert (run["dir"] / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.slow
 def test_a_diverged_network_reports_no_speed_and_its_partner_a_steady_one(tiny_runs):
     bad = tiny_runs["bad"]["variants"]
     # It diverged in the first chunk, whose time is mostly compilation: no rate, not 0.1 steps/s.
@@ -168,6 +172,7 @@ def test_a_diverged_network_reports_no_speed_and_its_partner_a_steady_one(tiny_r
     assert 60 / seconds < rate < float("inf")
 
 
+@pytest.mark.slow
 def test_an_accuracy_of_logits_that_are_not_numbers_is_never_reported(tmp_path):
     """Weights of N(0, 1000²) through 16 relu layers overflow float32 at step 0 (inf, then NaN: by
     orders of magnitude, on any CPU). The argmax of NaN logits is class 0, whose share was reported as

@@ -12,6 +12,8 @@ from bn_lab.store import schema
 from bn_lab.training import train
 from tests.conftest import initial_weights, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 BACKENDS = registry.BN_BACKENDS.names()
 
 
@@ -35,6 +37,7 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
     return [s / len(batches) for s in sums]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
     cfg = tiny_config(backend)
@@ -56,6 +59,7 @@ def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backen
     assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the probe changed the network"
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist):
     runs = {}
     for enabled in (True, False):
@@ -73,6 +77,7 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
     assert precise_steps == [0, 20, 40]
 
 
+@pytest.mark.slow
 def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_weights(tmp_path, tiny_mnist):
     """metrics.csv's final validation_precise_bn row, recomputed in numpy from weights.npz and the same batches.
 
@@ -126,6 +131,7 @@ def numpy_exact_statistics(arrays: dict, batches: np.ndarray, epsilon: float, gr
     return [total / len(batches) for total in sums]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group_size", [0, 10], ids=["whole batch", "groups of 10"])
 @pytest.mark.parametrize("normalizer", ["batch_norm", "batch_renorm", "noisy_bn"])
 def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_see(normalizer, group_size, tiny_mnist):

@@ -47,6 +47,7 @@ def _comparable(summary: dict) -> dict:
     return summary
 
 
+@pytest.mark.slow
 def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_of_its_own(smoke_sweep, tmp_path):
     # The reference: the session's smoke sweep, run locally (--jobs 1); its seed-0 cells are these.
     local = smoke_sweep[0]
@@ -78,6 +79,7 @@ def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_o
     assert _ray_daemons() - before == set(), "the sweep's local Ray cluster outlived it"
 
 
+@pytest.mark.slow
 def test_an_address_where_no_cluster_listens_is_one_line_before_anything_runs(tmp_path):
     import socket
 
@@ -90,6 +92,7 @@ def test_an_address_where_no_cluster_listens_is_one_line_before_anything_runs(tm
     assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_ray_sweep_with_bnlabs_line_and_its_cluster(tmp_path):
     """ray.init puts its own SIGTERM handler in (exit 1 and Ray's dump, none of bnlab's lines): bnlab's
     goes back, the sweep ends as a local one does, and its cluster with it (issue 33)."""

@@ -10,6 +10,8 @@ from bn_lab.nets.bn import manual
 from bn_lab.training import objectives
 from tests.conftest import tiny_mlp_config
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 ALL = [
     registry.MODELS,
     registry.BN_BACKENDS,
@@ -54,6 +56,7 @@ def fourth_backend():
     registry.BN_BACKENDS.unregister("fourth")
 
 
+@pytest.mark.slow
 def test_a_fourth_bn_backend_is_one_registry_line(fourth_backend, tmp_path):
     runs = {
         backend: api.run(tiny_mlp_config(**{"bn.backend": backend}), out=tmp_path / backend, progress="none")

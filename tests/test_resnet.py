@@ -11,6 +11,8 @@ from bn_lab.config import loading as config
 from bn_lab.nets import architecture
 from tests.conftest import CONFIGS, build_network, initial_weights
 
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
 SMALL = {
     "model": {"name": "resnet", "blocks": [1, 2], "width": 4},
     "init": {"distribution": "he_normal"},

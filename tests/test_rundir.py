@@ -216,6 +216,7 @@ def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
         schema.read_table(path, schema.METRICS_COLUMNS)
 
 
+@pytest.mark.slow
 def test_a_run_that_logs_training_batches_is_complete(tmp_path):
     """Training-batch rows (the conv net's log; the MLP here, for speed) leave top_class_share
     empty: such a run is complete, not damaged."""
@@ -250,12 +251,12 @@ def _second_rename_does(monkeypatch, action) -> None:
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_during_a_replace_waits_for_the_renames(tmp_path, monkeypatch, signal_name):
-    from bn_lab import cli
+    from bn_lab.cli import shell
 
     run = tmp_path / "run"
     _make_run(run)
     number = getattr(signal, signal_name)
-    previous = signal.signal(signal.SIGTERM, cli._on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
+    previous = signal.signal(signal.SIGTERM, shell.on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
     try:
         _second_rename_does(monkeypatch, lambda: signal.raise_signal(number))
         with pytest.raises(KeyboardInterrupt):

@@ -48,6 +48,7 @@ def test_a_title_is_one_line_cut_to_its_limit_whatever_the_description():
     assert printed.title(config) == "mlp: first line second [2J line third"
 
 
+@pytest.mark.slow
 def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwarn):
     def fails(*args, **kwargs):
         raise ValueError("drawing failed\nsecond line")
@@ -63,6 +64,7 @@ def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwar
     assert rundir.BATCH_SIZE_PLOT not in printed.report_text(rundir.load_summary(out), out)
 
 
+@pytest.mark.slow
 def test_a_report_whose_figures_fail_is_still_written(smoke_sweep, tmp_path):
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
@@ -84,6 +86,7 @@ def test_a_report_whose_figures_fail_is_still_written(smoke_sweep, tmp_path):
 ESCAPE = "\x1b]0;PWNED\x07"
 
 
+@pytest.mark.slow
 def test_a_sweep_value_reaches_the_terminal_escaped(tmp_path):
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(
@@ -102,6 +105,7 @@ def test_a_sweep_value_reaches_the_terminal_escaped(tmp_path):
     assert max(len(line) for line in done.stdout.splitlines()) < 200
 
 
+@pytest.mark.slow
 def test_report_lines_stay_bounded_with_thousands_of_seeds(tmp_path):
     seeds = list(range(0, 6000, 2))  # no run of consecutive seeds to shorten
     assert report.seeds_text(list(range(10_000))) == "0-9999"
