@@ -161,14 +161,31 @@ def test_every_shipped_config_is_valid_and_named_after_its_file():
 
 def test_configs_cover_every_experiment_in_the_spec():
     names = {p.stem for p in CONFIGS.glob("*.yaml")}
-    grid = {
-        f"{act}_lr{lr}_{init}init"
-        for act in ("relu", "sigmoid")
-        for lr in ("0.01", "1", "2")
-        for init in ("good", "bad")
-    }
-    assert grid <= names
-    assert {"relu_lr0.01_goodinit_short", "sigmoid_lr1_goodinit_short", "sigmoid_lr2_goodinit_short"} <= names
+    # Each cell of the lesson's grid (and its short runs) holds what its name says: the activation,
+    # the learning rate, the init's scale (good 0.05, bad 5), 50,000 batches of 60 (short: 2,000).
+    for act in ("relu", "sigmoid"):
+        for lr in ("0.01", "1", "2"):
+            for init, scale in (("good", 0.05), ("bad", 5.0)):
+                for short in ("", "_short"):
+                    name = f"{act}_lr{lr}_{init}init{short}"
+                    if short and name not in (
+                        "relu_lr0.01_goodinit_short",
+                        "sigmoid_lr1_goodinit_short",
+                        "sigmoid_lr2_goodinit_short",
+                    ):
+                        continue
+                    c = config.load(CONFIGS / f"{name}.yaml")
+                    assert (c["model"]["activation"], c["optimizer"]["learning_rate"], c["init"]["scale"]) == (
+                        act,
+                        float(lr),
+                        scale,
+                    ), name
+                    assert (c["train"]["batch_size"], c["train"]["steps"]) == (60, 2000 if short else 50000), name
+                    assert (c["model"]["name"], c["model"]["hidden_units"], c["optimizer"]["name"]) == (
+                        "mlp",
+                        [100, 100, 100],
+                        "sgd",
+                    ), name
     assert {"inference_demo", "smoke", "convnet_keras", "convnet_tf_nn", "convnet_manual"} <= names
     paper = config.load(CONFIGS / "paper_fig1.yaml")  # the paper's section 4.1 setup
     assert (paper["model"]["activation"], paper["model"]["hidden_units"]) == ("sigmoid", [100, 100, 100])
