@@ -6,20 +6,30 @@ and returns a `Run`; `bn_lab.load(run_dir)` reads one back; `bn_lab.sweep(sweep_
 TensorFlow nor matplotlib: they load when a run trains or a figure is drawn.
 """
 
+import importlib.metadata
 import os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) is noise in a CLI; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("bn_lab")  # pyproject.toml's, the one place it is written
 
-API = ("run", "load", "sweep", "load_sweep", "Run", "SweepRun", "IncompleteSweep")
+# The Python API: each name, and the module that defines it (imported when first used).
+API = {
+    "run": "bn_lab.api",
+    "load": "bn_lab.api",
+    "sweep": "bn_lab.api",
+    "load_sweep": "bn_lab.api",
+    "IncompleteSweep": "bn_lab.api",
+    "Run": "bn_lab.report.finished",
+    "SweepRun": "bn_lab.report.finished",
+}
 __all__ = list(API)
 
 
 def __getattr__(name: str):
     if name in API:
-        from bn_lab import api
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(API[name]), name)
     raise AttributeError(f"module 'bn_lab' has no attribute {name!r}")

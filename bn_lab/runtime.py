@@ -11,21 +11,19 @@ import warnings
 from pathlib import Path
 
 DEVICES = ("auto", "cpu", "gpu")
-# TensorFlow's intra-op pool size changes how Eigen splits a matmul's sums, and so
-# the last bits of every number (measured: 1 and 2 threads give different
-# metrics.csv). It is fixed, never derived from the machine or --jobs, so that a
-# config and seed give the same numbers however a sweep is scheduled. 2 beat 1 on
-# both models (AVX2 machine: MLP 3,355 vs 2,361 steps/s for one network, conv net 38 vs 30).
+# TensorFlow's intra-op pool size changes how Eigen splits a matmul's sums, and so the last bits
+# of every number. It is fixed, never derived from the machine or --jobs, so that a config and
+# seed give the same numbers however a sweep is scheduled; 2 is the faster of 1 and 2 on both
+# models (docs/performance.md, "Measured choices").
 NUMERIC_THREADS = 2
 # The inter-op pool runs the two networks of a pair at the same time.
 PAIR_THREADS = 2
 # TensorFlow's oneDNN kernels (convolutions, matmuls outside XLA) instead of its Eigen
 # ones. TensorFlow turns them on by default only on CPUs with AVX-512 VNNI or newer,
 # so left alone the choice, and the last bits of every non-XLA number, would depend on
-# the machine. On the 2-core AVX2 machines they were measured on they made the conv net's training step
-# 1.3x (with BN) to 1.5x (without) faster: its early layers have 1-12 input channels,
-# where Eigen's convolution gradients are slow. XLA-compiled code (the MLP's loop)
-# does not use them. TensorFlow reads the switch once, when it is imported.
+# the machine. They make the conv net's step faster: its early layers have 1-12 input channels,
+# where Eigen's convolution gradients are slow (docs/performance.md). XLA-compiled code (the
+# MLP's loop) does not use them. TensorFlow reads the switch once, when it is imported.
 ONEDNN = True
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # Environment variables that choose other kernels than the CPU's best, and so other last bits

@@ -12,7 +12,7 @@ backend):
   Conv2D (3x3, "same"), BatchNormalization and ReLU layers, SGD 0.01 (MLP) or Adam 0.002 (conv
   net), one tf.function call per training step, the training set resident as float32 and each
   batch indexed from it in numpy; TensorFlow's default settings;
-* bn_lab: `bn_lab.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
+* bn_lab: `bn_lab.training.train.Trainer`, set up by `bn_lab.runtime.configure` exactly as
   `bnlab run` does, timed through `train_steps` with the chunk length a real run uses
   (the steps between two evaluations: 500 for the MLP, 25 for the conv net). Each
   variant is timed alone, the pair (both variants at once, what `bnlab run` does),
@@ -69,8 +69,8 @@ import time
 from pathlib import Path
 
 from bn_lab import runtime  # light: TensorFlow loads in runtime.configure()
-from bn_lab.arms import LESSON_NAMES  # light: no TensorFlow
-from bn_lab.yaml_io import read_yaml
+from bn_lab.config.arms import LESSON_NAMES  # light: no TensorFlow
+from bn_lab.config.yaml_io import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = LESSON_NAMES  # the lesson's pair: plain, and BN
@@ -214,7 +214,7 @@ def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int):
 
 
 def naive_jobs(model: str, plan: dict) -> tuple[dict, dict]:
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     mnist = data.load_mnist()
     batch = 60 if model == "mlp" else 64
@@ -240,8 +240,11 @@ def naive_jobs(model: str, plan: dict) -> tuple[dict, dict]:
 def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     settings = runtime.configure("auto")  # what `bnlab run` does first
 
-    from bn_lab import config as configs
-    from bn_lab import data, models, train
+    from bn_lab.config import declared
+    from bn_lab.config import loading as configs
+    from bn_lab.data import mnist as data
+    from bn_lab.nets import weights as initial
+    from bn_lab.training import train
 
     base = configs.load(CONFIGS[model])
     t = base["train"]
@@ -254,7 +257,7 @@ def bnlab_jobs(model: str, plan: dict) -> tuple[dict, dict]:
     tree = configs.apply_overrides(read_yaml(CONFIGS[model]), {"train.steps": total})
     four = configs.validate({**tree, "arms": read_yaml(FOUR_ARMS)["arms"]})
     mnist = data.load_mnist()
-    weights = models.initial_weights(config)
+    weights = initial.initial_weights(config, declared.architecture(config))
     jobs = {}
     for name, cfg, arms in (
         ("without_bn", config, ("without_bn",)),
@@ -302,14 +305,15 @@ def training_flops(config_path: Path) -> int:
     each layer's forward multiply-adds (2 per product: a 3x3 "same" convolution counts all 9 taps
     at every output position, padding included, as FLOP counts usually do) for a batch, times 3
     (the forward pass, the gradient of the inputs and that of the weights)."""
-    from bn_lab import config as configs
-    from bn_lab.architecture import NUM_CLASSES, hidden_shapes, kernel_shapes
+    from bn_lab.config import declared
+    from bn_lab.config import loading as configs
 
     config = configs.load(config_path)
     flops = 0
-    for shape, output in zip(kernel_shapes(config), [*hidden_shapes(config), (NUM_CLASSES,)]):
+    for layer in declared.architecture(config).layers:
+        output = layer.output_shape
         positions = output[0] * output[1] if len(output) == 3 else 1
-        flops += 2 * positions * math.prod(shape)
+        flops += 2 * positions * math.prod(layer.kernel_shape)
     return 3 * flops * config["train"]["batch_size"]
 
 
@@ -395,7 +399,7 @@ def measure_overheads(rounds: int, names: list[str] | None = None) -> dict:
 
 def measure_data_load() -> dict:
     """Seconds to load MNIST from bn_lab's uint8 cache (what every run does first), best of 3."""
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     data.load_mnist()  # fills the cache if it is empty, and warms the page cache
     seconds = [timed(data.load_mnist)[0] for _ in range(3)]

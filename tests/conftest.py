@@ -45,22 +45,20 @@ def isolated_data_cache(tmp_path_factory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tensorflow_set_up_as_bnlab_does(isolated_data_cache):
-    """TensorFlow in this process as `bnlab run` sets it up (pinned threads, op determinism).
-
-    runtime.configure must run before any TensorFlow op, and only once per process: so it
-    runs here, before the first test, whichever test trains in this process first.
-    """
-    from bn_lab import runtime
-
-    runtime.configure("auto")
+def pytest_runtest_setup(item):
+    """TensorFlow in this process as `bnlab run` sets it up (pinned threads, op determinism), for
+    the tests that need it and only them: those that train (`slow`) or build TensorFlow tensors
+    (`tensorflow`). runtime.configure must come before any TensorFlow op, once per process: here,
+    before such a test, whichever comes first; a later call is free. The fast tier (`-m "not
+    slow"`) trains nothing."""
+    if item.get_closest_marker("slow") or item.get_closest_marker("tensorflow"):
+        runtime.configure("auto")
 
 
 @pytest.fixture(scope="session")
 def mnist_small():
     """Real MNIST, cut to small splits for quick training."""
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     return data.load_mnist(train_limit=2000, val_limit=500, test_limit=500)
 
@@ -186,7 +184,7 @@ def tiny_mlp_config(**dotted) -> dict:
 
     dotted: config overrides by dotted key, e.g. tiny_mlp_config(**{"bn.backend": "manual"}).
     """
-    from bn_lab import config
+    from bn_lab.config import loading as config
 
     base = {
         "model": {"name": "mlp", "activation": "relu", "hidden_units": [16, 12]},
@@ -202,9 +200,25 @@ def tiny_mlp_config(**dotted) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_mnist():
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     return data.load_mnist(**TINY_DATA)
+
+
+def initial_weights(config: dict) -> list:
+    """The run's initial weights for a resolved config (its model, for its dataset's images)."""
+    from bn_lab.config import declared
+    from bn_lab.nets import weights
+
+    return weights.initial_weights(config, declared.architecture(config))
+
+
+def build_network(config: dict, initial: list, arm, **options):
+    """One arm's network of a resolved config, as the trainer builds it (options: fast=...)."""
+    from bn_lab.config import declared
+    from bn_lab.nets import network
+
+    return network.build(config, declared.architecture(config), initial, arm, **options)
 
 
 def snapshot(network) -> list:

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 import bn_lab
-from bn_lab import api, config, rundir
+from bn_lab import api
+from bn_lab.config import loading as config
+from bn_lab.store import rundir
 from bn_lab.sweeps import spec
 from bn_lab.sweeps.executors.local import SCRIPT_NEEDS_A_GUARD
 from tests.conftest import CONFIGS, ROOT, tiny_mlp_config
@@ -16,6 +18,7 @@ from tests.conftest import CONFIGS, ROOT, tiny_mlp_config
 SMOKE = CONFIGS / "smoke.yaml"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, expected",
     [
@@ -59,6 +62,7 @@ def test_a_bad_argument_to_sweep_is_one_line_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == []  # refused before anything was claimed
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_cell_that_did_not_complete_is_an_exception_with_the_others(tmp_path):
     cfg = tiny_mlp_config()
     out = tmp_path / "seeds"
@@ -84,6 +88,7 @@ print("the script went on")
 """
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_fails_with_the_sentence_that_fixes_it(tmp_path):
     cfg = {
         "train": {"steps": 10, "eval_every": 10, "single_samples": 10},
@@ -95,7 +100,7 @@ def test_a_script_without_a_main_guard_fails_with_the_sentence_that_fixes_it(tmp
         [sys.executable, script, tmp_path / "out"], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert done.returncode == 1 and "the script went on" not in done.stdout
-    assert done.stderr.strip().splitlines()[-1] == f"bn_lab.sweeps.spec.SweepError: {SCRIPT_NEEDS_A_GUARD}"
+    assert done.stderr.strip().splitlines()[-1] == f"bn_lab.config.yaml_io.SweepError: {SCRIPT_NEEDS_A_GUARD}"
     assert f"error: {SCRIPT_NEEDS_A_GUARD}" in done.stderr  # each worker says it too, in one line
     assert 'a script using jobs > 1 needs `if __name__ == "__main__":`' in SCRIPT_NEEDS_A_GUARD
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith("seed")]

@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, config, diagnostics, experiment, models, plots, printed, schema, train
-from bn_lab.yaml_io import ConfigError, parse_yaml, read_yaml
-from tests.conftest import CONFIGS, bnlab, snapshot, tiny_mlp_config
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml, read_yaml
+from bn_lab.probes import diagnostics
+from bn_lab.report import inside_figures, printed
+from bn_lab.store import schema
+from bn_lab.training import experiment, train
+from tests.conftest import CONFIGS, bnlab, initial_weights, snapshot, tiny_mlp_config
 from tests.test_cli import one_error_line
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 FOUR = read_yaml(CONFIGS / "backends_side_by_side.yaml")["arms"]
 BN_ARMS = [a["name"] for a in FOUR if a["normalizer"]]
@@ -105,6 +112,7 @@ def test_a_default_short_name_is_the_arms_name_cut_to_fit_a_progress_line():
     assert arm.label == long and arm.short == "n" * 23 + "…"
 
 
+@pytest.mark.slow
 def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
     path = tmp_path / "arms.yaml"
     path.write_text("arms:\n  - {name: plain}\n  - {name: ln, normalizer: layernorm}\n")
@@ -115,7 +123,7 @@ def test_a_bad_arm_from_the_command_line_is_one_line_before_training(tmp_path):
 
 def test_without_arms_a_config_compares_the_lessons_pair_as_before():
     default = config.validate({})
-    assert "arms" not in default and "arms" not in config.dump(default)
+    assert "arms" not in default and "arms" not in dump(default)
     pair = arms.of(default)
     assert [a.name for a in pair] == ["without_bn", "with_bn"]
     assert [(a.normalizer, a.has_population_statistics, a.scale_invariance) for a in pair] == [
@@ -148,14 +156,15 @@ def test_an_arms_options_default_to_the_bn_section_and_are_recorded_in_the_confi
         "scale": 1.5,
         "spread": 0.5,
     }
-    assert config.validate(parse_yaml(config.dump(c)))["arms"] == c["arms"]  # what config.yaml holds runs again
+    assert config.validate(parse_yaml(dump(c)))["arms"] == c["arms"]  # what config.yaml holds runs again
 
 
 def tiny_with_arms(given):
     """conftest's tiny MLP run with these arms."""
-    return config.validate({**parse_yaml(config.dump(tiny_mlp_config())), "arms": given})
+    return config.validate({**parse_yaml(dump(tiny_mlp_config())), "arms": given})
 
 
+@pytest.mark.slow
 def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batches(tiny_mnist):
     """Arms whose hidden layers have no bias (a normalizer before the activation) hold exactly the
     initial kernels; and two copies of one arm, trained side by side, stay bit-identical."""
@@ -167,7 +176,7 @@ def test_every_arm_starts_from_the_same_initial_weights_and_sees_the_same_batche
             {"name": "bn_again", "normalizer": "batch_norm", "options": {"backend": "manual"}},
         ]
     )
-    initial = models.initial_weights(c)
+    initial = initial_weights(c)
     trainer = train.Trainer(c, tiny_mnist, initial)
     assert list(trainer.networks) == ["plain", "ln", "bn", "bn_again"]
     for network in trainer.networks.values():
@@ -197,6 +206,7 @@ def four_arms(tmp_path_factory, tiny_mnist):
     return run_dir, summary
 
 
+@pytest.mark.slow
 def test_four_arms_run_and_every_file_shows_all_four(four_arms):
     run_dir, summary = four_arms
     names = [a["name"] for a in FOUR]
@@ -209,8 +219,15 @@ def test_four_arms_run_and_every_file_shows_all_four(four_arms):
     text = printed.report_text(summary, run_dir)
     header = next(line for line in text.splitlines() if "without bn" in line)
     assert all(n.replace("_", " ") in header for n in names)
+    from matplotlib import colors, image
+
+    # Each arm is drawn in its color: diagnostics.png a column each, accuracy.png a line each (the
+    # three backends' curves coincide and cover one another: their legend's samples still show).
     for png in ("accuracy.png", "diagnostics.png"):
-        assert (run_dir / png).stat().st_size > 10_000
+        pixels = image.imread(run_dir / png)[..., :3].reshape(-1, 3)
+        for arm in summary["arms"]:
+            rgb = colors.to_rgb(arm["color"])
+            assert (abs(pixels - rgb).max(axis=1) < 0.02).sum() > 20, (png, arm["name"], arm["color"])
     # The plain arm has no population statistics: its rows read n/a, never a number.
     training_mode = next(line for line in text.splitlines() if line.startswith("single images, training mode"))
     assert training_mode.split()[4] == "n/a" and summary["variants"]["without_bn"]["single_sample"]["training"] is None
@@ -218,6 +235,7 @@ def test_four_arms_run_and_every_file_shows_all_four(four_arms):
     assert all("precise_bn" in summary["variants"][n] for n in BN_ARMS)
 
 
+@pytest.mark.slow
 def test_the_three_bn_backends_agree_to_the_printed_precision(four_arms):
     run_dir, summary = four_arms
     with open(run_dir / "metrics.csv") as f:
@@ -229,13 +247,14 @@ def test_the_three_bn_backends_agree_to_the_printed_precision(four_arms):
     assert len(set(printed_figures.values())) == 1, printed_figures
 
 
+@pytest.mark.slow
 def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
     run_dir, summary = four_arms
     with open(run_dir / "diagnostics.csv") as f:
         rows = [{**r, "step": int(r["step"]), "value": float(r["value"])} for r in csv.DictReader(f)]
     rows = [{**r, "layer": r["layer"] if r["layer"] == "all" else int(r["layer"])} for r in rows]
     styles = arms.recorded(summary)
-    figure = plots.diagnostics_figure(rows, 3, "four arms", 0, styles=styles)
+    figure = inside_figures.diagnostics_figure(rows, 3, "four arms", 0, styles=styles)
     titles = [ax.get_title() for ax in figure.axes]
     for arm in styles.values():
         assert any(t.startswith(arm["label"] + ":") for t in titles), arm["label"]
@@ -243,6 +262,7 @@ def test_the_diagnostics_figure_has_a_column_per_arm(four_arms):
     assert sorted(t.split(":")[0] for t in effective) == sorted(styles[n]["label"] for n in BN_ARMS)
 
 
+@pytest.mark.slow
 def test_exact_statistics_and_the_training_mode_check_do_not_apply_to_layer_norm(tiny_mnist, tmp_path):
     c = tiny_with_arms(
         [
@@ -278,6 +298,7 @@ def test_the_norm_an_effective_learning_rate_divides_by_is_the_declared_one(inva
     np.testing.assert_allclose(got, expected(kernel.reshape(-1, 6)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
     """backends_side_by_side over a grid of two learning rates, one seed each, tiny: report.md has a
     column per arm and an uplift per arm over the first, summary.csv every arm's figures."""
@@ -314,6 +335,7 @@ def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
         assert float(row["without_bn/final_val_accuracy"]) >= 0 and max(finals) - min(finals) < 1e-4, row["cell"]
 
 
+@pytest.mark.slow
 def test_every_name_the_check_allows_trains_and_has_columns_of_its_own(tmp_path):
     """Names that crashed TensorFlow (`no-bn` is no Python identifier) or whose summary.csv columns
     collided (`x` and `x_precise_bn` both wrote `x_precise_bn_final_val_accuracy`) (issue 33)."""

@@ -8,10 +8,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, arms, batches, config, evaluation, models, normalizers, registry, schema, summary, train
-from bn_lab.bn import groups
-from tests.conftest import CONFIGS, bnlab, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
+from bn_lab import api, registry
+from bn_lab.config import arms
+from bn_lab.config.yaml_io import ConfigError
+from bn_lab.data import batches
+from bn_lab.nets import normalizers
+from bn_lab.nets.bn import groups
+from bn_lab.store import schema
+from bn_lab.training import evaluation, launch, summary, train
+from tests.conftest import (
+    CONFIGS,
+    bnlab,
+    initial_weights,
+    numpy_loss_and_accuracy,
+    numpy_mlp,
+    snapshot,
+    tiny_mlp_config,
+)
 from tests.test_normalizers import CONV, DENSE, EPSILON, batch, with_affine
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 MOMENTUM = 0.9
 
@@ -142,18 +158,18 @@ def test_a_batch_that_does_not_split_into_groups_is_one_group():
             {"data.batch_order": "sorted"},
             "config: data.batch_order: unknown value 'sorted'; allowed: iid, class_grouped",
         ),
-        ({"data.classes_per_batch": 11}, "config: data.classes_per_batch must be in 1..10, got 11"),
+        ({"data.classes_per_batch": 11}, "config: data.classes_per_batch 11 is more than the dataset's 10 classes"),
     ],
 )
 def test_bad_batch_settings_are_one_line_naming_the_key(dotted, message):
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(**dotted)
     assert str(error.value) == message
 
 
 def test_an_arms_group_size_is_checked_against_the_batch():
     given = [{"name": "bn4", "normalizer": "batch_renorm", "options": {"group_size": 4}}]
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(arms=given)
     assert str(error.value).startswith(
         "config: arms[0] (bn4): batch_renorm: group_size 4 does not divide train.batch_size 30; allowed:"
@@ -165,13 +181,14 @@ def test_an_arms_group_size_is_checked_against_the_batch():
 
 
 def test_classes_per_batch_more_than_the_batch_is_refused():
-    with pytest.raises(config.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         tiny_mlp_config(**{"data.batch_order": "class_grouped", "data.classes_per_batch": 10, "train.batch_size": 8})
     assert str(error.value) == (
         "config: data.classes_per_batch 10 is more than train.batch_size 8: each class needs at least one example in a batch"
     )
 
 
+@pytest.mark.slow
 def test_class_grouped_batches_need_the_classes_among_the_kept_images_checked_before_training(tmp_path):
     """The first 10 training images of MNIST hold 8 classes: 9 per batch is refused as the config is
     read, before TensorFlow starts (it was a ValueError after) (issue 33)."""
@@ -213,18 +230,19 @@ def test_class_grouped_batches_hold_the_configured_classes_evenly_and_reproducib
     assert all(sorted(np.unique(labels[b], return_counts=True)[1]) == [7, 7, 8, 8] for b in uneven)
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_the_configured_batch_order(tiny_mnist):
     iid = tiny_mlp_config()
     grouped = tiny_mlp_config(**{"data.batch_order": "class_grouped", "data.classes_per_batch": 2})
     for cfg, classes in ((iid, None), (grouped, 2)):
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         per_batch = [len(np.unique(trainer.batches.at(step)[1])) for step in range(40)]
         if classes:
             assert set(per_batch) == {2}
         else:
             assert min(per_batch) >= 5  # 30 i.i.d. images of 10 classes
     assert np.array_equal(
-        train.Trainer(iid, tiny_mnist, models.initial_weights(iid)).batches.indices.numpy(),
+        train.Trainer(iid, tiny_mnist, initial_weights(iid)).batches.indices.numpy(),
         batches.batch_order(iid["seed"], len(tiny_mnist.train.labels), 30, 40),
     )
 
@@ -245,9 +263,10 @@ def numpy_in_batches(arrays, images, labels, size, group_size=0):
 def grouped_run(tmp_path_factory, tiny_mnist):
     """A tiny pair with BN in groups of 5 of its batches of 30."""
     cfg = tiny_mlp_config(**{"bn.group_size": 5})
-    return api.load(api.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
+    return api.load(launch.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
 
 
+@pytest.mark.slow
 def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped_run, tiny_mnist):
     run, cfg = grouped_run
     arrays, validation = run.weights("with_bn"), tiny_mnist.validation
@@ -269,6 +288,7 @@ def test_batch_statistics_evaluation_equals_numpy_from_the_saved_weights(grouped
     assert late["final_val_accuracy"] == metrics["accuracy"][final[0]]
 
 
+@pytest.mark.slow
 def test_the_batch_size_curve_equals_numpy_and_says_where_batch_statistics_suffice(grouped_run, tiny_mnist):
     run, _ = grouped_run
     curve = run.summary["variants"]["with_bn"]["batch_size_curve"]
@@ -307,8 +327,9 @@ def test_good_from_is_the_smallest_size_from_which_every_larger_one_is_close():
     ]
 
 
+@pytest.mark.slow
 def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
-    from bn_lab import plots
+    from bn_lab.report import plots
 
     run, _ = grouped_run
     assert (run.path / "batch_size_curve.png").is_file()
@@ -320,11 +341,12 @@ def test_the_batch_size_figure_draws_the_summarys_curve(grouped_run):
     assert training.get_label() == "with BN, training mode (trained in groups of 5)"
 
 
+@pytest.mark.slow
 def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
     runs = {}
     for enabled in (True, False):
         cfg = tiny_mlp_config(**{"batch_stats.enabled": enabled, "bn.group_size": 5})
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (on, nets_on), (off, nets_off) = runs[True], runs[False]
@@ -334,15 +356,17 @@ def test_the_batch_statistics_checks_never_change_training(tiny_mnist):
     assert any(e.split == schema.BATCH_STATS for e in on.evaluations)
 
 
+@pytest.mark.slow
 def test_a_whole_group_is_the_whole_batch_bit_for_bit(tmp_path):
     """group_size equal to the batch's takes the code path of no groups: the same numbers, byte for byte."""
     out = {}
     for g in (0, 30):
         cfg = tiny_mlp_config(**{"bn.group_size": g})
-        out[g] = api.load(api.run_config(cfg, out=tmp_path / f"g{g}", progress="none"))
+        out[g] = api.load(launch.run_config(cfg, out=tmp_path / f"g{g}", progress="none"))
     assert (out[0].path / "metrics.csv").read_bytes() == (out[30].path / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_batch_rows(tmp_path):
     done = bnlab(
         "run",
@@ -376,6 +400,7 @@ GROUPED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("normalizer", list(GROUPED))
 def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
     """The MLP's training loop is XLA-compiled, where every shape must be a constant: groups there
@@ -387,7 +412,7 @@ def test_groups_train_inside_xla_as_outside(normalizer, tiny_mnist):
             arms=[{"name": "g", "normalizer": normalizer, "options": {"group_size": 5, **GROUPED[normalizer]}}],
             **{"train.jit_compile": jit, "model.activation": "sigmoid"},
         )
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         trainer.run()
         networks[jit] = snapshot(trainer.networks["g"])
     for a, b in zip(networks[True], networks[False]):

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import bn, registry
+from bn_lab import registry
+from bn_lab.nets import bn
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 RTOL = ATOL = 1e-5
 MOMENTUM, EPSILON = 0.99, 1e-3

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bn_lab import arms, config
+from bn_lab.config import arms
+from bn_lab.config import loading as config
 from tests.conftest import CONFIGS, ROOT, RUN_FILES, bnlab, numpy_loss_and_accuracy, numpy_mlp
 
 LESSON_ARMS = arms.LESSON_NAMES
@@ -78,6 +79,7 @@ def test_help_is_instant_and_does_not_import_tensorflow(command):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
     assert {p.name for p in run_dir.iterdir()} == RUN_FILES  # smoke.yaml: diagnostics off
@@ -99,7 +101,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
     assert summary["config_digest"] == config.digest(resolved)
     # Every figure of both networks, recomputed in numpy from the saved weights on the same images.
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     mnist = data.load_mnist(**{k: resolved["data"][k] for k in ("train_limit", "val_limit", "test_limit")})
     test, validation, epsilon = mnist.test, mnist.validation, resolved["bn"]["epsilon"]
@@ -180,12 +182,13 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert "late: mean [min-max] of the 1 validation evaluation after step 180" in process.stdout
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
     # The same run again, through the Python API in this process: the same numbers to the last bit.
-    from bn_lab import api
+    from bn_lab.training import launch
 
     run_dir, _ = smoke_run
-    again = api.run_config(config.load(CONFIGS / "smoke.yaml", SMOKE_RUN), out=tmp_path / "again", progress="none")
+    again = launch.run_config(config.load(CONFIGS / "smoke.yaml", SMOKE_RUN), out=tmp_path / "again", progress="none")
     assert (again / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
     first, second = (json.loads((d / "summary.json").read_text())["variants"] for d in (run_dir, again))
     for v in first:
@@ -199,6 +202,7 @@ def test_same_config_and_seed_give_identical_metrics(smoke_run, tmp_path):
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
@@ -216,6 +220,7 @@ def test_an_existing_run_is_never_overwritten_without_force(smoke_run, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replaced"]  # the old run is gone, nothing beside it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -236,6 +241,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, args, expected):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_bad_config_file_names_the_file(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("model:\n  activaton: relu\n")
@@ -244,6 +250,7 @@ def test_bad_config_file_names_the_file(tmp_path):
     assert "no such file" in one_error_line(bnlab("run", tmp_path / "missing.yaml"))
 
 
+@pytest.mark.slow
 def test_gpu_without_a_gpu_fails_clearly_before_anything_starts(tmp_path):
     from bn_lab import runtime
 
@@ -269,7 +276,7 @@ def test_gpu_without_a_gpu_fails_clearly_before_anything_starts(tmp_path):
 def test_data_command_reports_source_sizes_and_checksums():
     process = bnlab("data")
     assert process.returncode == 0, process.stderr
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     assert f"content sha256: {data.MNIST_CONTENT_SHA256}" in process.stdout
     assert "train 55,000  validation 5,000  test 10,000" in process.stdout
@@ -292,6 +299,7 @@ def endless_run(out, **popen):
     )
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
     process = endless_run(out, stderr=subprocess.DEVNULL)
@@ -307,9 +315,9 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
     assert not (tmp_path / partial[0] / "summary.json").exists()
     # The next run cleans the stale staging directory up (here in this process: what cleans it is
     # the library's claim on the directory, which `bnlab run` calls).
-    from bn_lab import api
+    from bn_lab.training import launch
 
-    api.run_config(
+    launch.run_config(
         config.load(CONFIGS / "smoke.yaml", {"train.steps": 20, "train.eval_every": 10}), out=out, progress="none"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
@@ -321,6 +329,7 @@ def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path):
 SHORT = ("--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.jit_compile=false")
 
 
+@pytest.mark.slow
 def test_concurrent_runs_with_the_same_out_never_share_it(tmp_path):
     # One run writes it, the other is refused at once, never both. (Runs into results/ started in
     # the same second get directories of their own: tests/test_rundir.py races six processes.)
@@ -339,6 +348,7 @@ def test_concurrent_runs_with_the_same_out_never_share_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same"]
 
 
+@pytest.mark.slow
 def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -350,6 +360,7 @@ def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     assert (mine / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_out_at_the_current_directory_is_refused_before_training(tmp_path):
     for out in (".", ".."):
         process = bnlab("run", CONFIGS / "smoke.yaml", "--out", out, cwd=tmp_path)
@@ -366,6 +377,7 @@ def cannot_write_line(process) -> str:
     return process.stderr.strip()
 
 
+@pytest.mark.slow
 def test_a_read_only_results_directory_is_one_line_before_training(read_only_dir):
     line = cannot_write_line(bnlab("run", CONFIGS / "smoke.yaml", "--results", read_only_dir))
     assert line == f"error: {read_only_dir / 'smoke'}: cannot write (Read-only file system)"
@@ -373,6 +385,7 @@ def test_a_read_only_results_directory_is_one_line_before_training(read_only_dir
     assert line == f"error: {read_only_dir / 'run'}: cannot write (Read-only file system)"
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
     out = small_disk / "run"
     line = cannot_write_line(bnlab("run", CONFIGS / "smoke.yaml", "--out", out, "--quiet", *SHORT))
@@ -380,6 +393,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(small_disk):
     assert list(small_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     out = tmp_path / "terminated"
     process = endless_run(out)
@@ -393,12 +407,14 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_click_usage_errors_are_one_line_too(tmp_path):
     line = one_error_line(bnlab("run", CONFIGS / "smoke.yaml", "--quiett"))
     assert line.startswith("error: No such option '--quiett'.") and "'--quiet'" in line
     assert line.endswith("(see 'bnlab run --help')")
 
 
+@pytest.mark.slow
 def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
     # A description in another encoding (Latin-1 bytes on a UTF-8 system): refused up front,
     # not a crash in matplotlib after training.
@@ -425,8 +441,8 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
 
 
 def test_a_progress_line_names_the_split_of_every_accuracy():
-    from bn_lab.experiment import Progress
-    from bn_lab.train import Evaluation
+    from bn_lab.training.experiment import Progress
+    from bn_lab.training.train import Evaluation
 
     evaluations = [
         Evaluation("without_bn", 500, "validation", 0.3, 0.9730),

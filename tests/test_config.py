@@ -3,7 +3,9 @@ import json
 import pytest
 import yaml
 
-from bn_lab import config
+from bn_lab.config import loading as config
+from bn_lab.config.arms import PLACEMENTS
+from bn_lab.config.yaml_io import ConfigError, dump, parse_yaml
 from tests.conftest import CONFIGS
 
 
@@ -15,7 +17,7 @@ def write(tmp_path, text: str | bytes, name="c.yaml"):
 
 def error_of(tmp_path, text, overrides=None):
     path = write(tmp_path, text)
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         config.load(path, overrides)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
@@ -30,7 +32,10 @@ def test_defaults_are_the_mlp_lesson():
         "hidden_units": [100, 100, 100],
         "conv_layers": 19,
         "dense_units": 100,
+        "blocks": [2, 2],
+        "width": 16,
     }
+    assert c["data"]["dataset"] == "mnist" and c["data"]["validation_size"] == 5000
     assert (c["bn"]["momentum"], c["bn"]["epsilon"]) == (0.99, 0.001)
     assert (c["train"]["batch_size"], c["train"]["steps"], c["train"]["eval_every"]) == (60, 50000, 500)
     assert c["optimizer"] == {"name": "sgd", "learning_rate": 0.01}
@@ -57,7 +62,7 @@ def test_unknown_key_suggests_the_closest(tmp_path):
             "model.activation: unknown value 'swish'; allowed: relu, sigmoid, tanh, elu, linear",
         ),
         ("bn: {backend: torch}", "bn.backend: unknown value 'torch'; allowed: keras, tf_nn, manual"),
-        ("model: {name: resnet}", "model.name: unknown value 'resnet'; allowed: mlp, convnet"),
+        ("model: {name: densenet}", "model.name: unknown value 'densenet'; allowed: mlp, convnet, resnet"),
         ("bn: {momentum: 1.5}", "bn.momentum must be strictly between 0 and 1, got 1.5"),
         ("train: {batch_size: 60000}", "train.batch_size 60000 is larger than the training set (55000 images)"),
         (
@@ -117,7 +122,7 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
         tmp_path, "seed: 1\nmodel: name: mlp\n"
     )
     assert "must be a mapping" in error_of(tmp_path, "- 1\n- 2\n")
-    with pytest.raises(config.ConfigError, match="missing.yaml: no such file"):
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
         config.load(tmp_path / "missing.yaml")
 
 
@@ -131,18 +136,18 @@ def test_set_overrides_parse_as_yaml_and_are_validated(tmp_path):
     assert c["optimizer"]["learning_rate"] == 2.0 and isinstance(c["optimizer"]["learning_rate"], float)
     assert c["model"]["hidden_units"] == [10, 20]
     assert c["experiment"] == "x"
-    with pytest.raises(config.ConfigError, match=r"\(with --set\): optimizer.learning_rate must be > 0"):
+    with pytest.raises(ConfigError, match=r"\(with --set\): optimizer.learning_rate must be > 0"):
         config.load(path, {"optimizer.learning_rate": -2})
-    with pytest.raises(config.ConfigError, match="unknown key 'optimiser.learning_rate'"):
+    with pytest.raises(ConfigError, match="unknown key 'optimiser.learning_rate'"):
         config.load(path, {"optimiser.learning_rate": 1})
-    with pytest.raises(config.ConfigError, match="expected key=value"):
+    with pytest.raises(ConfigError, match="expected key=value"):
         config.parse_override("optimizer.learning_rate")
 
 
 def test_resolved_config_round_trips_through_yaml():
     c = config.load(CONFIGS / "convnet_keras.yaml")
-    assert config.validate(yaml.safe_load(config.dump(c))) == c
-    assert config.digest(c) == config.digest(config.validate(yaml.safe_load(config.dump(c))))
+    assert config.validate(yaml.safe_load(dump(c))) == c
+    assert config.digest(c) == config.digest(config.validate(yaml.safe_load(dump(c))))
     assert config.digest(c) != config.digest(config.load(CONFIGS / "convnet_tf_nn.yaml"))
 
 
@@ -156,14 +161,31 @@ def test_every_shipped_config_is_valid_and_named_after_its_file():
 
 def test_configs_cover_every_experiment_in_the_spec():
     names = {p.stem for p in CONFIGS.glob("*.yaml")}
-    grid = {
-        f"{act}_lr{lr}_{init}init"
-        for act in ("relu", "sigmoid")
-        for lr in ("0.01", "1", "2")
-        for init in ("good", "bad")
-    }
-    assert grid <= names
-    assert {"relu_lr0.01_goodinit_short", "sigmoid_lr1_goodinit_short", "sigmoid_lr2_goodinit_short"} <= names
+    # Each cell of the lesson's grid (and its short runs) holds what its name says: the activation,
+    # the learning rate, the init's scale (good 0.05, bad 5), 50,000 batches of 60 (short: 2,000).
+    for act in ("relu", "sigmoid"):
+        for lr in ("0.01", "1", "2"):
+            for init, scale in (("good", 0.05), ("bad", 5.0)):
+                for short in ("", "_short"):
+                    name = f"{act}_lr{lr}_{init}init{short}"
+                    if short and name not in (
+                        "relu_lr0.01_goodinit_short",
+                        "sigmoid_lr1_goodinit_short",
+                        "sigmoid_lr2_goodinit_short",
+                    ):
+                        continue
+                    c = config.load(CONFIGS / f"{name}.yaml")
+                    assert (c["model"]["activation"], c["optimizer"]["learning_rate"], c["init"]["scale"]) == (
+                        act,
+                        float(lr),
+                        scale,
+                    ), name
+                    assert (c["train"]["batch_size"], c["train"]["steps"]) == (60, 2000 if short else 50000), name
+                    assert (c["model"]["name"], c["model"]["hidden_units"], c["optimizer"]["name"]) == (
+                        "mlp",
+                        [100, 100, 100],
+                        "sgd",
+                    ), name
     assert {"inference_demo", "smoke", "convnet_keras", "convnet_tf_nn", "convnet_manual"} <= names
     paper = config.load(CONFIGS / "paper_fig1.yaml")  # the paper's section 4.1 setup
     assert (paper["model"]["activation"], paper["model"]["hidden_units"]) == ("sigmoid", [100, 100, 100])
@@ -174,7 +196,7 @@ def test_configs_cover_every_experiment_in_the_spec():
     )
     assert config.load(CONFIGS / "landscape_relu_lr0.8.yaml")["diagnostics"]["landscape"] is True
     placements = {config.load(CONFIGS / f"{n}.yaml")["bn"]["placement"] for n in names if n.startswith("convnet_")}
-    assert placements == set(config.PLACEMENTS)
+    assert placements == set(PLACEMENTS)
     bad = config.load(CONFIGS / "relu_lr2_badinit.yaml")
     assert (bad["init"]["scale"], bad["optimizer"]["learning_rate"], bad["model"]["activation"]) == (5.0, 2.0, "relu")
     conv = config.load(CONFIGS / "convnet_manual.yaml")
@@ -191,7 +213,7 @@ def test_configs_cover_every_experiment_in_the_spec():
 
 
 def error(function, *args) -> str:
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         function(*args)
     message = str(caught.value)
     assert len(message.splitlines()) == 1
@@ -271,15 +293,15 @@ def test_an_empty_set_key_says_so():
 
 def test_scientific_notation_in_every_spelling_and_ints_stay_ints():
     for text, number in (("1e-3", 1e-3), ("1E6", 1e6), ("1e+06", 1e6), ("-2.5e-4", -2.5e-4), (".5e1", 5.0)):
-        assert config.parse_yaml(text) == number and isinstance(config.parse_yaml(text), float)
-    assert config.parse_yaml("2") == 2 and isinstance(config.parse_yaml("2"), int)
-    assert config.parse_yaml("._e3") == "._e3"  # no digit: text, not a float() that fails
+        assert parse_yaml(text) == number and isinstance(parse_yaml(text), float)
+    assert parse_yaml("2") == 2 and isinstance(parse_yaml("2"), int)
+    assert parse_yaml("._e3") == "._e3"  # no digit: text, not a float() that fails
 
 
 def test_a_saved_config_reads_back_the_same_even_with_number_like_strings(tmp_path):
     # config.yaml of a run is a config file too: a name like 1e5 must stay a string when read back.
     resolved = config.validate({"experiment": "1e5", "description": "1e-3\nsecond line\ttab"})
-    path = write(tmp_path, config.dump(resolved))
+    path = write(tmp_path, dump(resolved))
     assert config.load(path) == resolved
 
 

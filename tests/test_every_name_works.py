@@ -9,10 +9,15 @@ sweep report. Before, `no-bn` crashed TensorFlow, `x_precise_bn` overwrote `x`'s
 import csv
 import warnings
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bn_lab import api, arms, config, names, printed, registry, rundir, user_text
+from bn_lab import api, registry, user_text
+from bn_lab.config import arms, names
+from bn_lab.config import loading as config
+from bn_lab.report import printed
+from bn_lab.store import rundir
 from tests.conftest import tiny_mlp_config
 
 # A few examples: each one trains, draws and reports (a few seconds).
@@ -56,6 +61,7 @@ ARM = st.fixed_dictionaries(
 ARMS = st.lists(ARM, min_size=1, max_size=3, unique_by=lambda a: a["name"])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(ARMS, st.text(max_size=30))
 def test_whatever_the_config_accepts_trains_draws_prints_and_reports(tmp_path_factory, capsys, given_arms, description):

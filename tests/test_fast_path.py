@@ -2,7 +2,7 @@
 
 PairTrainer's fast path (a whole chunk of steps in one tf.while_loop, XLA for the
 MLP, both networks of the pair at once, batches gathered in the graph; for the conv
-net, models.Network(fast=True): tiny convolutions as matmuls, each BN layer's
+net, build_network(fast=True): tiny convolutions as matmuls, each BN layer's
 normalisation + activation XLA-compiled between TensorFlow's convolutions) must end
 with the same weights and population statistics as the plainest loop, written here:
 one tf.function call per step, no XLA, no loop in the graph, Network(fast=False),
@@ -33,7 +33,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, batches, config, data, models, objectives, registry, train
+from bn_lab import registry
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.data import batches
+from bn_lab.data import mnist as data
+from bn_lab.nets import fast_conv
+from bn_lab.training import objectives, train
+from tests.conftest import build_network, initial_weights
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 RTOL = ATOL = 1e-5
 MLP_STEPS = 20
@@ -76,7 +85,7 @@ def conv_config(backend, activation="elu", optimizer="sgd"):
 
 def plain_training(cfg, mnist, weights, variant, steps):
     """One tf.function call per step, no XLA, no loop in the graph; batches from numpy."""
-    network = models.Network(cfg, weights, arms.named(cfg, variant))
+    network = build_network(cfg, weights, arms.named(cfg, variant))
     optimizer = objectives.make_optimizer(cfg)
     loss_fn = objectives.loss_function(cfg["loss"])
     order = batches.batch_order(cfg["seed"], len(mnist.train.labels), cfg["train"]["batch_size"], steps)
@@ -104,7 +113,7 @@ def largest(a, b):
 
 def check_same_training(cfg, mnist, variants, pair=True):
     steps = cfg["train"]["steps"]
-    weights = models.initial_weights(cfg)
+    weights = initial_weights(cfg)
     # Both networks at once, as a run trains them (or only the ones compared).
     trainer = train.Trainer(cfg, mnist, weights, **({} if pair else {"arms": tuple(variants)}))
     trainer.train_steps(steps)
@@ -151,7 +160,7 @@ def test_small_convolutions_as_matmuls_are_convolutions(side, stride):
     kernel = tf.constant(rng.normal(size=(3, 3, 6, 7)).astype(np.float32))
     upstream = rng.normal(size=(5, -(-side // stride), -(-side // stride), 7)).astype(np.float32)
     results = []
-    for conv in (lambda x, k: tf.nn.conv2d(x, k, stride, "SAME"), lambda x, k: models._conv_as_matmul(x, k, stride)):
+    for conv in (lambda x, k: tf.nn.conv2d(x, k, stride, "SAME"), lambda x, k: fast_conv.conv_as_matmul(x, k, stride)):
         with tf.GradientTape() as tape:
             tape.watch([x, kernel])
             y = conv(x, kernel)

@@ -1,4 +1,4 @@
-"""The internal-covariate-shift probe (bn_lab.ics): G and G' against a hand-made update, zero at a
+"""The internal-covariate-shift probe (bn_lab.probes.ics): G and G' against a hand-made update, zero at a
 zero learning rate, and a pure probe: training with it on is bit for bit training with it off."""
 
 import keras
@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, config, diagnostics, ics, models, objectives, schema, train
-from bn_lab.yaml_io import parse_yaml
-from tests.conftest import snapshot, tiny_mlp_config
+from bn_lab.config import arms
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import dump, parse_yaml
+from bn_lab.nets import network as models
+from bn_lab.probes import diagnostics, ics
+from bn_lab.store import schema
+from bn_lab.training import objectives, train
+from tests.conftest import build_network, initial_weights, snapshot, tiny_mlp_config
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 
 def tiny(**dotted):
@@ -25,10 +32,10 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
     """Plain SGD at lr 0.5: G' of layer 2 is its kernel's gradient once layer 1's kernel and bias
     moved by -lr·g, computed here on a second network built by hand."""
     c = tiny()
-    weights = models.initial_weights(c)
+    weights = initial_weights(c)
     loss = objectives.loss_function(c["loss"])
     for arm in arms.of(c):
-        network = models.Network(c, weights, arm)
+        network = build_network(c, weights, arm)
         optimizer = objectives.make_optimizer(c)
         optimizer.build(network.parameters)
         images, labels = tiny_mnist.train.images[:30], tiny_mnist.train.labels[:30]
@@ -37,7 +44,7 @@ def test_g_prime_is_the_gradient_after_the_layers_below_take_their_sgd_step(tiny
         with models.kept(network.population_statistics), tf.GradientTape() as tape:
             value = loss(network(x, training=True), labels)
         g = dict(zip([v.ref() for v in network.parameters], tape.gradient(value, network.parameters)))
-        moved = models.Network(c, weights, arm)
+        moved = build_network(c, weights, arm)
         below = [network.kernels[0], network.biases[0]] + (
             [network.norms[0].gamma, network.norms[0].beta] if network.norms else []
         )
@@ -111,6 +118,7 @@ def independent_ics(arrays, slots, optimizer_name, lr, iterations, images, label
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer_name, lr", [("sgd", 0.5), ("adam", 0.01)])
 def test_the_probe_is_definition_2_1_computed_independently(tiny_mnist, optimizer_name, lr):
     """At the evaluation after 20 steps: bn_lab's G and G′ of every hidden layer of a 3-layer MLP,
@@ -125,7 +133,7 @@ def test_the_probe_is_definition_2_1_computed_independently(tiny_mnist, optimize
             "diagnostics.ics": True,
         }
     )
-    trainer = train.Trainer(c, tiny_mnist, models.initial_weights(c))
+    trainer = train.Trainer(c, tiny_mnist, initial_weights(c))
     captured = {}
 
     def on_evaluation(step, evaluations, measurements):
@@ -177,8 +185,8 @@ def parameter_names(network) -> dict:
 def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     """Noisy BN (its noise is drawn from a step counter), three layers of one width."""
     base = tiny(**{"model.hidden_units": [12, 12, 12]})
-    c = config.validate({**parse_yaml(config.dump(base)), "arms": [{"name": "noisy", "normalizer": "noisy_bn"}]})
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    c = config.validate({**parse_yaml(dump(base)), "arms": [{"name": "noisy", "normalizer": "noisy_bn"}]})
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
     optimizer = keras.optimizers.SGD(learning_rate=0.0)
     optimizer.build(network.parameters)
     found = ics.ICS(
@@ -188,6 +196,7 @@ def test_at_a_zero_learning_rate_g_prime_is_g(tiny_mnist):
     assert all(abs(f["ics_cosine"] - 1) < 1e-6 for f in found)
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
     """Adam (slots and a step count to restore), BN, noisy BN (a step counter its noise is drawn from)."""
     runs = {}
@@ -195,7 +204,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
         base = tiny(**{"optimizer.name": "adam", "optimizer.learning_rate": 0.01, "diagnostics.ics": on})
         c = config.validate(
             {
-                **parse_yaml(config.dump(base)),
+                **parse_yaml(dump(base)),
                 "arms": [
                     {"name": "plain"},
                     {"name": "bn", "normalizer": "batch_norm"},
@@ -203,7 +212,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
                 ],
             }
         )
-        trainer = train.Trainer(c, tiny_mnist, models.initial_weights(c))
+        trainer = train.Trainer(c, tiny_mnist, initial_weights(c))
         result = trainer.run()
         optimizer_state = [v.numpy().copy() for a in trainer.arms for v in trainer.optimizers[a].variables]
         runs[on] = (result, [snapshot(n) for n in trainer.networks.values()], optimizer_state)
@@ -223,8 +232,8 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
 
 def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
     """The probe's training-mode percentiles of unit 1, per hidden layer, of one arm at its initial weights."""
-    c = config.validate({**parse_yaml(config.dump(c)), "arms": [arm_spec]})
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
+    c = config.validate({**parse_yaml(dump(c)), "arms": [arm_spec]})
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
     optimizer = objectives.make_optimizer(c)
     optimizer.build(network.parameters)
     found = ics.ICS(network, objectives.loss_function(c["loss"]), optimizer, tiny_mnist.validation.images[:50], 1)
@@ -235,18 +244,18 @@ def training_mode_bands(c, tiny_mnist, arm_spec: dict) -> list[list[float]]:
 
 
 def test_training_mode_bands_are_the_units_percentiles_with_batch_statistics_and_the_noise(tiny_mnist):
-    """Plain: the inference-mode percentiles of bn_lab.diagnostics (no difference between the
+    """Plain: the inference-mode percentiles of bn_lab.probes.diagnostics (no difference between the
     modes); BN: numpy's percentiles of the unit's input normalized over the probe images; noisy
     BN: BN's with the noise off, others with it on."""
     c = tiny(**{"model.activation": "sigmoid", "diagnostics.unit": 1})
     images = tiny_mnist.validation.images[:50]
-    network = models.Network(c, models.initial_weights(c), arms.of(c)[0])
-    inference = diagnostics.Probe(c, network, images, jit=False).measure(np.zeros(len(network.hidden)))[0]
+    network = build_network(c, initial_weights(c), arms.of(c)[0])
+    inference = diagnostics.Probe(c, network, images, jit=False, norm_power=2).measure(np.zeros(len(network.hidden)))[0]
     plain = training_mode_bands(c, tiny_mnist, {"name": "plain"})
     for layer, found in zip(inference, plain):
         np.testing.assert_allclose(found, [layer[q] for q in schema.UNIT_PERCENTILES], rtol=1e-5, atol=1e-6)
     x = models.to_inputs(images, (784,)).numpy()
-    h = x @ models.initial_weights(c)[0][:, 1]  # unit 1 of layer 1, before BN (no bias with BN)
+    h = x @ initial_weights(c)[0][:, 1]  # unit 1 of layer 1, before BN (no bias with BN)
     normalized = (h - h.mean()) / np.sqrt(h.var() + 1e-3)
     bn = training_mode_bands(c, tiny_mnist, {"name": "bn", "normalizer": "batch_norm"})
     np.testing.assert_allclose(bn[0], np.percentile(normalized, [15, 50, 85]), rtol=1e-4, atol=1e-5)
@@ -260,7 +269,7 @@ def test_the_summarys_covariate_shift_figures():
     """Band motion: the mean over consecutive evaluations of the mean |change| of the three
     training-mode percentiles, last hidden layer, raw and over the band's width; ICS means from
     step 1 on, every layer; inf is null."""
-    from bn_lab import summary
+    from bn_lab.training import summary
 
     def rows(step, layer, bands, l2, cosine):
         values = dict(zip(schema.TRAINING_UNIT_PERCENTILES, bands), ics_l2=l2, ics_cosine=cosine)

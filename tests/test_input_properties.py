@@ -13,11 +13,15 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bn_lab import config
+from bn_lab.config import loading as config
+from bn_lab.config import yaml_io
+from bn_lab.config.fields import FIELDS, MAX_SEED
+from bn_lab.config.names import name_problem
+from bn_lab.config.yaml_io import ConfigError, SweepError
 from bn_lab.sweeps import spec as sweeps
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-KEYS = list(config.FIELDS) + config.sections() + ["", "lerning_rate", "model.activaton", "x.y.z", "seed.extra"]
+KEYS = list(FIELDS) + config.sections() + ["", "lerning_rate", "model.activaton", "x.y.z", "seed.extra"]
 # Text with what breaks naive code: line breaks of every kind, surrogates (non-UTF-8 argv), '=' and '.'.
 TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=12) | st.sampled_from(
     ["relu", "1e-3", "1e+06", "-1", "nan", ".inf", "[1, 2]", "{a: 1}", "\udcff", "a\nb", "\u2028", "..", "."]
@@ -38,7 +42,7 @@ def one_line_error(error: Exception) -> None:
 def check(function, *args, **kwargs):
     try:
         return function(*args, **kwargs)
-    except config.ConfigError as e:  # SweepError is one too
+    except ConfigError as e:  # SweepError is one too
         one_line_error(e)
         return None
 
@@ -108,7 +112,7 @@ def test_any_sweep_file_expands_or_is_one_line(tmp_path_factory, tree, grid):
     if found is not None:
         names = [c.name for c in found.cells]
         assert len(set(names)) == len(names)  # two cells never share a name
-        assert all(config.name_problem(n) is None for n in names)
+        assert all(name_problem(n) is None for n in names)
 
 
 @SETTINGS
@@ -130,14 +134,12 @@ def test_different_learning_rates_get_different_honest_cell_names(rates):
 
 
 def test_identifiers_cover_printable_ascii():
-    assert config.name_problem(string.ascii_letters + string.digits + "_.-") is None
+    assert name_problem(string.ascii_letters + string.digits + "_.-") is None
 
 
 # Mostly valid configs whose strings look like other YAML types (1e5, null, 0x10, a date).
 LOOKALIKES = st.sampled_from(["1e5", "1E6", "1e+06", "-2.5e-4", "null", "true", "0x10", "1_000", "12:30", "2024-01-01"])
-NAMES = LOOKALIKES.filter(lambda n: config.name_problem(n) is None) | st.from_regex(
-    r"[A-Za-z0-9_.-]{1,20}", fullmatch=True
-)
+NAMES = LOOKALIKES.filter(lambda n: name_problem(n) is None) | st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)
 SAVED = st.fixed_dictionaries(
     {},
     optional={
@@ -146,7 +148,7 @@ SAVED = st.fixed_dictionaries(
         "data.idx_dir": LOOKALIKES | TEXT | st.none(),
         "optimizer.learning_rate": st.floats(1e-300, 1e300),
         "init.scale": st.floats(1e-300, 1e300) | st.integers(1, 10**30),
-        "seed": st.integers(0, config.MAX_SEED),
+        "seed": st.integers(0, MAX_SEED),
     },
 )
 
@@ -157,7 +159,7 @@ def test_a_resolved_config_reads_back_from_its_config_yaml(tmp_path_factory, fla
     resolved = check(config.validate, config.unflatten(flat))
     assume(resolved is not None)  # a name like '..', text with undecodable bytes
     path = tmp_path_factory.mktemp("saved") / "config.yaml"
-    path.write_text(config.dump(resolved), encoding="utf-8")
+    path.write_text(yaml_io.dump(resolved), encoding="utf-8")
     assert config.load(path) == resolved  # `bnlab run results/.../config.yaml` runs the same config
 
 
@@ -197,11 +199,12 @@ def mutated(manifest, path: list[int], value):
 
 def read_report(sweep_dir):
     """What `bnlab report` reads and computes before it writes anything."""
-    from bn_lab import report, report_figures
+    from bn_lab.report import sweep_figures as report_figures
+    from bn_lab.report import sweep_results, sweep_table
 
-    results = report.collect(sweep_dir)
-    report.summary_columns(results.manifest), report.summary_rows(results)
-    report.markdown_table(report.table(results, 0.9)), report_figures.figure_grid(results)
+    results = sweep_results.collect(sweep_dir)
+    sweep_table.summary_columns(results.manifest), sweep_table.summary_rows(results)
+    sweep_table.markdown_table(sweep_table.table(results, 0.9)), report_figures.figure_grid(results)
     return results
 
 
@@ -241,7 +244,7 @@ def test_sweep_json_of_the_wrong_shape_names_what_is_wrong(tmp_path):
         sweep_dir = tmp_path / case.replace(" ", "_")
         sweep_dir.mkdir()
         (sweep_dir / "sweep.json").write_text(config.json.dumps(content))
-        with pytest.raises(sweeps.SweepError) as caught:
+        with pytest.raises(SweepError) as caught:
             read_report(sweep_dir)
         assert str(caught.value) == (
             f"{sweep_dir / 'sweep.json'}: not a bn_lab sweep manifest ({expected[case]}); rerun `bnlab sweep` to rewrite it"

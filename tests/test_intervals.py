@@ -1,11 +1,11 @@
-"""The 95% intervals of the report (bn_lab.intervals) against known values."""
+"""The 95% intervals of the report (bn_lab.report.intervals) against known values."""
 
 import math
 import statistics
 
 import pytest
 
-from bn_lab import intervals
+from bn_lab.report import intervals
 
 
 @pytest.mark.parametrize(

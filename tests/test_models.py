@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, batches, config, models, train
+from bn_lab.config import arms, declared
+from bn_lab.config import loading as config
+from bn_lab.data import batches
+from bn_lab.nets import network as models
+from bn_lab.training import train
+from tests.conftest import build_network, initial_weights
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 MLP = config.validate({"train": {"steps": 100}})
 
@@ -22,35 +29,35 @@ def small_conv(**train):
 
 def test_convnet_architecture_is_the_exercise():
     c = config.validate({"model": {"name": "convnet"}})
-    shapes = models.kernel_shapes(c)
+    layers = declared.architecture(c).layers
+    shapes = [layer.kernel_shape for layer in layers]
     assert len(shapes) == 21  # 19 convs, dense 100, logits
     assert [s[-1] for s in shapes[:19]] == [4 * i for i in range(1, 20)]
     assert shapes[0] == (3, 3, 1, 4) and shapes[1] == (3, 3, 4, 8)
-    _, hidden = models.architecture(c)
-    assert [layer.stride for layer in hidden[:19]] == [2 if i % 3 == 0 else 1 for i in range(1, 20)]
+    assert [layer.stride for layer in layers[:19]] == [2 if i % 3 == 0 else 1 for i in range(1, 20)]
     # 28 -> 14 -> 7 -> 4 -> 2 -> 1 -> 1 with "same" padding; 76 channels left.
     assert shapes[19] == (76, 100) and shapes[20] == (100, 10)
 
 
 def test_mlp_initial_weights_are_seeded_normal_draws():
-    good = models.initial_weights(MLP)
+    good = initial_weights(MLP)
     assert [w.shape for w in good] == [(784, 100), (100, 100), (100, 100), (100, 10)]
     assert all(w.dtype == np.float32 for w in good)
     assert abs(float(np.concatenate([w.ravel() for w in good]).std()) - 0.05) < 0.001
-    bad = models.initial_weights(config.validate({"init": {"scale": 5.0}}))
+    bad = initial_weights(config.validate({"init": {"scale": 5.0}}))
     assert abs(float(bad[0].std()) - 5.0) < 0.05
-    again = models.initial_weights(MLP)
+    again = initial_weights(MLP)
     assert all(np.array_equal(a, b) for a, b in zip(good, again))
-    other_seed = models.initial_weights(config.validate({"seed": 1}))
+    other_seed = initial_weights(config.validate({"seed": 1}))
     assert not np.array_equal(good[0], other_seed[0])
-    truncated = models.initial_weights(small_conv())
+    truncated = initial_weights(small_conv())
     assert max(float(np.abs(w).max()) for w in truncated) <= 0.1  # two standard deviations
 
 
 def test_both_networks_of_a_pair_start_from_the_same_arrays():
-    weights = models.initial_weights(MLP)
-    plain = models.Network(MLP, weights, arms.named(MLP, "without_bn"))
-    with_bn = models.Network(MLP, weights, arms.named(MLP, "with_bn"))
+    weights = initial_weights(MLP)
+    plain = build_network(MLP, weights, arms.named(MLP, "without_bn"))
+    with_bn = build_network(MLP, weights, arms.named(MLP, "with_bn"))
     for a, b, w in zip(plain.kernels, with_bn.kernels, weights):
         assert np.array_equal(a.numpy(), w) and np.array_equal(b.numpy(), w)
     # The BN network's hidden layers have no bias (BN's beta takes its place); outputs keep theirs.
@@ -71,7 +78,7 @@ def test_both_networks_of_a_pair_start_from_the_same_arrays():
 def test_conv_placements(placement, biases):
     c = small_conv()
     c["bn"]["placement"] = placement
-    network = models.Network(c, models.initial_weights(c), arms.named(c, "with_bn"))
+    network = build_network(c, initial_weights(c), arms.named(c, "with_bn"))
     assert all((b is not None) == biases for b in network.biases[:-1])
     assert network.bn_after_activation == placement.startswith("after")
     x = tf.random.stateless_uniform((3, 28, 28, 1), seed=(1, 2))
@@ -90,7 +97,7 @@ def test_batch_order_is_tf1_next_batch():
 def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(mnist_small):
     """The lesson's pitfall: batch statistics of one image are the image itself (variance 0)."""
     c = config.validate({"data": {"train_limit": 2000}})
-    network = models.Network(c, models.initial_weights(c), arms.named(c, "with_bn"))
+    network = build_network(c, initial_weights(c), arms.named(c, "with_bn"))
     images = models.to_inputs(mnist_small.test.images[:8], network.input_shape)
     training = np.stack([network(images[i : i + 1], training=True).numpy()[0] for i in range(8)])
     inference = np.stack([network(images[i : i + 1], training=False).numpy()[0] for i in range(8)])
@@ -100,6 +107,7 @@ def test_single_image_in_training_mode_gets_the_same_logits_whatever_the_image(m
     assert np.ptp(network(images, training=True).numpy(), axis=0).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_trained_pair_single_sample_checks(mnist_small):
     c = config.validate(
         {
@@ -109,7 +117,7 @@ def test_trained_pair_single_sample_checks(mnist_small):
             "diagnostics": {"enabled": False},
         }
     )
-    trainer = train.Trainer(c, mnist_small, models.initial_weights(c))
+    trainer = train.Trainer(c, mnist_small, initial_weights(c))
     result = trainer.run()
     with_bn, plain = result.arms["with_bn"], result.arms["without_bn"]
     labels = mnist_small.test.labels[:100]
@@ -132,6 +140,7 @@ def test_trained_pair_single_sample_checks(mnist_small):
     assert ("with_bn", 200, "validation") in steps and ("with_bn", 200, "test") in steps
 
 
+@pytest.mark.slow
 def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     c = config.validate(
         {
@@ -142,7 +151,7 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
             "diagnostics": {"enabled": False},
         }
     )
-    result = train.Trainer(c, mnist_small, models.initial_weights(c)).run()
+    result = train.Trainer(c, mnist_small, initial_weights(c)).run()
     plain, with_bn = result.arms["without_bn"], result.arms["with_bn"]
     assert plain.diverged and 1 <= plain.diverged_at_step <= 50
     assert plain.final_val_accuracy is None and plain.test_accuracy is None and plain.predictions is None
@@ -151,10 +160,11 @@ def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     assert all(e.step < plain.diverged_at_step for e in result.evaluations if e.variant == "without_bn")
 
 
+@pytest.mark.slow
 def test_conv_pair_trains_and_logs_training_batches(mnist_small):
     c = small_conv(steps=20, eval_every=10, train_eval_every=5)
     c["data"].update(train_limit=2000, val_limit=500, test_limit=500)
-    result = train.Trainer(c, mnist_small, models.initial_weights(c)).run()
+    result = train.Trainer(c, mnist_small, initial_weights(c)).run()
     with_bn = [(e.step, e.split) for e in result.evaluations if e.variant == "with_bn"]
     precise = "validation_precise_bn"  # the BN network again, with exact population statistics
     batch = "validation_batch_stats"  # and in training mode, on batches of the training size

@@ -1,4 +1,4 @@
-"""The normalizers (bn_lab.normalizers) against numpy on tiny inputs, in training and inference
+"""The normalizers (bn_lab.nets.normalizers) against numpy on tiny inputs, in training and inference
 mode; batch_renorm against plain BN and against Keras' own renorm; each declared scale invariance."""
 
 import keras
@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_lab import arms, bn, models, normalizers, registry
+from bn_lab import registry
+from bn_lab.config import arms
+from bn_lab.nets import bn, normalizers
+from bn_lab.nets import network as models
+from tests.conftest import build_network, initial_weights
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 EPSILON = 1e-3
 DENSE, CONV = (6,), (3, 3, 4)  # one example's shape: a dense layer's features, a conv layer's map
@@ -185,10 +191,10 @@ def test_each_declared_scale_invariance_holds():
 
 @pytest.mark.parametrize("name", list(registry.NORMALIZERS))
 def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
-    from bn_lab import config
+    from bn_lab.config import loading as config
 
     c = config.validate({"model": {"name": "convnet", "conv_layers": 3, "dense_units": 8}})
-    network = models.Network(c, models.initial_weights(c), arms.Arm(name, name, {}))
+    network = build_network(c, initial_weights(c), arms.Arm(name, name, {}))
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32))
     with models.kept(network.population_statistics):
         trained = network(x, training=True).numpy()

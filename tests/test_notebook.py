@@ -4,7 +4,10 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_lab import claims, config, footprint, rundir
+from bn_lab.config import footprint
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import ConfigError, read_yaml, shown
+from bn_lab.store import claims, rundir
 from tests.conftest import CONFIGS, RUN_FILES, SWEEP_SMOKE, bnlab
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -38,6 +41,7 @@ def staging_of(out: Path, timeout: float = 120) -> Path:
 # --- 1. the destination at commit is what the claim saw -----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arrival", ["notes", "a finished run"])
 def test_what_arrives_at_out_while_the_run_trains_is_never_deleted(tmp_path, arrival):
     out = tmp_path / "X"
@@ -72,6 +76,7 @@ def finished_run(tmp_path) -> Path:
 # --- 2. every kind of claim sees every other -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_seeds_run_and_a_plain_run_never_share_a_directory(tmp_path):
     out = tmp_path / "X"
     plain = bnlab("run", SMOKE, "--set", "train.steps=400", "--out", out, "--quiet", background=True)
@@ -93,6 +98,7 @@ def test_a_seeds_run_and_a_plain_run_never_share_a_directory(tmp_path):
 # --- 3, 4. a sweep writes only its own directory, with its own grid ---------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_never_writes_into_a_directory_of_other_files(tmp_path):
     mine = tmp_path / "d"
     mine.mkdir()
@@ -113,6 +119,7 @@ def test_a_sweep_never_writes_into_a_directory_of_other_files(tmp_path):
     assert (results / "N" / "summary.csv").read_text() == "mine" and len(list((results / "N").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_changed_sweep_is_an_error_naming_what_changed_and_force_replaces_its_manifest(smoke_sweep, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(smoke_sweep[0], results / "smoke_grid")
@@ -139,6 +146,7 @@ def test_a_changed_sweep_is_an_error_naming_what_changed_and_force_replaces_its_
     assert rundir.is_complete(results / "smoke_grid" / "relu_goodinit_seed1")  # still there, untouched
 
 
+@pytest.mark.slow
 def test_a_sweep_never_writes_into_hidden_files_nor_over_a_users_latest(tmp_path):
     dots = tmp_path / "dots"
     (dots / ".git").mkdir(parents=True)
@@ -159,6 +167,7 @@ def test_a_sweep_never_writes_into_hidden_files_nor_over_a_users_latest(tmp_path
         assert latest.read_text() == "20261202-101010-seed0\n", earlier
 
 
+@pytest.mark.slow
 def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
     long = tmp_path / ("a" * 300)
     for seeds in ((), ("--seeds", "0")):
@@ -170,6 +179,7 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
 # --- 5. --force recognises a run by what bn_lab wrote, not by file names ----------------------------
 
 
+@pytest.mark.slow
 def test_force_never_replaces_a_lookalike_of_a_run(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -184,6 +194,7 @@ def test_force_never_replaces_a_lookalike_of_a_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
+@pytest.mark.slow
 def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tmp_path):
     run = finished_run(tmp_path)
     notes = run / "tensorboard" / "with_bn" / "notes.txt"
@@ -219,6 +230,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow
 def test_damaged_cells_are_named_in_the_report_and_rerun_on_resume(smoke_sweep, tmp_path):
     results = tmp_path / "results"
     sweep_dir = results / "smoke_grid"
@@ -260,6 +272,7 @@ SUMMARY_DAMAGE = {  # what the report reads, each made unreadable: the key the p
 }
 
 
+@pytest.mark.slow
 def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, tmp_path):
     cell = tmp_path / "cell"
     shutil.copytree(smoke_sweep[0] / "relu_goodinit_seed0", cell)
@@ -278,9 +291,9 @@ def test_a_summary_whose_values_the_report_cannot_read_is_damaged(smoke_sweep, t
 
 
 def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
-    from bn_lab import files
-    from bn_lab.sweeps import manifest as manifests
-    from bn_lab.sweeps.spec import SweepError
+    from bn_lab.config.yaml_io import SweepError
+    from bn_lab.disk import files
+    from bn_lab.store import sweep_manifest
 
     deep = "[" * 100_000
     for name in ("summary.json", "environment.json", "sweep.json", "failed.json"):
@@ -290,7 +303,7 @@ def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
     assert rundir.run_problem(tmp_path) == "summary.json is damaged ('nested too deep')"
     assert not rundir.written_by_bn_lab(tmp_path)
     with pytest.raises(SweepError, match=r"sweep.json: unreadable \(nested too deep\)"):
-        manifests.load_manifest(tmp_path)
+        sweep_manifest.load_manifest(tmp_path)
     (tmp_path / "environment.json").unlink()
     os.mkfifo(tmp_path / "environment.json")  # would block a plain read for ever
     assert not rundir.written_by_bn_lab(tmp_path)
@@ -300,6 +313,7 @@ def test_json_nested_too_deep_is_damage_not_a_crash(tmp_path):
         files.read_json(tmp_path / "failed.json")
 
 
+@pytest.mark.slow
 def test_a_cells_config_is_read_as_every_config_is(smoke_sweep, tmp_path):
     """A finished cell's config.yaml with an alias bomb, a date or keys JSON cannot sort: the
     cell's config is unreadable (a changed cell), said at once, never expanded or a traceback."""
@@ -321,6 +335,7 @@ def test_a_cells_config_is_read_as_every_config_is(smoke_sweep, tmp_path):
 # --- 7, 8. no input exhausts the machine ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 9):
@@ -359,11 +374,12 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     assert one_error_line(bnlab("run", big)) == f"error: {big}: larger than 1 MB; not a config"
     huge = tmp_path / "huge.yaml"
     huge.write_text("experiment: huge\nmodel:\n  hidden_units: [" + ", ".join(["1"] * 100_001) + "]\n")
-    with pytest.raises(config.ConfigError, match=r"more than 100,000 values \(aliases written out\); not a config"):
-        config.read_yaml(huge)
-    assert config.shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
+    with pytest.raises(ConfigError, match=r"more than 100,000 values \(aliases written out\); not a config"):
+        read_yaml(huge)
+    assert shown(list(range(10**6))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"
 
 
+@pytest.mark.slow
 def test_a_grid_of_too_many_cells_is_refused_before_any_is_built(tmp_path):
     axes = ("optimizer.learning_rate", "init.scale", "train.steps")
     grid = [a for key in axes for a in ("--grid", f"{key}=" + ",".join(str(v) for v in range(1, 23)))]
@@ -381,7 +397,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_starts(tmp_p
     needed = footprint.estimate_bytes(huge)
     assert needed > 13 * 4 * footprint.parameters(huge) > 64 * 0.75e9
     monkeypatch.setattr(footprint, "machine_bytes", lambda: 24 * 2**30)
-    with pytest.raises(config.ConfigError) as refused:
+    with pytest.raises(ConfigError) as refused:
         footprint.check(huge)
     assert str(refused.value).startswith(
         f"config: model.hidden_units, optimizer.name: this run needs about {needed / 2**30:.1f} GiB of memory "
@@ -391,6 +407,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_starts(tmp_p
     footprint.check(config.load(CONFIGS / "convnet_keras.yaml"))
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_run_too_large_for_this_machine(tmp_path):
     huge = {"model.hidden_units": [4096] * 64, "optimizer.name": "adam"}
     if footprint.estimate_bytes(config.validate(config.unflatten(huge))) <= footprint.SHARE * footprint.machine_bytes():
@@ -416,6 +433,7 @@ def test_the_cli_refuses_a_run_too_large_for_this_machine(tmp_path):
 # --- 10-12. everything checked before anything trains; the record says what was used -----------------
 
 
+@pytest.mark.slow
 def test_missing_data_is_refused_before_tensorflow_starts(tmp_path):
     none = tmp_path / "none"
     for command in (
@@ -427,17 +445,19 @@ def test_missing_data_is_refused_before_tensorflow_starts(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_bad_report_option_is_refused_before_any_cell_trains(tmp_path):
     for value in ("nan", "inf", "0"):
         line = one_error_line(bnlab("sweep", SWEEP_SMOKE, "--results", tmp_path / "r", "--threshold", value))
         assert "--threshold" in line
     assert not (tmp_path / "r").exists()
-    from bn_lab import report
+    from bn_lab.report import sweep_results
 
-    report.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
-    report.check_options(np.int64(1), "late")
+    sweep_results.check_options(np.float32(0.9), "late")  # numpy's numbers, as the Python API gets them
+    sweep_results.check_options(np.int64(1), "late")
 
 
+@pytest.mark.slow
 def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):
     from bn_lab import api
 
@@ -461,10 +481,10 @@ def test_the_api_takes_numpy_numbers_and_refuses_what_it_cannot_use(tmp_path):
     with pytest.raises(rundir.RunDirError, match=r"lookalike: not a finished bn_lab run \(summary.json is damaged"):
         api.load(lookalike)
     with pytest.raises(
-        config.ConfigError, match=r"config must be a YAML file's path or a mapping of keys to values, got list \[1, 2\]"
+        ConfigError, match=r"config must be a YAML file's path or a mapping of keys to values, got list \[1, 2\]"
     ):
         api.run([1, 2])
-    with pytest.raises(config.ConfigError, match="progress 'bogus': unknown; allowed: auto, bar, lines, none"):
+    with pytest.raises(ConfigError, match="progress 'bogus': unknown; allowed: auto, bar, lines, none"):
         api.run(SMOKE, progress="bogus", out=tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
@@ -479,6 +499,6 @@ def test_the_config_records_the_images_a_run_uses():
     swept = config.validate(config.apply_overrides(config.validate({}), {"data.train_limit": 1000}))
     assert swept["precise_bn"]["images"] == 960  # a smaller limit over a resolved config: cut again, not refused
     with pytest.raises(
-        config.ConfigError, match=r"init.scale must be in \(0, 1000\] \(the lesson's bad init is 5\), got 1e\+300"
+        ConfigError, match=r"init.scale must be in \(0, 1000\] \(the lesson's bad init is 5\), got 1e\+300"
     ):
         config.validate({"init": {"scale": 1e300}})

@@ -11,7 +11,11 @@ import sys
 import pytest
 
 import bn_lab
-from bn_lab import api, claims, config, report, rundir
+from bn_lab.config import loading as config
+from bn_lab.report import sweep_report as report
+from bn_lab.report import sweep_results, sweep_table
+from bn_lab.store import callers, claims, rundir
+from bn_lab.sweeps import seeds as several_seeds
 from bn_lab.sweeps import spec
 from tests.conftest import CONFIGS, SWEEP_SMOKE, bnlab, tiny_mlp_config
 from tests.test_nothing_lost import one_error_line
@@ -24,6 +28,7 @@ CELL = "relu_goodinit_seed0"
 # --- a file in its place that is no regular file, or none at all ------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_in_place_of_a_cells_files_never_blocks_a_reader(smoke_sweep, tmp_path):
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
@@ -44,17 +49,18 @@ def test_a_fifo_in_place_of_a_cells_files_never_blocks_a_reader(smoke_sweep, tmp
         assert bn_lab.load(other).config
 
 
+@pytest.mark.slow
 def test_a_cell_deleted_while_the_report_reads_it_is_left_out_not_a_traceback(smoke_sweep, tmp_path):
     """What the report uses is what it checked: each file is read once, so a cell deleted after
     that changes nothing, and one deleted before is named (it was FileNotFoundError)."""
-    from bn_lab import report_figures, sweep_results
+    from bn_lab.report import sweep_figures as report_figures
 
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
     results = sweep_results.collect(sweep)
     shutil.rmtree(sweep / CELL)  # between the reading and the drawing
     assert report_figures.curves(results, sweep / rundir.CURVES)
-    assert report.summary_rows(results)[0]["cell"] == CELL
+    assert sweep_table.summary_rows(results)[0]["cell"] == CELL
     assert rundir.read_finished(sweep / CELL) == rundir.NOT_FINISHED
     text = report.write_report(sweep)
     assert f"Missing: 1 cell not run or not finished: {CELL}" in text
@@ -63,6 +69,7 @@ def test_a_cell_deleted_while_the_report_reads_it_is_left_out_not_a_traceback(sm
 # --- what is printed never costs the run ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_printed_character_survives_the_terminals_encoding(tmp_path):
     env = {**os.environ, "PYTHONIOENCODING": "latin-1"}  # no ≈, —, ± in latin-1
     done = bnlab("run", SMOKE, *SHORT, "--out", tmp_path / "run", env=env)  # it was UnicodeEncodeError at the end
@@ -71,6 +78,7 @@ def test_every_printed_character_survives_the_terminals_encoding(tmp_path):
     assert rundir.is_complete(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_standard_output_that_takes_nothing_costs_nothing_but_its_line(smoke_sweep, tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run(
@@ -95,6 +103,7 @@ def test_a_standard_output_that_takes_nothing_costs_nothing_but_its_line(smoke_s
     assert rundir.is_complete(out)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_the_command_quietly(smoke_sweep):
     """`bnlab report D | head -1`: the reader left; no traceback, nothing said (it printed
     "Exception ignored ... BrokenPipeError")."""
@@ -144,6 +153,7 @@ def test_ctrl_c_inside_a_finalizer_interrupts_after_it_not_never():
 # --- places: symbolic link loops --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_symbolic_link_loop_anywhere_in_a_path_is_one_line(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
@@ -170,6 +180,7 @@ def test_a_symbolic_link_loop_anywhere_in_a_path_is_one_line(tmp_path):
 # --- messages name the caller's options; names fit -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_caller_is_told_its_own_options(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -178,7 +189,7 @@ def test_each_caller_is_told_its_own_options(tmp_path):
         bn_lab.run(tiny_mlp_config(), out=mine)
     assert str(error.value) == f"{mine}: already holds files bn_lab did not write; use another out= to write elsewhere"
     with pytest.raises(rundir.RunDirError) as error:
-        claims.claim(mine, options=claims.SWEEP_COMMAND)
+        claims.claim(mine, options=callers.SWEEP_COMMAND)
     assert str(error.value).endswith("use --name or --results to write elsewhere")
     sweep_dir = tmp_path / "results" / "smoke_grid"
     shutil.copytree(mine, sweep_dir)
@@ -190,12 +201,12 @@ def test_each_caller_is_told_its_own_options(tmp_path):
 
 def test_many_seeds_make_a_directory_name_that_fits_and_nothing_before_a_refusal(tmp_path):
     seeds = list(range(0, 400, 3))
-    name = api.seeds_directory_name(seeds)
+    name = several_seeds.seeds_directory_name(seeds)
     assert len(name) < 80 and name.endswith(f"-seeds0_3_6_9_12_15-and-{len(seeds) - 6}-more")
     assert rundir.RUN_ID.fullmatch(name) and rundir.RUN_ID.fullmatch(name + "-2")
-    assert rundir.RUN_ID.fullmatch(api.seeds_directory_name([4, 5, 6])) and "seeds4-6" in api.seeds_directory_name(
-        [4, 5, 6]
-    )
+    assert rundir.RUN_ID.fullmatch(
+        several_seeds.seeds_directory_name([4, 5, 6])
+    ) and "seeds4-6" in several_seeds.seeds_directory_name([4, 5, 6])
     with pytest.raises(rundir.RunDirError, match="a name in it is 306 bytes; at most 231"):
         claims.new_directory(tmp_path / "exp", "x" * 300)
     assert not (tmp_path / "exp").exists()  # refused before anything was made

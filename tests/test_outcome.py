@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab import api, config, outcome
+from bn_lab import api
+from bn_lab.config import loading as config
+from bn_lab.report import outcome
+from bn_lab.training import launch
 
 SERIES = [(0, 0.10), (500, 0.40), (1000, 0.90), (1500, 0.35), (2000, 0.90), (2500, 0.60)]  # a chaotic curve
 
@@ -67,7 +70,7 @@ def tiny(scale: float) -> dict:
 def tiny_runs(tmp_path_factory):
     """{init: summary.json} of two real runs, with each run's directory under "dir" and its drawn
     accuracy figure under "figure" (files.save_figure is watched, the PNG is still written)."""
-    from bn_lab import files
+    from bn_lab.disk import files
 
     out, runs, drawn = tmp_path_factory.mktemp("outcomes"), {}, {}
     save = files.save_figure
@@ -79,7 +82,7 @@ def tiny_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(files, "save_figure", watched)
         for init, scale in (("good", 0.05), ("bad", 5.0)):
-            run_dir = api.run_config(tiny(scale), out=out / init, progress="none")
+            run_dir = launch.run_config(tiny(scale), out=out / init, progress="none")
             runs[init] = json.loads((run_dir / "summary.json").read_text())
             runs[init]["dir"], runs[init]["figure"] = run_dir, drawn.pop("accuracy.png")
     return runs
@@ -92,6 +95,7 @@ def metrics_rows(run_dir: Path, variant: str, split: str) -> list[tuple[int, flo
     return [(int(r["step"]), float(r["accuracy"]), float(r["top_class_share"])) for r in rows]
 
 
+@pytest.mark.slow
 def test_real_runs_learn_collapse_and_diverge(tiny_runs):
     good, bad = tiny_runs["good"]["variants"], tiny_runs["bad"]["variants"]
     # Plain relu at lr 2 from a good init dies on every CPU measured: alive (finite) but predicting one class.
@@ -108,12 +112,13 @@ def test_real_runs_learn_collapse_and_diverge(tiny_runs):
     assert bad["without_bn"]["outcome"] == "diverged" and bad["without_bn"]["diverged_at_step"] >= 1
     assert bad["without_bn"]["late_val_accuracy"] is None and bad["without_bn"]["final_val_accuracy"] is None
     # What the lesson's TF1 code printed for a diverged network: class 0's share of validation.
-    from bn_lab import data
+    from bn_lab.data import mnist as data
 
     labels = data.load_mnist(val_limit=500).validation.labels
     assert tiny_runs["bad"]["tf1_diverged_val_accuracy"] == pytest.approx((labels == 0).mean())
 
 
+@pytest.mark.slow
 def test_summary_figures_agree_with_metrics_csv(tiny_runs):
     """final, late, best (and their exact-statistics twins) recomputed from metrics.csv for every network."""
     for init in ("good", "bad"):
@@ -140,6 +145,7 @@ def test_summary_figures_agree_with_metrics_csv(tiny_runs):
                 }
 
 
+@pytest.mark.slow
 def test_the_accuracy_figure_draws_each_networks_validation_rows(tiny_runs):
     for init in ("good", "bad"):
         run = tiny_runs[init]
@@ -155,6 +161,7 @@ def test_the_accuracy_figure_draws_each_networks_validation_rows(tiny_runs):
         assert (run["dir"] / "accuracy.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.slow
 def test_a_diverged_network_reports_no_speed_and_its_partner_a_steady_one(tiny_runs):
     bad = tiny_runs["bad"]["variants"]
     # It diverged in the first chunk, whose time is mostly compilation: no rate, not 0.1 steps/s.
@@ -165,16 +172,17 @@ def test_a_diverged_network_reports_no_speed_and_its_partner_a_steady_one(tiny_r
     assert 60 / seconds < rate < float("inf")
 
 
+@pytest.mark.slow
 def test_an_accuracy_of_logits_that_are_not_numbers_is_never_reported(tmp_path):
     """Weights of N(0, 1000²) through 16 relu layers overflow float32 at step 0 (inf, then NaN: by
     orders of magnitude, on any CPU). The argmax of NaN logits is class 0, whose share was reported as
     the plain network's best validation accuracy, "0.1000 @ 0" (issue 33): now no evaluation of such
     logits has an accuracy, and no figure is taken from one."""
-    from bn_lab import printed
+    from bn_lab.report import printed
     from tests.conftest import tiny_mlp_config
 
     cfg = tiny_mlp_config(**{"model.hidden_units": [16] * 16, "init.scale": 1000.0})
-    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    run = api.load(launch.run_config(cfg, out=tmp_path / "run", progress="none"))
     columns = zip(*(run.metrics[c] for c in ("variant", "step", "split", "accuracy")))
     at_zero = {v: a for v, step, split, a in columns if (step, split) == (0, "validation")}
     assert math.isnan(at_zero["without_bn"]) and math.isnan(at_zero["with_bn"])

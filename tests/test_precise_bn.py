@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 
-from bn_lab import batches, config, models, registry, schema, train
-from bn_lab.yaml_io import parse_yaml
-from tests.conftest import numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
+from bn_lab import registry
+from bn_lab.config import loading as config
+from bn_lab.config.yaml_io import dump, parse_yaml
+from bn_lab.data import batches
+from bn_lab.nets import normalizers
+from bn_lab.store import schema
+from bn_lab.training import train
+from tests.conftest import initial_weights, numpy_loss_and_accuracy, numpy_mlp, snapshot, tiny_mlp_config
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 BACKENDS = registry.BN_BACKENDS.names()
 
@@ -30,10 +37,11 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
     return [s / len(batches) for s in sums]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
     cfg = tiny_config(backend)
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg), arms=("with_bn",))
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(40)  # trained weights, EMA statistics that lag them
     network = trainer.networks["with_bn"]
     before = snapshot(network)
@@ -51,11 +59,12 @@ def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backen
     assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the probe changed the network"
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist):
     runs = {}
     for enabled in (True, False):
         cfg = tiny_config("keras", enabled=enabled)
-        trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+        trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
         result = trainer.run()
         runs[enabled] = (result, [snapshot(n) for n in trainer.networks.values()])
     (with_precise, nets_on), (without, nets_off) = runs[True], runs[False]
@@ -68,6 +77,7 @@ def test_training_is_bit_identical_with_and_without_exact_statistics(tiny_mnist)
     assert precise_steps == [0, 20, 40]
 
 
+@pytest.mark.slow
 def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_weights(tmp_path, tiny_mnist):
     """metrics.csv's final validation_precise_bn row, recomputed in numpy from weights.npz and the same batches.
 
@@ -75,9 +85,10 @@ def test_recorded_exact_statistics_accuracy_and_loss_match_numpy_from_the_saved_
     EMA statistics' figures), computed over other batches, or averaged wrongly.
     """
     from bn_lab import api
+    from bn_lab.training import launch
 
     cfg = tiny_config("keras")
-    run = api.load(api.run_config(cfg, out=tmp_path / "run", progress="none"))
+    run = api.load(launch.run_config(cfg, out=tmp_path / "run", progress="none"))
     arrays, epsilon = run.weights("with_bn"), cfg["bn"]["epsilon"]
     fixed = batches.precise_bn_batches(
         cfg["seed"], len(tiny_mnist.train.labels), cfg["train"]["batch_size"], cfg["precise_bn"]["images"]
@@ -120,6 +131,7 @@ def numpy_exact_statistics(arrays: dict, batches: np.ndarray, epsilon: float, gr
     return [total / len(batches) for total in sums]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group_size", [0, 10], ids=["whole batch", "groups of 10"])
 @pytest.mark.parametrize("normalizer", ["batch_norm", "batch_renorm", "noisy_bn"])
 def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_see(normalizer, group_size, tiny_mnist):
@@ -129,14 +141,14 @@ def test_every_normalizers_exact_statistics_come_from_the_inputs_inference_will_
     BN's the noise: neither exists at inference. Batch Renorm stores σ = sqrt(variance + ε)."""
     base = tiny_mlp_config(**{"model.hidden_units": [16, 12, 8]})
     arm = {"name": "n", "normalizer": normalizer, "options": {"group_size": group_size}}
-    cfg = config.validate({**parse_yaml(config.dump(base)), "arms": [arm]})
-    trainer = train.Trainer(cfg, tiny_mnist, models.initial_weights(cfg))
+    cfg = config.validate({**parse_yaml(dump(base)), "arms": [arm]})
+    trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg))
     trainer.train_steps(40)
     arrays = {name.split("/", 1)[1]: value for name, value in trainer.weights().items()}
     epsilon = cfg["arms"][0]["options"]["epsilon"]
     moments = numpy_exact_statistics(arrays, trainer.precise_batches, epsilon, group_size)
     exact = trainer.exact_population_statistics("n")
-    names = models.normalizers.declared(normalizer).STATISTICS
+    names = normalizers.declared(normalizer).STATISTICS
     assert len(exact) == 3 * len(names)
     for layer in range(3):
         found = dict(zip(names, exact[layer * len(names) : (layer + 1) * len(names)]))

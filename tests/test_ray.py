@@ -4,6 +4,7 @@ The sweep starts its cluster itself (no --ray-address) and stops it at the end; 
 Ray workers' temporary directories and come back packed, as they would from a remote cluster.
 """
 
+import csv
 import json
 import os
 import signal
@@ -47,6 +48,7 @@ def _comparable(summary: dict) -> dict:
     return summary
 
 
+@pytest.mark.slow
 def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_of_its_own(smoke_sweep, tmp_path):
     # The reference: the session's smoke sweep, run locally (--jobs 1); its seed-0 cells are these.
     local = smoke_sweep[0]
@@ -68,8 +70,20 @@ def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_o
             assert (remote / cell / name).read_bytes() == (local / cell / name).read_bytes(), (cell, name)
         summaries = [json.loads((d / cell / "summary.json").read_text()) for d in (remote, local)]
         assert _comparable(summaries[0]) == _comparable(summaries[1]), cell
-    for name in ("sweep.json", "summary.csv", "report.md", "heatmap.png", "curves.png"):
-        assert (remote / name).is_file(), name
+    # The report over the same cells: its table rows are the local sweep's seed-0 cells', number for number.
+    with open(remote / "summary.csv", newline="") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == sorted(CELLS)
+    with open(local / "summary.csv", newline="") as f:
+        local_rows = {r["cell"]: r for r in csv.DictReader(f) if r["cell"] in CELLS}
+    for cell in CELLS:
+        same = [k for k in rows[cell] if not any(v in k for v in VOLATILE) and "point_" not in k]
+        assert {k: rows[cell][k] for k in same} == {k: local_rows[cell][k] for k in same}, cell
+    assert json.loads((remote / "sweep.json").read_text())["cells"] == [
+        c for c in json.loads((local / "sweep.json").read_text())["cells"] if c["name"] in CELLS
+    ]
+    for name in ("heatmap.png", "curves.png"):
+        assert (remote / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "4 of 4 cells finished" in done.stdout
 
     deadline = time.monotonic() + 20  # the sweep's own cluster ends with it
@@ -78,6 +92,7 @@ def test_ray_executor_writes_the_same_layout_and_numbers_as_local_on_a_cluster_o
     assert _ray_daemons() - before == set(), "the sweep's local Ray cluster outlived it"
 
 
+@pytest.mark.slow
 def test_an_address_where_no_cluster_listens_is_one_line_before_anything_runs(tmp_path):
     import socket
 
@@ -90,6 +105,7 @@ def test_an_address_where_no_cluster_listens_is_one_line_before_anything_runs(tm
     assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_ray_sweep_with_bnlabs_line_and_its_cluster(tmp_path):
     """ray.init puts its own SIGTERM handler in (exit 1 and Ray's dump, none of bnlab's lines): bnlab's
     goes back, the sweep ends as a local one does, and its cluster with it (issue 33)."""

@@ -2,9 +2,15 @@
 
 import pytest
 
-from bn_lab import api, config, objectives, registry
-from bn_lab.bn import manual
+from bn_lab import api, registry
+from bn_lab.config import loading as config
+from bn_lab.config.fields import FIELDS
+from bn_lab.config.yaml_io import ConfigError
+from bn_lab.nets.bn import manual
+from bn_lab.training import objectives
 from tests.conftest import tiny_mlp_config
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
 
 ALL = [
     registry.MODELS,
@@ -26,9 +32,9 @@ def test_every_registered_name_resolves_and_an_unknown_one_is_refused(table):
 
 
 def test_config_choices_are_the_registries():
-    assert config.FIELDS["bn.backend"].choices == registry.BN_BACKENDS.names()
-    assert config.FIELDS["data.source"].choices == registry.DATA_SOURCES.names()
-    with pytest.raises(config.ConfigError, match="optimizer.name: unknown value 'rmsprop'; allowed: sgd, adam"):
+    assert FIELDS["bn.backend"].choices == registry.BN_BACKENDS.names()
+    assert FIELDS["data.source"].choices == registry.DATA_SOURCES.names()
+    with pytest.raises(ConfigError, match="optimizer.name: unknown value 'rmsprop'; allowed: sgd, adam"):
         config.validate({"optimizer": {"name": "rmsprop"}})
 
 
@@ -50,13 +56,14 @@ def fourth_backend():
     registry.BN_BACKENDS.unregister("fourth")
 
 
+@pytest.mark.slow
 def test_a_fourth_bn_backend_is_one_registry_line(fourth_backend, tmp_path):
     runs = {
         backend: api.run(tiny_mlp_config(**{"bn.backend": backend}), out=tmp_path / backend, progress="none")
         for backend in (fourth_backend, "manual")
     }
     assert runs["fourth"].config["bn"]["backend"] == "fourth"
-    assert "fourth" in config.FIELDS["bn.backend"].choices
+    assert "fourth" in FIELDS["bn.backend"].choices
     # It trained, through config validation, the model and the trainer: the same arithmetic as
     # `manual`, so the same numbers to the last bit.
     assert (runs["fourth"].path / "metrics.csv").read_bytes() == (runs["manual"].path / "metrics.csv").read_bytes()

@@ -1,7 +1,7 @@
 """`bnlab report` on a real (tiny) sweep: aggregation over seeds, partial sweeps, bad input.
 
 The expected numbers are computed here from the cells' summary.json files, independently
-of bn_lab.report.
+of bn_lab.report.sweep_report.
 """
 
 import csv
@@ -30,6 +30,7 @@ def smoke(smoke_sweep, tmp_path_factory):
     return copy
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing_and_a_finished_sweep_runs_no_cell(smoke):
     done = bnlab("sweep", REPO / "configs" / "sweep_smoke.yaml", "--results", smoke.parent, "--quiet", timeout=120)
     assert (done.returncode, done.stdout) == (0, "")
@@ -119,6 +120,7 @@ def between_the_seeds(sweep_dir: Path, point: str, variant: str) -> float:
     return round((late[0] + late[1]) / 2, 6)
 
 
+@pytest.mark.slow
 def test_aggregates_over_seeds_match_the_cells_summaries(smoke):
     threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")  # success 1/2 for relu with BN
     done = bnlab("report", smoke, "--threshold", threshold)
@@ -151,6 +153,7 @@ def test_aggregates_over_seeds_match_the_cells_summaries(smoke):
     assert "| relu_goodinit" not in done.stdout and "| relu             | good (0.05)" in done.stdout
 
 
+@pytest.mark.slow
 def test_report_of_a_partial_sweep_names_the_missing_cells(smoke, tmp_path):
     partial = tmp_path / "smoke_grid"
     shutil.copytree(smoke, partial)
@@ -188,6 +191,7 @@ def test_report_of_a_partial_sweep_names_the_missing_cells(smoke, tmp_path):
         assert (partial / name).read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
     """Diagnostics on (the default; smoke.yaml turns them off): relu at lr 2, good and bad init, in this process."""
     from bn_lab import api
@@ -220,11 +224,12 @@ def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
     assert grid.report().endswith("(summary.csv, heatmap.png, curves.png, mechanism.png)")  # the printed list names it
 
 
+@pytest.mark.slow
 def test_report_needs_no_tensorflow(smoke, tmp_path):
     copy = tmp_path / "smoke_grid"
     shutil.copytree(smoke, copy)
     code = (
-        "import sys; from bn_lab.report import write_report\n"
+        "import sys; from bn_lab.report.sweep_report import write_report\n"
         f"text = write_report({str(copy)!r})\n"
         "assert 'tensorflow' not in sys.modules, 'the report imported TensorFlow'\n"
         "print(text)\n"
@@ -264,11 +269,12 @@ def manifest(directory: Path, content) -> None:
     (directory / "sweep.json").write_text(json.dumps(content))
 
 
+@pytest.mark.slow
 def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
     """heatmap.png colours and annotates each grid point's mean over seeds; curves.png draws every
     seed's validation curve from its metrics.csv: read from the figures as drawn, not the PNG's size."""
-    from bn_lab import files
-    from bn_lab.report import write_report
+    from bn_lab.disk import files
+    from bn_lab.report.sweep_report import write_report
 
     copy = tmp_path / "smoke_grid"
     shutil.copytree(smoke, copy)
@@ -279,7 +285,10 @@ def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
         lambda path, figure, **kw: (drawn.update({Path(path).name: figure}), save(path, figure, **kw)),
     )
     write_report(copy)
-    assert {"heatmap.png", "curves.png"} <= set(drawn)
+    # the smoke grid has relu cells with a bad init and no numeric axis: mechanism.png, not along_axis.png
+    assert set(drawn) == {"heatmap.png", "curves.png"} | (
+        {"mechanism.png"} if (copy / "mechanism.png").exists() else set()
+    )
     for name in ("heatmap.png", "curves.png"):
         assert (copy / name).read_bytes().startswith(PNG_MAGIC)
 
@@ -322,6 +331,7 @@ WILSON_OF_2 = {0: "0/2 (0.00-0.66)", 1: "1/2 (0.09-0.91)", 2: "2/2 (0.34-1.00)"}
 T_975_1 = 12.7062
 
 
+@pytest.mark.slow
 def test_success_rates_and_uplifts_carry_95_percent_intervals(smoke):
     threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")
     assert bnlab("report", smoke, "--threshold", threshold).returncode == 0
@@ -346,8 +356,10 @@ def test_success_rates_and_uplifts_carry_95_percent_intervals(smoke):
     assert "Wilson's score interval" in report_md
 
 
+@pytest.mark.slow
 def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
-    from bn_lab import intervals, report
+    from bn_lab.report import intervals
+    from bn_lab.report import sweep_report as report
 
     text = report.seeds_table(smoke, 0.9)
     summaries = [json.loads(p.read_text()) for p in sorted(smoke.glob("*_seed*/summary.json"))]
@@ -371,10 +383,11 @@ def test_the_seeds_table_gives_each_rate_its_wilson_interval(smoke):
     )
 
 
+@pytest.mark.slow
 def test_summary_csv_carries_each_points_intervals(smoke):
     """summary.csv's point columns: the Wilson interval of each arm's successes at the report's
     threshold, the t interval of the paired uplift, from the cells' own summaries."""
-    from bn_lab import intervals
+    from bn_lab.report import intervals
 
     threshold = between_the_seeds(smoke, "relu_goodinit", "with_bn")
     assert bnlab("report", smoke, "--threshold", threshold).returncode == 0
@@ -436,6 +449,7 @@ def lr_sweep(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_the_learning_rate_threshold_table(lr_sweep):
     """Per arm, from the cells' summaries: the largest lr where both seeds reach the threshold,
     the best lr, and BN at the plain network's best lr."""
@@ -483,6 +497,7 @@ def test_the_learning_rate_threshold_table(lr_sweep):
         )
 
 
+@pytest.mark.slow
 def test_the_covariate_shift_columns_and_figure(lr_sweep):
     """Band motion and cos(G, G') over the seeds, the paired difference of band motion, from the
     cells' summaries; each cell draws covariate_shift.png; summary.csv has the per-cell figures."""
@@ -533,11 +548,12 @@ def group_sweep(tmp_path_factory):
     return smoke_sweep_over(tmp_path_factory, "bn.group_size=2,5,10", {"train.steps": 40, "train.eval_every": 20})
 
 
+@pytest.mark.slow
 def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monkeypatch):
     """report.md's batch-statistics column and along_axis.png's lines (one per arm and evaluation
     mode, mean over seeds against the group size), from the cells' summaries."""
-    from bn_lab import files
-    from bn_lab.report import write_report
+    from bn_lab.disk import files
+    from bn_lab.report.sweep_report import write_report
 
     drawn, save = {}, files.save_figure
     monkeypatch.setattr(
@@ -579,8 +595,9 @@ def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monk
 
 def test_an_arm_that_diverged_at_every_learning_rate_has_no_best_one():
     """Its figures are all missing: the best learning rate is none, not the largest tried (issue 33)."""
-    from bn_lab import arms, lr_threshold
-    from bn_lab.sweep_results import Point
+    from bn_lab.config import arms
+    from bn_lab.report import lr_threshold
+    from bn_lab.report.sweep_results import Point
 
     def cell(plain: float | None, bn: float):
         def network(late):

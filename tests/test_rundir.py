@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bn_lab import claims, rundir
+from bn_lab.store import claims, rundir, staging
 from tests.conftest import CONFIGS, bnlab
 
 
@@ -150,13 +150,13 @@ def test_an_interrupted_claim_leaves_nothing(tmp_path):
 
 def test_a_dead_processs_staging_is_removed_and_a_live_ones_respected(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = claims.make_staging(tmp_path / f".run.partial-{int(dead.stdout)}", tmp_path / "run")
+    stale = staging.make_staging(tmp_path / f".run.partial-{int(dead.stdout)}", tmp_path / "run")
     with claims.claim(tmp_path / "run") as claim:
         assert not stale.exists()
         (claim.staging / rundir.SUMMARY).write_text("{}")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        claims.make_staging(tmp_path / f".other.partial-{live.pid}", tmp_path / "other")
+        staging.make_staging(tmp_path / f".other.partial-{live.pid}", tmp_path / "other")
         with pytest.raises(rundir.RunDirError, match=f"another bnlab run \\(pid {live.pid}\\)"):
             claims.claim(tmp_path / "other")
     finally:
@@ -186,8 +186,8 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
     while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         pass  # exited, not yet waited for: a zombie
     try:
-        assert not claims.pid_alive(zombie.pid)
-        claims.make_staging(tmp_path / f".run.partial-{zombie.pid}", tmp_path / "run")
+        assert not staging.pid_alive(zombie.pid)
+        staging.make_staging(tmp_path / f".run.partial-{zombie.pid}", tmp_path / "run")
         with claims.claim(tmp_path / "run") as claim:
             (claim.staging / rundir.SUMMARY).write_text("{}")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -197,7 +197,8 @@ def test_a_zombie_is_not_a_live_writer(tmp_path):
 
 def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
     """A training-batch row has no top class share (an empty cell): it reads back; text where a number goes does not."""
-    from bn_lab import files, schema
+    from bn_lab.disk import files
+    from bn_lab.store import schema
 
     path = tmp_path / rundir.METRICS
     rows = [
@@ -215,6 +216,7 @@ def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
         schema.read_table(path, schema.METRICS_COLUMNS)
 
 
+@pytest.mark.slow
 def test_a_run_that_logs_training_batches_is_complete(tmp_path):
     """Training-batch rows (the conv net's log; the MLP here, for speed) leave top_class_share
     empty: such a run is complete, not damaged."""
@@ -249,12 +251,12 @@ def _second_rename_does(monkeypatch, action) -> None:
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_during_a_replace_waits_for_the_renames(tmp_path, monkeypatch, signal_name):
-    from bn_lab import cli
+    from bn_lab.cli import shell
 
     run = tmp_path / "run"
     _make_run(run)
     number = getattr(signal, signal_name)
-    previous = signal.signal(signal.SIGTERM, cli._on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
+    previous = signal.signal(signal.SIGTERM, shell.on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
     try:
         _second_rename_does(monkeypatch, lambda: signal.raise_signal(number))
         with pytest.raises(KeyboardInterrupt):
@@ -286,7 +288,8 @@ def test_an_error_during_a_replace_puts_the_old_run_back(tmp_path, monkeypatch):
 # A process killed (kill -9) between the renames of its commit.
 _KILLED_BETWEEN_THE_RENAMES = """
 import os, signal, sys
-from bn_lab import claims, rundir
+from bn_lab.store import claims
+from bn_lab.store import rundir
 real, calls = os.rename, []
 def rename(source, target):
     calls.append(target)
@@ -327,7 +330,7 @@ def test_a_users_directory_named_like_staging_is_never_removed(tmp_path, kind):
     before = sorted(p.name for p in kept.rglob("*"))
     with claims.claim(tmp_path / "foo") as claim:
         (claim.staging / rundir.SUMMARY).write_text("{}")
-    claims.remove_stale(tmp_path)
+    staging.remove_stale(tmp_path)
     assert sorted(p.name for p in kept.rglob("*")) == before
     assert not (tmp_path / "foo" / rundir.CONFIG).exists()  # nor put anywhere
     # Nor is it another process's claim, even with a live pid in its name.

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bn_lab.config.yaml_io import ConfigError
 from bn_lab.sweeps import spec
 from tests.conftest import ROOT, RUN_FILES, SWEEP_SMOKE, bnlab
 
@@ -55,6 +56,7 @@ def jobs1(smoke_sweep):
 # --- a whole sweep ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
     sweep_dir, done = jobs1
     assert sorted(complete_cells(sweep_dir)) == sorted(CELLS)
@@ -91,6 +93,7 @@ def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
         assert (sweep_dir / name).read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_summary_csv_has_one_row_per_cell_with_the_cells_numbers(jobs1):
     sweep_dir, _ = jobs1
     with open(sweep_dir / "summary.csv", newline="") as f:
@@ -113,6 +116,7 @@ def test_summary_csv_has_one_row_per_cell_with_the_cells_numbers(jobs1):
                 assert row[f"{variant}/{column}"] == ("" if value is None else str(value))
 
 
+@pytest.mark.slow
 def test_report_md_has_a_row_per_grid_point(jobs1):
     sweep_dir, _ = jobs1
     text = (sweep_dir / "report.md").read_text()
@@ -190,6 +194,7 @@ def resumed(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_retraining_finished_cells(resumed):
     sweep_dir, done_before = resumed["sweep_dir"], resumed["done_before"]
     assert 1 <= len(done_before) < len(CELLS), resumed["killed_log"]
@@ -208,6 +213,7 @@ def test_killed_sweep_resumes_without_retraining_finished_cells(resumed):
     assert leftovers == [], "a killed cell left a directory behind"
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_same_numbers_as_jobs_1(jobs1, resumed):
     dir1, dir2 = jobs1[0], resumed["sweep_dir"]
     assert complete_cells(dir2) == set(CELLS)
@@ -220,6 +226,7 @@ def test_jobs_2_gives_the_same_numbers_as_jobs_1(jobs1, resumed):
     assert (dir1 / "report.md").read_text() == (dir2 / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_long_sweep_replaces_its_worker_process_every_few_cells(jobs1):
     # TensorFlow's XLA cache grows with every cell a process runs; the executors bound it.
     from bn_lab.sweeps.cell import CELLS_PER_WORKER
@@ -246,6 +253,7 @@ def _workers(pid: int) -> set[int]:
     return found
 
 
+@pytest.mark.slow
 def test_more_jobs_than_cores_and_cells_then_sigterm(tmp_path):
     # 2 cells with --jobs 100: one warning, one worker per cell (never 100); then a SIGTERM
     # while both train stops the sweep and its workers like Ctrl-C.
@@ -289,6 +297,7 @@ def test_more_jobs_than_cores_and_cells_then_sigterm(tmp_path):
     assert sorted(p.name for p in sweep_dir.iterdir()) == [".lock", "sweep.json"]
 
 
+@pytest.mark.slow
 def test_a_read_only_results_directory_is_one_line_for_sweep_and_report(read_only_dir, jobs1):
     done = bnlab("sweep", SMOKE, "--results", read_only_dir)
     assert (done.returncode, done.stderr) == (
@@ -325,6 +334,7 @@ def mini(jobs1, tmp_path):
     return path, tmp_path / "results", jobs1[0]
 
 
+@pytest.mark.slow
 def test_complete_cells_are_skipped_and_a_changed_config_needs_force(mini):
     path, results, smoke_dir = mini
     for cell in ("relu_goodinit_seed0", "relu_badinit_seed0"):
@@ -350,6 +360,7 @@ def test_complete_cells_are_skipped_and_a_changed_config_needs_force(mini):
         assert max(int(r.split(",")[1]) for r in rows[1:]) == 40
 
 
+@pytest.mark.slow
 def test_a_failed_cell_is_recorded_and_the_sweep_goes_on(mini):
     path, results, smoke_dir = mini
     sweep_dir = results / "smoke_grid"
@@ -382,6 +393,7 @@ def test_a_failed_cell_is_recorded_and_the_sweep_goes_on(mini):
 # --- dry runs and bad input (no TensorFlow) -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_lists_cells_and_their_state_without_tensorflow(jobs1, tmp_path):
     listing = bnlab("sweep", SMOKE, "--results", jobs1[0].parent, "--dry-run")
     assert listing.returncode == 0, listing.stderr
@@ -402,6 +414,7 @@ def test_dry_run_lists_cells_and_their_state_without_tensorflow(jobs1, tmp_path)
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
+@pytest.mark.slow
 def test_ad_hoc_grid_names_cells_from_the_axes(tmp_path):
     listing = bnlab(
         "sweep",
@@ -501,6 +514,7 @@ BAD_SWEEPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", BAD_SWEEPS)
 def test_bad_sweep_files_are_one_line_errors_and_nothing_runs(case, tmp_path):
     body, message = BAD_SWEEPS[case]
@@ -512,6 +526,7 @@ def test_bad_sweep_files_are_one_line_errors_and_nothing_runs(case, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -558,6 +573,7 @@ def test_cell_names_never_lie_about_their_value(tmp_path):
     assert [c.config["optimizer"]["learning_rate"] for c in found.cells] == [1e6, 1e-6, 0.1234567, 0.12345671, 2.0]
 
 
+@pytest.mark.slow
 def test_a_base_that_is_a_directory_or_a_sweep_says_so(tmp_path):
     (tmp_path / "adir").mkdir()
     for base, message in (
@@ -570,6 +586,7 @@ def test_a_base_that_is_a_directory_or_a_sweep_says_so(tmp_path):
         assert done.returncode == 2 and done.stderr.startswith(f"error: {path}: base: ") and message in done.stderr
 
 
+@pytest.mark.slow
 def test_an_escaping_sweep_name_is_refused(tmp_path):
     expected = {
         "..": "name must not be '.' or '..' (it names a directory of its own), got '..'",
@@ -590,27 +607,25 @@ def test_an_escaping_sweep_name_is_refused(tmp_path):
 
 
 def test_a_sweep_file_or_base_that_is_not_utf8_is_named(tmp_path):
-    from bn_lab import config
     from bn_lab.sweeps import spec as sweeps
 
     (tmp_path / "base.yaml").write_bytes(b"description: caf\xe9\n")
     path = tmp_path / "s.yaml"
     path.write_text("base: base.yaml\ngrid: {model.activation: [relu]}\n")
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         sweeps.load(path)
     assert str(caught.value) == f"{tmp_path / 'base.yaml'}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
     path.write_bytes(b"name: caf\xe9\nbase: base.yaml\n")
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         sweeps.load(path)
     assert str(caught.value) == f"{path}: not UTF-8 text (byte 0xe9 at line 1); save it as UTF-8"
 
 
 def test_seeds_sections_and_long_names_are_one_line_errors():
-    from bn_lab import config
     from bn_lab.sweeps import spec as sweeps
 
     def error(function, *args) -> str:
-        with pytest.raises(config.ConfigError) as caught:
+        with pytest.raises(ConfigError) as caught:
             function(*args)
         assert "\n" not in str(caught.value)
         return str(caught.value)

@@ -7,7 +7,10 @@ import shutil
 
 import pytest
 
-from bn_lab import api, plots, printed, report, rundir, schema
+from bn_lab.report import plots, printed
+from bn_lab.report import sweep_report as report
+from bn_lab.store import rundir, schema
+from bn_lab.training import launch
 from tests.conftest import CONFIGS, bnlab, tiny_mlp_config
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -45,6 +48,7 @@ def test_a_title_is_one_line_cut_to_its_limit_whatever_the_description():
     assert printed.title(config) == "mlp: first line second [2J line third"
 
 
+@pytest.mark.slow
 def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwarn):
     def fails(*args, **kwargs):
         raise ValueError("drawing failed\nsecond line")
@@ -52,7 +56,7 @@ def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwar
     # No figure fails on what the config accepts any more; one that did is stood in for here.
     monkeypatch.setattr(plots, "batch_size_curve_figure", fails)
     out = tmp_path / "run"
-    api.run_config(tiny_mlp_config(), out=out, progress="none")
+    launch.run_config(tiny_mlp_config(), out=out, progress="none")
     assert rundir.is_complete(out) and not (out / rundir.BATCH_SIZE_PLOT).exists()
     assert (out / rundir.ACCURACY_PLOT).is_file()
     (warning,) = [str(w.message) for w in recwarn if "not drawn" in str(w.message)]
@@ -60,6 +64,7 @@ def test_a_figure_that_fails_costs_the_run_nothing(tmp_path, monkeypatch, recwar
     assert rundir.BATCH_SIZE_PLOT not in printed.report_text(rundir.load_summary(out), out)
 
 
+@pytest.mark.slow
 def test_a_report_whose_figures_fail_is_still_written(smoke_sweep, tmp_path):
     sweep = tmp_path / "smoke_grid"
     shutil.copytree(smoke_sweep[0], sweep)
@@ -81,6 +86,7 @@ def test_a_report_whose_figures_fail_is_still_written(smoke_sweep, tmp_path):
 ESCAPE = "\x1b]0;PWNED\x07"
 
 
+@pytest.mark.slow
 def test_a_sweep_value_reaches_the_terminal_escaped(tmp_path):
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(
@@ -99,6 +105,7 @@ def test_a_sweep_value_reaches_the_terminal_escaped(tmp_path):
     assert max(len(line) for line in done.stdout.splitlines()) < 200
 
 
+@pytest.mark.slow
 def test_report_lines_stay_bounded_with_thousands_of_seeds(tmp_path):
     seeds = list(range(0, 6000, 2))  # no run of consecutive seeds to shorten
     assert report.seeds_text(list(range(10_000))) == "0-9999"

@@ -9,12 +9,13 @@ import gc
 import time
 from dataclasses import dataclass
 
-from bn_lab import claims, experiment
+from bn_lab.store import callers, claims
+from bn_lab.training import experiment
 
-# TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170):
-# measured here, each MLP cell leaves ~35 MB behind. So the executors run cells in worker
-# processes that are replaced after this many cells (a replacement costs one import of
-# TensorFlow, ~5 s); a worker then stays near the 1 GiB of a single run.
+# TensorFlow never empties a process's XLA compilation cache (tensorflow/tensorflow#64170): each
+# cell leaves some behind (docs/performance.md). So the executors run cells in worker processes
+# that are replaced after this many cells (a replacement costs one import of TensorFlow); a
+# worker then stays near the memory of a single run.
 CELLS_PER_WORKER = 6
 
 
@@ -28,7 +29,7 @@ class Task:
     force: bool  # replace what is there (an incomplete run, or a changed config with --force)
     device: str
     command_line: str
-    options: claims.CallerOptions = claims.SWEEP_COMMAND  # how its messages name the sweep's options
+    options: callers.CallerOptions = callers.SWEEP_COMMAND  # how its messages name the sweep's options
 
 
 def run_cell(task: Task, progress: str = "none") -> float:
@@ -41,8 +42,7 @@ def run_cell(task: Task, progress: str = "none") -> float:
             )
     finally:
         # A finished trainer and TensorFlow's traced graphs, which capture its training
-        # set, are reference cycles: without this, ~150 MB per cell waits for Python's
-        # next full collection while the next cell runs (measured: 150 MB per cell of
-        # growth without it, 35 MB with it, the XLA cache's).
+        # set, are reference cycles: without this, they wait for Python's next full
+        # collection while the next cell runs (docs/performance.md).
         gc.collect()
     return time.perf_counter() - started

@@ -8,7 +8,6 @@ what it ran. A cell is done iff both hold and the config matches.
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import sys
 import time
@@ -16,12 +15,20 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bn_lab import arms, claims, data, files, footprint, registry, report, rundir, runtime
-from bn_lab import config as configs
+from bn_lab import registry
+from bn_lab.config import arms
+from bn_lab.config import loading as configs
+from bn_lab.config.user_text import listed, printable
+from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
+from bn_lab.disk import files
+from bn_lab.report import sweep_report as report
+from bn_lab.report import sweep_results
+from bn_lab.store import callers, rundir, staging
+from bn_lab.store.sweep_manifest import show
 from bn_lab.sweeps import manifest as manifests
 from bn_lab.sweeps.cell import Task
-from bn_lab.sweeps.spec import Cell, Sweep, SweepError, show
-from bn_lab.user_text import listed, printable
+from bn_lab.sweeps.spec import Cell, Sweep
+from bn_lab.training import preflight
 
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
@@ -41,9 +48,9 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
     if problem:
         return DAMAGED, problem
     try:  # as every config is read: no aliases, bounded, one error for anything else
-        saved = configs.read_yaml(run_dir / rundir.CONFIG)
+        saved = read_yaml(run_dir / rundir.CONFIG)
         same = configs.digest(saved) == configs.digest(cell.config)
-    except (configs.ConfigError, TypeError, ValueError):  # TypeError: values JSON cannot hold (a date)
+    except (ConfigError, TypeError, ValueError):  # TypeError: values JSON cannot hold (a date)
         return CHANGED, f"its {rundir.CONFIG} is missing or unreadable"
     if same:
         return COMPLETE, ""
@@ -101,7 +108,7 @@ def _exclusive(sweep_dir: Path):
 
 def _fatal_errors() -> tuple[type, ...]:
     """Problems that would be the same for every cell (no MNIST, no GPU): they stop the sweep."""
-    from bn_lab.data import DataError
+    from bn_lab.data.datasets import DataError
     from bn_lab.runtime import DeviceError
 
     return DataError, DeviceError
@@ -163,7 +170,7 @@ class SweepProgress:
                 + (
                     f"diverged at step {r['diverged_at_step']}"
                     if r["diverged"]
-                    else f"{r['outcome']} {report.figure_of(r, 'late'):.4f}"
+                    else f"{r['outcome']} {sweep_results.figure_of(r, 'late'):.4f}"
                 )
                 for n, r in v.items()
             )
@@ -192,25 +199,20 @@ def run_sweep(
     threshold: float = 0.9,
     figure: str = "late",
     command_line: str | None = None,
-    options: claims.CallerOptions = claims.SWEEP_COMMAND,
+    options: callers.CallerOptions = callers.SWEEP_COMMAND,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
 
     The cells go to sweep_dir, by default <results_root>/<sweep name>/. executor: a name in
     registry.EXECUTORS. progress: "auto" (a bar on a terminal, a line per cell otherwise),
-    "bar", "lines" or "none". options: how messages name the caller's options (claims.CallerOptions).
+    "bar", "lines" or "none". options: how messages name the caller's options (callers.CallerOptions).
     """
     if executor not in registry.EXECUTORS:
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: must be >= 1")
-    report.check_options(threshold, figure)  # the report comes after training: its options are checked before
-    for cell in sweep.cells:
-        footprint.check(cell.config, cell.name)
-    sections = {json.dumps(c.config["data"], sort_keys=True): c.config for c in sweep.cells}
-    for config in sections.values():
-        data.check(config)  # the data every cell needs is there and fits it, before any cell starts
-    runtime.check_device(device)
+    sweep_results.check_options(threshold, figure)  # the report comes after training: its options are checked before
+    preflight.check([(c.config, c.name) for c in sweep.cells], device)  # every cell, before any starts
     runner = registry.EXECUTORS.get(executor)(jobs=jobs, address=ray_address)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path(results_root) / sweep.name
     command_line = command_line if command_line is not None else shlex.join(sys.argv)
@@ -237,7 +239,7 @@ def run_sweep(
     # The executor first: a missing extra or an unreachable cluster fails before anything is written.
     with manifests.claimed(sweep_dir, manifest, force, options), runner if todo else contextlib.nullcontext():
         with _exclusive(sweep_dir):
-            claims.remove_stale(sweep_dir)
+            staging.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
             table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
@@ -266,7 +268,7 @@ def _run_cells(sweep: Sweep, todo: list[Task], skipped, sweep_dir: Path, failed:
             runner.run(todo, finished, progress="bar" if bar.mode == "bar" else "none")
     finally:
         bar.close()
-        claims.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
+        staging.remove_stale(sweep_dir)  # a worker killed when it would not stop leaves its staging directory
         _record_failures(sweep_dir, sweep, failed, tracebacks)
 
 

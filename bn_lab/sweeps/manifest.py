@@ -7,90 +7,12 @@ a sweep resumes only into its own directory with its own grid and seeds.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
-from bn_lab import claims, files, rundir
-from bn_lab.config import FIELDS, name_problem, shown
-from bn_lab.rundir import MANIFEST, SUMMARY
-from bn_lab.sweeps.spec import Axis, SweepError
-
-
-def load_manifest(sweep_dir: str | Path) -> dict:
-    """A sweep's sweep.json, checked: a damaged one is one line, not a KeyError later."""
-    path = Path(sweep_dir) / MANIFEST
-    try:
-        is_directory = stat.S_ISDIR(os.stat(sweep_dir).st_mode)
-    except FileNotFoundError:
-        raise SweepError(f"{sweep_dir}: no such directory") from None
-    except OSError as e:  # a symbolic link loop, no permission
-        raise SweepError(f"{sweep_dir}: cannot read ({e.strerror or e})") from None
-    if not is_directory:
-        raise SweepError(f"{sweep_dir}: not a directory")
-    try:
-        manifest = files.read_json(path)
-    except FileNotFoundError:
-        raise SweepError(f"{sweep_dir}: not a sweep directory (no {MANIFEST}; `bnlab sweep` writes it)") from None
-    except (OSError, ValueError) as e:
-        raise SweepError(f"{path}: unreadable ({e})") from None
-    problem = manifest_problem(manifest)
-    if problem:
-        raise SweepError(f"{path}: not a bn_lab sweep manifest ({problem}); rerun `bnlab sweep` to rewrite it")
-    return manifest
-
-
-# What a report reads of sweep.json: checked first, so a damaged file is one line, not a KeyError.
-_CELL_KEYS = {"name": str, "point": str, "seed": int, "indices": list, "grid": dict, "config_digest": str}
-_AXIS_KEYS = {"key": str, "values": list}
-
-
-def manifest_problem(manifest) -> str | None:
-    if not isinstance(manifest, dict):
-        return f"a JSON {type(manifest).__name__}, not an object"
-    for key, kind in (("name", str), ("axes", list), ("cells", list), ("seeds", list)):
-        if not isinstance(manifest.get(key), kind):
-            return f"'{key}' must be a {kind.__name__}"
-    for i, axis in enumerate(manifest["axes"]):
-        if problem := _axis_problem(axis):
-            return f"axes[{i}] {problem}"
-    for i, cell in enumerate(manifest["cells"]):
-        if not isinstance(cell, dict) or any(not isinstance(cell.get(k), t) for k, t in _CELL_KEYS.items()):
-            return f"cells[{i}] needs {', '.join(_CELL_KEYS)}"
-        if len(cell["indices"]) != len(manifest["axes"]) or not all(
-            isinstance(j, int) and 0 <= j < len(a["values"]) for j, a in zip(cell["indices"], manifest["axes"])
-        ):
-            return f"cells[{i}].indices do not fit the axes"
-        if any(not isinstance(cell["grid"].get(a["key"]), str) for a in manifest["axes"]):
-            return f"cells[{i}].grid must give every axis's value"
-        if name_problem(cell["name"]):
-            return f"cells[{i}].name is not a directory name"
-    if not isinstance(manifest.get("base"), str):  # the report's heading names the base config
-        return "'base' must be a str"
-    if not isinstance(manifest.get("set") or {}, dict):
-        return "'set' must be an object"
-    return None
-
-
-def _axis_problem(axis) -> str | None:
-    shaped = isinstance(axis, dict) and "labels" in axis
-    if not shaped or any(not isinstance(axis.get(k), t) for k, t in _AXIS_KEYS.items()):
-        return f"needs {', '.join(_AXIS_KEYS)}, labels"
-    if axis["key"] not in FIELDS:
-        return f"key {shown(axis['key'])} is not a config key"
-    labels = axis["labels"]
-    if labels is not None and not (
-        isinstance(labels, list) and len(labels) == len(axis["values"]) and all(isinstance(n, str) for n in labels)
-    ):
-        return "labels must be null or list one name per value"
-    try:  # the figures label rows and columns with the values' pieces of cell names
-        named = Axis.from_record(axis)
-        for j in range(len(named.values)):
-            named.fragment(j)
-    except SweepError:
-        return "has a value no cell name can hold"
-    return None
-
+from bn_lab.config.yaml_io import SweepError, shown
+from bn_lab.store import callers, claims, rundir
+from bn_lab.store.rundir import MANIFEST, SUMMARY
+from bn_lab.store.sweep_manifest import load_manifest
 
 # Entries a sweep directory holds before its manifest is written (the lock) besides hidden staging.
 _BEFORE_THE_MANIFEST = {rundir.SWEEP_LOCK}
@@ -104,7 +26,7 @@ def _identity(manifest: dict) -> tuple:
 
 
 def check_place(
-    sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND
+    sweep_dir: Path, manifest: dict, force: bool, options: callers.CallerOptions = callers.SWEEP_COMMAND
 ) -> None:
     """Refuses a directory this sweep may not write: not a directory, another's files, a run, or
     a bn_lab sweep of another grid or seeds (force: its manifest is replaced; no file is deleted)."""
@@ -170,9 +92,6 @@ def _set_differences(old: dict, new: dict) -> list[str]:
     return differences[:4]
 
 
-def claimed(sweep_dir: Path, manifest: dict, force: bool, options: claims.CallerOptions = claims.SWEEP_COMMAND):
+def claimed(sweep_dir: Path, manifest: dict, force: bool, options: callers.CallerOptions = callers.SWEEP_COMMAND):
     """claims.sweep_claim with this sweep's check of the place: a context manager."""
     return claims.sweep_claim(sweep_dir, lambda place: check_place(place, manifest, force, options), options)
-
-
-__all__ = ["check_place", "claimed", "load_manifest", "manifest_problem"]

@@ -17,89 +17,20 @@ from typing import Any
 
 import yaml
 
-from bn_lab import config as configs
-from bn_lab.user_text import printable
+from bn_lab.config import loading as configs
+from bn_lab.config.fields import MAX_SEED
+from bn_lab.config.names import name_problem
+from bn_lab.config.yaml_io import SweepError, parse_yaml, read_yaml, shown
+from bn_lab.store.sweep_manifest import Axis, show
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "seeds")
 # Each cell is a directory and a paired run of its own: the lesson's grid is 60; more than this is a typo.
 MAX_CELLS = 10_000
 # Keys a grid or `set:` may not touch: the sweep names its cells and owns the seeds.
-# How much of a value --dry-run, the report and sweep.json's cells show.
-DISPLAY_LIMIT = 80
 RESERVED = {"experiment": "cells are named by the sweep", "seed": "list seeds under `seeds:` (or --seeds)"}
 
 
-class SweepError(configs.ConfigError):
-    """A problem with a sweep definition or its results directory; worded for the user (one line)."""
-
-
 # --- definition --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One grid axis: a config key and its values, optionally named ({good: 0.05, bad: 5.0})."""
-
-    key: str
-    values: tuple  # validated config values, in the order given
-    labels: tuple | None = None  # the names of named values
-
-    @classmethod
-    def from_record(cls, recorded: dict) -> Axis:
-        """The axis as sweep.json records it ({"key", "values", "labels"})."""
-        labels = recorded["labels"]
-        return cls(recorded["key"], tuple(recorded["values"]), tuple(labels) if labels else None)
-
-    def fragment(self, i: int) -> str:
-        """This value's piece of a cell name: relu, lr2, lr1e-6, badinit, steps200.
-
-        Exact, never rounded or rewritten: two different values never share a name, and a
-        value that cannot be written in a name is an error asking to name the values.
-        """
-        value, leaf = self.values[i], self.key.rsplit(".", 1)[-1]
-        if self.labels:
-            text = self.labels[i] + self.key.split(".", 1)[0]
-        elif configs.FIELDS[self.key].choices is not None:
-            text = str(value)
-        elif self.key == "optimizer.learning_rate":
-            text = f"lr{_name_number(value)}"
-        elif isinstance(value, bool):
-            text = leaf if value else f"no_{leaf}"
-        elif isinstance(value, (int, float)):
-            text = f"{leaf}{_name_number(value)}"
-        elif isinstance(value, list):
-            text = leaf + "x".join(_name_number(v) for v in value)
-        else:
-            text = f"{leaf}{'none' if value is None else value}"
-        if problem := configs.name_problem(text):
-            if self.labels:  # only its length can be wrong
-                raise SweepError(f"{self.key}: value name {configs.shown(self.labels[i])}: cell name {problem}")
-            raise SweepError(
-                f"{self.key}: value {show(value)} cannot be part of a cell name; name the values, "
-                f"e.g. {self.key}: {{a: ..., b: ...}}"
-            )
-        return text
-
-    def display(self, i: int) -> str:
-        """This value for people: `relu`, `2`, `bad (5)`; one bounded line, a terminal's control
-        characters escaped (a value is any string a config allows: a path, a description)."""
-        text = printable(show(self.values[i]), DISPLAY_LIMIT)
-        return f"{self.labels[i]} ({text})" if self.labels else text
-
-
-def _name_number(value) -> str:
-    """A number as a cell name writes it: exact (0.01, 2, 1e-06 -> 1e-6, 1e+06 -> 1e6), no '+'."""
-    text = show(value)
-    return re.sub(r"e([+-]?)0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), text)
-
-
-def show(value) -> str:
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(show(v) for v in value) + "]"
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -170,7 +101,7 @@ def load(
     if name is not None:  # before the files, so the error names the option
         _check_name(name, "--name")
     path = Path(path)
-    tree = configs.read_yaml(path)
+    tree = read_yaml(path)
     if _is_sweep(tree):
         if grid:
             raise SweepError(f"{path} is a sweep file with its own grid; --grid is for a base config")
@@ -201,9 +132,9 @@ def load(
 def _check_name(name, where: str) -> None:
     """The sweep's name is its results directory's: <results>/<name>/."""
     if not isinstance(name, str) or not name:
-        raise SweepError(f"{where} must be a non-empty string, got {configs.shown(name)}")
-    if problem := configs.name_problem(name):
-        raise SweepError(f"{where} {problem}, got {configs.shown(name)}")
+        raise SweepError(f"{where} must be a non-empty string, got {shown(name)}")
+    if problem := name_problem(name):
+        raise SweepError(f"{where} {problem}, got {shown(name)}")
 
 
 def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
@@ -219,7 +150,7 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
         raise SweepError(f"{path}: base: {base} is a directory; it must be a run config (a YAML file)")
     if not base.is_file():
         raise SweepError(f"{path}: base: {base} does not exist")
-    if _is_sweep(configs.read_yaml(base)):
+    if _is_sweep(read_yaml(base)):
         raise SweepError(f"{path}: base: {base} is a sweep file; the base must be a run config (no grid:, no base:)")
     settings = tree.get("set") or {}
     if not isinstance(settings, dict):
@@ -253,7 +184,7 @@ def _build(*, name, source, base: Path, settings, axes_spec, seeds, overrides, w
                 raise SweepError(f"{origin}: {key} cannot be set in a sweep: {RESERVED[key]}")
     # The cells start from the base file as written, not as resolved: a key it leaves to a default
     # that another key sets (an arm's options default to the bn section's) follows the grid's value.
-    tree = configs.apply_overrides(configs.read_yaml(base), settings, f"{where}: set")
+    tree = configs.apply_overrides(read_yaml(base), settings, f"{where}: set")
     resolved = configs.validate(tree, f"{where}: set")
     if overrides:
         tree = configs.apply_overrides(tree, overrides, "--set")
@@ -280,7 +211,7 @@ def _grid_where(where: str) -> str:
 
 def _axis(key, spec, tree: dict, where: str) -> Axis:
     if not isinstance(key, str):
-        raise SweepError(f"{where}: keys must be dotted config keys like model.activation, got {configs.shown(key)}")
+        raise SweepError(f"{where}: keys must be dotted config keys like model.activation, got {shown(key)}")
     configs.check_key(key, where)  # a section (model) is not an axis, even over mappings of its keys
     if key in RESERVED:
         raise SweepError(f"{where}: {key} cannot be a grid axis: {RESERVED[key]}")
@@ -294,14 +225,12 @@ def _axis(key, spec, tree: dict, where: str) -> Axis:
     if isinstance(spec, dict):
         labels, raw = tuple(str(k) for k in spec), list(spec.values())
         for label in labels:
-            if problem := configs.name_problem(label):
-                raise SweepError(f"{where}: {key}: value name {configs.shown(label)} {problem}")
+            if problem := name_problem(label):
+                raise SweepError(f"{where}: {key}: value name {shown(label)} {problem}")
     elif isinstance(spec, list):
         labels, raw = None, spec
     else:
-        raise SweepError(
-            f"{where}: {key}: must be a list of values or a mapping of names to values, got {configs.shown(spec)}"
-        )
+        raise SweepError(f"{where}: {key}: must be a list of values or a mapping of names to values, got {shown(spec)}")
     if not raw:
         raise SweepError(f"{where}: {key}: empty axis; give at least one value")
     if len(raw) > MAX_CELLS:  # before each value is validated: each costs a config's validation
@@ -330,9 +259,9 @@ def _expand(name: str, tree: dict, axes: list[Axis], seeds: list[int], fixed: di
         described = ", ".join(f"{a.key}={a.display(i)}" for a, i in zip(axes, indices))
         for seed in seeds:
             cell_name = f"{point}_seed{seed}"
-            if problem := configs.name_problem(cell_name):  # each fragment is a name: only the length is left
+            if problem := name_problem(cell_name):  # each fragment is a name: only the length is left
                 raise SweepError(
-                    f"{_grid_where(where)}: cell name {configs.shown(cell_name, 60)} {problem}; "
+                    f"{_grid_where(where)}: cell name {shown(cell_name, 60)} {problem}; "
                     "name the values with short names, e.g. init.scale: {good: 0.05, bad: 5.0}"
                 )
             if cell_name in names:
@@ -376,7 +305,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def _yaml_value(text: str):
     try:
-        return configs.parse_yaml(text)
+        return parse_yaml(text)
     except (yaml.YAMLError, ValueError, OverflowError):
         return text
 
@@ -399,9 +328,9 @@ def check_seeds(seeds, where: str) -> list[int]:
         raise SweepError(f"{where}: {len(seeds):,} seeds, more than a sweep's {MAX_CELLS:,} cells")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise SweepError(f"{where}: must be a non-empty list of non-negative integers, got {configs.shown(s)}")
-        if s > configs.MAX_SEED:  # the config's own bound, said here with the list's name
-            raise SweepError(f"{where}: a seed must be at most {configs.MAX_SEED:,}, got {s}")
+            raise SweepError(f"{where}: must be a non-empty list of non-negative integers, got {shown(s)}")
+        if s > MAX_SEED:  # the config's own bound, said here with the list's name
+            raise SweepError(f"{where}: a seed must be at most {MAX_SEED:,}, got {s}")
     if len(set(seeds)) != len(seeds):
         raise SweepError(f"{where}: a seed is listed twice: {seeds}")
     return list(seeds)

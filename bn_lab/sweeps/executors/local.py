@@ -19,10 +19,10 @@ import time
 import warnings
 
 from bn_lab import runtime  # runtime imports TensorFlow only in configure()
+from bn_lab.config.yaml_io import SweepError
 from bn_lab.sweeps import executors
 from bn_lab.sweeps.cell import CELLS_PER_WORKER, run_cell
 from bn_lab.sweeps.executors import inprocess
-from bn_lab.sweeps.spec import SweepError
 
 # A worker process starts by importing its parent's script (multiprocessing's spawn); a script
 # that calls bn_lab at its top level would start the sweep again in each worker, which fails.
@@ -107,7 +107,7 @@ class Executor(executors.Executor):
 
 # How long interrupted workers get to clean up. One interrupted while it imports TensorFlow can
 # hang in that import's half-started threads (seen under load); it is killed, and its staging
-# directory, hidden and never complete, is removed by the sweep (claims.remove_stale).
+# directory, hidden and never complete, is removed by the sweep (staging.remove_stale).
 STOP_SECONDS = 30
 
 

@@ -18,10 +18,10 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from bn_lab import claims, rundir
+from bn_lab.config.yaml_io import SweepError
+from bn_lab.store import callers, claims, rundir
 from bn_lab.sweeps import executors
 from bn_lab.sweeps.cell import CELLS_PER_WORKER, run_cell
-from bn_lab.sweeps.spec import SweepError
 
 CELL_CPUS = 1  # Ray CPUs per cell: like --jobs 2 on 2 cores (a cell's own threads: 2 intra-op + 2 inter-op)
 RAY_EXTRA = "the ray executor needs the optional extra: pip install 'bn_lab[ray]'"
@@ -106,7 +106,7 @@ def run_packed(task) -> bytes:
 
 
 def unpack_run(
-    packed: bytes, run_dir: Path, force: bool = False, options: claims.CallerOptions = claims.SWEEP_COMMAND
+    packed: bytes, run_dir: Path, force: bool = False, options: callers.CallerOptions = callers.SWEEP_COMMAND
 ) -> None:
     """A packed run into run_dir, atomically: claimed as a local cell is (a damaged, incomplete
     or, with force, changed cell of this sweep is replaced; nothing else), unpacked into the

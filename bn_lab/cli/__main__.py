@@ -1,0 +1,3 @@
+from bn_lab.cli import main
+
+main(prog_name="bnlab")

@@ -1,0 +1,1 @@
+"""The data a run trains on: MNIST's sources and file formats, the splits, the batch order."""

@@ -1,0 +1,56 @@
+"""The residual network of `model.name: resnet` (declared in bn_lab.nets.architecture): basic blocks.
+
+A 3×3 stem convolution (`model.width` channels), then stages of `model.blocks` blocks each; every
+stage after the first halves the side (stride 2 in its first block) and doubles the channels.
+A block adds a branch to its skip path, with no activation after the sum, so that the skip path
+carries each block's input unchanged (x_{ℓ+1} = x_ℓ + f(x_ℓ), De & Smith 2020's form):
+
+    f(x) = norm(conv₂(act(norm(conv₁(x)))))      skip(x) = x, or norm(conv_1×1(x)) where the shape changes
+
+Then the activation, global average pooling and the classifier. The arm's normalizer follows every
+convolution (a plain arm: a bias); with He-initialized kernels (`init.distribution: he_normal`)
+the sum's variance doubles from block to block without normalization, and grows by about one a
+block with BN at the branch's end, which keeps the branch to ~1/(ℓ+1) of block ℓ's output.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from bn_lab.nets.architecture import SHORTCUT
+from bn_lab.nets.network import Network
+
+
+class ResidualNetwork(Network):
+    """The declared blocks, each layer's end as a stack's (bias, normalizer, activation if any)."""
+
+    def __call__(
+        self,
+        x,
+        training: bool,
+        bn_moments: list | None = None,
+        activation_inputs: list | None = None,
+        group_size: int | None = None,
+        exact_statistics_pass: bool = False,
+        residuals: list | None = None,
+    ):
+        """The logits; the lists receive what a stack's do (bn_lab.nets.network.StackNetwork), in
+        declared layer order, and `residuals` each block's (skip path, branch output) before their sum."""
+        extras = (bn_moments, activation_inputs, group_size, exact_statistics_pass)
+        layers = self.architecture.layers
+        h = self._layer_end(0, self._kernel(0, x), training, *extras)
+        i = 1
+        while i < len(self.hidden):
+            block_input = h
+            r = self._layer_end(i, self._kernel(i, block_input), training, *extras)
+            r = self._layer_end(i + 1, self._kernel(i + 1, r), training, *extras)
+            i += 2
+            skip = block_input
+            if i < len(self.hidden) and layers[i].role == SHORTCUT:
+                skip = self._layer_end(i, self._kernel(i, block_input), training, *extras)
+                i += 1
+            if residuals is not None:
+                residuals.append((skip, r))
+            h = skip + r
+        h = tf.reduce_mean(self.activation(h), axis=[1, 2])  # global average pooling
+        return self._output(h)

@@ -1,0 +1,265 @@
+"""What a network is worth: loss and accuracy on a whole split in inference mode, the same with
+exact population statistics, with batch statistics (training mode, on batches the size of a
+training batch: what the network saw while it trained), and the single-image checks with their
+generalization, accuracy in training mode against the evaluation batch's size. Each runs an
+arm's network as it is and leaves it as it was (what training mode changes is put back, bit for
+bit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from bn_lab import runtime
+from bn_lab.nets import network as models
+
+# The test images the batch-size curve evaluates: 960 is a multiple of every size of the curve of
+# the lessons' batches (1, 2, 4, ..., 32 and 60; ..., 32 and 64), so there each size sees all of them.
+CURVE_IMAGES = 960
+
+
+# A single image's prediction where its logits were NaN or inf (summary.json's `predictions`).
+NO_PREDICTION = -1
+
+
+def curve_sizes(batch_size: int) -> list[int]:
+    """The evaluation batch sizes of the batch-size curve: 1, 2, 4, ... below the training batch, and it."""
+    return [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size] + [batch_size]
+
+
+def in_batches(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first whole batches of `size` of a split's arrays, shaped (batches, size, ...)."""
+    count = len(labels) // size
+    return (
+        images[: count * size].reshape(count, size, *images.shape[1:]),
+        labels[: count * size].reshape(count, size),
+    )
+
+
+def _figures(loss: float, accuracy: float, top_class_share: float) -> tuple[float, float, float]:
+    """An evaluation's loss, accuracy and top class share. Where the loss is NaN or inf, as training
+    calls a network diverged, some logits were not numbers, whose argmax is class 0: the accuracy
+    and share are no figures then (NaN), never an accuracy to report as best."""
+    if not math.isfinite(loss):
+        return loss, math.nan, math.nan
+    return loss, accuracy, top_class_share
+
+
+def correct(logits, labels):
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
+
+
+class Evaluator:
+    """The checks of one run's networks ({arm name: models.Network}); `precise_batches`, (k, batch,
+    features) uint8, are the fixed training batches exact statistics average over (None: off)."""
+
+    def __init__(
+        self,
+        networks: dict,
+        loss,
+        jit: bool,
+        precise_batches: np.ndarray | None = None,
+        batch_size: int | None = None,
+        eval_batch_size: int = 1000,
+    ):
+        """batch_size: the training batch's, the size of the batch-statistics evaluation's batches
+        (None: no batch-statistics evaluation); eval_batch_size: images per inference-mode call
+        (train.eval_batch_size)."""
+        self.networks, self.loss = networks, loss
+        self.precise_batches = precise_batches
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), jit) for a in networks}
+        self._single_image = {
+            (a, training): runtime.compiled(lambda images, a=a, t=training: self._single_image_impl(a, images, t), jit)
+            for a in networks
+            for training in (False, True)
+        }
+        population = [a for a, network in networks.items() if network.arm.has_population_statistics]
+        self._moments = {
+            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
+        }
+        # Not XLA: the batch-size curve traces one shape per size, and XLA's compile time would
+        # cost more than it saves.
+        self._in_training_mode = {
+            (a, whole): runtime.compiled(
+                lambda images, labels, a=a, whole=whole: self._in_training_mode_impl(a, images, labels, whole), False
+            )
+            for a in population
+            for whole in (False, True)
+        }
+
+    # --- compiled pieces -------------------------------------------------------------
+
+    def _evaluate_impl(self, arm, images, labels):
+        network = self.networks[arm]
+        logits = network(models.to_inputs(images, network.input_shape), training=False)
+        n = tf.cast(tf.shape(labels)[0], tf.float32)
+        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+        counts = tf.reduce_sum(
+            tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0
+        )  # XLA has no bincount
+        return self.loss(logits, labels) * n, correct(logits, labels), counts
+
+    def _moments_impl(self, arm, batches):
+        """Exact population statistics: each normalizer's input mean and biased variance, averaged
+        over batches, as the values its population statistics take (normalizers' exact_statistics).
+
+        Each layer's statistics must come from the inputs it will see at inference. fvcore's
+        precise_bn way: one pass over the batches in training mode, every layer normalized by its
+        batch moments, which in expectation is what the layers below compute with population
+        statistics. A normalizer whose training mode does more than that (Batch Renorm's
+        correction towards the moving averages, noisy BN's noise) leaves it out of this pass
+        (Normalizer.for_exact_statistics). What the pass updates is restored, bit for bit,
+        before returning; the weights are never touched.
+        """
+        network = self.networks[arm]
+        count = tf.shape(batches)[0]
+        zeros = [tf.zeros([norm.gamma.shape[0]]) for norm in network.norms for _ in range(2)]  # mean, variance
+
+        def body(i, sums):
+            moments = []
+            network(
+                models.to_inputs(batches[i], network.input_shape),
+                training=True,
+                bn_moments=moments,
+                exact_statistics_pass=True,
+            )
+            flat = [value for mean_and_variance in moments for value in mean_and_variance]
+            return i + 1, [total + value for total, value in zip(sums, flat)]
+
+        with models.kept(network.population_statistics) as saved:
+            _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
+        means = [total / tf.cast(count, total.dtype) for total in sums]
+        exact = [
+            v for k, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * k], means[2 * k + 1])
+        ]
+        return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
+
+    def _in_training_mode_impl(self, arm, images, labels, whole: bool):
+        """Loss sum, correct predictions and class counts over (k, n, features) images fed batch by batch in
+        training mode: each batch normalized with its own statistics, noisy BN's noise included,
+        as in a training step: over groups of the arm's group size, or (whole) over all n images.
+        The population statistics (and step counts) this changes are put back, bit for bit."""
+        network = self.networks[arm]
+        count = tf.shape(images)[0]
+
+        def body(i, loss_sum, correct_sum, counts):
+            x = models.to_inputs(images[i], network.input_shape)
+            logits = network(x, training=True, group_size=0 if whole else None)
+            n = tf.cast(tf.shape(labels[i])[0], tf.float32)
+            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+            return (
+                i + 1,
+                loss_sum + self.loss(logits, labels[i]) * n,
+                correct_sum + correct(logits, labels[i]),
+                counts
+                + tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0),
+            )
+
+        start = (
+            tf.constant(0),
+            tf.constant(0.0),
+            tf.constant(0.0),
+            tf.zeros([network.architecture.layers[-1].units], tf.int32),
+        )
+        with models.kept(network.population_statistics):
+            _, loss_sum, correct_sum, counts = tf.while_loop(lambda i, *_: i < count, body, start)
+        return loss_sum, correct_sum, counts
+
+    def _single_image_impl(self, arm, images, training):
+        network = self.networks[arm]
+        count = tf.shape(images)[0]
+        predictions = tf.TensorArray(tf.int32, size=count)
+
+        def body(i, predictions):
+            # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
+            logits = network(models.to_inputs(images[i][None], network.input_shape), training=training)
+            # NO_PREDICTION where the logits are not numbers: their argmax, class 0, is no prediction.
+            found = tf.where(
+                tf.reduce_all(tf.math.is_finite(logits[0])), tf.argmax(logits[0], output_type=tf.int32), NO_PREDICTION
+            )
+            return i + 1, predictions.write(i, found)
+
+        with models.kept(network.population_statistics):  # a check must not change the network
+            _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
+        return predictions.stack()
+
+    # --- the checks ------------------------------------------------------------------
+
+    def has_exact_statistics(self, arm: str) -> bool:
+        return self.precise_batches is not None and arm in self._moments
+
+    def evaluate(self, arm: str, split) -> tuple[float, float, float]:
+        """Mean loss, accuracy and top class share of `arm`'s predictions on a whole split, inference mode."""
+        loss_sum = correct_sum = 0.0
+        counts = np.zeros(self.networks[arm].architecture.layers[-1].units, np.int64)
+        for start in range(0, len(split.labels), self.eval_batch_size):
+            batch_loss, batch_correct, batch_counts = self._evaluate[arm](
+                split.images[start : start + self.eval_batch_size], split.labels[start : start + self.eval_batch_size]
+            )
+            loss_sum += float(batch_loss)
+            correct_sum += float(batch_correct)
+            counts += batch_counts.numpy()
+        n = len(split.labels)
+        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n))
+
+    def has_batch_statistics(self, arm: str) -> bool:
+        return self.batch_size is not None and (arm, False) in self._in_training_mode
+
+    def evaluate_batch_statistics(self, arm: str, split) -> tuple[float, float, float]:
+        """evaluate() in training mode, on the split's first whole batches of the training batch size
+        (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64)."""
+        return self._training_mode(arm, *in_batches(split.images, split.labels, self.batch_size))
+
+    def _training_mode(
+        self, arm: str, images: np.ndarray, labels: np.ndarray, whole: bool = False
+    ) -> tuple[float, float, float]:
+        loss_sum, correct_sum, counts = self._in_training_mode[(arm, whole)](images, labels)
+        n = labels.size
+        return _figures(float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n))
+
+    def batch_size_curve(self, arm: str, split, batch_size: int) -> dict:
+        """Accuracy in training mode on the split's first images fed in batches of each of
+        curve_sizes(batch_size) images, each batch normalized with its own statistics as one group
+        (whatever the arm's group size: how many images must normalize each other), beside
+        inference mode on exactly the same images (a size that does not divide the images sees
+        their first whole batches): from which batch size batch statistics stand in for the
+        population's. The images: CURVE_IMAGES, or one training batch if that is more, at most the
+        split (the config makes sure it holds one training batch)."""
+        available = min(len(split.labels), max(CURVE_IMAGES, batch_size))
+        images, labels = split.images[:available], split.labels[:available]
+        sizes = curve_sizes(batch_size)
+        used, training, inference = [], [], []
+        for n in sizes:
+            batched_images, batched_labels = in_batches(images, labels, n)
+            count = batched_labels.size
+            used.append(count)
+            training.append(self._training_mode(arm, batched_images, batched_labels, whole=True)[1])
+            inference.append(self.evaluate(arm, type(split)(images[:count], labels[:count]))[1])
+        group_size = self.networks[arm].arm.options.get("group_size", 0)
+        return {
+            "images": used,  # per size: its whole batches' images, the same in both modes
+            "group_size": group_size,  # the groups it trained with (0: the whole batch); the curve's are whole batches
+            "sizes": sizes,
+            "training_mode": training,
+            "inference_mode": inference,
+        }
+
+    def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
+        """What every population statistic of `arm` becomes with exact statistics, in order."""
+        return [t.numpy() for t in self._moments[arm](self.precise_batches)]
+
+    def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
+        """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
+        statistics = self.networks[arm].population_statistics
+        with models.kept(statistics):
+            models.restore(statistics, self._moments[arm](self.precise_batches))
+            return self.evaluate(arm, split)
+
+    def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
+        """The class predicted for each image fed alone (in training mode: normalized by itself)."""
+        return self._single_image[(arm, training)](images).numpy()

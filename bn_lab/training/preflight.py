@@ -1,0 +1,27 @@
+"""The checks a run passes before anything slow starts (TensorFlow, a claimed directory), in one
+place that `bnlab run`, `bnlab sweep`, the Python API and the sweep driver all call: each config's
+memory fits this machine, each dataset it reads is there (and holds the classes its class_grouped
+batches need), the device exists. Numpy at most: no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+
+from bn_lab import runtime
+from bn_lab.config import footprint
+from bn_lab.data import batches, datasets
+
+
+def check(runs: list[tuple[dict, str]], device: str) -> None:
+    """runs: (resolved config, how an error names it) of each run to come. Each distinct data
+    section is checked once; the first problem raises (ConfigError, DataError, DeviceError)."""
+    for config, where in runs:
+        footprint.check(config, where)
+    for text in {json.dumps(config["data"], sort_keys=True) for config, _ in runs}:
+        data = json.loads(text)
+        datasets.locate(data)
+        if data["batch_order"] == "class_grouped":  # its classes are in the training labels it keeps
+            labels = datasets.load(data).train.labels
+            if problem := batches.class_grouped_problem(labels, data["classes_per_batch"]):
+                raise datasets.DataError(problem)
+    runtime.check_device(device)

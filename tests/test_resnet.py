@@ -1,0 +1,120 @@
+"""The residual network (model.name: resnet): its declared layers, its forward pass against the
+same blocks written out in plain TensorFlow from its weights, and a run of configs/resnet.yaml."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from bn_lab.config import arms, declared
+from bn_lab.config import loading as config
+from bn_lab.nets import architecture
+from tests.conftest import CONFIGS, build_network, initial_weights
+
+pytestmark = pytest.mark.tensorflow  # its tests build TensorFlow tensors
+
+SMALL = {
+    "model": {"name": "resnet", "blocks": [1, 2], "width": 4},
+    "init": {"distribution": "he_normal"},
+    "train": {"batch_size": 16, "steps": 20, "eval_every": 10, "jit_compile": False, "single_samples": 10},
+    "data": {"train_limit": 400, "val_limit": 100, "test_limit": 100},
+    "precise_bn": {"images": 160},
+    "diagnostics": {"probe_images": 50},
+}
+
+
+def test_the_declared_layers_are_stem_blocks_shortcuts_and_classifier():
+    layers = declared.architecture(config.validate(SMALL)).layers
+    assert [(layer.role, layer.kernel_shape, layer.output_shape, layer.stride) for layer in layers] == [
+        (architecture.STEM, (3, 3, 1, 4), (28, 28, 4), 1),
+        (architecture.BRANCH, (3, 3, 4, 4), (28, 28, 4), 1),  # block 1: the shape stays, identity skip
+        (architecture.BRANCH_END, (3, 3, 4, 4), (28, 28, 4), 1),
+        (architecture.BRANCH, (3, 3, 4, 8), (14, 14, 8), 2),  # block 2: stage 2 halves the side
+        (architecture.BRANCH_END, (3, 3, 8, 8), (14, 14, 8), 1),
+        (architecture.SHORTCUT, (1, 1, 4, 8), (14, 14, 8), 2),
+        (architecture.BRANCH, (3, 3, 8, 8), (14, 14, 8), 1),  # block 3
+        (architecture.BRANCH_END, (3, 3, 8, 8), (14, 14, 8), 1),
+        (architecture.OUTPUT, (8, 10), (10,), 1),
+    ]
+    assert [layer.block for layer in layers] == [None, 1, 1, 2, 2, 2, 3, 3, None]
+    assert [layer.activated for layer in layers[:-1]] == [True, True, False, True, False, False, True, False]
+
+
+def assert_he_variances(weights):
+    """He initialization: each kernel's variance is 2 / fan in (checked where it has enough entries)."""
+    for w in weights:
+        if w.size >= 200:
+            assert abs(w.var() / (2 / np.prod(w.shape[:-1])) - 1) < 0.2, w.shape
+
+
+def plain_tf_resnet(arrays: dict, x, normalized: bool, epsilon=1e-3):
+    """configs/resnet.yaml's blocks written out: x + norm(conv(relu(norm(conv(x))))), a 1×1 projection
+    where the shape changes, relu, global average pool, the classifier. Returns (logits, [(skip, branch)])."""
+    import tensorflow as tf
+
+    def layer(k, h, stride, activate):
+        h = tf.nn.conv2d(h, arrays[f"layer{k}/kernel"], stride, "SAME")
+        if normalized:
+            mean, variance = tf.nn.moments(h, [0, 1, 2])
+            h = (h - mean) / tf.sqrt(variance + epsilon) * arrays[f"layer{k}/gamma"] + arrays[f"layer{k}/beta"]
+        else:
+            h = h + arrays[f"layer{k}/bias"]
+        return tf.nn.relu(h) if activate else h
+
+    h = layer(1, x, 1, True)
+    residuals = []
+    for first, stride, shortcut in ((2, 1, None), (4, 2, 6), (7, 1, None)):
+        branch = layer(first + 1, layer(first, h, stride, True), 1, False)
+        skip = h if shortcut is None else layer(shortcut, h, stride, False)
+        residuals.append((skip, branch))
+        h = skip + branch
+    pooled = tf.reduce_mean(tf.nn.relu(h), axis=[1, 2])
+    return pooled @ arrays["layer9/kernel"] + arrays["layer9/bias"], residuals
+
+
+@pytest.mark.parametrize("arm", ["without_bn", "with_bn"])
+def test_the_forward_pass_is_the_blocks_written_out(tiny_mnist, arm):
+    import tensorflow as tf
+
+    c = config.validate(SMALL)
+    weights = initial_weights(c)
+    assert_he_variances(weights)
+    network = build_network(c, weights, arms.named(c, arm))
+    rng = np.random.default_rng(3)
+    for variable in network.parameters:  # biases, gammas and betas away from 0 and 1
+        if len(variable.shape) == 1:
+            variable.assign(variable + rng.normal(0, 0.3, variable.shape).astype(np.float32))
+    arrays = {k: tf.constant(v) for k, v in network.named_arrays().items()}
+    x = tf.constant(tiny_mnist.train.images[:16].reshape(16, 28, 28, 1).astype(np.float32) / 255.0)
+    residuals = []
+    logits = network(x, training=True, residuals=residuals)
+    expected, expected_residuals = plain_tf_resnet(arrays, x, normalized=arm == "with_bn")
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert len(residuals) == 3
+    for (skip, branch), (want_skip, want_branch) in zip(residuals, expected_residuals):
+        np.testing.assert_allclose(skip.numpy(), want_skip.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(branch.numpy(), want_branch.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_configs_resnet_yaml_trains_plain_and_bn_with_its_diagnostics(tmp_path):
+    from bn_lab import api
+    from bn_lab.config.yaml_io import read_yaml
+    from bn_lab.training import launch
+
+    tree = config.apply_overrides(read_yaml(CONFIGS / "resnet.yaml"), config.flatten(SMALL))
+    c = config.validate(tree)
+    assert c["model"]["blocks"] == [1, 2] and c["optimizer"]["learning_rate"] == 0.05
+    run = api.load(launch.run_config(c, out=tmp_path / "run", progress="none"))
+    summary = run.summary
+    assert set(summary["variants"]) == {"without_bn", "with_bn"}
+    assert summary["variants"]["with_bn"]["outcome"] in ("learned", "collapsed")
+    weights = run.weights("with_bn")
+    assert weights["layer6/kernel"].shape == (1, 1, 4, 8) and "layer6/population_mean" in weights
+    assert "layer2/bias" not in weights and "layer2/bias" in run.weights("without_bn")
+    with open(tmp_path / "run" / "diagnostics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    layers = {int(r["layer"]) for r in rows if r["variant"] == "with_bn" and r["quantity"] == "kernel_norm"}
+    assert layers == set(range(1, 9))  # every hidden layer, the shortcut included
+    dead = {int(r["layer"]) for r in rows if r["quantity"] == "dead_fraction"}
+    assert dead == {1, 2, 4, 7}  # only layers that have an activation
