@@ -79,6 +79,8 @@ NORMALIZERS = Registry(
         "noisy_bn": "bn_lab.nets.normalizers.noisy_bn:NoisyBN",
         "layer_norm": "bn_lab.nets.normalizers.layer_norm:LayerNorm",
         "group_norm": "bn_lab.nets.normalizers.group_norm:GroupNorm",
+        "skip_init": "bn_lab.nets.normalizers.skip_init:SkipInit",
+        "fixup": "bn_lab.nets.normalizers.fixup:Fixup",
     },
 )
 

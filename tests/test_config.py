@@ -34,6 +34,7 @@ def test_defaults_are_the_mlp_lesson():
         "dense_units": 100,
         "blocks": [2, 2],
         "width": 16,
+        "stem_stride": 1,
     }
     assert c["data"]["dataset"] == "mnist" and c["data"]["validation_size"] == 5000
     assert (c["bn"]["momentum"], c["bn"]["epsilon"]) == (0.99, 0.001)

@@ -42,9 +42,16 @@ def normalized(x, axes, groups=None):
 
 
 def test_every_registered_normalizer_declares_what_it_has():
+    from bn_lab.nets.architecture import BRANCH_END, Layer
+
     for name in registry.NORMALIZERS:
-        norm = normalizers.make(name, CONV)
-        assert norm.SCALE_INVARIANCE in ("column", "matrix", "group"), name
+        declared = normalizers.declared(name)
+        # A residual normalizer is told its layer (here a branch's end) and the blocks.
+        layer = {"layer": Layer("conv", (3, 3, 4, 4), CONV, role=BRANCH_END), "blocks": 2}
+        norm = normalizers.make(name, CONV, **(layer if declared.RESIDUAL else {}))
+        assert norm.SCALE_INVARIANCE in (("column", "matrix", "group") + ((None,) if declared.RESIDUAL else ())), name
+        assert declared.HIDDEN_BIAS in ((None,) if not declared.RESIDUAL else (True, False)), name
+        assert set(norm.trainable) and all(v.trainable for v in norm.trainable.values()), name
         assert isinstance(norm.HAS_POPULATION_STATISTICS, bool) and bool(norm.population_statistics) == (
             norm.HAS_POPULATION_STATISTICS
         ), name
@@ -189,7 +196,8 @@ def test_each_declared_scale_invariance_holds():
     assert not np.allclose(changed, norm(tf.constant(x), training=True).numpy(), atol=1e-2)
 
 
-@pytest.mark.parametrize("name", list(registry.NORMALIZERS))
+# A stack's normalizers; the residual ones (skip_init, fixup): tests/test_resnet.py, tests/test_residual.py.
+@pytest.mark.parametrize("name", [n for n in registry.NORMALIZERS if not normalizers.declared(n).RESIDUAL])
 def test_a_network_takes_any_normalizer_and_names_its_arrays(name):
     from bn_lab.config import loading as config
 

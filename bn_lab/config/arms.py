@@ -18,6 +18,7 @@ from bn_lab.config.names import name_problem
 from bn_lab.config.user_text import MAX_LABEL, MAX_SHORT, color_problem, cut, text_problem
 from bn_lab.config.yaml_io import ConfigError, shown
 from bn_lab.nets import normalizers
+from bn_lab.nets.architecture import residual_models
 from bn_lab.nets.bn import groups
 
 # Figures give arm k the k-th color (or the one its config names); ten arms at most.
@@ -94,6 +95,8 @@ class Arm:
     @property
     def hidden_bias(self) -> bool:
         """Whether its hidden layers have a bias (a normalizer before the activation makes it redundant)."""
+        if self.normalizer and self.declared.HIDDEN_BIAS is not None:  # a residual normalizer decides
+            return self.declared.HIDDEN_BIAS
         return self.normalizer is None or self.placement in ("bias_before_activation", "after_activation")
 
     def as_dict(self) -> dict:
@@ -235,6 +238,12 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
         full = {}
         if normalizer is not None:
             declared = normalizers.declared(normalizer)
+            model = config["model"]["name"]
+            if declared.RESIDUAL and model not in (residual := residual_models()):
+                raise ConfigError(
+                    f"{at}: normalizer {normalizer} belongs in residual blocks, and model.name is {model}; "
+                    f"use it with model.name: {' or '.join(residual)}"
+                )
             full = _bn_defaults(config, declared)
             for key, value in options.items():
                 if key not in declared.OPTIONS:

@@ -107,6 +107,9 @@ FIELDS: dict[str, Field] = {
         _blocks,
     ),
     "model.width": Field(16, int, "resnet: channels of the stem and the first stage", _between(1, MAX_WIDTH)),
+    "model.stem_stride": Field(
+        1, int, "resnet: the stem convolution's stride (2: the blocks see 14×14 MNIST maps, 4× cheaper)", _between(1, 2)
+    ),
     "init.distribution": Field("normal", INITS, "distribution of the initial weights"),
     "init.scale": Field(
         0.05,
@@ -139,6 +142,14 @@ FIELDS: dict[str, Field] = {
     ),
     "train.batch_size": Field(60, int, "mini-batch size", _at_least(1)),
     "train.steps": Field(50000, int, "number of training batches", _between(1, MAX_STEPS)),
+    "train.epochs": Field(
+        None,
+        float,
+        "train for this many passes over the training set: sets train.steps to ⌊epochs · images / batch_size⌋ "
+        "(an lr × batch-size grid at equal epochs)",
+        _positive,
+        nullable=True,
+    ),
     "train.eval_every": Field(500, int, "validation loss/accuracy every N batches (and at 0)", _between(1, MAX_STEPS)),
     "train.train_eval_every": Field(
         0, int, "loss/accuracy on the current training batch every N batches (0: never)", _between(0, MAX_STEPS)
@@ -209,6 +220,12 @@ FIELDS: dict[str, Field] = {
         "also measure internal covariate shift: each layer's gradient before and after the layers below it step (slower)",
     ),
     "diagnostics.paper_figure": Field(False, bool, "also draw paper_fig1.png (the paper's Fig. 1)"),
+    "diagnostics.residual": Field(
+        False,
+        bool,
+        "resnet: also measure each block's branch share of its output's variance, training mode "
+        "(De & Smith's Fig. 2; residual_variance.png)",
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from bn_lab.config.fields import FIELDS, MAX_BATCH_INDICES
 from bn_lab.config.user_text import listed
 from bn_lab.config.yaml_io import ConfigError, parse_yaml, read_yaml, shown
 from bn_lab.data.datasets import DataError
+from bn_lab.nets.architecture import residual_models
 from bn_lab.nets.bn import groups
 
 
@@ -179,6 +180,8 @@ def _check_consistency(flat: dict, where: str) -> None:
             raise ConfigError(f"{where}: data.{key}_limit must be <= {sizes[split]} (the split's size), got {limit}")
     train_size = flat["data.train_limit"] or sizes["train"]
     test_size = flat["data.test_limit"] or sizes["test"]
+    if flat["train.epochs"] is not None:  # the steps follow from the epochs: recorded as used
+        flat["train.steps"] = max(1, math.floor(flat["train.epochs"] * train_size / flat["train.batch_size"]))
     if flat["train.batch_size"] > train_size:
         raise ConfigError(
             f"{where}: train.batch_size {flat['train.batch_size']} is larger than the training set ({train_size} images)"
@@ -200,11 +203,20 @@ def _check_consistency(flat: dict, where: str) -> None:
             f"{flat['train.batch_size']}: each class needs at least one example in a batch"
         )
     # The probes that add to the diagnostics run only with them: config.yaml must say what was measured.
-    opt_in = [k for k in ("diagnostics.landscape", "diagnostics.ics", "diagnostics.paper_figure") if flat[k]]
+    opt_in = [
+        k
+        for k in ("diagnostics.landscape", "diagnostics.ics", "diagnostics.paper_figure", "diagnostics.residual")
+        if flat[k]
+    ]
     if opt_in and not flat["diagnostics.enabled"]:
         raise ConfigError(
             f"{where}: {opt_in[0]} needs diagnostics.enabled: true, and it is false; "
             f"set diagnostics.enabled: true or {opt_in[0]}: false"
+        )
+    if flat["diagnostics.residual"] and flat["model.name"] not in (residual := residual_models()):
+        raise ConfigError(
+            f"{where}: diagnostics.residual measures residual blocks, and model.name is {flat['model.name']}; "
+            f"use it with model.name: {' or '.join(residual)}, or set diagnostics.residual: false"
         )
     if flat["data.source"] == "idx" and not flat["data.idx_dir"]:
         raise ConfigError(f"{where}: data.source is 'idx' but data.idx_dir is not set")

@@ -103,9 +103,10 @@ convnet.SIZE_KEYS = ("model.conv_layers", "model.dense_units", "train.batch_size
 def resnet(config: dict, image_shape: tuple[int, int, int], classes: int) -> Architecture:
     """Residual blocks (bn_lab.nets.resnet builds them). The layers in forward order: the stem; per block conv₁, conv₂ and, where the block changes
     the shape, its 1×1 shortcut; the classifier."""
-    width = config["model"]["width"]
-    height, side, channels = image_shape[0], image_shape[1], image_shape[2]
-    layers = [Layer("conv", (3, 3, channels, width), (height, side, width), role=STEM)]
+    width, stem_stride = config["model"]["width"], config["model"]["stem_stride"]
+    height, side = _side_after(image_shape[0], stem_stride), _side_after(image_shape[1], stem_stride)
+    # Not activated: the skip path starts from the normalized stem (unit variance with BN).
+    layers = [Layer("conv", (3, 3, image_shape[2], width), (height, side, width), stem_stride, STEM, False)]
     channels, block = width, 0
     for stage, count in enumerate(config["model"]["blocks"]):
         out = width * 2**stage
@@ -122,7 +123,13 @@ def resnet(config: dict, image_shape: tuple[int, int, int], classes: int) -> Arc
     return Architecture("resnet", tuple(image_shape), (*layers, _output_layer(channels, classes)))
 
 
-resnet.SIZE_KEYS = ("model.blocks", "model.width", "train.batch_size")
+resnet.SIZE_KEYS = ("model.blocks", "model.width", "model.stem_stride", "train.batch_size")
+resnet.RESIDUAL = True  # its layers have residual roles: residual normalizers and probes apply
+
+
+def residual_models() -> list[str]:
+    """The models (registry.MODELS) whose declarations say RESIDUAL: where residual normalizers and probes apply."""
+    return [name for name in registry.MODELS if getattr(registry.MODELS.get(name), "RESIDUAL", False)]
 
 
 def declare(config: dict, image_shape: tuple[int, int, int], classes: int) -> Architecture:

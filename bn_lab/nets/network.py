@@ -70,6 +70,8 @@ class Network(tf.Module):
         self.activation = registry.ACTIVATIONS.get(config["model"]["activation"])
         self.bn_after_activation = arm.after_activation
         hidden_bias = arm.hidden_bias
+        if arm.normalizer:  # a residual normalizer may start from other kernels (Fixup's)
+            initial_weights = arm.declared.initial_kernels(architecture, initial_weights)
         self.kernels = [tf.Variable(w, name=f"kernel_{i}") for i, w in enumerate(initial_weights)]
         self.biases = [
             tf.Variable(tf.zeros([w.shape[-1]]), name=f"bias_{i}") if (hidden_bias or layer.role == OUTPUT) else None
@@ -77,19 +79,20 @@ class Network(tf.Module):
         ]
         self.norms = []  # one normalizer per hidden layer (bn_lab.nets.normalizers), or none
         if arm.normalizer:
-            seeded = arm.declared.SEEDED
+            declared = arm.declared
             self.norms = [
                 normalizers.make(
                     arm.normalizer,
                     layer.output_shape,
                     **arm.options,
-                    **({"seed": (config["seed"], arm.name, k)} if seeded else {}),
+                    **({"seed": (config["seed"], arm.name, k)} if declared.SEEDED else {}),
+                    **({"layer": layer, "blocks": architecture.blocks} if declared.RESIDUAL else {}),
                 )
                 for k, layer in enumerate(self.hidden, start=1)
             ]
         self.parameters = [v for v in self.kernels + self.biases if v is not None]
         for norm in self.norms:
-            self.parameters += [norm.gamma, norm.beta]
+            self.parameters += list(norm.trainable.values())
         self.population_statistics = [v for norm in self.norms for v in norm.population_statistics]
 
     def parameter_layers(self) -> list[int]:
@@ -101,20 +104,23 @@ class Network(tf.Module):
                 if v is not None:
                     layer_of[v.ref()] = i
         for i, norm in enumerate(self.norms):
-            layer_of[norm.gamma.ref()] = layer_of[norm.beta.ref()] = i
+            for v in norm.trainable.values():
+                layer_of[v.ref()] = i
         return [layer_of[v.ref()] for v in self.parameters]
 
     def named_arrays(self) -> dict[str, np.ndarray]:
         """Every weight and population statistic by name, layers counted from 1 as in diagnostics.csv:
-        layer1/kernel, layer1/bias (if the layer has one), layer1/gamma, layer1/beta,
-        layer1/population_mean, layer1/population_variance (BN layers), ..., the output layer last."""
+        layer1/kernel, layer1/bias (if the layer has one), layer1/gamma, layer1/beta (a normalizer's
+        trainable variables: residual ones name theirs), layer1/population_mean,
+        layer1/population_variance (BN layers), ..., the output layer last."""
         arrays = {}
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases), start=1):
             arrays[f"layer{i}/kernel"] = kernel.numpy()
             if bias is not None:
                 arrays[f"layer{i}/bias"] = bias.numpy()
         for i, norm in enumerate(self.norms, start=1):
-            arrays[f"layer{i}/gamma"], arrays[f"layer{i}/beta"] = norm.gamma.numpy(), norm.beta.numpy()
+            for name, variable in norm.trainable.items():
+                arrays[f"layer{i}/{name}"] = variable.numpy()
             for name, statistic in zip(norm.STATISTICS, norm.population_statistics):
                 arrays[f"layer{i}/{name}"] = statistic.numpy()
         return arrays

@@ -26,10 +26,12 @@ DIAGNOSTIC_ROWS = (  # (title, quantity, band's low/high quantities or None, log
     ("internal covariate shift ‖G − G′‖ (layer 1: 0, nothing below)", "ics_l2", None, True),
     ("internal covariate shift, relative: ‖G − G′‖ / ‖G‖", "ics_relative", None, True),
     ("internal covariate shift: cos(G, G′)", "ics_cosine", None, False),
+    # Opt-in (diagnostics.residual, bn_lab.probes.branch_variance): at each block's branch-end layer.
+    ("residual branch: share of its block's output variance (training mode)", "branch_share", None, False),
 )
 
 
-OPT_IN = ("ics_l2", "ics_relative", "ics_cosine")
+OPT_IN = ("ics_l2", "ics_relative", "ics_cosine", "branch_share")
 
 
 def indexed(rows) -> dict:

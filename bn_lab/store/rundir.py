@@ -29,6 +29,7 @@ DIAGNOSTICS_PLOT = "diagnostics.png"
 LANDSCAPE_PLOT = "landscape.png"  # with diagnostics.landscape
 PAPER_FIG1_PLOT = "paper_fig1.png"  # with diagnostics.paper_figure
 COVARIATE_SHIFT_PLOT = "covariate_shift.png"  # with diagnostics.ics
+RESIDUAL_VARIANCE_PLOT = "residual_variance.png"  # with diagnostics.residual
 BATCH_SIZE_PLOT = "batch_size_curve.png"  # arms with batch statistics: training mode by evaluation batch size
 WEIGHTS = "weights.npz"  # every network's weights and population statistics after training: <variant>/layer<k>/<name>
 RUN_ENTRIES = (
@@ -44,6 +45,7 @@ RUN_ENTRIES = (
     LANDSCAPE_PLOT,
     PAPER_FIG1_PLOT,
     COVARIATE_SHIFT_PLOT,
+    RESIDUAL_VARIANCE_PLOT,
     BATCH_SIZE_PLOT,
 )
 LATEST = "latest"

@@ -37,6 +37,19 @@ def write_diagnostics(config: dict, diagnostic_rows: list[dict], workdir: Path, 
         styles=styles(config),
         tight=False,  # it sets its own margins
     )
+    if config["diagnostics"]["residual"]:
+        from bn_lab.probes.branch_variance import branch_end_layers, stage_positions
+        from bn_lab.report.residual_figures import residual_variance_figure
+
+        architecture = declared.architecture(config)
+        plots.drawn(
+            workdir / rundir.RESIDUAL_VARIANCE_PLOT,
+            residual_variance_figure,
+            diagnostic_rows,
+            list(zip(branch_end_layers(architecture), stage_positions(architecture))),
+            printed.title(config),
+            styles=styles(config),
+        )
     if config["diagnostics"]["landscape"]:
         plots.drawn(
             workdir / rundir.LANDSCAPE_PLOT,

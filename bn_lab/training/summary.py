@@ -53,6 +53,9 @@ def arm_summary(config: dict, result, name: str) -> dict:
     shift = covariate_shift(result.diagnostics, name)
     if shift:
         figures["covariate_shift"] = shift
+    shares = branch_shares(result.diagnostics, name)
+    if shares:
+        figures["residual"] = shares
     # An arm with population statistics: the same figures with exact statistics, and with batch statistics.
     for other in schema.OTHER_STATISTICS.values():
         measured = [e for e in result.evaluations if e.variant == name and e.split == other.split]
@@ -170,6 +173,23 @@ def covariate_shift(diagnostic_rows: list[dict], variant: str) -> dict | None:
     }
     figures["layers"] = [{"layer": layer, **_ics_means(by_layer[layer])} for layer in sorted(by_layer)]
     return figures
+
+
+def branch_shares(diagnostic_rows: list[dict], variant: str) -> dict | None:
+    """diagnostics.residual: each block's branch share of its output's variance (from the first
+    block) at the first evaluation (initialization) and the last one."""
+    at: dict[int, dict[int, float]] = {}  # step -> {layer: share}
+    for r in diagnostic_rows:
+        if r["variant"] == variant and r["quantity"] == "branch_share":
+            at.setdefault(int(r["step"]), {})[int(r["layer"])] = _finite(r["value"])
+    if not at:
+        return None
+    first, last = at[min(at)], at[max(at)]
+    return {
+        "branch_share_initial": [first[k] for k in sorted(first)],
+        "branch_share_final": [last.get(k) for k in sorted(first)],
+        "final_step": max(at),
+    }
 
 
 def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:

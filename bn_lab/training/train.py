@@ -112,7 +112,7 @@ class Trainer:
         self.checks = Evaluator(
             self.networks, self.loss, jit, self.precise_batches, batch_stats, train["eval_batch_size"]
         )
-        self.probes, self.landscapes, self.shifts = {}, {}, {}
+        self.probes, self.landscapes, self.shifts, self.branches = {}, {}, {}, {}
         diagnostics_config = config["diagnostics"]
         if diagnostics_config["enabled"]:
             from bn_lab.probes import diagnostics
@@ -139,6 +139,11 @@ class Trainer:
                 a: ics.ICS(self.networks[a], self.loss, self.optimizers[a], probe_images, diagnostics_config["unit"])
                 for a in self.arms
             }
+        if diagnostics_config["residual"]:
+            from bn_lab.probes import branch_variance
+
+            self.branches = {a: branch_variance.BranchVariance(self.networks[a]) for a in self.arms}
+            self.branch_end_layers = branch_variance.branch_end_layers(self.architecture)
         self._train_chunk = {
             a: runtime.compiled(lambda *args, a=a: self._train_chunk_impl(a, *args), jit_compile=jit) for a in self.arms
         }
@@ -263,6 +268,10 @@ class Trainer:
         if arm in self.shifts:
             for layer, found in enumerate(self.shifts[arm].probe(*self.next_batch()), start=1):
                 rows += [dict(variant=arm, step=step, layer=layer, quantity=q, value=v) for q, v in found.items()]
+        if arm in self.branches:
+            found = self.branches[arm].probe(self.next_batch()[0])
+            for layer, values in zip(self.branch_end_layers, found):
+                rows += [dict(variant=arm, step=step, layer=layer, quantity=q, value=v) for q, v in values.items()]
         return rows, histograms
 
     def train_steps(self, count: int) -> dict:
@@ -316,7 +325,7 @@ class Trainer:
                     )
                 if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
                     new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
-                if self.probes or self.landscapes or self.shifts:
+                if self.probes or self.landscapes or self.shifts or self.branches:
                     measurements[v] = self.measure(v, step)
                     diagnostics.extend(measurements[v][0])
             evaluations.extend(new)

@@ -23,7 +23,15 @@ arm against these before TensorFlow is imported):
   - `SCALE_INVARIANCE`: which part of the preceding kernel can be rescaled without changing the
     output, so what an SGD step means: "column" (each kernel column: lr/‖w_j‖²), "matrix" (the
     whole kernel: lr/‖W‖_F²) or "group" (each group of columns, `groups` of them);
-  - `SEEDED`: it draws random numbers, and is given `seed=(run seed, arm, layer)`.
+  - `SEEDED`: it draws random numbers, and is given `seed=(run seed, arm, layer)`;
+  - `RESIDUAL`: it belongs in residual blocks (a model whose declaration says RESIDUAL) and is
+    given `layer=` (its bn_lab.nets.architecture.Layer: what it does depends on the layer's role)
+    and `blocks=` (the network's residual blocks); `HIDDEN_BIAS`: whether the hidden layers keep
+    their per-channel bias (None: the arm's placement says).
+A residual normalizer may also change what a layer sees and starts from: `before_kernel(x)` (its
+input, before the kernel: identity unless overridden) and the class method
+`initial_kernels(architecture, kernels)` (the arm's kernels from the run's shared initial weights).
+`trainable` names its trainable variables (gamma and beta unless overridden), as weights.npz does.
 Each file imports TensorFlow inside its methods: declaring costs nothing.
 """
 
@@ -38,9 +46,12 @@ class Normalizer:
     OPTIONS: dict = {}
     CHOICES: dict = {}  # option -> the names its value may take (a registry or a tuple)
     HAS_POPULATION_STATISTICS = False
-    SCALE_INVARIANCE = "column"
+    SCALE_INVARIANCE: str | None = "column"  # None: nothing of the kernel cancels
     STATISTICS: tuple = ()
+    population_statistics: tuple = ()  # the variables named by STATISTICS (an instance's own)
     SEEDED = False
+    RESIDUAL = False
+    HIDDEN_BIAS: bool | None = None
     groups = 1  # how many groups of columns share one scale ("group" invariance)
     group_size = 0  # the examples whose batch statistics normalize each other (0: the whole batch)
 
@@ -52,6 +63,20 @@ class Normalizer:
         if not options.get("epsilon", 1) > 0:
             return f"epsilon must be > 0, got {options['epsilon']}"
         return None
+
+    @property
+    def trainable(self) -> dict:
+        """Its trainable variables by name (weights.npz's layer<k>/<name>), in a fixed order."""
+        return {"gamma": self.gamma, "beta": self.beta}
+
+    def before_kernel(self, x):
+        """The layer's input as its kernel sees it."""
+        return x
+
+    @classmethod
+    def initial_kernels(cls, architecture, kernels: list) -> list:
+        """The arm's initial kernels (numpy, one per declared layer) from the run's shared ones."""
+        return kernels
 
     def exact_statistics(self, mean, variance) -> list:
         raise NotImplementedError(f"{type(self).__name__} has no population statistics")
