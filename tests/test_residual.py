@@ -89,6 +89,13 @@ def test_fixup_initialization_is_the_papers_rule(tiny_mnist):
     assert not any(k.endswith("/bias") for k in named if not k.startswith(f"layer{len(layers)}/"))
     logits = network(images(tiny_mnist), training=True)
     assert not logits.numpy().any()  # a zero classifier: every logit 0 at initialization
+    # The authors' script: the scalar biases and multipliers learn at a tenth of the learning rate.
+    factors = dict(zip((v.ref() for v in network.parameters), network.learning_rate_factors))
+    scalar_refs = {v.ref() for norm in network.norms for v in norm.trainable.values()}
+    assert {factors[r] for r in scalar_refs} == {0.1} and set(factors.values()) == {0.1, 1.0}
+    ones = [np.ones(v.shape, np.float32) for v in network.parameters]
+    stepped = network.step_gradients(ones)
+    assert [float(np.max(g)) for g in stepped] == [factors[v.ref()] for v in network.parameters]
 
 
 def test_the_branch_variance_probe_is_the_variances_of_the_blocks_and_bn_gives_one_over_l_plus_one(tiny_mnist):

@@ -24,6 +24,7 @@ from bn_lab.cli.shell import (
     parse_overrides,
     results_option,
 )
+from bn_lab.config import bundled
 from bn_lab.config import loading as configs
 from bn_lab.runtime import interrupting, own_process  # runtime imports TensorFlow only in configure()
 from bn_lab.store import callers
@@ -66,21 +67,30 @@ def main():
 )
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="With --seeds: seeds at once.")
 @click.option("--quiet", is_flag=True, help="No progress and no summary on stdout.")
-def run(config_file, overrides, out, results_root, device, force, seeds, jobs, quiet):
-    """Train the arms described by CONFIG (a YAML file): the pair without and with BN, or its arms:.
+@click.option(
+    "--print-config", is_flag=True, help="Print the resolved config (every default, the --sets applied) and exit."
+)
+def run(config_file, overrides, out, results_root, device, force, seeds, jobs, quiet, print_config):
+    """Train the arms described by CONFIG: the pair without and with BN, or its arms:.
 
-    Writes config.yaml, environment.json, metrics.csv, summary.json, weights.npz,
-    accuracy.png, diagnostics.csv, diagnostics.png and TensorBoard events into the
-    run directory (the README's "What a run writes"): --out, or
-    results/<experiment>/<run-id>/ with a `latest` link beside it.
+    CONFIG is a YAML file, or the name of a bundled one (`bnlab configs` lists them:
+    `bnlab run smoke` works from any directory). Writes config.yaml, environment.json,
+    metrics.csv, summary.json, weights.npz, accuracy.png, diagnostics.csv,
+    diagnostics.png and TensorBoard events into the run directory (docs/run-files.md):
+    --out, or results/<experiment>/<run-id>/ with a `latest` file beside it that names it.
     """
+    from bn_lab.config.yaml_io import dump
     from bn_lab.report import printed
     from bn_lab.store import rundir
     from bn_lab.sweeps import seeds as several_seeds
     from bn_lab.training import launch
 
     overrides = parse_overrides(overrides)
+    config_file = call(bundled.path, config_file)
     config = call(configs.load, config_file, overrides)
+    if print_config:
+        click.echo(dump(config), nl=False)
+        return
     origin = configs.origin(config_file, overrides)  # how the pre-run checks name it
     if seeds is not None:
         from bn_lab.report import sweep_report as report
@@ -184,7 +194,7 @@ def sweep(
     """Run every cell of a grid of paired runs, then write the report.
 
     SWEEP is a sweep file (a base config, grid axes, seeds; see configs/sweep_lesson.yaml),
-    or a base config with --grid axes. Every cell is one `bnlab run` into
+    or a base config with --grid axes; either may be a bundled one's name (`bnlab configs`). Every cell is one `bnlab run` into
     <results>/<sweep-name>/<cell-name>/, e.g. results/lesson/relu_lr2_badinit_seed1/.
     Cells already complete with the same config are skipped, so rerunning resumes.
 
@@ -208,7 +218,7 @@ def sweep(
         raise UserError("--jobs is for the local executor; inprocess runs one cell at a time, in this process")
     definition = call(
         spec.load,
-        sweep_file,
+        call(bundled.path, sweep_file) if not grid else sweep_file,
         grid,
         name=name,
         seeds=call(spec.parse_seeds, seeds) if seeds is not None else None,
@@ -236,6 +246,31 @@ def sweep(
     if result.problem:
         click.echo(f"error: {result.problem}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("path", metavar="PATH", type=click.Path(path_type=Path))
+def show(path):
+    """Print a finished run's table as `bnlab run` printed it (PATH: a run directory or its
+    `latest` file), a `--seeds` directory's table over seeds, or a sweep's report table.
+    Reads the files; writes nothing."""
+    from bn_lab.report.shown import shown
+
+    click.echo(call(shown, path))
+
+
+@main.command("configs")
+@click.argument("name", required=False)
+def list_configs(name):
+    """List the bundled configs and sweep files, grouped, or print the one called NAME.
+
+    Each runs by name from any directory (`bnlab run smoke`, `bnlab sweep sweep_smoke`);
+    `bnlab configs smoke > mine.yaml` gives a copy to edit.
+    """
+    if name is None:
+        click.echo(bundled.listing())
+        return
+    click.echo(call(bundled.path, name).read_text(encoding="utf-8"), nl=False)
 
 
 @main.command()

@@ -91,9 +91,17 @@ class Network(tf.Module):
                 for k, layer in enumerate(self.hidden, start=1)
             ]
         self.parameters = [v for v in self.kernels + self.biases if v is not None]
+        # Each parameter's factor on the learning rate (1 but where a normalizer declares one).
+        self.learning_rate_factors = [1.0] * len(self.parameters)
         for norm in self.norms:
             self.parameters += list(norm.trainable.values())
+            self.learning_rate_factors += [norm.LEARNING_RATE_FACTORS.get(n, 1.0) for n in norm.trainable]
         self.population_statistics = [v for norm in self.norms for v in norm.population_statistics]
+
+    def step_gradients(self, gradients) -> list:
+        """The gradients an optimizer step takes: each scaled by its parameter's learning-rate factor
+        (what training and the ICS probe's step both apply)."""
+        return [g if f == 1.0 else g * f for g, f in zip(gradients, self.learning_rate_factors)]
 
     def parameter_layers(self) -> list[int]:
         """The layer (0-based, in declared order) of each of `parameters`: what "the layers below"

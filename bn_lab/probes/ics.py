@@ -76,7 +76,7 @@ class ICS:
         bands = [percentiles(tf.reshape(h, (-1, h.shape[-1]))[:, self.unit]) for h in activation_inputs]
         x = models.to_inputs(batch_images, network.input_shape)
         gradients = self._gradients(x, batch_labels, statistics, saved_statistics)
-        self.optimizer.apply_gradients(zip(gradients, parameters))
+        self.optimizer.apply_gradients(zip(network.step_gradients(gradients), parameters))
         updated = models.snapshot(parameters)
         kernels = [tf.reshape(gradients[k], [-1]) for k in self.kernel_index]
         hidden = len(kernels)

@@ -182,6 +182,18 @@ def _cells(n: int) -> str:
     return f"{n} cell" if n == 1 else f"{n:,} cells"
 
 
+def report_table(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late") -> str:
+    """The table `bnlab sweep` and `bnlab report` print (its status line first), from the cells'
+    files alone: nothing is written (`bnlab show`)."""
+    check_options(threshold, figure)
+    results = collect(sweep_dir, figure)
+    status = f"{len(results.summaries)} of {len(results.manifest['cells'])} cells finished"
+    table_text = sweep_table.markdown_table(sweep_table.table(results, threshold))
+    return "\n".join(
+        [f"sweep {results.manifest['name']}: {status}", table_text, *filter(None, _incomplete_notes(results))]
+    )
+
+
 def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
     """What `bnlab run --seeds` prints: per seed each arm's outcome and late accuracy, then the counts."""
     results = collect(sweep_dir, "late")

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from bn_lab.config import bundled
 from bn_lab.config import loading as configs
 from bn_lab.config.fields import MAX_SEED
 from bn_lab.config.names import name_problem
@@ -146,6 +147,8 @@ def _from_file(path: Path, tree: dict, name, seeds, overrides) -> Sweep:
     if "base" not in tree or not isinstance(tree["base"], str):
         raise SweepError(f"{path}: base: the path of a base config is required (relative to the sweep file)")
     base = path.parent / tree["base"]
+    if not base.exists() and (bundled.DIRECTORY / tree["base"]).is_file():  # a bundled config by its file name
+        base = bundled.DIRECTORY / tree["base"]
     if base.is_dir():
         raise SweepError(f"{path}: base: {base} is a directory; it must be a run config (a YAML file)")
     if not base.is_file():

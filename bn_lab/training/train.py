@@ -178,7 +178,7 @@ class Trainer:
         def body(i, first_bad, gradient_norms):
             x = models.to_inputs(batch_images[i], network.input_shape)
             loss, gradients = self._loss_and_gradients(arm, x, batch_labels[i])
-            optimizer.apply_gradients(zip(gradients, network.parameters))
+            optimizer.apply_gradients(zip(network.step_gradients(gradients), network.parameters))
             # Only in the last step: norms taken in every step slowed the MLP's XLA loop visibly.
             gradient_norms = tf.cond(
                 i == count - 1, lambda: self._hidden_gradient_norms(arm, gradients), lambda: gradient_norms

@@ -31,7 +31,10 @@ arm against these before TensorFlow is imported):
 A residual normalizer may also change what a layer sees and starts from: `before_kernel(x)` (its
 input, before the kernel: identity unless overridden) and the class method
 `initial_kernels(architecture, kernels)` (the arm's kernels from the run's shared initial weights).
-`trainable` names its trainable variables (gamma and beta unless overridden), as weights.npz does.
+`trainable` names its trainable variables (gamma and beta unless overridden), as weights.npz does;
+`LEARNING_RATE_FACTORS` gives some of them (by name) a smaller learning rate, applied to their
+gradients (Network.step_gradients: exactly a learning-rate factor for SGD; Adam's steps do not
+scale with the gradient, so there it changes nothing).
 Each file imports TensorFlow inside its methods: declaring costs nothing.
 """
 
@@ -52,6 +55,7 @@ class Normalizer:
     SEEDED = False
     RESIDUAL = False
     HIDDEN_BIAS: bool | None = None
+    LEARNING_RATE_FACTORS: dict = {}  # trainable variable's name -> factor on the learning rate
     groups = 1  # how many groups of columns share one scale ("group" invariance)
     group_size = 0  # the examples whose batch statistics normalize each other (0: the whole batch)
 

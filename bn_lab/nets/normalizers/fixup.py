@@ -13,7 +13,9 @@ authors' basic block places them:
 
     conv₁(x + b₁ₐ) → + b₁ᵦ → act → conv₂(· + b₂ₐ) → · multiplier + b₂ᵦ      (the shortcut takes x + b₁ₐ)
 
-and the stem: conv + a scalar bias. Left out, and said in docs/experiments.md: the scalar bias
+and the stem: conv + a scalar bias. The authors' training script gives the scalar biases and
+multipliers a tenth of the base learning rate (`'lr': args.base_lr/10.`): so do we
+(LEARNING_RATE_FACTORS). Left out, and said in docs/experiments.md: the scalar bias
 before the classifier (the classifier has its own bias). The run's initial weights are He's
 fan-in for every arm; the authors' code draws He fan-out, the same where a convolution keeps its
 channels (all but a stage's first).
@@ -28,6 +30,7 @@ class Fixup(Normalizer):
     HIDDEN_BIAS = False  # the scalar biases replace them
     SCALE_INVARIANCE = None
     BRANCH_LAYERS = 2  # m: the layers of a basic block's branch
+    LEARNING_RATE_FACTORS = {"bias_before": 0.1, "bias_after": 0.1, "multiplier": 0.1}
 
     def __init__(self, shape: tuple[int, ...], *, layer, blocks: int):
         import tensorflow as tf
