@@ -68,7 +68,7 @@ def smoke_run(tmp_path_factory):
     return runs[0], process
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["sweep"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["sweep"], ["report"], ["show"], ["configs"]])
 def test_help_is_instant_and_does_not_import_tensorflow(command):
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom bn_lab import cli\n"
