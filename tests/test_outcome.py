@@ -39,17 +39,20 @@ def test_best_is_the_earliest_highest_point():
 
 
 @pytest.mark.parametrize(
-    "diverged, share, expected",
+    "diverged, share, accuracy, expected",
     [
-        (True, None, "diverged"),
-        (False, 1.0, "collapsed"),
-        (False, 0.9, "collapsed"),
-        (False, 0.89, "learned"),
-        (False, 0.113, "learned"),
+        (True, None, None, "diverged"),
+        (False, 0.2, None, "diverged"),  # finite loss, but the last update left logits that are not numbers
+        (False, 1.0, 0.1126, "collapsed"),
+        (False, 0.9, 0.2, "collapsed"),
+        (False, 0.89, 0.5, "learned"),
+        (False, 0.113, 0.97, "learned"),
+        (False, 0.3, 0.2125, "near chance"),  # chance 0.1126 (class 1's share) + 0.1
+        (False, 0.3, 0.2126, "learned"),
     ],
 )
-def test_outcome_rule(diverged, share, expected):
-    assert outcome.classify(diverged, share) == expected
+def test_outcome_rule(diverged, share, accuracy, expected):
+    assert outcome.classify(diverged, share, accuracy, chance=0.1126) == expected
 
 
 def tiny(scale: float) -> dict:
@@ -107,7 +110,10 @@ def test_real_runs_learn_collapse_and_diverge(tiny_runs):
             last = metrics_rows(run["dir"], variant, "validation")[-1]
             if not v["diverged"]:
                 assert last[0] == 60 and v["top_class_share"] == last[2], (init, variant)
-            assert v["outcome"] == outcome.classify(v["diverged"], v["top_class_share"]), (init, variant)
+            chance = run["chance_val_accuracy"]
+            assert v["outcome"] == outcome.classify(
+                v["diverged"], v["top_class_share"], v["final_val_accuracy"], chance
+            )
     # From N(0, 5^2) the plain network's loss is NaN at once: diverged, with the step, no accuracy.
     assert bad["without_bn"]["outcome"] == "diverged" and bad["without_bn"]["diverged_at_step"] >= 1
     assert bad["without_bn"]["late_val_accuracy"] is None and bad["without_bn"]["final_val_accuracy"] is None
@@ -116,6 +122,8 @@ def test_real_runs_learn_collapse_and_diverge(tiny_runs):
 
     labels = data.load_mnist(val_limit=500).validation.labels
     assert tiny_runs["bad"]["tf1_diverged_val_accuracy"] == pytest.approx((labels == 0).mean())
+    # Chance, what "near chance" is measured from: always answering the commonest validation class.
+    assert tiny_runs["bad"]["chance_val_accuracy"] == pytest.approx(max((labels == c).mean() for c in range(10)))
 
 
 @pytest.mark.slow

@@ -80,7 +80,9 @@ def expected(sweep_dir: Path, point: str, threshold: float, which: str = "late")
                 value += f" ({diverged}/{len(finished)} diverged)"
             text[f"{which} val acc {column}"] = value
         text[f"success {column}"] = f"{sum(a >= threshold for a in accuracies)}/{len(finished)}"
-        counts = {o: sum(v["outcome"] == o for v in finished) for o in ("learned", "collapsed", "diverged")}
+        counts = {
+            o: sum(v["outcome"] == o for v in finished) for o in ("learned", "near chance", "collapsed", "diverged")
+        }
         text[f"outcomes {column}"] = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     paired = [
         figure(s["variants"]["with_bn"], which) - figure(s["variants"]["without_bn"], which)

@@ -1,4 +1,5 @@
-"""What a network's run amounts to: robust accuracy figures and an outcome (learned, collapsed, diverged).
+"""What a network's run amounts to: robust accuracy figures and an outcome (learned, near chance,
+collapsed, diverged).
 
 Several of the lesson's cells are chaotic: relu at lr 2 with bad init and BN swings between
 0.35 and 0.90 validation accuracy from one evaluation to the next, so the final point of a
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from bn_lab.store.schema import COLLAPSED, DIVERGED, LEARNED
+from bn_lab.store.schema import COLLAPSED, DIVERGED, LEARNED, NEAR_CHANCE
 
 # Which accuracy of a run a report aggregates over seeds: the late-window mean (robust: the
 # default), the final point (what the lesson printed) or the best point.
@@ -68,12 +69,23 @@ def best_figure(points: list[tuple[int, float]]) -> dict | None:
     return {"accuracy": accuracy, "step": step}
 
 
-def classify(diverged: bool, top_class_share: float | None) -> str:
-    """diverged (the loss became NaN/inf), collapsed (nearly constant predictions) or learned."""
-    if diverged:
+# Near chance: the final validation accuracy is less than this above chance, the accuracy of always
+# answering the validation split's commonest class (MNIST: 0.1126, so below 0.2126): its
+# predictions vary, but it has learned next to nothing (a plain sigmoid MLP at lr 0.01 after
+# 50,000 steps sits at 0.14-0.19).
+NEAR_CHANCE_MARGIN = 0.1
+
+
+def classify(diverged: bool, top_class_share: float | None, accuracy: float | None, chance: float) -> str:
+    """diverged (the loss became NaN/inf; or the last step's update left weights whose logits are
+    not numbers: accuracy None), collapsed (at least COLLAPSE_SHARE of the validation images get one
+    class), near chance (accuracy < chance + NEAR_CHANCE_MARGIN) or learned."""
+    if diverged or accuracy is None:
         return DIVERGED
     if top_class_share is not None and top_class_share >= COLLAPSE_SHARE:
         return COLLAPSED
+    if accuracy < chance + NEAR_CHANCE_MARGIN:
+        return NEAR_CHANCE
     return LEARNED
 
 

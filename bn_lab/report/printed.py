@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bn_lab.config import arms
 from bn_lab.config.user_text import flattened
+from bn_lab.report import outcome
 from bn_lab.store import rundir, schema
 
 
@@ -110,6 +111,13 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
                 f"{n.replace('_', ' ')}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped "
                 f"(the lesson's TF1 code printed {summary_data['tf1_diverged_val_accuracy']:.4f} for such a network: "
                 "the argmax of NaN logits is class 0, and that is class 0's share of the validation images)"
+            )
+        elif v[n]["outcome"] == schema.NEAR_CHANCE and "chance_val_accuracy" in summary_data:
+            chance = summary_data["chance_val_accuracy"]
+            lines.append(
+                f"{n.replace('_', ' ')}: near chance: {v[n]['final_val_accuracy']:.4f} is less than "
+                f"{outcome.NEAR_CHANCE_MARGIN} above {chance:.4f}, what always answering the commonest class "
+                "gets: it learned next to nothing"
             )
         elif v[n]["outcome"] == schema.COLLAPSED:
             lines.append(

@@ -16,8 +16,8 @@ from bn_lab.config.yaml_io import shown
 from bn_lab.disk.files import open_regular
 
 # A network's outcome, as summary.json's `outcome` records it (bn_lab.report.outcome says which).
-LEARNED, COLLAPSED, DIVERGED = "learned", "collapsed", "diverged"
-OUTCOMES = (LEARNED, COLLAPSED, DIVERGED)
+LEARNED, NEAR_CHANCE, COLLAPSED, DIVERGED = "learned", "near chance", "collapsed", "diverged"
+OUTCOMES = (LEARNED, NEAR_CHANCE, COLLAPSED, DIVERGED)
 
 # metrics.csv: one row per (variant, step, split); `variant` is the arm's name (bn_lab.config.arms).
 METRICS_COLUMNS = ["variant", "step", "split", "loss", "accuracy", "top_class_share"]

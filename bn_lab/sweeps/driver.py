@@ -114,6 +114,12 @@ def _fatal_errors() -> tuple[type, ...]:
     return DataError, DeviceError
 
 
+def _late(variant_summary: dict) -> str:
+    """The late accuracy of a progress line; a dash where the evaluations gave none (logits not numbers)."""
+    late = sweep_results.figure_of(variant_summary, "late")
+    return "—" if late is None else f"{late:.4f}"
+
+
 @dataclass
 class SweepResult:
     sweep_dir: Path
@@ -167,11 +173,7 @@ class SweepProgress:
             v, style = finished["variants"], arms.recorded(finished)
             status = "  ".join(
                 f"{style[n]['short'] if n in style else n} "
-                + (
-                    f"diverged at step {r['diverged_at_step']}"
-                    if r["diverged"]
-                    else f"{r['outcome']} {sweep_results.figure_of(r, 'late'):.4f}"
-                )
+                + (f"diverged at step {r['diverged_at_step']}" if r["diverged"] else f"{r['outcome']} {_late(r)}")
                 for n, r in v.items()
             )
             status = f"late val acc {status}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
+
 from bn_lab.config import arms
 from bn_lab.config import loading as configs
 from bn_lab.report import outcome
@@ -26,12 +28,15 @@ def _points(evaluations, variant: str, split: str) -> list[tuple[int, float]]:
     ]
 
 
-def arm_summary(config: dict, result, name: str) -> dict:
-    """One arm's figures: the final point, the robust ones (late window, best), its outcome."""
+def arm_summary(config: dict, result, name: str, chance: float = 0.0) -> dict:
+    """One arm's figures: the final point, the robust ones (late window, best), its outcome.
+    chance: the validation accuracy of always answering its commonest class."""
     r, steps = result.arms[name], config["train"]["steps"]
     validation = _points(result.evaluations, name, schema.VALIDATION)
     figures = {
-        "outcome": outcome.classify(r.diverged, _finite(r.final_top_class_share)),
+        "outcome": outcome.classify(
+            r.diverged, _finite(r.final_top_class_share), _finite(r.final_val_accuracy), chance
+        ),
         "final_val_accuracy": _finite(r.final_val_accuracy),
         "late_val_accuracy": None if r.diverged else outcome.late_figures(validation, steps),
         "best_val_accuracy": outcome.best_figure(validation),
@@ -193,7 +198,8 @@ def branch_shares(diagnostic_rows: list[dict], variant: str) -> dict | None:
 
 
 def summary(config: dict, result, wall_seconds: float, device: str, validation_labels) -> dict:
-    variants = {name: arm_summary(config, result, name) for name in result.arms}
+    chance = float(np.bincount(validation_labels).max() / len(validation_labels))
+    variants = {name: arm_summary(config, result, name, chance) for name in result.arms}
     for figures in variants.values():
         figures["wall_seconds"] = round(wall_seconds, 2)
     return {
@@ -218,6 +224,8 @@ def summary(config: dict, result, wall_seconds: float, device: str, validation_l
         # What the lesson's TF1 code printed for a diverged network: the argmax of NaN logits
         # is class 0, so its "accuracy" is the share of class 0 in the validation split.
         "tf1_diverged_val_accuracy": float((validation_labels == 0).mean()),
+        # Always answering the commonest class: "near chance" is less than NEAR_CHANCE_MARGIN above it.
+        "chance_val_accuracy": chance,
         "variants": variants,
         "arms": [arm.as_dict() for arm in arms.of(config) if arm.name in variants],
     }
