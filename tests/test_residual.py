@@ -199,3 +199,24 @@ def test_residual_yaml_trains_the_four_arms_and_the_probe_changes_nothing(tmp_pa
     for arm in summary["arms"]:  # each arm's line, in its color
         assert (abs(pixels - colors.to_rgb(arm["color"])).max(axis=1) < 0.02).sum() > 20, arm
     assert not (tmp_path / "off" / "residual_variance.png").exists()
+
+
+def test_standardized_inputs_are_each_channels_pixels_less_the_training_mean_over_the_std(tiny_mnist):
+    import tensorflow as tf
+
+    from bn_lab.nets import network as models
+
+    mean, std = tiny_mnist.pixel_statistics()
+    pixels = tiny_mnist.train.images.astype(np.float64) / 255
+    np.testing.assert_allclose([mean[0], std[0]], [pixels.mean(), pixels.std()], rtol=1e-12)
+    c = resnet_config([1])
+    network = build_network(c, initial_weights(c), arms.named(c, "bn"), input_statistics=(mean, std))
+    x = network.inputs(tf.constant(tiny_mnist.train.images[:4]))
+    expected = ((tiny_mnist.train.images[:4] / 255 - mean[0]) / std[0]).reshape(4, 28, 28, 1)
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-6)
+    # Colour images: each channel its own statistics, whatever shape the model takes.
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 2 * 2 * 3), dtype=np.uint8)
+    statistics = ([0.1, 0.5, 0.9], [0.2, 0.3, 0.4])
+    flat = models.to_inputs(tf.constant(rgb), (12,), statistics).numpy()
+    per_channel = (rgb.reshape(5, 4, 3) / 255 - statistics[0]) / statistics[1]
+    np.testing.assert_allclose(flat, per_channel.reshape(5, 12), rtol=1e-5, atol=1e-6)

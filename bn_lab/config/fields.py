@@ -183,6 +183,12 @@ FIELDS: dict[str, Field] = {
     "data.classes_per_batch": Field(
         2, int, "class_grouped: how many classes each training batch is drawn from", _at_least(1)
     ),
+    "data.standardize": Field(
+        False,
+        bool,
+        "feed the networks (pixel − mean) / std per channel, over the training split, instead of pixels in [0, 1] "
+        "(what networks without normalization at their input need: the residual experiments)",
+    ),
     "data.train_limit": Field(None, int, "use only the first N training images", _at_least(1), nullable=True),
     "data.val_limit": Field(None, int, "use only the first N validation images", _at_least(1), nullable=True),
     "data.test_limit": Field(None, int, "use only the first N test images", _at_least(1), nullable=True),

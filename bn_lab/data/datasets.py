@@ -68,6 +68,13 @@ class Dataset:
             "sizes": {name: int(len(getattr(self, name).labels)) for name in SPLITS},
         }
 
+    def pixel_statistics(self) -> tuple[list[float], list[float]]:
+        """The mean and standard deviation of each channel's pixels (in [0, 1]) over the training
+        split as used: what `data.standardize` subtracts and divides by."""
+        channels = self.declaration.image_shape[2]
+        pixels = self.train.images.reshape(-1, channels).astype(np.float64) / 255.0
+        return pixels.mean(axis=0).tolist(), pixels.std(axis=0).tolist()
+
 
 def entry(data: dict):
     """The registry entry of a config's data section."""

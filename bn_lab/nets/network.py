@@ -47,9 +47,14 @@ def kept(variables):
         restore(variables, saved)
 
 
-def to_inputs(images, input_shape):
-    """uint8 images (N, height·width·channels) -> float32 network inputs in [0, 1], shaped for the model."""
+def to_inputs(images, input_shape, statistics: tuple | None = None):
+    """uint8 images (N, height·width·channels) -> float32 network inputs in [0, 1], shaped for the
+    model; with statistics (per-channel mean and std: Dataset.pixel_statistics), standardized."""
     x = tf.cast(images, tf.float32) / 255.0
+    if statistics is not None:
+        mean, std = (tf.constant(v, tf.float32) for v in statistics)
+        channels = len(statistics[0])
+        x = tf.reshape((tf.reshape(x, (-1, channels)) - mean) / std, tf.shape(x))
     return tf.reshape(x, (-1,) + tuple(input_shape))
 
 
@@ -58,12 +63,21 @@ class Network(tf.Module):
     per hidden layer, and the end of a hidden layer (bias, normalizer, activation, as the arm's
     placement says). A family defines the forward pass, `__call__`."""
 
-    def __init__(self, config: dict, architecture: Architecture, initial_weights: list[np.ndarray], arm):
+    def __init__(
+        self,
+        config: dict,
+        architecture: Architecture,
+        initial_weights: list[np.ndarray],
+        arm,
+        input_statistics: tuple | None = None,
+    ):
         """arm: what its hidden layers have (bn_lab.config.arms); a seeded normalizer's streams are the
-        run's seed, the arm's name and the layer."""
+        run's seed, the arm's name and the layer. input_statistics: (mean, std) per channel that
+        `inputs` standardizes with (data.standardize), or None."""
         # Not the arm's name: TensorFlow takes only Python identifiers for a module's, an arm's may be `no-bn`.
         super().__init__()
         self.arm = arm
+        self.input_statistics = input_statistics
         self.architecture = architecture
         self.input_shape = architecture.input_shape
         self.hidden = architecture.hidden
@@ -97,6 +111,10 @@ class Network(tf.Module):
             self.parameters += list(norm.trainable.values())
             self.learning_rate_factors += [norm.LEARNING_RATE_FACTORS.get(n, 1.0) for n in norm.trainable]
         self.population_statistics = [v for norm in self.norms for v in norm.population_statistics]
+
+    def inputs(self, images):
+        """uint8 images (N, height·width·channels) as this network takes them (to_inputs)."""
+        return to_inputs(images, self.input_shape, self.input_statistics)
 
     def step_gradients(self, gradients) -> list:
         """The gradients an optimizer step takes: each scaled by its parameter's learning-rate factor
@@ -204,8 +222,8 @@ class StackNetwork(Network):
     fast=False there.
     """
 
-    def __init__(self, config, architecture, initial_weights, arm, *, fast: bool = False):
-        super().__init__(config, architecture, initial_weights, arm)
+    def __init__(self, config, architecture, initial_weights, arm, input_statistics=None, *, fast: bool = False):
+        super().__init__(config, architecture, initial_weights, arm, input_statistics)
         self.fast = fast
         self._compiled_layer_ends = {}  # (layer, training) -> XLA-compiled (runtime.compiled)
 
@@ -248,10 +266,18 @@ class StackNetwork(Network):
         return self._compiled_layer_ends[key]
 
 
-def build(config: dict, architecture: Architecture, initial_weights: list[np.ndarray], arm, *, fast: bool = False):
-    """The network of the architecture's family, for one arm."""
+def build(
+    config: dict,
+    architecture: Architecture,
+    initial_weights: list[np.ndarray],
+    arm,
+    input_statistics: tuple | None = None,
+    *,
+    fast: bool = False,
+):
+    """The network of the architecture's family, for one arm (input_statistics: Network's)."""
     if architecture.family == "resnet":
         from bn_lab.nets.resnet import ResidualNetwork
 
-        return ResidualNetwork(config, architecture, initial_weights, arm)
-    return StackNetwork(config, architecture, initial_weights, arm, fast=fast)
+        return ResidualNetwork(config, architecture, initial_weights, arm, input_statistics)
+    return StackNetwork(config, architecture, initial_weights, arm, input_statistics, fast=fast)

@@ -64,7 +64,7 @@ class BranchVariance:
         network = self.network
         with models.kept(network.population_statistics):
             residuals = []
-            network(models.to_inputs(batch_images, network.input_shape), training=True, residuals=residuals)
+            network(network.inputs(batch_images), training=True, residuals=residuals)
         return tf.stack(
             [
                 tf.stack([channel_variance(branch), channel_variance(skip), channel_variance(skip + branch)])

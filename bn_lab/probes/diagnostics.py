@@ -93,7 +93,7 @@ class Probe:
         # of the kernel w is, the arm's normalizer declares.
         self.invariance = network.arm.scale_invariance
         self.groups = [norm.groups for norm in network.norms]
-        self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
+        self.probe_inputs = network.inputs(tf.constant(probe_images))  # converted once
         self._measure = runtime.compiled(self._measure_impl, jit_compile=jit)
 
     def _measure_impl(self, probe_inputs):

@@ -48,7 +48,7 @@ def _optimizer_variables(optimizer) -> list:
 class ICS:
     def __init__(self, network: models.Network, loss, optimizer, probe_images: np.ndarray, unit: int):
         self.network, self.loss, self.optimizer, self.unit = network, loss, optimizer, unit
-        self.probe_inputs = models.to_inputs(tf.constant(probe_images), network.input_shape)  # converted once
+        self.probe_inputs = network.inputs(tf.constant(probe_images))  # converted once
         hidden = len(network.hidden)
         self.layers = network.parameter_layers()  # each parameter's layer, in declared (forward) order
         refs = [v.ref() for v in network.parameters]  # by identity: == on variables compares values
@@ -74,7 +74,7 @@ class ICS:
         activation_inputs = []
         network(self.probe_inputs, training=True, activation_inputs=activation_inputs)
         bands = [percentiles(tf.reshape(h, (-1, h.shape[-1]))[:, self.unit]) for h in activation_inputs]
-        x = models.to_inputs(batch_images, network.input_shape)
+        x = network.inputs(batch_images)
         gradients = self._gradients(x, batch_labels, statistics, saved_statistics)
         self.optimizer.apply_gradients(zip(network.step_gradients(gradients), parameters))
         updated = models.snapshot(parameters)

@@ -45,7 +45,7 @@ class Landscape:
         network = self.network
         parameters, statistics = network.parameters, network.population_statistics
         saved_parameters, saved_statistics = models.snapshot(parameters), models.snapshot(statistics)
-        x = models.to_inputs(batch_images, network.input_shape)
+        x = network.inputs(batch_images)
         loss, gradient = self._loss_and_gradient(x, batch_labels)
         flat = tf.concat([tf.reshape(g, [-1]) for g in gradient], axis=0)
 

@@ -96,7 +96,7 @@ class Evaluator:
 
     def _evaluate_impl(self, arm, images, labels):
         network = self.networks[arm]
-        logits = network(models.to_inputs(images, network.input_shape), training=False)
+        logits = network(network.inputs(images), training=False)
         n = tf.cast(tf.shape(labels)[0], tf.float32)
         predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
         counts = tf.reduce_sum(
@@ -123,7 +123,7 @@ class Evaluator:
         def body(i, sums):
             moments = []
             network(
-                models.to_inputs(batches[i], network.input_shape),
+                network.inputs(batches[i]),
                 training=True,
                 bn_moments=moments,
                 exact_statistics_pass=True,
@@ -148,7 +148,7 @@ class Evaluator:
         count = tf.shape(images)[0]
 
         def body(i, loss_sum, correct_sum, counts):
-            x = models.to_inputs(images[i], network.input_shape)
+            x = network.inputs(images[i])
             logits = network(x, training=True, group_size=0 if whole else None)
             n = tf.cast(tf.shape(labels[i])[0], tf.float32)
             predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
@@ -177,7 +177,7 @@ class Evaluator:
 
         def body(i, predictions):
             # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
-            logits = network(models.to_inputs(images[i][None], network.input_shape), training=training)
+            logits = network(network.inputs(images[i][None]), training=training)
             # NO_PREDICTION where the logits are not numbers: their argmax, class 0, is no prediction.
             found = tf.where(
                 tf.reduce_all(tf.math.is_finite(logits[0])), tf.argmax(logits[0], output_type=tf.int32), NO_PREDICTION

@@ -94,7 +94,10 @@ def run_experiment(
 
     dataset = datasets.load(config["data"])
     files.write_text(workdir / rundir.CONFIG, dump(config))
-    env = provenance.environment(config, device_info, dataset.describe(), command_line)
+    described = dataset.describe()
+    if config["data"]["standardize"]:  # what the networks' inputs are standardized with
+        described["pixel_mean"], described["pixel_std"] = dataset.pixel_statistics()
+    env = provenance.environment(config, device_info, described, command_line)
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 
     from bn_lab.training import train

@@ -92,8 +92,11 @@ class Trainer:
         # The model, for the data's images and classes (bn_lab.nets.architecture).
         self.architecture = architectures.declare(config, data.declaration.image_shape, data.declaration.classes)
         # Outside XLA (the conv net), the networks take their faster CPU formulation (bn_lab.nets.network).
+        # data.standardize: the inputs are standardized with the training split's pixel statistics.
+        statistics = data.pixel_statistics() if config["data"]["standardize"] else None
         self.networks = {
-            a.name: models.build(config, self.architecture, initial_weights, a, fast=not jit) for a in chosen
+            a.name: models.build(config, self.architecture, initial_weights, a, statistics, fast=not jit)
+            for a in chosen
         }
         self.optimizers = {a: make_optimizer(config) for a in self.arms}
         for a in self.arms:
@@ -176,7 +179,7 @@ class Trainer:
         network, optimizer = self.networks[arm], self.optimizers[arm]
 
         def body(i, first_bad, gradient_norms):
-            x = models.to_inputs(batch_images[i], network.input_shape)
+            x = network.inputs(batch_images[i])
             loss, gradients = self._loss_and_gradients(arm, x, batch_labels[i])
             optimizer.apply_gradients(zip(network.step_gradients(gradients), network.parameters))
             # Only in the last step: norms taken in every step slowed the MLP's XLA loop visibly.
@@ -195,7 +198,7 @@ class Trainer:
         )
         if not self.config["train"]["train_eval_every"]:
             return first_bad, gradient_norms, ()
-        x, y = models.to_inputs(batch_images[count - 1], network.input_shape), batch_labels[count - 1]
+        x, y = network.inputs(batch_images[count - 1]), batch_labels[count - 1]
         logits = network(x, training=False)
         return (
             first_bad,
@@ -247,7 +250,7 @@ class Trainer:
         images, labels = self.next_batch()
         network = self.networks[arm]
         with models.kept(network.population_statistics):
-            _, gradients = self._loss_and_gradients(arm, models.to_inputs(images, network.input_shape), labels)
+            _, gradients = self._loss_and_gradients(arm, network.inputs(images), labels)
         return self._hidden_gradient_norms(arm, gradients).numpy()
 
     def measure(self, arm: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
