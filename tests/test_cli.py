@@ -87,8 +87,26 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert (run_dir.parent / "latest").read_text() == run_dir.name + "\n"
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 
-    runs = EventMultiplexer().AddRunsFromDirectory(str(run_dir.parent.parent)).Runs()
+    multiplexer = EventMultiplexer().AddRunsFromDirectory(str(run_dir.parent.parent))
+    runs = multiplexer.Runs()
     assert sorted(runs) == [f"smoke/{run_dir.name}/tensorboard/{v}" for v in ("with_bn", "without_bn")]
+    # Each arm's hyperparameters, as TensorBoard's HParams dashboard reads them back.
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    multiplexer.Reload()
+    for arm, normalizer in (("without_bn", "none"), ("with_bn", "batch_norm")):
+        content = multiplexer.PluginRunToTagToContent("hparams")[f"smoke/{run_dir.name}/tensorboard/{arm}"]
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+        hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+        assert (
+            hparams["arm"] == arm and hparams["normalizer"] == normalizer and start.group_name == f"smoke_seed0/{arm}"
+        )
+        assert (
+            hparams["optimizer.learning_rate"] == 0.5 and hparams["data.train_limit"] == 2000
+        )  # set away from its default
+        assert hparams["description"] == SMOKE_RUN["description"] and hparams["train.steps"] == 200
+        assert ("normalizer.momentum" in hparams) == (arm == "with_bn")
+    assert process.stdout.rstrip().endswith(f"tensorboard --logdir {run_dir}")
     # No staging or temporary files left beside or inside the run.
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
     assert not [p for p in run_dir.rglob(".*")]

@@ -126,4 +126,5 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
             )
     written = ", ".join(name for name in rundir.RUN_ENTRIES if (Path(run_dir) / name).is_file())
     lines.append(f"results: {run_dir}/ ({written})")
+    lines.append(f"curves, diagnostics and hyperparameters in TensorBoard: tensorboard --logdir {run_dir}")
     return "\n".join(lines)

@@ -140,6 +140,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     written = [rundir.SUMMARY_CSV] + [rundir.HEATMAP] * heatmap + [rundir.CURVES] * curves
     written += [rundir.MECHANISM] * drawn + [rundir.ALONG_AXIS] * along
     printed.append(f"report: {sweep_dir}/{rundir.REPORT} ({', '.join(written)})")
+    printed.append(f"every cell's curves and hyperparameters in TensorBoard: tensorboard --logdir {sweep_dir}")
     return "\n".join(printed)
 
 

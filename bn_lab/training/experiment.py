@@ -101,12 +101,17 @@ def run_experiment(
     files.write_json(workdir / rundir.ENVIRONMENT, env)
 
     from bn_lab.training import train
-    from bn_lab.training.events import EventWriters
+    from bn_lab.training.events import EventWriters, hyperparameters
 
     initial_weights = weights.initial_weights(config, declared.architecture(config))
     trainer = train.Trainer(config, dataset, initial_weights)
     run_arms = arms.of(config)
-    events = EventWriters(workdir, [a.name for a in run_arms])
+    events = EventWriters(
+        workdir,
+        [a.name for a in run_arms],
+        {a.name: hyperparameters(config, a) for a in run_arms},
+        trial=f"{config['experiment']}_seed{config['seed']}",
+    )
     shorts = {a.name: a.short for a in run_arms}
     bar = Progress(
         config["train"]["steps"], shorts, progress if progress != "none" else "quiet", config["experiment"] + " "
