@@ -1,6 +1,8 @@
 import re
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.conftest import ROOT, bnlab
 
 
 def readme_commands():
@@ -9,15 +11,34 @@ def readme_commands():
 
 def test_ci_runs_the_readme_test_command_verbatim():
     install_and_run, tests = readme_commands()[:2]
-    assert "bnlab run configs/relu_lr2_badinit.yaml" in install_and_run
+    assert install_and_run.endswith("bnlab run smoke")
     assert "pytest" in tests
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci  # the same line, not a hand-made variant of it
 
 
 def test_every_config_the_readme_names_exists():
-    for name in re.findall(r"configs/([\w.]+\.yaml)", (ROOT / "README.md").read_text()):
-        assert (ROOT / "configs" / name).is_file(), name
+    text = (ROOT / "README.md").read_text()
+    for name in re.findall(r"configs/([\w.]+\.yaml)", text) + re.findall(r"bnlab (?:run|sweep) ([a-z][\w.]*)", text):
+        assert (ROOT / "configs" / f"{name.removesuffix('.yaml')}.yaml").is_file(), name
+
+
+@pytest.mark.slow
+def test_the_quick_starts_output_is_what_the_readme_shows(tmp_path):
+    """The smoke config's whole printed output, but for this machine's seconds and steps/s and the
+    run's directory, as the README shows it (it is the same with another CPU's kernels: the README
+    was checked with AVX-512 and with AVX2 kernels)."""
+    shown = re.search(r"```\n(smoke \(seed 0.*?)\n```", (ROOT / "README.md").read_text(), re.S).group(1)
+    process = bnlab("run", "smoke", "--out", tmp_path / "run", cwd=tmp_path)
+    assert process.returncode == 0, process.stderr
+    printed = process.stdout[process.stdout.index("smoke (seed 0") :].rstrip("\n")
+
+    def machine_free(text: str) -> str:
+        text = re.sub(r"200 steps, [\d.]+ s on cpu", "200 steps, … s on cpu", text)
+        text = re.sub(r"(training speed, steps/s) +[\d,]+ +[\d,]+", r"\1 …", text)
+        return re.sub(r"\S*(smoke/<YYYYmmdd-HHMMSS>-seed0|/run)/?", "RUN", text)
+
+    assert machine_free(printed) == machine_free(shown)
 
 
 def test_the_docs_table_of_config_keys_is_the_configs_own():

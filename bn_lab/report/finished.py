@@ -104,12 +104,12 @@ class Run:
         )
 
     def metrics_frame(self):
-        """The metrics as a pandas DataFrame (pandas is optional: pip install pandas)."""
+        """The metrics as a pandas DataFrame (pandas is optional: pip install 'bn_lab[frames]')."""
         try:
             import pandas
         except ImportError:
             raise ImportError(
-                "Run.metrics_frame needs pandas (pip install pandas); Run.metrics has the same columns"
+                "Run.metrics_frame needs pandas (pip install 'bn_lab[frames]'); Run.metrics has the same columns"
             ) from None
         return pandas.DataFrame(self.metrics)
 
