@@ -81,9 +81,10 @@ def _show_figures_inline() -> None:
 
 
 def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = None, *, styles: dict | None = None):
-    """Validation accuracy vs training step for every arm on one plot, y from 0 to 1."""
+    """Validation accuracy vs training step for every arm on one plot, y from 0 to 1, with the
+    training steps' own accuracy (thin) and the other evaluation modes; the legend beside the axes."""
     styles = styles or arms.LESSON_STYLES
-    figure = new_figure(figsize=(8, 4.5))
+    figure = new_figure(figsize=(11, 4.5))
     axes = figure.subplots()
     for variant, style in styles.items():
         points = [
@@ -97,6 +98,13 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
             label += f" (diverged at step {diverged_at[variant]:,})"
             axes.axvline(diverged_at[variant], color=style["color"], linestyle=":", linewidth=1)
         axes.plot(steps, accuracies, color=style["color"], label=label, marker="." if len(steps) < 30 else None)
+        own = [
+            (r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == schema.TRAINING_STEPS
+        ]
+        if own:
+            axes.plot(
+                *zip(*own), color=style["color"], linewidth=2.5, alpha=0.25, label=f"{style['label']}, training steps"
+            )
         for mode in schema.OTHER_STATISTICS.values():
             other = [(r["step"], r["accuracy"]) for r in rows if r["variant"] == variant and r["split"] == mode.split]
             if other:
@@ -110,10 +118,10 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
                 )
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")
-    axes.set_ylabel("validation accuracy")
+    axes.set_ylabel("accuracy (validation, but where the legend says)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # off the curves
     return figure
 
 

@@ -46,6 +46,9 @@ OTHER_STATISTICS = {
     )
 }
 TRAIN_BATCH = "train_batch"  # the current training batch, inference mode (the conv net's log)
+# The training steps' own loss and accuracy (training mode, on the batches they trained on), the
+# mean over the steps since the previous validation evaluation: recorded at each one, at no cost.
+TRAINING_STEPS = "training_steps"
 TEST = "test"  # the test split: after training (and every train.test_every steps)
 # diagnostics.csv: long form; layer counts hidden layers from 1 ("all": the whole network).
 DIAGNOSTICS_COLUMNS = ["variant", "step", "layer", "quantity", "value"]

@@ -105,6 +105,7 @@ class Trainer:
         self.diverged_at: dict[str, int] = {}  # arm -> first step with a NaN/inf loss
         self.batches = ResidentBatches(config, data.train)
         self.steps_done = 0
+        self.step_sums: dict[str, tuple[int, float, float]] = {}  # arm -> steps, sum of losses, of correct
         self.gradient_norms: dict[str, np.ndarray] = {}  # arm -> its hidden kernels' gradient norms, last step
         precise = config["precise_bn"]
         self.precise_batches = None
@@ -156,10 +157,12 @@ class Trainer:
     # --- compiled pieces -------------------------------------------------------------
 
     def _loss_and_gradients(self, arm, x, y):
+        """The training step's loss, gradients and logits (training mode)."""
         network = self.networks[arm]
         with tf.GradientTape() as tape:
-            loss = self.loss(network(x, training=True), y)
-        return loss, tape.gradient(loss, network.parameters)
+            logits = network(x, training=True)
+            loss = self.loss(logits, y)
+        return loss, tape.gradient(loss, network.parameters), logits
 
     def _hidden_gradient_norms(self, arm, gradients):
         # network.parameters begins with the kernels: the hidden layers' ones come first.
@@ -170,17 +173,18 @@ class Trainer:
 
         Returns the first step whose loss was NaN/inf (-1 if none), the norm of each hidden
         kernel's gradient in the chunk's last step (for the diagnostics; computed in every
-        run, so that what is measured never changes what is trained) and, when configured,
-        the inference-mode loss/accuracy on the chunk's last batch.
+        run, so that what is measured never changes what is trained), the sums of the steps'
+        own losses and correct predictions (training mode: what the steps computed anyway) and,
+        when configured, the inference-mode loss/accuracy on the chunk's last batch.
         A tf.cond per step to stop a diverged arm at once cost speed (docs/performance.md);
         instead the driver leaves it out of the next chunk, and its numbers stay null.
         """
         count = tf.shape(batch_images)[0]
         network, optimizer = self.networks[arm], self.optimizers[arm]
 
-        def body(i, first_bad, gradient_norms):
+        def body(i, first_bad, gradient_norms, loss_sum, correct_sum):
             x = network.inputs(batch_images[i])
-            loss, gradients = self._loss_and_gradients(arm, x, batch_labels[i])
+            loss, gradients, logits = self._loss_and_gradients(arm, x, batch_labels[i])
             optimizer.apply_gradients(zip(network.step_gradients(gradients), network.parameters))
             # Only in the last step: norms taken in every step slowed the MLP's XLA loop visibly.
             gradient_norms = tf.cond(
@@ -190,19 +194,24 @@ class Trainer:
                 i + 1,
                 tf.where((first_bad < 0) & ~tf.math.is_finite(loss), first_step + i + 1, first_bad),
                 gradient_norms,
+                loss_sum + loss,
+                correct_sum + correct(logits, batch_labels[i]),
             )
 
         hidden = len(network.kernels) - 1
-        _, first_bad, gradient_norms = tf.while_loop(
-            lambda i, *_: i < count, body, (tf.constant(0), tf.constant(-1), tf.zeros([hidden]))
+        zero = tf.constant(0.0)
+        _, first_bad, gradient_norms, loss_sum, correct_sum = tf.while_loop(
+            lambda i, *_: i < count, body, (tf.constant(0), tf.constant(-1), tf.zeros([hidden]), zero, zero)
         )
+        sums = (loss_sum, correct_sum)
         if not self.config["train"]["train_eval_every"]:
-            return first_bad, gradient_norms, ()
+            return first_bad, gradient_norms, sums, ()
         x, y = network.inputs(batch_images[count - 1]), batch_labels[count - 1]
         logits = network(x, training=False)
         return (
             first_bad,
             gradient_norms,
+            sums,
             (self.loss(logits, y), correct(logits, y) / tf.cast(tf.shape(y)[0], tf.float32)),
         )
 
@@ -250,7 +259,7 @@ class Trainer:
         images, labels = self.next_batch()
         network = self.networks[arm]
         with models.kept(network.population_statistics):
-            _, gradients = self._loss_and_gradients(arm, network.inputs(images), labels)
+            _, gradients, _ = self._loss_and_gradients(arm, network.inputs(images), labels)
         return self._hidden_gradient_norms(arm, gradients).numpy()
 
     def measure(self, arm: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
@@ -285,13 +294,24 @@ class Trainer:
         outputs = self._run_chunk(tf.constant(self.steps_done), count, self.alive_arms())
         self.steps_done += count
         last = {}
-        for a, (first_bad, gradient_norms, last_batch) in outputs.items():
+        for a, (first_bad, gradient_norms, (loss_sum, correct_sum), last_batch) in outputs.items():
             self.gradient_norms[a] = gradient_norms.numpy()
             if int(first_bad) >= 0:
                 self.diverged_at[a] = int(first_bad)
-            elif last_batch:
+                continue
+            steps, losses, correct_count = self.step_sums.get(a, (0, 0.0, 0.0))
+            self.step_sums[a] = (steps + count, losses + float(loss_sum), correct_count + float(correct_sum))
+            if last_batch:
                 last[a] = (float(last_batch[0]), float(last_batch[1]))
         return last
+
+    def training_steps_figures(self, arm: str) -> tuple[float, float] | None:
+        """The mean loss and accuracy of the arm's own training steps since the last call (training
+        mode, on the batches they trained on), or None without any; starts the next window."""
+        steps, losses, correct_count = self.step_sums.pop(arm, (0, 0.0, 0.0))
+        if not steps:
+            return None
+        return losses / steps, correct_count / (steps * self.config["train"]["batch_size"])
 
     def run(
         self,
@@ -319,6 +339,8 @@ class Trainer:
                 if split is None:
                     new.append(Evaluation(v, step, split_name, *last_batch[v]))
                     continue
+                if (own := self.training_steps_figures(v)) is not None:  # the steps since the last one
+                    new.append(Evaluation(v, step, schema.TRAINING_STEPS, *own))
                 new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
                 if self.checks.has_exact_statistics(v):
                     new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
