@@ -45,3 +45,15 @@ def test_paired_t_interval_is_mean_plus_minus_t_times_the_standard_error():
     assert intervals.t_interval([0.1]) is None and intervals.t_interval([]) is None
     assert intervals.uplift_text(differences) == f"{low:+.4f} to {high:+.4f}"
     assert intervals.rate_text(4, 5) == "4/5 (0.38-0.96)" and intervals.rate_text(0, 0) == "—"
+
+
+def test_an_accuracy_uplift_is_clipped_to_what_it_can_be_and_a_two_seed_interval_says_so():
+    # The README's old example: two seeds, +0.78 ± 0.04 spread: t(1) = 12.7 makes it +0.41 to +1.15.
+    two = [0.7497, 0.8083]
+    low, high = intervals.t_interval(two)
+    assert high > 1  # beyond what a difference of accuracies can be
+    assert intervals.uplift_text(two, bounds=intervals.ACCURACY_DIFFERENCE) == f"{low:+.4f} to +1.0000 (clipped, n=2)"
+    assert intervals.uplift_text(two) == f"{low:+.4f} to {high:+.4f} (n=2)"
+    three = [0.1, 0.2, 0.15]
+    assert "(" not in intervals.uplift_text(three, bounds=intervals.ACCURACY_DIFFERENCE)
+    assert intervals.uplift_text([-0.99, -0.2, -0.98], bounds=intervals.ACCURACY_DIFFERENCE).startswith("-1.0000 to ")

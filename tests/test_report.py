@@ -30,6 +30,14 @@ def smoke(smoke_sweep, tmp_path_factory):
     return copy
 
 
+def two_seed_interval(mean: float, half: float) -> str:
+    """A two-seed accuracy uplift's interval as the report shows it: cut to [-1, 1] (a difference of
+    accuracies), and marked as resting on two seeds."""
+    low, high = max(mean - half, -1.0), min(mean + half, 1.0)
+    clipped = "clipped, " if (low, high) != (mean - half, mean + half) else ""
+    return f"{low:+.4f} to {high:+.4f} ({clipped}n=2)"
+
+
 @pytest.mark.slow
 def test_quiet_prints_nothing_and_a_finished_sweep_runs_no_cell(smoke):
     done = bnlab("sweep", REPO / "configs" / "sweep_smoke.yaml", "--results", smoke.parent, "--quiet", timeout=120)
@@ -223,7 +231,28 @@ def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
     assert float(bad["BN effective lr, last layer"].split()[0]) < 2 / 5.0**2 / 10  # lr/‖w‖² with ‖w‖ ~ 5·√100
     assert "Inside the network (diagnostics on)" in report_md and "`mechanism.png` draws both" in report_md
     assert (grid.path / "mechanism.png").read_bytes().startswith(PNG_MAGIC)
-    assert grid.report().endswith("(summary.csv, heatmap.png, curves.png, mechanism.png)")  # the printed list names it
+    assert "(summary.csv, heatmap.png, curves.png, mechanism.png)\n" in grid.report()  # the printed list names it
+
+
+@pytest.mark.slow
+def test_the_printed_table_fits_100_columns_and_wide_prints_the_reports_whole_table(smoke, tmp_path):
+    done = bnlab("report", smoke)
+    assert done.returncode == 0, done.stderr
+    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert table and max(map(len, table)) <= 100
+    assert [c.strip() for c in table[0].split("|")[1:6]] == [
+        "model.activation",
+        "init.scale",
+        "seeds",
+        "late noBN",
+        "late BN",
+    ]
+    wide = bnlab("report", smoke, "--wide")
+    whole = [line for line in (smoke / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert [line for line in wide.stdout.splitlines() if line.startswith("|")] == whole
+    assert max(map(len, whole)) > 100
+    shown = bnlab("show", smoke, "--wide", cwd=tmp_path)
+    assert [line for line in shown.stdout.splitlines() if line.startswith("|")] == whole
 
 
 @pytest.mark.slow
@@ -351,7 +380,7 @@ def test_success_rates_and_uplifts_carry_95_percent_intervals(smoke):
         ]
         if len(paired) == 2:
             mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
-            assert rows[point]["BN uplift, 95% CI (paired t)"] == f"{mean - half:+.4f} to {mean + half:+.4f}", point
+            assert rows[point]["BN uplift, 95% CI (paired t)"] == two_seed_interval(mean, half), point
         else:
             assert rows[point]["BN uplift, 95% CI (paired t)"] == "—", point
     assert rows["relu_goodinit"]["success with BN, 95% CI (Wilson)"] == "1/2 (0.09-0.91)"
@@ -494,9 +523,7 @@ def test_the_learning_rate_threshold_table(lr_sweep):
     ]
     if len(paired) == 2:
         mean, half = statistics.mean(paired), T_975_1 * statistics.stdev(paired) / 2**0.5
-        assert rows["with BN"]["uplift over without BN there, 95% CI (paired t)"] == (
-            f"{mean - half:+.4f} to {mean + half:+.4f}"
-        )
+        assert rows["with BN"]["uplift over without BN there, 95% CI (paired t)"] == two_seed_interval(mean, half)
 
 
 @pytest.mark.slow
@@ -534,7 +561,7 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
         ):
             moved = [b[quantity] - a[quantity] for a, b in zip(shift["without_bn"], shift["with_bn"])]
             mean, half = statistics.mean(moved), T_975_1 * statistics.stdev(moved) / 2**0.5
-            assert rows[lr][column] == f"{mean - half:+{digits}} to {mean + half:+{digits}}"
+            assert rows[lr][column] == f"{mean - half:+{digits}} to {mean + half:+{digits}} (n=2)"
         for s in (0, 1):
             for quantity in ("band_motion", "band_motion_relative", "ics_relative"):
                 assert (

@@ -87,8 +87,12 @@ def test_smoke_sweep_writes_every_cell_and_the_report(jobs1):
     relu_bad = next(row for row in table if row[:2] == ["relu", "bad (5)"])
     # BN's outcomes from the cells' own summaries (a chaotic cell's outcome may differ by CPU)
     with_bn = [summary(sweep_dir / f"relu_badinit_seed{seed}")["variants"]["with_bn"]["outcome"] for seed in (0, 1)]
-    outcomes = ", ".join(f"{with_bn.count(o)} {o}" for o in ("learned", "collapsed", "diverged") if with_bn.count(o))
-    assert relu_bad[2:6] == ["2/2", "2 diverged", outcomes, "diverged (2/2)"]
+    kinds = ("learned", "near chance", "collapsed", "diverged")
+    outcomes = ", ".join(f"{with_bn.count(o)} {o}" for o in kinds if with_bn.count(o))
+    assert relu_bad[2:4] == ["2/2", "diverged (2/2)"]  # the printed table: seeds, each arm's late accuracy
+    with open(sweep_dir / "report.md") as f:  # the whole table: the outcomes too
+        whole = [[c.strip() for c in line.strip().strip("|").split("|")] for line in f if line.startswith("| relu ")]
+    assert next(row for row in whole if row[1] == "bad (5)")[2:6] == ["2/2", "2 diverged", outcomes, "diverged (2/2)"]
     for name in ("heatmap.png", "curves.png"):  # what they draw: tests/test_report.py
         assert (sweep_dir / name).read_bytes().startswith(PNG_MAGIC)
 

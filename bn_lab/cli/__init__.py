@@ -17,6 +17,7 @@ from bn_lab.cli.shell import (
     FIGURE_OPTION,
     SET_OPTION,
     THRESHOLD_OPTION,
+    WIDE_OPTION,
     OneLineErrors,
     UserError,
     call,
@@ -172,6 +173,7 @@ def run(config_file, overrides, out, results_root, device, force, seeds, jobs, q
 @click.option("--force", is_flag=True, help="Rerun cells whose finished run has a different config.")
 @THRESHOLD_OPTION
 @FIGURE_OPTION
+@WIDE_OPTION
 @click.option("--dry-run", is_flag=True, help="List the cells and whether each is complete; run nothing.")
 @click.option("--quiet", is_flag=True, help="No progress and no report table on stdout.")
 def sweep(
@@ -188,6 +190,7 @@ def sweep(
     force,
     threshold,
     figure,
+    wide,
     dry_run,
     quiet,
 ):
@@ -240,6 +243,7 @@ def sweep(
         threshold=threshold,
         figure=figure,
         options=callers.SWEEP_COMMAND,
+        wide=wide,
     )
     if not quiet:
         click.echo(result.report)
@@ -250,13 +254,14 @@ def sweep(
 
 @main.command()
 @click.argument("path", metavar="PATH", type=click.Path(path_type=Path))
-def show(path):
+@WIDE_OPTION
+def show(path, wide):
     """Print a finished run's table as `bnlab run` printed it (PATH: a run directory or its
     `latest` file), a `--seeds` directory's table over seeds, or a sweep's report table.
     Reads the files; writes nothing."""
     from bn_lab.report.shown import shown
 
-    click.echo(call(shown, path))
+    click.echo(call(shown, path, wide=wide))
 
 
 @main.command("configs")
@@ -277,7 +282,8 @@ def list_configs(name):
 @click.argument("sweep_dir", metavar="SWEEP_DIR", type=click.Path(file_okay=False, path_type=Path))
 @THRESHOLD_OPTION
 @FIGURE_OPTION
-def report(sweep_dir, threshold, figure):
+@WIDE_OPTION
+def report(sweep_dir, threshold, figure, wide):
     """Write the report of a sweep directory (results/<sweep-name>/), finished or not.
 
     Writes summary.csv (one row per cell), report.md (one row per grid point, over seeds),
@@ -286,7 +292,7 @@ def report(sweep_dir, threshold, figure):
     """
     from bn_lab.report import sweep_report as reports
 
-    click.echo(call(reports.write_report, sweep_dir, threshold=threshold, figure=figure))
+    click.echo(call(reports.write_report, sweep_dir, threshold=threshold, figure=figure, wide=wide))
 
 
 @main.command()

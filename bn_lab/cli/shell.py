@@ -113,6 +113,11 @@ THRESHOLD_OPTION = click.option(
     show_default=True,
     help="Validation accuracy (of the aggregated figure) that counts as success in the report.",
 )
+WIDE_OPTION = click.option(
+    "--wide",
+    is_flag=True,
+    help="Print the report's whole table (report.md's), not the one that fits 100 columns.",
+)
 FIGURE_OPTION = click.option(
     "--figure",
     type=click.Choice(list(outcome.FIGURES)),

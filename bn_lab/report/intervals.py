@@ -63,7 +63,22 @@ def rate_text(successes: int, n: int) -> str:
     return "—" if interval is None else f"{successes}/{n} ({interval[0]:.2f}-{interval[1]:.2f})"
 
 
-def uplift_text(differences: list[float], digits: str = ".4f") -> str:
-    """e.g. '+0.0306 to +0.0376'."""
+# A difference of two accuracies lies in [-1, 1]: an interval beyond is cut there.
+ACCURACY_DIFFERENCE = (-1.0, 1.0)
+FEW = 3  # below this many values an interval is said to rest on them: "(n=2)"
+
+
+def uplift_text(differences: list[float], digits: str = ".4f", bounds: tuple[float, float] | None = None) -> str:
+    """e.g. '+0.0306 to +0.0376'; cut to bounds (what the quantity can be) and then marked
+    "(clipped)"; resting on fewer than FEW values, marked with their number, e.g. "(n=2)"."""
     interval = t_interval(differences)
-    return "—" if interval is None else f"{interval[0]:+{digits}} to {interval[1]:+{digits}}"
+    if interval is None:
+        return "—"
+    low, high = interval
+    marks = []
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+        marks.append("clipped")
+    if len(differences) < FEW:
+        marks.append(f"n={len(differences)}")
+    return f"{low:+{digits}} to {high:+{digits}}" + (f" ({', '.join(marks)})" if marks else "")

@@ -10,8 +10,9 @@ from bn_lab.store import rundir
 from bn_lab.store.sweep_manifest import load_manifest
 
 
-def shown(path: str | Path) -> str:
-    """The table; RunDirError, one line, for a path that is none of the three."""
+def shown(path: str | Path, wide: bool = False) -> str:
+    """The table (a sweep's: report.md's whole one with wide); RunDirError, one line, for a path
+    that is none of the three."""
     path = rundir.follow_latest(Path(path))
     if not path.is_dir():
         raise rundir.RunDirError(f"{path}: not a directory (a run, a --seeds directory or a sweep directory)")
@@ -19,7 +20,7 @@ def shown(path: str | Path) -> str:
         manifest = load_manifest(path)
         if not manifest["axes"]:  # `bnlab run --seeds`: a sweep without axes
             return sweep_report.seeds_table(path)
-        return sweep_report.report_table(path)
+        return sweep_report.report_table(path, wide=wide)
     if problem := rundir.run_problem(path):
         raise rundir.RunDirError(
             f"{path}: not a finished run ({problem}), nor a sweep directory (no {rundir.MANIFEST})"

@@ -63,9 +63,10 @@ MECHANISM_TEXT = {
 }
 
 
-def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late") -> str:
+def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late", wide: bool = False) -> str:
     """Writes summary.csv, report.md, heatmap.png, curves.png and mechanism.png (relu bad-init cells
-    with diagnostics); returns the text to print.
+    with diagnostics); returns the text to print: the table narrowed to NARROW columns
+    (sweep_table.narrow_table), or with wide, report.md's whole table.
 
     figure: the accuracy aggregated over seeds, one of FIGURES (default: the late-window mean).
     """
@@ -90,7 +91,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     if manifest.get("set"):
         settings = ", ".join(f"`{k}={printable(json.dumps(v), 80)}`" for k, v in manifest["set"].items())
         lines.append(f"Set on every cell: {settings}.")
-    table_text = sweep_table.markdown_table(sweep_table.table(results, threshold))
+    table_text = sweep_table.markdown_table(sweep_table.without_empty_columns(sweep_table.table(results, threshold)))
     tf1 = next(
         (s["tf1_diverged_val_accuracy"] for s in results.summaries.values() if "tf1_diverged_val_accuracy" in s), None
     )
@@ -134,7 +135,9 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     lines += [f"Figures: {', '.join(shown) or 'none'}; per cell: `<cell>/{rundir.ACCURACY_PLOT}`.", ""]
     files.write_text(sweep_dir / rundir.REPORT, "\n".join(lines))
 
-    printed = [f"sweep {manifest['name']}: {status}", table_text]
+    narrow = sweep_table.without_empty_columns(sweep_table.narrow_table(results, threshold))
+    shown = table_text if wide else sweep_table.markdown_table(narrow)
+    printed = [f"sweep {manifest['name']}: {status}", shown]
     printed += [f"learning-rate threshold:\n{threshold_text}"] if threshold_text else []
     printed += [n for n in notes if n]
     written = [rundir.SUMMARY_CSV] + [rundir.HEATMAP] * heatmap + [rundir.CURVES] * curves
@@ -183,13 +186,14 @@ def _cells(n: int) -> str:
     return f"{n} cell" if n == 1 else f"{n:,} cells"
 
 
-def report_table(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late") -> str:
+def report_table(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late", wide: bool = False) -> str:
     """The table `bnlab sweep` and `bnlab report` print (its status line first), from the cells'
     files alone: nothing is written (`bnlab show`)."""
     check_options(threshold, figure)
     results = collect(sweep_dir, figure)
     status = f"{len(results.summaries)} of {len(results.manifest['cells'])} cells finished"
-    table_text = sweep_table.markdown_table(sweep_table.table(results, threshold))
+    rows = sweep_table.table(results, threshold) if wide else sweep_table.narrow_table(results, threshold)
+    table_text = sweep_table.markdown_table(sweep_table.without_empty_columns(rows))
     return "\n".join(
         [f"sweep {results.manifest['name']}: {status}", table_text, *filter(None, _incomplete_notes(results))]
     )

@@ -4,6 +4,8 @@ grid point, over seeds, with the 95% intervals). bn_lab.report.sweep_report writ
 
 from __future__ import annotations
 
+import re
+
 from bn_lab.config import arms
 from bn_lab.config.user_text import printable
 from bn_lab.report import intervals, outcome
@@ -198,7 +200,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         row += [accuracy_text(p, v) for v in names]
         row += [other_text(p, v, o.section) for o in schema.OTHER_STATISTICS.values() for v in population]
         row += [mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
-        row += [intervals.uplift_text(p.uplifts(v, reference)) for v in others]
+        row += [intervals.uplift_text(p.uplifts(v, reference), bounds=intervals.ACCURACY_DIFFERENCE) for v in others]
         row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
         row += [intervals.rate_text(p.successes(v, threshold), done) for v in names]
         if inside:
@@ -226,6 +228,42 @@ def _shift_by_seed(point: Point, variant: str, quantity: str) -> list[float | No
         else (s["variants"][variant].get("covariate_shift") or {}).get(quantity)
         for s in point.summaries
     ]
+
+
+def without_empty_columns(rows: list[list[str]]) -> list[list[str]]:
+    """The table without the columns that hold nothing but "—" (a mode or a probe that was off)."""
+    keep = [i for i in range(len(rows[0])) if len(rows) == 1 or any(r[i] != "—" for r in rows[1:])]
+    return [[r[i] for i in keep] for r in rows]
+
+
+# The printed table fits a terminal this wide; the whole one is report.md's (and --wide's).
+NARROW = 100
+
+
+def narrow_table(results: SweepResults, threshold: float) -> list[list[str]]:
+    """What `bnlab sweep` prints by default: per grid point its seeds, each arm's accuracy (by its
+    short name) and each uplift's 95% interval; where that is wider than NARROW, the spread (± sd)
+    is left out, then the intervals, then both."""
+    keys = [a["key"] for a in results.manifest["axes"]]
+    styles = results.styles
+    reference, others = names_of(styles)
+    short = {v: styles[v]["short"] for v in styles}
+    figure = results.points[0].figure if results.points else "late"
+    for with_intervals, with_spread in ((True, True), (True, False), (False, True), (False, False)):
+        header = [*keys, "seeds", *(f"{figure} {short[v]}" for v in styles)]
+        header += [f"{short[v]} − {short[reference]}, 95% CI" for v in others] if with_intervals else []
+        rows = [header]
+        for p in results.points:
+            row = [p.grid[k] for k in keys] + [f"{len(p.summaries)}/{p.planned}"]
+            row += [accuracy_text(p, v) if with_spread else re.sub(r" ± \S+", "", accuracy_text(p, v)) for v in styles]
+            if with_intervals:
+                row += [
+                    intervals.uplift_text(p.uplifts(v, reference), bounds=intervals.ACCURACY_DIFFERENCE) for v in others
+                ]
+            rows.append(row)
+        if max(len(line) for line in markdown_table(rows).splitlines()) <= NARROW:
+            break
+    return rows
 
 
 # The widest a table's cell gets (a grid value of 64 units, the longest label with its column's

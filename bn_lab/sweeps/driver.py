@@ -202,12 +202,14 @@ def run_sweep(
     figure: str = "late",
     command_line: str | None = None,
     options: callers.CallerOptions = callers.SWEEP_COMMAND,
+    wide: bool = False,
 ) -> SweepResult:
     """Runs every cell not complete yet, then writes the report; returns what happened.
 
     The cells go to sweep_dir, by default <results_root>/<sweep name>/. executor: a name in
     registry.EXECUTORS. progress: "auto" (a bar on a terminal, a line per cell otherwise),
     "bar", "lines" or "none". options: how messages name the caller's options (callers.CallerOptions).
+    wide: the table returned is report.md's whole one, not the one narrowed to a terminal's width.
     """
     if executor not in registry.EXECUTORS:
         raise SweepError(f"--executor {executor}: unknown executor; allowed: {', '.join(registry.EXECUTORS)}")
@@ -244,7 +246,7 @@ def run_sweep(
             staging.remove_stale(sweep_dir)
             files.write_json(sweep_dir / rundir.MANIFEST, manifest)
             _run_cells(sweep, todo, skipped, sweep_dir, failed, runner, progress)
-            table = report.write_report(sweep_dir, threshold=threshold, figure=figure)
+            table = report.write_report(sweep_dir, threshold=threshold, figure=figure, wide=wide)
     completed = [c.name for c in sweep.cells if rundir.is_complete(sweep_dir / c.name) and c.name not in failed]
     return SweepResult(sweep_dir, completed, skipped, failed, table, len(sweep.cells))
 
