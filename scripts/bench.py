@@ -361,6 +361,8 @@ def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: ru_maxrss is in KiB
         "foreign_cores": round(foreign, 2),
         "diverged": {v: r["diverged_at_step"] for v, r in summary["variants"].items() if r["diverged"]},
+        # Where the run's wall went, from the timers every run records (bn_lab.training.timers).
+        "timings": summary.get("timings"),
     }
 
 
@@ -561,6 +563,11 @@ def table(report: dict) -> str:
             f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
             f"peak RSS {run['peak_rss_mib']:,.0f} MiB"
         )
+        if run.get("timings"):  # the run's own breakdown of its wall (summary.json's timings)
+            parts = [
+                f"{kind.replace('_', ' ')} {seconds:.1f}" for kind, seconds in run["timings"].items() if kind != "wall"
+            ]
+            lines.append(f"  where its {run['timings']['wall']:.1f} s went: " + ", ".join(parts))
     busy = [
         c
         for m in report["models"].values()

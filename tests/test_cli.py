@@ -118,6 +118,14 @@ def test_smoke_run_writes_every_output(smoke_run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
     assert summary["config_digest"] == config.digest(resolved)
+    # Where the run's time went: every kind it met, and "other", adding up to its wall.
+    from bn_lab.training.timers import KINDS
+
+    timings = summary["timings"]
+    assert list(timings) == ["wall", *(k for k in KINDS if k in timings), "other"]
+    assert {"start_up", "training_steps", "validation", "exact_statistics", "final_checks"} <= set(timings)
+    assert sum(v for k, v in timings.items() if k != "wall") == pytest.approx(timings["wall"], abs=0.01)
+    assert timings["training_steps"] >= summary["train_seconds"] - 0.01
     # Every figure of both networks, recomputed in numpy from the saved weights on the same images.
     from bn_lab.data import mnist as data
 

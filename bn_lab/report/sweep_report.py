@@ -230,7 +230,7 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
     lines = [
         f"{results.manifest['name']}: {done} of {len(names)} seeds finished; accuracies are late validation accuracies "
         "(mean over the last 10% of training)",
-        sweep_table.markdown_table(rows),
+        sweep_table.markdown_table(sweep_table.without_empty_columns(rows)),
         "learned: "
         + ", ".join(f"{styles[v]['label']} {learned[v]}/{done}" for v in styles)
         + f"; late accuracy >= {threshold:g}: "

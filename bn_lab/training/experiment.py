@@ -131,6 +131,7 @@ def run_experiment(
         if diagnostic_rows:
             drawn.append(drawing.submit(write_diagnostics, config, diagnostic_rows, workdir, diverged_at))
 
+    trainer.timers.seconds["start_up"] = time.perf_counter() - started
     try:
         result = trainer.run(on_evaluation, on_trained)
     finally:
@@ -139,6 +140,7 @@ def run_experiment(
         drawing.shutdown(wait=True)
     for future in drawn:
         future.result()  # its exception, if any
+    trained = time.perf_counter()
 
     rows = [
         {
@@ -203,5 +205,9 @@ def run_experiment(
         )
     env["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     files.write_json(workdir / rundir.ENVIRONMENT, env)
+    # Where the time went, up to here (summary.json's own writing is left out: it holds them).
+    trainer.timers.seconds["files_and_figures"] = time.perf_counter() - trained
+    wall = time.perf_counter() - started
+    summary_data["timings"] = {"wall": round(wall, 3), **trainer.timers.recorded(wall)}
     files.write_json(workdir / rundir.SUMMARY, summary_data)  # last: marks the run complete
     return summary_data

@@ -25,6 +25,7 @@ from bn_lab.nets import network as models
 from bn_lab.store import schema
 from bn_lab.training.evaluation import NO_PREDICTION, Evaluator, correct
 from bn_lab.training.objectives import effective_lr_norm_power, loss_function, make_optimizer
+from bn_lab.training.timers import Timers
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Trainer:
         self.diverged_at: dict[str, int] = {}  # arm -> first step with a NaN/inf loss
         self.batches = ResidentBatches(config, data.train)
         self.steps_done = 0
+        self.timers = Timers()  # where the run's time goes (summary.json's timings)
         self.step_sums: dict[str, tuple[int, float, float]] = {}  # arm -> steps, sum of losses, of correct
         self.gradient_norms: dict[str, np.ndarray] = {}  # arm -> its hidden kernels' gradient norms, last step
         precise = config["precise_bn"]
@@ -333,6 +335,8 @@ class Trainer:
         diagnostics: list[dict] = []
         test_every = train["test_every"]
 
+        timed = self.timers.timed
+
         def record(step, split_name, split=None, last_batch=None):
             new, measurements = [], {}
             for v in self.alive_arms():
@@ -341,17 +345,21 @@ class Trainer:
                     continue
                 if (own := self.training_steps_figures(v)) is not None:  # the steps since the last one
                     new.append(Evaluation(v, step, schema.TRAINING_STEPS, *own))
-                new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
+                with timed("validation"):
+                    new.append(Evaluation(v, step, split_name, *self.evaluate(v, split)))
                 if self.checks.has_exact_statistics(v):
-                    new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
+                    with timed("exact_statistics"):
+                        new.append(Evaluation(v, step, schema.PRECISE_BN, *self.evaluate_precise(v, split)))
                 if self.checks.has_batch_statistics(v):
-                    new.append(
-                        Evaluation(v, step, schema.BATCH_STATS, *self.checks.evaluate_batch_statistics(v, split))
-                    )
+                    with timed("batch_statistics"):
+                        figures = self.checks.evaluate_batch_statistics(v, split)
+                    new.append(Evaluation(v, step, schema.BATCH_STATS, *figures))
                 if test_every and step % test_every == 0 and step < steps:  # the final one comes after training
-                    new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
+                    with timed("test_during_training"):
+                        new.append(Evaluation(v, step, schema.TEST, *self.evaluate(v, self.data.test)))
                 if self.probes or self.landscapes or self.shifts or self.branches:
-                    measurements[v] = self.measure(v, step)
+                    with timed("diagnostics"):
+                        measurements[v] = self.measure(v, step)
                     diagnostics.extend(measurements[v][0])
             evaluations.extend(new)
             if on_evaluation:
@@ -367,6 +375,7 @@ class Trainer:
             started = time.perf_counter()
             last_batch = self.train_steps(count)
             elapsed = time.perf_counter() - started
+            self.timers.seconds["training_steps"] += elapsed
             train_seconds += elapsed
             if (count, alive) in compiled:
                 for v in alive:
@@ -377,13 +386,11 @@ class Trainer:
             if step % eval_every == 0 or step == steps:
                 record(step, schema.VALIDATION, self.data.validation)
             elif train_eval_every and step % train_eval_every == 0:
-                record(step, schema.TRAIN_BATCH, last_batch=last_batch)
+                with timed("training_batch"):
+                    record(step, schema.TRAIN_BATCH, last_batch=last_batch)
 
         if on_trained:
             on_trained(diagnostics, dict(self.diverged_at))
-        n_single = min(train["single_samples"], len(self.data.test.labels))
-        single_images = self.data.test.images[:n_single]
-        single_labels = self.data.test.labels[:n_single]
         for v in self.arms:
             result = results[v]
             result.diverged = v in self.diverged_at
@@ -391,6 +398,19 @@ class Trainer:
             result.steps_trained = (result.diverged_at_step - 1) if result.diverged else self.steps_done
             if timed_seconds[v]:
                 result.steps_per_second = timed_steps[v] / timed_seconds[v]
+        with timed("final_checks"):
+            single = self._final_checks(results, evaluations)
+        return TrainResult(evaluations, results, train_seconds, single, diagnostics)
+
+    def _final_checks(self, results: dict, evaluations: list) -> int:
+        """After training: each live arm's validation and test figures, single images and the
+        batch-size curve, into results and evaluations; returns how many single images."""
+        train = self.config["train"]
+        n_single = min(train["single_samples"], len(self.data.test.labels))
+        single_images = self.data.test.images[:n_single]
+        single_labels = self.data.test.labels[:n_single]
+        for v in self.arms:
+            result = results[v]
             if result.diverged:
                 continue  # the numbers of a diverged network mean nothing; they stay null
             result.final_val_loss, result.final_val_accuracy, result.final_top_class_share = self.evaluate(
@@ -408,4 +428,4 @@ class Trainer:
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
                 result.batch_size_curve = self.checks.batch_size_curve(v, self.data.test, train["batch_size"])
-        return TrainResult(evaluations, results, train_seconds, n_single, diagnostics)
+        return n_single
