@@ -41,11 +41,17 @@ def test_labels_and_titles_are_drawn_as_the_text_they_are():
     assert figure.axes[0].get_title() == "title: 50$ and 60$ and $\\frac"
 
 
-def test_a_title_is_one_line_cut_to_its_limit_whatever_the_description():
+def test_a_title_is_two_lines_at_most_cut_to_its_limit_whatever_the_description():
     config = tiny_mlp_config(description="x" * 150_000)  # no space to cut at
-    assert printed.title(config) == "mlp: " + "x" * 83 + " …"
+    first, second = printed.title(config).split("\n")
+    assert first == "mlp: " + "x" * 85 and second == "x" * 88 + " …"
     config = tiny_mlp_config(description="first line\nsecond\x1b[2J line\u2028third")
     assert printed.title(config) == "mlp: first line second [2J line third"
+    # A description of two lines' length is whole, broken at a word.
+    words = "the paper's Fig. 1 setup, sigmoid 3x100, plain SGD at lr 0.1 where the network without BN converges"
+    shown = printed.title(tiny_mlp_config(description=words + " later than with BN"))
+    assert shown.replace("\n", " ") == "mlp: " + words + " later than with BN" and shown.count("\n") == 1
+    assert all(len(line) <= 90 for line in shown.split("\n"))
 
 
 @pytest.mark.slow

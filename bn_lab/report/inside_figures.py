@@ -241,6 +241,7 @@ def paper_fig1_figure(
         if points:
             a.plot(*zip(*points), color=style["color"], label=style["label"])
     a.set_title("(a) test accuracy", fontsize=10)
+    a.set_ylabel("test accuracy")
     a.set_xlabel("training step")
     a.set_ylim(0.6, 1.0)
     a.grid(alpha=0.3)
@@ -248,11 +249,9 @@ def paper_fig1_figure(
     limits = []
     for ax, (variant, style), letter in zip(bands, styles.items(), "bcdefghijk"):
         percentile_band(ax, index, variant, layers, style["color"])
-        ax.set_title(
-            f"({letter}) {style['label']}: layer {layers}, unit {unit}, input to the sigmoid: "
-            "15th/50th/85th percentiles",
-            fontsize=8,
-        )
+        ax.set_title(f"({letter}) {style['label']}: layer {layers}, unit {unit}", fontsize=9)
+        ax.set_ylabel("input to the activation")
+        ax.legend(fontsize=7, loc="upper right")  # the band: 15th-85th percentile; the line: the median
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         limits.append(ax.get_ylim())

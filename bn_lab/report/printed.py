@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from bn_lab.config import arms
@@ -11,15 +12,17 @@ from bn_lab.store import rundir, schema
 
 
 def title(config: dict, limit: int = 90) -> str:
-    """A figure's title: the experiment and its description on one line (any line break or control
-    character a space), cut at a word, or within one longer than that, to `limit` characters.
-    Figures draw it as plain text (plots.new_figure)."""
+    """A figure's title: the experiment and its description (any line break or control character a
+    space), on one line of at most `limit` characters or two, broken at a word; what two lines do
+    not hold is cut, with " …". Figures draw it as plain text (plots.new_figure)."""
     description = flattened(config["description"])
     text = config["experiment"] + (f": {description}" if description else "")
-    if len(text) <= limit:
-        return text
-    space = text.rfind(" ", 0, limit - 1)
-    return text[: space if space > limit // 2 else limit - 2] + " …"
+    lines = textwrap.wrap(text, limit, break_long_words=True)
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    second = lines[1]
+    space = second.rfind(" ", 0, limit - 1)
+    return lines[0] + "\n" + second[: space if space > limit // 2 else limit - 2] + " …"
 
 
 def _fmt(x, digits=4):

@@ -25,10 +25,11 @@ def layout(manifest: dict) -> tuple[list[int], int | None]:
 
 
 def figure_grid(results):
-    """Row and column labels, and each point's (row, column)."""
+    """Row and column labels (each value as the report shows it: `good (0.05)`), each point's
+    (row, column), the column axis's key and the rows' keys (" × " between)."""
     axes = [Axis.from_record(a) for a in results.manifest["axes"]]
     if not axes:  # one config over seeds (`bnlab run --seeds`): one panel
-        return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, ""
+        return [results.manifest["name"]], [""], {p.name: (0, 0) for p in results.points}, "", ""
     row_axes, column_axis = layout(results.manifest)
     row_keys, places = [], {}
     for p in results.points:
@@ -36,13 +37,14 @@ def figure_grid(results):
         if row_key not in row_keys:
             row_keys.append(row_key)
         places[p.name] = (row_keys.index(row_key), p.indices[column_axis])
-    row_labels = ["_".join(axes[a].fragment(i) for a, i in zip(row_axes, key)) for key in row_keys]
-    column_labels = [axes[column_axis].fragment(i) for i in range(len(axes[column_axis].values))]
-    return row_labels, column_labels, places, axes[column_axis].key
+    row_labels = [", ".join(axes[a].display(i) for a, i in zip(row_axes, key)) for key in row_keys]
+    column_labels = [axes[column_axis].display(i) for i in range(len(axes[column_axis].values))]
+    row_title = " × ".join(axes[a].key for a in row_axes)
+    return row_labels, column_labels, places, axes[column_axis].key, row_title
 
 
 def heatmap(results, path: Path) -> bool:
-    row_labels, column_labels, places, column_key = figure_grid(results)
+    row_labels, column_labels, places, column_key, row_title = figure_grid(results)
     panels = {}
     for v in results.styles:
         values = [[math.nan] * len(column_labels) for _ in row_labels]
@@ -73,11 +75,12 @@ def heatmap(results, path: Path) -> bool:
         results.styles,
         column_title=column_key,
         value_label=outcome.FIGURES[figure],
+        row_title=row_title,
     )
 
 
 def curves(results, path: Path) -> bool:
-    row_labels, column_labels, places, _ = figure_grid(results)
+    row_labels, column_labels, places, _, _ = figure_grid(results)
     by_cell = {c["name"]: c for c in results.manifest["cells"]}
     panels = []
     for p in results.points:
@@ -92,7 +95,8 @@ def curves(results, path: Path) -> bool:
                     {"variant": v, "seed": cell["seed"], "steps": steps, "accuracies": accuracies, "diverged_at": at}
                 )
         row, column = places[p.name]
-        panels.append({"title": p.name, "row": row, "column": column, "lines": lines})
+        title = ", ".join(label for label in (row_labels[row], column_labels[column]) if label)
+        panels.append({"title": title, "row": row, "column": column, "lines": lines})
     title = f"sweep {results.manifest['name']}: validation accuracy (every seed)"
     return plots.drawn(path, curves_figure, panels, len(row_labels), len(column_labels), title, results.styles)
 
@@ -196,6 +200,7 @@ def heatmap_figure(
     styles: dict,
     column_title: str = "",
     value_label: str = "validation accuracy",
+    row_title: str = "",
 ):
     """Side-by-side panels, one per arm, of a value per grid point, annotated.
 
@@ -232,9 +237,10 @@ def heatmap_figure(
                     bbox=dict(facecolor="lightgrey", edgecolor="none") if hatched else None,
                 )
         ax.set_xticks(range(columns), column_labels)
-        ax.set_yticks(range(rows), row_labels)
+        ax.set_yticks(range(rows), row_labels if ax is axes[0][0] else [])
         ax.set_xlabel(column_title)
         ax.set_title(styles[variant]["label"])
+    axes[0][0].set_ylabel(row_title)
     figure.colorbar(image, ax=axes[0].tolist(), fraction=0.04, label=value_label)
     figure.suptitle(title)
     return figure
@@ -244,7 +250,7 @@ def curves_figure(panels: list[dict], rows: int, columns: int, title: str, style
     """Small multiples: validation accuracy vs step, one panel per grid point, every seed overlaid.
 
     panels: {"title", "row", "column", "lines": [{"variant", "seed", "steps", "accuracies",
-    "diverged_at"}]}. A diverged line ends with an x at its last evaluation.
+    "diverged_at"}]}. A diverged line ends with an x at the step it diverged, at its last accuracy.
     """
     from matplotlib.lines import Line2D
 
@@ -258,8 +264,12 @@ def curves_figure(panels: list[dict], rows: int, columns: int, title: str, style
         for line in panel["lines"]:
             style = styles[line["variant"]]
             ax.plot(line["steps"], line["accuracies"], color=style["color"], alpha=0.7, linewidth=1)
-            if line["diverged_at"] is not None and line["steps"]:
-                ax.plot(line["steps"][-1], line["accuracies"][-1], "x", color=style["color"], markersize=7)
+            if line["diverged_at"] is not None and line["steps"]:  # the x at the step it diverged
+                at, last = line["diverged_at"], line["accuracies"][-1]
+                ax.plot(
+                    [line["steps"][-1], at], [last, last], color=style["color"], alpha=0.7, linewidth=1, linestyle=":"
+                )
+                ax.plot(at, last, "x", color=style["color"], markersize=7)
         if not panel["lines"]:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_ylim(0, 1)

@@ -1,0 +1,99 @@
+"""Each figure a student sees, rendered and read back: its axis labels, tick names as the report
+names the values, legend entries, markers at the real step, a legend off the curves, titles whole."""
+
+import json
+import shutil
+
+import pytest
+
+from bn_lab.report.sweep_results import collect
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """{file name: the matplotlib Figure} of every figure drawn while the test runs (still written)."""
+    from bn_lab.disk import files
+
+    found, save = {}, files.save_figure
+
+    def watched(path, figure, **options):
+        figure.canvas.draw()  # texts laid out, as in the PNG
+        found[path.name if hasattr(path, "name") else str(path)] = figure
+        save(path, figure, **options)
+
+    monkeypatch.setattr(files, "save_figure", watched)
+    return found
+
+
+def texts(ax) -> dict:
+    return {
+        "title": ax.get_title(),
+        "xlabel": ax.get_xlabel(),
+        "ylabel": ax.get_ylabel(),
+        "xticks": [t.get_text() for t in ax.get_xticklabels()],
+        "yticks": [t.get_text() for t in ax.get_yticklabels()],
+    }
+
+
+def test_the_sweep_figures_name_their_axes_and_values_as_the_report_does(smoke_sweep, tmp_path, drawn_figures):
+    from bn_lab.report import sweep_figures
+
+    copy = tmp_path / "smoke_grid"
+    shutil.copytree(smoke_sweep[0], copy)
+    results = collect(copy)
+    assert sweep_figures.heatmap(results, copy / "heatmap.png") and sweep_figures.curves(results, copy / "curves.png")
+    heatmap = drawn_figures["heatmap.png"]
+    first, second = (texts(ax) for ax in heatmap.axes[:2])
+    assert (first["ylabel"], first["yticks"]) == ("model.activation", ["relu", "sigmoid"])
+    assert (first["xlabel"], first["xticks"]) == ("init.scale", ["good (0.05)", "bad (5)"])  # as report.md's rows
+    assert (first["title"], second["title"]) == ("without BN", "with BN") and not any(second["yticks"])
+    curves = drawn_figures["curves.png"]
+    titles = [ax.get_title() for ax in curves.axes if ax.get_visible() and ax.get_title()]
+    assert titles == ["relu, good (0.05)", "relu, bad (5)", "sigmoid, good (0.05)", "sigmoid, bad (5)"]
+    # Each diverged network's x sits at the step it diverged at, not at its last evaluation.
+    diverged = sorted(
+        json.loads((copy / f"relu_badinit_seed{seed}" / "summary.json").read_text())["variants"]["without_bn"][
+            "diverged_at_step"
+        ]
+        for seed in (0, 1)
+    )
+    panel = next(ax for ax in curves.axes if ax.get_title() == "relu, bad (5)")
+    crosses = sorted(line.get_xdata()[0] for line in panel.lines if line.get_marker() == "x")
+    assert crosses == diverged and min(diverged) > 0
+
+
+def test_a_runs_figures_label_their_axes_and_keep_the_legend_off_the_curves(tmp_path, drawn_figures):
+    from bn_lab.config import loading as config
+    from bn_lab.training import launch
+    from tests.conftest import CONFIGS
+
+    c = config.load(
+        CONFIGS / "paper_fig1.yaml",
+        {"train.steps": 40, "train.eval_every": 20, "data.train_limit": 600, "data.val_limit": 200, "data.test_limit": 200,
+         "train.single_samples": 20, "precise_bn.images": 300, "diagnostics.probe_images": 64, "train.test_every": 20},
+    )  # fmt: skip
+    launch.run_config(c, out=tmp_path / "run", progress="none")
+    accuracy = drawn_figures["accuracy.png"]
+    (ax,) = accuracy.axes
+    legend = ax.get_legend()
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert (
+        entries[:2] == ["without BN", "without BN, training steps"]
+        and "with BN, exact population statistics" in entries
+    )
+    renderer = accuracy._get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside, not on, the curves
+    assert (ax.get_xlabel(), ax.get_ylim()) == ("training step (batches)", (0.0, 1.0))
+    paper = drawn_figures["paper_fig1.png"]
+    a, b, c_ = paper.axes[:3]
+    assert (a.get_title(), a.get_ylabel()) == ("(a) test accuracy", "test accuracy")
+    for panel, letter, arm in ((b, "b", "without BN"), (c_, "c", "with BN")):
+        assert panel.get_title().startswith(f"({letter}) {arm}: layer 3, unit 0") and panel.get_ylabel()
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == ["15th-85th percentile", "median"]
+    title = paper._suptitle.get_text()
+    assert title.count("\n") <= 1 and all(len(line) <= 90 for line in title.split("\n"))
+    curve = drawn_figures["batch_size_curve.png"].axes[0]
+    assert curve.get_xscale() == "log" and curve.get_xlabel() == "evaluation batch size"
+    assert [t.get_text() for t in curve.get_xticklabels()][-1] == "60"  # the training batch, at its place
