@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bn_lab.config import bundled
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, shown
 from bn_lab.report.finished import Run, SweepRun
@@ -119,7 +120,7 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
             f"config must be a YAML file's path or a mapping of keys to values, got {type(config).__name__} "
             f"{shown(config)}"
         )
-    return configs.load(config, overrides)
+    return configs.load(bundled.path(config), overrides)  # a path, or a bundled config's name
 
 
 def load(path: str | Path) -> Run:
@@ -213,6 +214,7 @@ def sweep(
     force, jobs, progress = _flag("force", force), _count("jobs", jobs), _progress(progress)
     if ray_address is not None and not isinstance(ray_address, str):
         raise _refused("ray_address", ray_address, "a str (host:port) or None")
+    sweep_file = bundled.path(sweep_file) if not grid else sweep_file
     definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=_mapping("overrides", overrides))
     done = driver.run_sweep(
         definition,

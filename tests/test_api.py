@@ -106,3 +106,30 @@ def test_a_script_without_a_main_guard_fails_with_the_sentence_that_fixes_it(tmp
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith("seed")]
     docs = " ".join((ROOT / "docs" / "api.md").read_text().split()).lower()
     assert SCRIPT_NEEDS_A_GUARD.split(" around")[0] in docs  # the docs say the same sentence
+
+
+def test_docs_api_md_gives_every_functions_signature_as_the_code_has_it():
+    """docs/api.md's signatures, each with its defaults, are the code's (annotations left out)."""
+    import inspect
+
+    from bn_lab.report.finished import Run, SweepRun
+
+    def plain(prefix, function):
+        signature = inspect.signature(function)
+        parameters = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+        return f"`{prefix}{signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)}`"
+
+    documented = (ROOT / "docs" / "api.md").read_text()
+    functions = [(f"bn_lab.{n}", getattr(bn_lab, n)) for n in ("run", "load", "sweep", "load_sweep")]
+    functions += [(f"Run.{n}", getattr(Run, n)) for n in ("weights", "metrics_frame", "plot", "diagnostics_plot")]
+    functions += [(f"SweepRun.{n}", getattr(SweepRun, n)) for n in ("table", "report")]
+    for prefix, function in functions:
+        assert plain(prefix, function) in documented, prefix
+
+
+def test_a_bundled_config_resolves_by_name_from_python():
+    from bn_lab.config.yaml_io import ConfigError
+
+    assert api.resolve_config("smoke", seed=3)["seed"] == 3
+    with pytest.raises(ConfigError, match="no such file, nor a bundled config of that name; close: smoke"):
+        api.resolve_config("smok")
