@@ -310,6 +310,7 @@ def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
         seeds=[0],
         results=tmp_path,
         progress="none",
+        executor="inprocess",  # the report is what is tested: a process per cell would be its cost
         overrides={
             "train.steps": 40,
             "train.eval_every": 20,

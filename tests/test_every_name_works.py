@@ -21,9 +21,9 @@ from bn_lab.report import printed
 from bn_lab.store import rundir
 from tests.conftest import tiny_mlp_config
 
-# A few examples: each one trains, draws and reports (a few seconds).
+# A few examples: each one trains, draws and reports (a few seconds, most of it a worker process starting).
 SETTINGS = settings(
-    max_examples=8,
+    max_examples=5,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )

@@ -218,6 +218,7 @@ def test_inside_the_network_columns_and_the_mechanism_figure(tmp_path):
             "train.steps": 60,
             "train.eval_every": 20,
         },
+        executor="inprocess",
     )
     report_md = (grid.path / "report.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in report_md.splitlines() if line.startswith("| ")}
@@ -461,6 +462,7 @@ def smoke_sweep_over(tmp_path_factory, grid: str, overrides: dict):
         results=tmp_path_factory.mktemp("sweep"),
         progress="none",
         overrides=overrides,
+        executor="inprocess",  # what these read is the report: a process per cell would be its cost
     )
 
 
