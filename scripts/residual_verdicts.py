@@ -31,22 +31,25 @@ def accuracy(summary: dict, arm: str) -> float | None:
 
 
 def spread(values: list[float]) -> str:
-    """mean (95% t interval), over the seeds that did not diverge."""
+    """mean (95% t interval, cut to [0, 1] and then marked), over the seeds that did not diverge."""
     if not values:
         return "—"
     interval = intervals.t_interval(values)
-    return f"{statistics.mean(values):.3f}" + (f" ({interval[0]:.3f}..{interval[1]:.3f})" if interval else "")
+    if not interval:
+        return f"{statistics.mean(values):.3f}"
+    low, high = max(interval[0], 0.0), min(interval[1], 1.0)
+    clipped = ", clipped" if (low, high) != interval else ""
+    return f"{statistics.mean(values):.3f} ({low:.3f} to {high:.3f}{clipped})"
 
 
 def paired(summaries: list[dict], arm: str, reference: str) -> str:
-    """arm − reference, seed by seed where neither diverged: mean (95% t interval) [pairs]."""
+    """arm − reference, seed by seed where neither diverged: mean (95% t interval, cut to [-1, 1])."""
     pairs = [(accuracy(s, arm), accuracy(s, reference)) for s in summaries]
     differences = [a - b for a, b in pairs if a is not None and b is not None]
     if not differences:
         return "—"
-    interval = intervals.t_interval(differences)
-    text = f"{statistics.mean(differences):+.3f}"
-    return text + (f" ({interval[0]:+.3f}..{interval[1]:+.3f})" if interval else "") + f" [{len(differences)}]"
+    text = intervals.uplift_text(differences, ".3f", bounds=intervals.ACCURACY_DIFFERENCE)
+    return f"{statistics.mean(differences):+.3f} ({text}) [{len(differences)} pairs]"
 
 
 def outcomes(summaries: list[dict], arm: str) -> str:

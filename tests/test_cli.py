@@ -468,7 +468,7 @@ def test_a_non_utf8_argument_is_one_line_before_training(tmp_path):
 
 def test_a_progress_line_names_the_split_of_every_accuracy():
     from bn_lab.training.experiment import Progress
-    from bn_lab.training.train import Evaluation
+    from bn_lab.training.results import Evaluation
 
     evaluations = [
         Evaluation("without_bn", 500, "validation", 0.3, 0.9730),

@@ -78,7 +78,7 @@ def test_a_run_trains_on_an_npz_of_colour_images_in_five_classes(npz_file, tmp_p
     run = api.load(launch.run_config(c, out=tmp_path / model, progress="none"))
     labels = np.load(npz_file)["y_train"][:100]
     assert run.summary["tf1_diverged_val_accuracy"] == pytest.approx(float(np.mean(labels == 0)))
-    assert run.summary["variants"]["with_bn"]["outcome"] in ("learned", "collapsed")
+    assert run.summary["variants"]["with_bn"]["outcome"] in ("learned", "near chance", "collapsed")
     kernel = run.weights("with_bn")["layer1/kernel"]
     assert kernel.shape == ((3072, 16) if model == "mlp" else (3, 3, 3, 4))
     output_layer = 3 if model == "mlp" else 5  # two hidden layers; three convolutions and a dense layer

@@ -130,7 +130,7 @@ def test_configs_resnet_yaml_trains_plain_and_bn_with_its_diagnostics(tmp_path):
     run = api.load(launch.run_config(c, out=tmp_path / "run", progress="none"))
     summary = run.summary
     assert set(summary["variants"]) == {"without_bn", "with_bn"}
-    assert summary["variants"]["with_bn"]["outcome"] in ("learned", "collapsed")
+    assert summary["variants"]["with_bn"]["outcome"] in ("learned", "near chance", "collapsed")
     weights = run.weights("with_bn")
     assert weights["layer6/kernel"].shape == (1, 1, 4, 8) and "layer6/population_mean" in weights
     assert "layer2/bias" not in weights and "layer2/bias" in run.weights("without_bn")

@@ -69,7 +69,7 @@ class EventWriters:
         self.writers[variant].add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
 
     def write(self, step: int, evaluations, measurements: dict) -> None:
-        """evaluations: train.Evaluation; measurements: {variant: (diagnostics rows, per-layer activation inputs)}."""
+        """evaluations: results.Evaluation; measurements: {variant: (diagnostics rows, per-layer activation inputs)}."""
         values = {}
         for e in evaluations:
             values.setdefault(e.variant, []).extend(
