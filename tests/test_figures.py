@@ -97,3 +97,16 @@ def test_a_runs_figures_label_their_axes_and_keep_the_legend_off_the_curves(tmp_
     curve = drawn_figures["batch_size_curve.png"].axes[0]
     assert curve.get_xscale() == "log" and curve.get_xlabel() == "evaluation batch size"
     assert [t.get_text() for t in curve.get_xticklabels()][-1] == "60"  # the training batch, at its place
+
+
+@pytest.mark.parametrize(
+    "values, drawn",
+    [([[2, 2], [4, 4], [8, 8]], True), ([0.1, 1, 2], True), ([[2], ["x"], [3]], False), (["relu", "tanh", "elu"], False)],
+)
+def test_a_grid_of_depths_is_drawn_against_the_blocks_in_all(values, drawn):
+    from bn_lab.report import sweep_figures
+
+    manifest = {"axes": [{"key": "model.blocks", "values": values, "labels": None}]}
+    assert (sweep_figures.numeric_axis(manifest) == 0) == drawn
+    if drawn:
+        assert [sweep_figures._number(v) for v in values] == [sum(v) if isinstance(v, list) else v for v in values]

@@ -105,14 +105,27 @@ def curves(results, path: Path) -> bool:
 MODES = ((None, "-", "EMA"), *((o.section, o.linestyle, o.long) for o in schema.OTHER_STATISTICS.values()))
 
 
+def _number(value) -> float | None:
+    """An axis value as a position on a numeric axis: a number, or the sum of a list of numbers
+    (model.blocks: the blocks of every stage, the depth); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, list) and value and all(_number(v) is not None and not isinstance(v, list) for v in value):
+        return sum(value)
+    return None
+
+
 def numeric_axis(manifest: dict) -> int | None:
     """The axis along_axis.png draws against: the figures' column axis (the learning rate if it is
-    one) when its values are numbers, at least three of them; else the last such axis; else None."""
+    one) when its values are numbers (or lists of numbers, drawn at their sum), at least three of
+    them; else the last such axis; else None."""
     axes = manifest["axes"]
 
     def numeric(i):
         values = axes[i]["values"]
-        return len(values) >= 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        return len(values) >= 3 and all(_number(v) is not None for v in values)
 
     _, column = layout(manifest) if axes else ([], None)
     if column is not None and numeric(column):
@@ -134,7 +147,7 @@ def along_axis(results, path: Path) -> bool:
     for p in results.points:
         title = "_".join(other.fragment(p.indices[i]) for i, other in others)
         panel = panels.setdefault(title, {"title": title or results.manifest["name"], "lines": {}})
-        x = axis["values"][p.indices[at]]
+        x = _number(axis["values"][p.indices[at]])
         for v, style in results.styles.items():
             population = arms.uses_population_statistics(style["normalizer"])
             for statistics, linestyle, mode in MODES:
@@ -150,8 +163,10 @@ def along_axis(results, path: Path) -> bool:
                 )
                 line["points"].append((x, mean, low, high))
     figure_name = results.points[0].figure if results.points else "late"
-    title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure_name]} against {axis['key']}, mean over seeds (95% t interval)"
-    return plots.drawn(path, along_axis_figure, list(panels.values()), axis["key"], title, results.styles)
+    summed = any(isinstance(v, list) for v in axis["values"])
+    key = f"{axis['key']} (their sum)" if summed else axis["key"]
+    title = f"sweep {results.manifest['name']}: {outcome.FIGURES[figure_name]} against {key}, mean over seeds (95% t interval)"
+    return plots.drawn(path, along_axis_figure, list(panels.values()), key, title, results.styles)
 
 
 # --- drawing (matplotlib loads here, through plots) -------------------------------------------
