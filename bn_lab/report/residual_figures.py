@@ -42,6 +42,10 @@ def residual_variance_figure(
         ax.set_ylim(-0.03, 1.0)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("branch's share of the block's output variance")
-    axes[1].legend(fontsize=8, loc="upper right")
+    shown = {}  # every arm drawn in either panel (one that diverged has no line after training)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            shown.setdefault(label, handle)
+    axes[1].legend(list(shown.values()), list(shown), fontsize=8, loc="upper right")
     figure.suptitle(title, fontsize=11)
     return figure
