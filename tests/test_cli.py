@@ -118,6 +118,8 @@ def test_smoke_run_writes_every_output(smoke_run):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["experiment"], summary["seed"], summary["backend"]) == ("smoke", 0, "keras")
     assert summary["config_digest"] == config.digest(resolved)
+    assert summary["variants"]["with_bn"]["moving_average_start_weight"] == pytest.approx(0.99**200)
+    assert "with bn: 200 steps are too few for its moving averages to settle: they still hold 13%" in process.stdout
     # Where the run's time went: every kind it met, and "other", adding up to its wall.
     from bn_lab.training.timers import KINDS
 
@@ -137,7 +139,8 @@ def test_smoke_run_writes_every_output(smoke_run):
         }
     for variant, arrays in networks.items():
         v = summary["variants"][variant]
-        batch = {"precise_bn", "batch_stats", "batch_size_curve"}  # what an arm with batch statistics adds
+        # What an arm with batch statistics adds (its moving averages' start weight: 0.99 ** 200).
+        batch = {"precise_bn", "batch_stats", "batch_size_curve", "moving_average_start_weight"}
         assert set(v) == SUMMARY_VARIANT_KEYS | (batch if variant == "with_bn" else set())
         assert ("layer1/bias" in arrays) == (variant == "without_bn")  # BN's beta stands in for the bias
         for split, loss_key, accuracy_key in (

@@ -58,6 +58,9 @@ def _other_rows(other: schema.OtherStatistics) -> list[tuple]:
 
 
 GOOD_FROM_ROW = "training mode ≈ inference from batch"
+# A BN arm's moving averages holding more than this of their starting values (momentum ** steps)
+# have not settled: the table says so beside its EMA figures.
+UNSETTLED = 0.05
 POPULATION_ROWS = (
     *(label for other in schema.OTHER_STATISTICS.values() for label, _ in _other_rows(other)),
     "single images, training mode",
@@ -109,23 +112,30 @@ def report_text(summary_data: dict, run_dir: Path) -> str:
             f"(the last {window['fraction']:.0%} of training)"
         )
     for n in names:
+        name = n.replace("_", " ")
         if v[n]["diverged"]:
             lines.append(
-                f"{n.replace('_', ' ')}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped "
+                f"{name}: loss became NaN/inf at step {v[n]['diverged_at_step']:,}; training stopped "
                 f"(the lesson's TF1 code printed {summary_data['tf1_diverged_val_accuracy']:.4f} for such a network: "
                 "the argmax of NaN logits is class 0, and that is class 0's share of the validation images)"
             )
-        elif v[n]["outcome"] == schema.NEAR_CHANCE and "chance_val_accuracy" in summary_data:
-            chance = summary_data["chance_val_accuracy"]
+            continue
+        if v[n]["outcome"] == schema.NEAR_CHANCE and "chance_val_accuracy" in summary_data:
             lines.append(
-                f"{n.replace('_', ' ')}: near chance: {v[n]['final_val_accuracy']:.4f} is less than "
-                f"{outcome.NEAR_CHANCE_MARGIN} above {chance:.4f}, what always answering the commonest class "
-                "gets: it learned next to nothing"
+                f"{name}: near chance: {v[n]['final_val_accuracy']:.4f} is less than {outcome.NEAR_CHANCE_MARGIN} "
+                f"above {summary_data['chance_val_accuracy']:.4f}, what always answering the commonest class gets: "
+                "it learned next to nothing"
             )
         elif v[n]["outcome"] == schema.COLLAPSED:
             lines.append(
-                f"{n.replace('_', ' ')}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
+                f"{name}: collapsed: {v[n]['top_class_share']:.0%} of the validation images get the same "
                 "class, so its accuracy is about that class's share"
+            )
+        if (left := v[n].get("moving_average_start_weight") or 0) > UNSETTLED:
+            lines.append(
+                f"{name}: {v[n]['steps_trained']:,} steps are too few for its moving averages to settle: they still "
+                f"hold {left:.0%} of their starting values, so its EMA figures lag (exact population statistics "
+                "show by how much)"
             )
     written = ", ".join(name for name in rundir.RUN_ENTRIES if (Path(run_dir) / name).is_file())
     lines.append(f"results: {run_dir}/ ({written})")

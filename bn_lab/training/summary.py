@@ -52,6 +52,11 @@ def arm_summary(config: dict, result, name: str, chance: float = 0.0) -> dict:
         "steps_trained": r.steps_trained,
         "steps_per_second": None if r.steps_per_second is None else round(r.steps_per_second, 1),
     }
+    arm = arms.named(config, name)
+    if arm.has_population_statistics and "momentum" in arm.options:
+        # What the moving averages still hold of their starting values (0 and 1) after the steps
+        # trained: the EMA figures are off by about that much while it is not small.
+        figures["moving_average_start_weight"] = arm.options["momentum"] ** r.steps_trained
     inside = last_hidden_layer(result.diagnostics, name)
     if inside:
         figures["diagnostics"] = inside
