@@ -101,7 +101,12 @@ def test_a_runs_figures_label_their_axes_and_keep_the_legend_off_the_curves(tmp_
 
 @pytest.mark.parametrize(
     "values, drawn",
-    [([[2, 2], [4, 4], [8, 8]], True), ([0.1, 1, 2], True), ([[2], ["x"], [3]], False), (["relu", "tanh", "elu"], False)],
+    [
+        ([[2, 2], [4, 4], [8, 8]], True),
+        ([0.1, 1, 2], True),
+        ([[2], ["x"], [3]], False),
+        (["relu", "tanh", "elu"], False),
+    ],
 )
 def test_a_grid_of_depths_is_drawn_against_the_blocks_in_all(values, drawn):
     from bn_lab.report import sweep_figures

@@ -83,9 +83,12 @@ def test_a_report_whose_figures_fail_is_still_written(smoke_sweep, tmp_path):
     (line,) = done.stderr.splitlines()
     assert line.startswith("warning: curves.png was not drawn (ValueError: 'notacolor' is not a valid value for color")
     assert line.endswith("); everything else is kept")
-    assert done.stdout.splitlines()[-1].endswith(f"({rundir.SUMMARY_CSV}, {rundir.HEATMAP})")
+    assert done.stdout.splitlines()[-2].endswith(f"({rundir.SUMMARY_CSV}, {rundir.HEATMAP})")
     assert not (sweep / rundir.CURVES).exists()  # the earlier report's, which described other colors, is gone
-    assert "Figures: `heatmap.png` (mean late validation accuracy" in (sweep / rundir.REPORT).read_text()
+    assert (
+        "Figures: `heatmap.png` (per grid point, each arm's late validation accuracy"
+        in (sweep / rundir.REPORT).read_text()
+    )
     assert "`curves.png`" not in (sweep / rundir.REPORT).read_text()
 
 

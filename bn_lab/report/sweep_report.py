@@ -29,7 +29,8 @@ CONVENTIONS = """\
 How to read it: each accuracy is a {figure}, as mean ± sample standard deviation over the seeds.
 Outcomes: a network *diverged* when its loss became NaN/inf: it has no accuracy (NaN weights),
 so it is left out of the mean and counted (the lesson's TF1 code printed {tf1} for it: the
-argmax of NaN logits is class 0, that class's share of the validation images). A network
+argmax of NaN logits is class 0, and that is class 0's share of the validation images these cells
+used; on MNIST's whole validation split of 5,000 it is 0.0958, `data.val_limit` changes it). A network
 *collapsed* when at least {collapse:.0%} of the validation images get the same class: its accuracy is
 about that class's share (~0.10), a real result of training, so it is in the mean. The BN
 uplift is the mean ± std of the paired difference with BN − without BN (same initial weights,
@@ -126,7 +127,7 @@ def write_report(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "l
     heatmap = report_figures.heatmap(results, sweep_dir / rundir.HEATMAP)
     curves = report_figures.curves(results, sweep_dir / rundir.CURVES)
     figures = [
-        (heatmap, f"`{rundir.HEATMAP}` (mean {FIGURES[figure]} per grid point)"),
+        (heatmap, f"`{rundir.HEATMAP}` (per grid point, each arm's {FIGURES[figure]}, its mean over seeds)"),
         (curves, f"`{rundir.CURVES}` (validation curves, every seed)"),
         (drawn, f"`{rundir.MECHANISM}` (inside the relu bad-init cells)"),
         (along, f"`{rundir.ALONG_AXIS}` (each arm against the numeric axis, each evaluation mode)"),

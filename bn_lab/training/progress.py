@@ -21,7 +21,15 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, desc=label or "steps", unit="step", leave=False, dynamic_ncols=True)
+            # No rate on the bar: steps/s has one meaning, the table's (training steps, compiling left out).
+            self.bar = tqdm(
+                total=total_steps,
+                desc=label or "steps",
+                unit="step",
+                leave=False,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}",
+            )
 
     @staticmethod
     def text(evaluations, shorts: dict[str, str] | None = None) -> str:
@@ -44,7 +52,8 @@ class Progress:
             if evaluations:
                 self.bar.set_postfix_str(text)
         elif self.mode == "lines":
-            rate = f"  ({step / (time.perf_counter() - self.started):,.0f} steps/s)" if step else ""
+            # The time so far, not a rate: steps/s is the table's (training steps alone, compiling left out).
+            rate = f"  ({time.perf_counter() - self.started:,.0f} s)" if step else ""
             try:
                 print(f"{self.label}step {step:>6}/{self.total}  {text}{rate}", flush=True)
             except OSError:  # standard output took no more (a full disk, a closed pipe): the run goes on, silent
