@@ -173,10 +173,12 @@ def test_conv_pair_trains_and_logs_training_batches(mnist_small):
         (0, precise),
         (0, batch),
         (5, "train_batch"),
+        (10, "training_steps"),  # the steps' own loss and accuracy since the last validation evaluation
         (10, "validation"),
         (10, precise),
         (10, batch),
         (15, "train_batch"),
+        (20, "training_steps"),
         (20, "validation"),
         (20, precise),
         (20, batch),

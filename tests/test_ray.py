@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "sweep_smoke.yaml"
 CELLS = ["relu_goodinit_seed0", "relu_badinit_seed0", "sigmoid_goodinit_seed0", "sigmoid_badinit_seed0"]
 # What may differ between two runs of the same cell: clocks and where it ran.
-VOLATILE = {"wall_seconds", "train_seconds", "steps_per_second"}
+VOLATILE = {"wall_seconds", "train_seconds", "steps_per_second", "timings"}
 RAY_DAEMONS = {"gcs_server", "raylet"}
 
 

@@ -345,10 +345,17 @@ def test_the_figures_draw_the_cells_numbers(smoke, tmp_path, monkeypatch):
                 assert texts[r, c].startswith(f"{statistics.mean(late):.2f}{spread}\n"), (variant, activation, init)
 
     # curves: one panel per grid point, with each seed's curve of both networks.
-    axes = {ax.get_title(): ax for ax in drawn["curves.png"].axes if ax.get_visible()}
+    # Each panel titled as the report names its grid point's values.
+    titles = {
+        f"{a}, {'good (0.05)' if i == 'goodinit' else 'bad (5)'}": f"{a}_{i}" for a, i in (p.split("_") for p in POINTS)
+    }
+    axes = {titles[ax.get_title()]: ax for ax in drawn["curves.png"].axes if ax.get_visible()}
     assert sorted(axes) == sorted(POINTS)
     for point, ax in axes.items():
-        curves = sorted(tuple(line.get_ydata()) for line in ax.lines if line.get_marker() != "x")
+        # Each seed's curve (the x of a diverged one, and its dotted run to the x, left out).
+        curves = sorted(
+            tuple(line.get_ydata()) for line in ax.lines if line.get_marker() != "x" and line.get_linestyle() != ":"
+        )
         expected_curves = []
         for cell in sorted(copy.glob(f"{point}_seed*")):
             with open(cell / "metrics.csv", newline="") as f:
