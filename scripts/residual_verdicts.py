@@ -3,7 +3,7 @@
 
     python scripts/residual_verdicts.py [RESULTS]      (default: results/)
 
-Reads results/residual_variance, residual_depth, residual_lr_batch (sweeps) and
+Reads results/residual_variance, residual_depth, residual_depth_lr, residual_lr_batch (sweeps) and
 residual_ghost_batch (a --seeds directory), written by the commands in their configs' headers,
 and prints per experiment each arm's late validation accuracy over seeds (mean and 95% t
 interval), the paired differences the claims turn on (95% t interval on the seed-by-seed
@@ -113,6 +113,8 @@ def main(argv: list[str]) -> int:
         variance(results)
     if (results / "residual_depth").is_dir():
         sweep(results, "residual_depth", "bn")
+    if (results / "residual_depth_lr").is_dir():
+        sweep(results, "residual_depth_lr", "bn")
     if (results / "residual_lr_batch").is_dir():
         sweep(results, "residual_lr_batch", "bn")
     if (results / "residual_ghost_batch").is_dir():
