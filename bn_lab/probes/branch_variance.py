@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from bn_lab import runtime
 from bn_lab.nets import network as models
-from bn_lab.nets.architecture import BRANCH_END
+from bn_lab.nets.architecture import BRANCH_END, SHORTCUT
 
 QUANTITIES = ("branch_variance", "skip_variance", "branch_share")
 
@@ -49,7 +49,7 @@ def stage_positions(architecture) -> list[int]:
     for k, layer in enumerate(hidden):
         if layer.role != BRANCH_END:
             continue
-        projected = k + 1 < len(hidden) and hidden[k + 1].role == "shortcut"
+        projected = k + 1 < len(hidden) and hidden[k + 1].role == SHORTCUT
         position = 1 if projected else position + 1
         positions.append(position)
     return positions
