@@ -83,7 +83,7 @@ def compiled(function, jit_compile: bool):
     """
     import tensorflow as tf
 
-    return tf.function(function, jit_compile=jit_compile, autograph=False)
+    return tf.function(function, jit_compile=jit_compile, autograph=False, reduce_retracing=not jit_compile)
 
 
 class DeviceError(Exception):

@@ -72,9 +72,14 @@ class Evaluator:
         self.precise_batches = precise_batches
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), jit) for a in networks}
+        # Not XLA: one forward pass a call, where XLA saves little and compiles again for every
+        # split's shape (docs/performance.md, "Where a run's time goes").
+        self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), False) for a in networks}
+        # Not XLA: a loop of batches of one, run once a run, where compiling costs more than it saves.
         self._single_image = {
-            (a, training): runtime.compiled(lambda images, a=a, t=training: self._single_image_impl(a, images, t), jit)
+            (a, training): runtime.compiled(
+                lambda images, a=a, t=training: self._single_image_impl(a, images, t), False
+            )
             for a in networks
             for training in (False, True)
         }
@@ -102,7 +107,11 @@ class Evaluator:
         counts = tf.reduce_sum(
             tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0
         )  # XLA has no bincount
-        return self.loss(logits, labels) * n, correct(logits, labels), counts
+        # Per image: 1 right, 0 wrong, NaN where its logits are not numbers (no prediction, as in _figures).
+        each = tf.where(
+            tf.reduce_all(tf.math.is_finite(logits), axis=1), tf.cast(tf.equal(predicted, labels), tf.float32), np.nan
+        )
+        return self.loss(logits, labels) * n, correct(logits, labels), counts, each
 
     def _moments_impl(self, arm, batches):
         """Exact population statistics: each normalizer's input mean and biased variance, averaged
@@ -195,17 +204,24 @@ class Evaluator:
 
     def evaluate(self, arm: str, split) -> tuple[float, float, float]:
         """Mean loss, accuracy and top class share of `arm`'s predictions on a whole split, inference mode."""
+        return self.evaluate_each(arm, split)[0]
+
+    def evaluate_each(self, arm: str, split) -> tuple[tuple[float, float, float], np.ndarray]:
+        """evaluate()'s figures, and per image 1.0 if its prediction was right, 0.0 if not, NaN if its
+        logits were not numbers."""
         loss_sum = correct_sum = 0.0
         counts = np.zeros(self.networks[arm].architecture.layers[-1].units, np.int64)
+        each = []
         for start in range(0, len(split.labels), self.eval_batch_size):
-            batch_loss, batch_correct, batch_counts = self._evaluate[arm](
+            batch_loss, batch_correct, batch_counts, batch_each = self._evaluate[arm](
                 split.images[start : start + self.eval_batch_size], split.labels[start : start + self.eval_batch_size]
             )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)
             counts += batch_counts.numpy()
+            each.append(batch_each.numpy())
         n = len(split.labels)
-        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n))
+        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(each)
 
     def has_batch_statistics(self, arm: str) -> bool:
         return self.batch_size is not None and (arm, False) in self._in_training_mode
@@ -222,14 +238,16 @@ class Evaluator:
         n = labels.size
         return _figures(float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n))
 
-    def batch_size_curve(self, arm: str, split, batch_size: int) -> dict:
+    def batch_size_curve(self, arm: str, split, batch_size: int, correct_in_inference: np.ndarray) -> dict:
         """Accuracy in training mode on the split's first images fed in batches of each of
         curve_sizes(batch_size) images, each batch normalized with its own statistics as one group
         (whatever the arm's group size: how many images must normalize each other), beside
         inference mode on exactly the same images (a size that does not divide the images sees
         their first whole batches): from which batch size batch statistics stand in for the
         population's. The images: CURVE_IMAGES, or one training batch if that is more, at most the
-        split (the config makes sure it holds one training batch)."""
+        split (the config makes sure it holds one training batch). correct_in_inference: the
+        split's evaluate_each(), whose first images give inference mode's figure at every size
+        (inference mode treats each image alone: one evaluation serves them all)."""
         available = min(len(split.labels), max(CURVE_IMAGES, batch_size))
         images, labels = split.images[:available], split.labels[:available]
         sizes = curve_sizes(batch_size)
@@ -239,7 +257,7 @@ class Evaluator:
             count = batched_labels.size
             used.append(count)
             training.append(self._training_mode(arm, batched_images, batched_labels, whole=True)[1])
-            inference.append(self.evaluate(arm, type(split)(images[:count], labels[:count]))[1])
+            inference.append(float(np.mean(correct_in_inference[:count], dtype=np.float64)))
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
             "images": used,  # per size: its whole batches' images, the same in both modes

@@ -374,7 +374,9 @@ class Trainer:
             result.final_val_loss, result.final_val_accuracy, result.final_top_class_share = self.evaluate(
                 v, self.data.validation
             )
-            result.test_loss, result.test_accuracy, test_share = self.evaluate(v, self.data.test)
+            (result.test_loss, result.test_accuracy, test_share), correct_on_test = self.checks.evaluate_each(
+                v, self.data.test
+            )
             evaluations.append(
                 Evaluation(v, self.steps_done, schema.TEST, result.test_loss, result.test_accuracy, test_share)
             )
@@ -385,5 +387,7 @@ class Trainer:
                 in_training_mode = self.single_sample_predictions(v, single_images, training=True)
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
-                result.batch_size_curve = self.checks.batch_size_curve(v, self.data.test, train["batch_size"])
+                result.batch_size_curve = self.checks.batch_size_curve(
+                    v, self.data.test, train["batch_size"], correct_on_test
+                )
         return n_single
