@@ -195,6 +195,7 @@ def four_arms(tmp_path_factory, tiny_mnist):
         {
             "train.steps": 120,
             "train.eval_every": 40,
+            "train.jit_compile": False,  # the backends agree inside XLA too (test_bn_backends); compiling is most of the cost
             "train.single_samples": 20,
             "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
             "diagnostics.probe_images": 64,
@@ -314,6 +315,7 @@ def test_a_sweep_report_over_four_arms_shows_all_four(tmp_path):
         overrides={
             "train.steps": 40,
             "train.eval_every": 20,
+            "train.jit_compile": False,
             "train.single_samples": 20,
             "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
             "precise_bn.images": 300,

@@ -3,6 +3,7 @@ stops a report, no input exhausts the machine. Real processes, acting while they
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -249,13 +250,16 @@ def test_damaged_cells_are_named_in_the_report_and_rerun_on_resume(smoke_sweep, 
     dry = bnlab("sweep", SWEEP_SMOKE, "--results", results, "--dry-run")
     assert dry.returncode == 0 and dry.stdout.strip().endswith("8 damaged"), dry.stdout
 
-    # Resuming reruns only the damaged cells: make two of them whole again first.
-    for cell in ("relu_goodinit_seed0", "sigmoid_badinit_seed1"):
-        shutil.rmtree(sweep_dir / cell)
-        shutil.copytree(smoke_sweep[0] / cell, sweep_dir / cell)
+    # Resuming reruns only the damaged cells: make all but two of them whole again first.
+    rerun = ("relu_goodinit_seed0", "sigmoid_badinit_seed1")
+    for cell in DAMAGE:
+        if cell not in rerun:
+            shutil.rmtree(sweep_dir / cell)
+            shutil.copytree(smoke_sweep[0] / cell, sweep_dir / cell)
     resumed = bnlab("sweep", SWEEP_SMOKE, "--results", results, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "2 of 8 cells already complete: skipped" in resumed.stdout
+    assert "6 of 8 cells already complete: skipped" in resumed.stdout
+    assert sorted(re.findall(r"^\[\d/8\] (\S+)", resumed.stdout, re.M)) == sorted(rerun), resumed.stdout
     assert all(rundir.is_complete(sweep_dir / cell) for cell in DAMAGE)
     assert "8 of 8 cells finished" in (sweep_dir / "report.md").read_text()
     assert not (sweep_dir / "failed.json").exists()
