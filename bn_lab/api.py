@@ -17,12 +17,14 @@ before anything slow (TensorFlow) starts.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bn_lab import runtime
 from bn_lab.config import bundled
 from bn_lab.config import loading as configs
 from bn_lab.config.yaml_io import ConfigError, shown
@@ -46,6 +48,23 @@ class IncompleteSweep(RuntimeError):
 
 
 # --- the arguments of the API, checked as the CLI's options are: one line naming each ----------
+
+
+def _worded_for_the_api(function):
+    """The library's messages name bnlab's options (--set, --device); an API call's errors name
+    the call's parameters instead (overrides, device): one rewording, store.callers'."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ConfigError, runtime.DeviceError) as e:
+            worded = callers.for_the_api(str(e))
+            if worded == str(e):
+                raise
+            raise type(e)(worded) from None
+
+    return call
 
 
 def _refused(name: str, value, wanted: str) -> configs.ConfigError:
@@ -107,6 +126,7 @@ def _progress(progress: str) -> str:
     return "bar" if progress == "auto" and "ipykernel" in sys.modules else progress
 
 
+@_worded_for_the_api
 def resolve_config(config: str | Path | Mapping, seed: int | None = None, overrides: Mapping | None = None) -> dict:
     """A validated config from a YAML path or a mapping (nested or dotted keys), with overrides applied."""
     overrides = dict(overrides or {})
@@ -123,15 +143,18 @@ def resolve_config(config: str | Path | Mapping, seed: int | None = None, overri
     return configs.load(bundled.path(config), overrides)  # a path, or a bundled config's name
 
 
+@_worded_for_the_api
 def load(path: str | Path) -> Run:
     """The Run of a finished run directory (or of the `latest` pointer beside runs)."""
     return Run(rundir.follow_latest(_path("path", path, optional=False)))
 
 
+@_worded_for_the_api
 def load_sweep(path: str | Path) -> SweepRun:
     return SweepRun(rundir.follow_latest(_path("path", path, optional=False)))
 
 
+@_worded_for_the_api
 def run(
     config: str | Path | Mapping,
     seed: int | None = None,
@@ -187,6 +210,7 @@ def _finished(done) -> SweepRun:
     return found
 
 
+@_worded_for_the_api
 def sweep(
     sweep_file: str | Path,
     grid: list[str] | tuple = (),
@@ -214,7 +238,7 @@ def sweep(
     force, jobs, progress = _flag("force", force), _count("jobs", jobs), _progress(progress)
     if ray_address is not None and not isinstance(ray_address, str):
         raise _refused("ray_address", ray_address, "a str (host:port) or None")
-    sweep_file = bundled.path(sweep_file) if not grid else sweep_file
+    sweep_file = bundled.path(sweep_file)  # a sweep file, or with grid= a base config: either may be bundled
     definition = spec.load(sweep_file, grid, name=name, seeds=seeds, overrides=_mapping("overrides", overrides))
     done = driver.run_sweep(
         definition,

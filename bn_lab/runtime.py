@@ -93,7 +93,7 @@ class DeviceError(Exception):
 NO_GPU = (
     "--device gpu: {reason} "
     "(install the gpu extra, `pip install bn_lab[gpu]`, on a machine with an NVIDIA GPU); "
-    "use --device cpu or --device auto"
+    "use the cpu or auto device instead"
 )
 # On Linux, TensorFlow's GPUs are NVIDIA (CUDA) or AMD (ROCm) ones, and each needs its kernel
 # driver, which leaves these behind. Elsewhere (macOS with tensorflow-metal) only TensorFlow knows.

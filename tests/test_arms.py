@@ -35,6 +35,7 @@ def with_arms(given, **dotted):
         ({"name": "a"}, "config: arms must be a non-empty list of arms"),
         ([{"name": "a", "colour": "red"}], "arms[0]: unknown key 'colour'; an arm's keys are name, normalizer"),
         ([{"normalizer": None}], "arms[0]: name is required, a string, got None"),
+        ([{"name": 1e5}], "arms[0]: name must be a string; YAML read it as the number 100000.0: put it in quotes"),
         ([{"name": "a/b"}], "arms[0]: name "),
         ([{"name": "a"}, {"name": "a"}], "arms[1] (a): two arms are named 'a'"),
         (

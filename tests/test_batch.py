@@ -200,7 +200,8 @@ def test_class_grouped_batches_need_the_classes_among_the_kept_images_checked_be
     )
     assert (done.returncode, done.stderr) == (
         2,
-        "error: data.classes_per_batch 9: the 10 training images hold only 8 classes (0, 1, 3, 4, 6, 7, 8, 9); "
+        f"error: {CONFIGS / 'smoke.yaml'} (with --set): data.classes_per_batch 9: the 10 training images hold "
+        "only 8 classes (0, 1, 3, 4, 6, 7, 8, 9); "
         "lower data.classes_per_batch or raise data.train_limit\n",
     )
     assert not (tmp_path / "run").exists()

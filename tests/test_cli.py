@@ -292,7 +292,7 @@ def test_gpu_without_a_gpu_fails_clearly_before_anything_starts(tmp_path):
         line = one_error_line(bnlab(*command, "--device", "gpu"))
         assert line == (
             "error: --device gpu: this machine has no GPU driver (install the gpu extra, `pip install bn_lab[gpu]`, "
-            "on a machine with an NVIDIA GPU); use --device cpu or --device auto"
+            "on a machine with an NVIDIA GPU); use the cpu or auto device instead"
         )
     assert list(tmp_path.iterdir()) == []
     # With a driver but no GPU for TensorFlow (say, installed without the gpu extra), TensorFlow

@@ -47,6 +47,12 @@ def test_a_fifo_in_place_of_a_cells_files_never_blocks_a_reader(smoke_sweep, tmp
     os.mkfifo(other / rundir.CONFIG)
     with pytest.raises(config.ConfigError, match="config.yaml: not a regular file; give a YAML file"):
         assert bn_lab.load(other).config
+    third = sweep / "sigmoid_goodinit_seed0"
+    (third / rundir.WEIGHTS).unlink()
+    os.mkfifo(third / rundir.WEIGHTS)
+    with pytest.raises(ValueError) as error:
+        bn_lab.load(third).weights()
+    assert str(error.value) == f"{third / rundir.WEIGHTS}: not a regular file"
 
 
 @pytest.mark.slow
@@ -199,6 +205,40 @@ def test_each_caller_is_told_its_own_options(tmp_path):
     assert "--name" not in line and line.endswith("use --out to write elsewhere")
 
 
+def test_an_api_call_is_told_its_parameters_never_bnlabs_options(tmp_path):
+    """The library's messages are worded for bnlab (--device, --set); an API call's name its own parameters."""
+    calls = [
+        (lambda: bn_lab.run(SMOKE, device=1), "device=1: unknown device; allowed: auto, cpu, gpu"),
+        (lambda: bn_lab.run(SMOKE, overrides={"train.stepz": 3}), "overrides: unknown key 'train.stepz'"),
+        (lambda: bn_lab.run(SMOKE, seed="1"), f"{SMOKE} (with overrides): seed must be int, got '1'"),
+        (lambda: bn_lab.sweep(SWEEP_SMOKE, threshold="0.9"), "threshold='0.9': must be a number in (0, 1]"),
+        (lambda: bn_lab.sweep(SWEEP_SMOKE, figure="x"), "figure='x': unknown figure; allowed: late, final, best"),
+        (lambda: bn_lab.sweep(SWEEP_SMOKE, executor="x"), "executor=x: unknown executor; allowed: "),
+        (lambda: bn_lab.sweep(SMOKE, ["optimizer.learning_rate"]), "grid=optimizer.learning_rate: expected KEY="),
+    ]
+    for call, expected in calls:
+        with pytest.raises(config.ConfigError if "device" not in expected else Exception) as error:
+            call()
+        assert str(error.value).startswith(expected) and "--" not in str(error.value), str(error.value)
+    assert callers.for_the_api("use --name or --results to write elsewhere (with --set)") == (
+        "use name or results to write elsewhere (with overrides)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_mapping_is_a_value_to_refuse_not_nothing():
+    """`arms: {}` trained the lesson's pair: flattening dropped the empty mapping before the check."""
+    for key, expected in (
+        ("arms", "arms must be a non-empty list of arms ({name: ..., normalizer: ...}), got {}"),
+        ("seed", "seed must be int, got {}"),
+        ("train.steps", "train.steps must be int, got {}"),
+    ):
+        with pytest.raises(config.ConfigError) as error:
+            config.load(SMOKE, {key: {}})
+        assert str(error.value) == f"{SMOKE} (with --set): {expected}"
+    assert config.load(SMOKE, {"model": {}}) == config.load(SMOKE)  # a section's: its defaults
+
+
 def test_many_seeds_make_a_directory_name_that_fits_and_nothing_before_a_refusal(tmp_path):
     seeds = list(range(0, 400, 3))
     name = several_seeds.seeds_directory_name(seeds)
@@ -227,3 +267,28 @@ def test_a_sweep_definition_keeps_its_messages_in_one_line():
     # A sweep value with a terminal's escape is shown escaped wherever the sweep shows it.
     definition = spec.load(SMOKE, ["data.idx_dir=a:\x1b[2Jx,b:y"])
     assert "\x1b" not in json.dumps(definition.manifest()["cells"][0]["grid"], ensure_ascii=False)
+
+
+@pytest.mark.slow
+def test_what_changed_in_a_cells_config_is_shown_bounded(smoke_sweep, tmp_path):
+    """--dry-run over a finished cell whose config now lists ten arms with long labels: each
+    changed value is cut, and an absent key reads `(not set)`, not `(unknown key)`."""
+    from bn_lab.sweeps import driver
+
+    arms = [{"name": f"a{k}", "normalizer": "batch_norm", "label": f"{k:03d}" + "x" * 197} for k in range(10)]
+    definition = spec.load(SWEEP_SMOKE, overrides={"arms": arms})
+    cell = definition.cells[0]
+    shutil.copytree(smoke_sweep[0] / cell.name, tmp_path / cell.name)
+    state, detail = driver.cell_state(cell, tmp_path / cell.name)
+    assert state == driver.CHANGED
+    assert detail.startswith("arms: (not set) -> [{") and len(detail) <= 20 + driver.VALUE_LIMIT, detail
+
+
+def test_inf_and_nan_on_the_command_line_are_called_what_they_are():
+    """`--set optimizer.learning_rate=inf` is the string 'inf' to YAML: "must be float" misled (issue 33, 18)."""
+    for given in ("inf", "-inf", "nan", "Infinity"):
+        with pytest.raises(config.ConfigError) as error:
+            config.load(SMOKE, {"optimizer.learning_rate": given})
+        assert (
+            str(error.value) == f"{SMOKE} (with --set): optimizer.learning_rate must be a finite number, got {given!r}"
+        )

@@ -123,7 +123,7 @@ def test_report_lines_stay_bounded_with_thousands_of_seeds(tmp_path):
     assert len(text) < 140 and text.endswith(", … (3,000 seeds)")
     # One real cell, copied in the manifest to thousands: the report is what is tested.
     short = ("--set", "train.steps=20", "--set", "train.eval_every=10")
-    done = bnlab("run", SMOKE, *short, "--seeds", ",".join(map(str, seeds[:2])), "--out", tmp_path / "s", "--quiet")
+    done = bnlab("run", SMOKE, *short, "--seeds", "0", "--out", tmp_path / "s", "--quiet")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
     cell = manifest["cells"][0]
@@ -133,5 +133,13 @@ def test_report_lines_stay_bounded_with_thousands_of_seeds(tmp_path):
     shown = report.write_report(tmp_path / "s")
     for text in (shown, (tmp_path / "s" / rundir.REPORT).read_text()):
         assert max(len(line) for line in text.splitlines()) < 1000
-    assert "Missing: 2,997 cells not run or not finished: seed6, seed8, seed10, " in shown
-    assert ", seed24 and 2,987 more" in shown
+    assert "Missing: 2,999 cells not run or not finished: seed2, seed4, seed6, " in shown
+    assert ", seed20 and 2,989 more" in shown
+    # Failed cells are listed one a line with their errors: the first ten, the others counted.
+    failures = {f"seed{s}": {"error": f"ValueError: {s}", "traceback": "..."} for s in seeds[1:]}
+    (tmp_path / "s" / rundir.FAILURES).write_text(json.dumps(failures))
+    shown = report.write_report(tmp_path / "s")
+    listed = [line for line in shown.splitlines() if line.startswith("- seed")]
+    assert listed[:2] == ["- seed2: ValueError: 2", "- seed4: ValueError: 4"] and len(listed) == 10
+    assert "- and 2,989 more cells (every one in failed.json)" in shown
+    assert len(shown.splitlines()) < 40

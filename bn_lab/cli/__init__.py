@@ -221,7 +221,7 @@ def sweep(
         raise UserError("--jobs is for the local executor; inprocess runs one cell at a time, in this process")
     definition = call(
         spec.load,
-        call(bundled.path, sweep_file) if not grid else sweep_file,
+        call(bundled.path, sweep_file),  # a sweep file, or with --grid a base config: either may be bundled
         grid,
         name=name,
         seeds=call(spec.parse_seeds, seeds) if seeds is not None else None,

@@ -217,6 +217,8 @@ def resolve(given, config: dict, hidden_shapes: list[tuple[int, ...]], where: st
         if unknown:
             raise ConfigError(f"{at}: unknown key {shown(unknown[0])}; an arm's keys are {', '.join(KEYS)}")
         name = arm.get("name")
+        if isinstance(name, (int, float)) and not isinstance(name, bool):  # YAML read `1e5` as a number
+            raise ConfigError(f"{at}: name must be a string; YAML read it as the number {name!r}: put it in quotes")
         if not isinstance(name, str) or (problem := name_problem(name)):
             raise ConfigError(
                 f"{at}: name {problem if isinstance(name, str) else 'is required, a string'}, got {shown(name)}"

@@ -32,14 +32,20 @@ def defaults() -> dict:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
+    """{dotted key: value}. Only a section's mapping is opened up: a mapping anywhere else (`arms:
+    {}`, `seed: {}`, `train: {steps: {}}`) stays a value, for validation to refuse, never dropped."""
     flat = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and dotted not in FIELDS:
+        if isinstance(value, dict) and dotted not in FIELDS and dotted != ARMS and (value or _is_section(dotted)):
             flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value
     return flat
+
+
+def _is_section(dotted: str) -> bool:
+    return any(k.startswith(dotted + ".") for k in FIELDS)
 
 
 def unflatten(flat: dict) -> dict:
@@ -107,6 +113,9 @@ def plain(value: Any) -> Any:
     return value
 
 
+_NOT_FINITE = ("inf", "infinity", "nan", ".inf", ".nan")
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     field = FIELDS[key]
     value = plain(value)
@@ -127,6 +136,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         list: isinstance(value, list),
     }[kind]
     if not ok:
+        if kind is float and isinstance(value, str) and value.strip().lower().lstrip("+-") in _NOT_FINITE:
+            # YAML reads `inf` and `nan` as strings (its infinity is `.inf`): no number to take.
+            raise ConfigError(f"{where}: {key} must be a finite number, got {shown(value)}")
         raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {shown(value)}")
     if kind is float:
         try:

@@ -71,6 +71,11 @@ def flattened(text: str) -> str:
     return " ".join("".join(" " if _unshowable(ch) else ch for ch in text).split())
 
 
+def counted(n: int, noun: str) -> str:
+    """ "1 cell", "2 cells", "2,997 cells"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def listed(names: list[str], count: int = 3) -> str:
     """The first `count` names, and how many more: what one line shows of a list."""
     return ", ".join(names[:count]) + (f" and {len(names) - count:,} more" if len(names) > count else "")

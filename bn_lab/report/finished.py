@@ -77,9 +77,12 @@ class Run:
         path = self.path / rundir.WEIGHTS
         if not path.exists():
             raise FileNotFoundError(f"{path}: not written (runs of bn_lab before weights.npz existed)")
-        with files.open_regular(path) as f, np.load(f) as saved:
-            prefix = f"{variant}/"
-            found = {name[len(prefix) :]: saved[name] for name in saved.files if name.startswith(prefix)}
+        try:
+            with files.open_regular(path) as f, np.load(f) as saved:
+                prefix = f"{variant}/"
+                found = {name[len(prefix) :]: saved[name] for name in saved.files if name.startswith(prefix)}
+        except ValueError as e:  # not a regular file, not an npz: the message names the file
+            raise ValueError(f"{path}: {e}") from None
         if not found:
             raise ValueError(
                 f"{path}: holds no {variant} network (this run trained {', '.join(self.summary['variants'])})"

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from bn_lab.config import arms
-from bn_lab.config.user_text import printable
+from bn_lab.config.user_text import counted, printable
 from bn_lab.disk import files
 from bn_lab.report import intervals, lr_threshold, outcome, sweep_mechanism, sweep_table
 from bn_lab.report import sweep_figures as report_figures
@@ -156,12 +156,12 @@ def _incomplete_notes(results: SweepResults) -> list[str]:
         notes += [f"Missing: {_cells(len(missing))} not run or not finished: {rundir.listed(missing, 10)}", ""]
     if failed:
         notes += [f"Failed: {_cells(len(failed))}, errors with tracebacks in failed.json:"]
-        notes += [f"- {n}: {results.failed[n]}" for n in failed] + [""]
+        notes += _itemized({n: results.failed[n] for n in failed}, "every one in failed.json") + [""]
     if results.damaged:
         notes += [
             f"Damaged: {_cells(len(results.damaged))} left out, whose files do not read back (resuming the sweep reruns them):"
         ]
-        notes += [f"- {n}: {problem}" for n, problem in results.damaged.items()] + [""]
+        notes += _itemized(results.damaged, "`bnlab sweep --dry-run` names each") + [""]
     if results.stale:
         notes += [
             f"Left out: {_cells(len(results.stale))} finished with a config other than this sweep's "
@@ -184,7 +184,19 @@ def seeds_text(seeds: list[int], limit: int = 120) -> str:
 
 
 def _cells(n: int) -> str:
-    return f"{n} cell" if n == 1 else f"{n:,} cells"
+    return counted(n, "cell")
+
+
+# Cells listed one a line with their problem; the others are counted (a report stays readable
+# when thousands of cells failed).
+ITEMIZED = 10
+
+
+def _itemized(problems: dict[str, str], all_of_them: str) -> list[str]:
+    lines = [f"- {name}: {problem}" for name, problem in list(problems.items())[:ITEMIZED]]
+    if len(problems) > ITEMIZED:
+        lines.append(f"- and {counted(len(problems) - ITEMIZED, 'more cell')} ({all_of_them})")
+    return lines
 
 
 def report_table(sweep_dir: str | Path, threshold: float = 0.9, figure: str = "late", wide: bool = False) -> str:

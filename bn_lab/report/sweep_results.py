@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bn_lab.config import arms
-from bn_lab.config.yaml_io import SweepError
+from bn_lab.config.yaml_io import SweepError, shown
 from bn_lab.disk import files
 from bn_lab.report import outcome
 from bn_lab.store import rundir, schema, sweep_manifest
@@ -129,9 +129,9 @@ class SweepResults:
 def check_options(threshold, figure: str) -> None:
     """The report's options, checked before a sweep trains anything (NaN is not in (0, 1])."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
-        raise ReportError(f"--threshold {threshold}: must be a number in (0, 1]")
+        raise ReportError(f"--threshold {shown(threshold)}: must be a number in (0, 1]")
     if figure not in outcome.FIGURES:
-        raise ReportError(f"--figure {figure}: unknown figure; allowed: {', '.join(outcome.FIGURES)}")
+        raise ReportError(f"--figure {shown(figure)}: unknown figure; allowed: {', '.join(outcome.FIGURES)}")
 
 
 def collect(sweep_dir: str | Path, figure: str = "late") -> SweepResults:

@@ -18,7 +18,7 @@ from pathlib import Path
 from bn_lab import registry
 from bn_lab.config import arms
 from bn_lab.config import loading as configs
-from bn_lab.config.user_text import listed, printable
+from bn_lab.config.user_text import counted, listed, printable
 from bn_lab.config.yaml_io import ConfigError, SweepError, read_yaml
 from bn_lab.disk import files
 from bn_lab.report import sweep_report as report
@@ -30,6 +30,8 @@ from bn_lab.sweeps.cell import Task
 from bn_lab.sweeps.spec import Cell, Sweep
 from bn_lab.training import preflight
 
+# How much of each changed value --dry-run shows.
+VALUE_LIMIT = 60
 # Cell states, as --dry-run shows them.
 COMPLETE = "complete"  # finished, same config: skipped
 TO_RUN = "to run"  # no run directory yet
@@ -55,8 +57,12 @@ def cell_state(cell: Cell, run_dir: Path) -> tuple[str, str]:
     if same:
         return COMPLETE, ""
     old, new = configs.flatten(saved), configs.flatten(cell.config)
-    differences = [f"{k}: {show(old.get(k))} -> {show(new.get(k))}" for k in new if old.get(k) != new.get(k)]
-    differences += [f"{k}: {show(old[k])} -> (unknown key)" for k in old if k not in new]
+
+    # Each value bounded and escaped: a value can be a list of arms with long labels.
+    def value(flat: dict, k: str) -> str:
+        return printable(show(flat[k]), VALUE_LIMIT) if k in flat else "(not set)"
+
+    differences = [f"{k}: {value(old, k)} -> {value(new, k)}" for k in {**old, **new} if old.get(k) != new.get(k)]
     return CHANGED, "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
 
 
@@ -72,7 +78,9 @@ def describe(sweep: Sweep, sweep_dir: Path) -> str:
     ]
     widths = [max(len(row[i]) for row in columns) for i in range(len(columns[0]))]
     points = len(sweep.cells) // len(sweep.seeds)
-    size = f"{len(sweep.cells)} cells ({points} grid points x {len(sweep.seeds)} seeds)"
+    size = (
+        f"{counted(len(sweep.cells), 'cell')} ({counted(points, 'grid point')} x {counted(len(sweep.seeds), 'seed')})"
+    )
     lines = [f"sweep {sweep.name}: {size} in {sweep_dir}/"]
     for c, row in zip(sweep.cells, columns):
         state, detail = found[c.name]

@@ -17,11 +17,12 @@ def check(runs: list[tuple[dict, str]], device: str) -> None:
     section is checked once; the first problem raises (ConfigError, DataError, DeviceError)."""
     for config, where in runs:
         footprint.check(config, where)
-    for text in {json.dumps(config["data"], sort_keys=True) for config, _ in runs}:
+    sections = {json.dumps(config["data"], sort_keys=True): where for config, where in reversed(runs)}
+    for text, where in reversed(sections.items()):  # each data section once, named by its first run
         data = json.loads(text)
         datasets.locate(data)
         if data["batch_order"] == "class_grouped":  # its classes are in the training labels it keeps
             labels = datasets.load(data).train.labels
             if problem := batches.class_grouped_problem(labels, data["classes_per_batch"]):
-                raise datasets.DataError(problem)
+                raise datasets.DataError(f"{where}: {problem}")
     runtime.check_device(device)
