@@ -64,6 +64,9 @@ def test_a_bundled_sweep_runs_by_name_and_its_base_resolves_among_the_bundled_fi
     process = bnlab("sweep", mine, "--dry-run", cwd=tmp_path)
     assert process.returncode == 0, process.stderr
     assert "model.activation=sigmoid" in process.stdout
+    process = bnlab("sweep", "smoke", "--grid", "model.activation=relu,sigmoid", "--dry-run", cwd=tmp_path)
+    assert process.returncode == 0, process.stderr  # with --grid, a bundled base config by its name
+    assert "sweep smoke_sweep: 2 cells (2 grid points x 1 seed)" in process.stdout
 
 
 @pytest.mark.slow
