@@ -582,8 +582,9 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
 
 @pytest.fixture(scope="module")
 def group_sweep(tmp_path_factory):
-    """BN over groups of 2 and 10 of the smoke run's batches of 60, two seeds: a numeric axis."""
-    return smoke_sweep_over(tmp_path_factory, "bn.group_size=2,10", {"train.steps": 40, "train.eval_every": 20})
+    """BN over groups of 2, 5 and 10 of the smoke run's batches of 60, two seeds: a numeric axis (along_axis.png
+    needs three values)."""
+    return smoke_sweep_over(tmp_path_factory, "bn.group_size=2,5,10", {"train.steps": 20, "train.eval_every": 10})
 
 
 @pytest.mark.slow
@@ -611,7 +612,7 @@ def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monk
     ax = drawn["along_axis.png"].axes[0]
     by_style = {(line.get_color(), line.get_linestyle()): line for line in ax.lines}
     late = {}
-    for g in (2, 10):
+    for g in (2, 5, 10):
         cells = [json.loads((group_sweep.path / f"group_size{g}_seed{s}" / "summary.json").read_text()) for s in (0, 1)]
         for section, linestyle in ((None, "-"), ("precise_bn", "--"), ("batch_stats", ":")):
             values = [
@@ -625,7 +626,7 @@ def test_the_batch_statistics_column_and_the_along_axis_figure(group_sweep, monk
         assert rows[str(g)]["late val acc with BN, batch stats"] == mean_text(batch, ".4f")
     for linestyle, means in late.items():
         line = by_style[("tab:blue", linestyle)]
-        assert list(line.get_xdata()) == [2, 10]
+        assert list(line.get_xdata()) == [2, 5, 10]
         assert list(line.get_ydata()) == pytest.approx(means)
     assert ("tab:red", ":") not in by_style  # the plain network has no batch statistics
     assert "`along_axis.png`" in report_md
