@@ -3,9 +3,11 @@ sweep NAME` find them from any directory, `--print-config` prints the resolved c
 show` reprints a finished run's or sweep's table; the wheel holds every config, and a bundled
 config trains from the installed wheel, outside the clone."""
 
+import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -120,9 +122,17 @@ def test_the_wheel_holds_every_config_and_a_bundled_config_trains_from_it_outsid
             if n.startswith("bn_lab/configs/")
         )
     assert shipped == bundled.names()
-    target = tmp_path / "site"
+    # A fresh virtual environment outside the clone, the wheel installed into it by its own pip;
+    # TensorFlow and the other dependencies are this environment's (a path in a .pth file: their
+    # download is not what is tested), never the clone's bn_lab.
+    fresh = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", fresh], check=True, timeout=300)
+    python = fresh / "bin" / "python"
+    (site,) = (fresh / "lib").glob("python3*/site-packages")
+    dependencies = [p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir()]
+    (site / "dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies))
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel],
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel],
         capture_output=True,
         text=True,
         timeout=300,
@@ -130,13 +140,18 @@ def test_the_wheel_holds_every_config_and_a_bundled_config_trains_from_it_outsid
     assert installed.returncode == 0, installed.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
-    code = "import bn_lab, sys; print(bn_lab.__file__); from bn_lab.cli import main; sys.exit(main())"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run(
+        [python, "-c", "import bn_lab; print(bn_lab.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert where.stdout.startswith(str(site)), where  # the wheel's bn_lab, not the clone's
+    listed = subprocess.run(
+        [fresh / "bin" / "bnlab", "configs"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and "  smoke " in listed.stdout, listed.stderr
     run = subprocess.run(
         [
-            sys.executable,
-            "-c",
-            code,
+            fresh / "bin" / "bnlab",
             "run",
             "smoke",
             "--set",
@@ -153,5 +168,5 @@ def test_the_wheel_holds_every_config_and_a_bundled_config_trains_from_it_outsid
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[0].startswith(str(target))  # the wheel's bn_lab, not the clone's
     assert (elsewhere / "run" / "summary.json").is_file()
+    assert "tensorboard --logdir run" in run.stdout.rstrip().splitlines()[-1], run.stdout
