@@ -196,7 +196,7 @@ def four_arms(tmp_path_factory, tiny_mnist):
         {
             "train.steps": 120,
             "train.eval_every": 40,
-            "train.jit_compile": False,  # the backends agree inside XLA too (test_bn_backends); compiling is most of the cost
+            "train.jit_compile": False,  # XLA per backend: test_fast_path; compiling four networks is most of the cost
             "train.single_samples": 20,
             "data": {"train_limit": 600, "val_limit": 200, "test_limit": 100},
             "diagnostics.probe_images": 64,
