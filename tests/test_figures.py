@@ -89,6 +89,14 @@ def test_a_runs_figures_label_their_axes_and_keep_the_legend_off_the_curves(tmp_
     paper = drawn_figures["paper_fig1.png"]
     a, b, c_ = paper.axes[:3]
     assert (a.get_title(), a.get_ylabel()) == ("(a) test accuracy", "test accuracy")
+    # (a): a marker at each test evaluation (one point, without test_every, is still seen), over
+    # the bands' steps, from 0.6 (the paper's) or 0 if a network is below it.
+    import csv
+
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        tested = [float(r["accuracy"]) for r in csv.DictReader(f) if r["split"] == "test"]
+    assert all(line.get_marker() == "o" for line in a.lines) and len(a.lines) == 2
+    assert a.get_xlim() == b.get_xlim() and a.get_ylim() == (0.6 if min(tested) >= 0.6 else 0.0, 1.0)
     for panel, letter, arm in ((b, "b", "without BN"), (c_, "c", "with BN")):
         assert panel.get_title().startswith(f"({letter}) {arm}: layer 3, unit 0") and panel.get_ylabel()
         assert [t.get_text() for t in panel.get_legend().get_texts()] == ["15th-85th percentile", "median"]

@@ -234,16 +234,21 @@ def paper_fig1_figure(
     index = indexed(diagnostic_rows)
     figure = new_figure(figsize=(4.3 * (1 + len(styles)), 3.8), layout="constrained")
     a, *bands = figure.subplots(1, 1 + len(styles))
+    accuracies = []
     for variant, style in styles.items():
         points = [
             (r["step"], r["accuracy"]) for r in metric_rows if r["variant"] == variant and r["split"] == schema.TEST
         ]
         if points:
-            a.plot(*zip(*points), color=style["color"], label=style["label"])
+            # Markers: without train.test_every the test split is evaluated once, after training,
+            # and a line of one point would draw nothing.
+            a.plot(*zip(*points), color=style["color"], label=style["label"], marker="o", markersize=4)
+            accuracies += [y for _, y in points if y == y]  # NaN: no figure
     a.set_title("(a) test accuracy", fontsize=10)
     a.set_ylabel("test accuracy")
     a.set_xlabel("training step")
-    a.set_ylim(0.6, 1.0)
+    # The paper's 0.6-1.0, unless a network is below it (one near chance, say): then all of it.
+    a.set_ylim(0.6 if accuracies and min(accuracies) >= 0.6 else 0.0, 1.0)
     a.grid(alpha=0.3)
     a.legend()
     limits = []
@@ -258,6 +263,8 @@ def paper_fig1_figure(
     shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
     for ax in bands:
         ax.set_ylim(shared)
+    if bands:
+        a.set_xlim(bands[0].get_xlim())  # the same steps as the bands: the whole of training
     figure.suptitle(title)
     return figure
 

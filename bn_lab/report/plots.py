@@ -118,7 +118,7 @@ def accuracy_figure(rows: list[dict], title: str, diverged_at: dict | None = Non
                 )
     axes.set_ylim(0, 1)
     axes.set_xlabel("training step (batches)")
-    axes.set_ylabel("accuracy (validation, but where the legend says)")
+    axes.set_ylabel("accuracy (validation unless the legend says otherwise)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # off the curves
