@@ -79,6 +79,12 @@ def test_help_is_instant_and_does_not_import_tensorflow(command):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
 
+def tf_value(event):
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto)
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_every_output(smoke_run):
     run_dir, process = smoke_run
@@ -106,6 +112,12 @@ def test_smoke_run_writes_every_output(smoke_run):
         )  # set away from its default
         assert hparams["description"] == SMOKE_RUN["description"] and hparams["train.steps"] == 200
         assert ("normalizer.momentum" in hparams) == (arm == "with_bn")
+        # The metrics beside them: the last validation figures and the test split's, after training.
+        run = f"smoke/{run_dir.name}/tensorboard/{arm}"
+        summary = json.loads((run_dir / "summary.json").read_text())["variants"][arm]
+        for tag, expected in (("validation/accuracy", "final_val_accuracy"), ("test/accuracy", "test_accuracy")):
+            (last, *_) = reversed(multiplexer.Tensors(run, tag))
+            assert last.step == 200 and float(tf_value(last)) == pytest.approx(summary[expected], abs=1e-6), tag
     assert process.stdout.rstrip().endswith(f"tensorboard --logdir {run_dir}")
     # No staging or temporary files left beside or inside the run.
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]

@@ -134,6 +134,10 @@ def run_experiment(
     trainer.timers.seconds["start_up"] = time.perf_counter() - started
     try:
         result = trainer.run(on_evaluation, on_trained)
+        # The test split's figures after training come from the final checks, not an evaluation
+        # during training: TensorBoard gets them too (the HParams table's test metrics).
+        final = [e for e in result.evaluations if e.split == schema.TEST and e.step == trainer.steps_done]
+        events.write(trainer.steps_done, final, {})
     finally:
         bar.close()
         events.close()
