@@ -23,6 +23,20 @@ def _session_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # above every worker's own
 
 
+@pytest.fixture(autouse=True)
+def signal_handlers_kept(request):
+    """bn_lab called in a process (the API, a claim, a sweep in process) leaves its signal handlers
+    as it found them: a test after one that did not would see Ctrl-C ignored."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    changed = [s.name for s, handler in before.items() if signal.getsignal(s) is not handler]
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    assert not changed, f"{request.node.nodeid} left the handler of {', '.join(changed)} changed"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_data_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/bn_lab or ~/.keras: one cache per session.

@@ -256,7 +256,9 @@ def test_a_signal_during_a_replace_waits_for_the_renames(tmp_path, monkeypatch, 
     run = tmp_path / "run"
     _make_run(run)
     number = getattr(signal, signal_name)
-    previous = signal.signal(signal.SIGTERM, shell.on_sigterm)  # as `bnlab` handles it: KeyboardInterrupt's kind
+    # The handlers `bnlab` has, whatever an earlier test in this worker process left in place.
+    previous = signal.signal(signal.SIGTERM, shell.on_sigterm)  # KeyboardInterrupt's kind
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _second_rename_does(monkeypatch, lambda: signal.raise_signal(number))
         with pytest.raises(KeyboardInterrupt):
@@ -264,6 +266,7 @@ def test_a_signal_during_a_replace_waits_for_the_renames(tmp_path, monkeypatch, 
                 (claim.staging / rundir.SUMMARY).write_text("new")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     # Delivered once both renames were done: the new run is in place, the old one gone, nothing hidden.
     assert _contents(run) == {rundir.SUMMARY: "new"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
