@@ -131,16 +131,17 @@ def test_the_wheel_holds_every_config_and_a_bundled_config_trains_from_it_outsid
     (site,) = (fresh / "lib").glob("python3*/site-packages")
     dependencies = [p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir()]
     (site / "dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies))
-    installed = subprocess.run(
-        [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel],
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    installed = subprocess.run(  # --ignore-installed: the bn_lab of the dependencies' path is not this one
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert installed.returncode == 0, installed.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(
         [python, "-c", "import bn_lab; print(bn_lab.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True
     )
