@@ -1,6 +1,7 @@
 """examples/lesson.ipynb runs top to bottom in a real Jupyter kernel, and says what it should."""
 
 import shutil
+import signal
 from pathlib import Path
 
 import nbformat
@@ -26,9 +27,15 @@ def test_the_lesson_notebook_runs_and_shows_its_results(tmp_path):
     for cell in notebook.cells:  # run from scratch, not from the shipped outputs
         if cell.cell_type == "code":
             cell.outputs = []
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
+    # nbclient leaves this process's SIGINT handler changed (Jupyter's kernel client, not bn_lab):
+    # put back, so that the tests after this one in the worker see Ctrl-C as bnlab does.
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        NotebookClient(
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
