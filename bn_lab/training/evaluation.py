@@ -73,7 +73,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         # Not XLA: one forward pass a call, where XLA saves little and compiles again for every
-        # split's shape (docs/performance.md, "Where a run's time goes").
+        # split's shape (docs/performance.md, "A run's fixed costs").
         self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), False) for a in networks}
         # Not XLA: a loop of batches of one, run once a run, where compiling costs more than it saves.
         self._single_image = {

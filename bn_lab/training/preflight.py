@@ -17,8 +17,10 @@ def check(runs: list[tuple[dict, str]], device: str) -> None:
     section is checked once; the first problem raises (ConfigError, DataError, DeviceError)."""
     for config, where in runs:
         footprint.check(config, where)
-    sections = {json.dumps(config["data"], sort_keys=True): where for config, where in reversed(runs)}
-    for text, where in reversed(sections.items()):  # each data section once, named by its first run
+    sections: dict[str, str] = {}  # each data section once, named by its first run
+    for config, where in runs:
+        sections.setdefault(json.dumps(config["data"], sort_keys=True), where)
+    for text, where in sections.items():
         data = json.loads(text)
         datasets.locate(data)
         if data["batch_order"] == "class_grouped":  # its classes are in the training labels it keeps
