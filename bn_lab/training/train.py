@@ -371,9 +371,11 @@ class Trainer:
             result = results[v]
             if result.diverged:
                 continue  # the numbers of a diverged network mean nothing; they stay null
-            result.final_val_loss, result.final_val_accuracy, result.final_top_class_share = self.evaluate(
-                v, self.data.validation
-            )
+            # The last step's validation figures were recorded as training ended: not evaluated again.
+            last = next(e for e in reversed(evaluations) if (e.variant, e.split) == (v, schema.VALIDATION))
+            assert last.step == self.steps_done, (v, last.step)
+            result.final_val_loss, result.final_val_accuracy = last.loss, last.accuracy
+            result.final_top_class_share = last.top_class_share
             (result.test_loss, result.test_accuracy, test_share), correct_on_test = self.checks.evaluate_each(
                 v, self.data.test
             )
