@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import bn_lab
+from bn_lab import runtime
 from bn_lab.config import loading as config
 from bn_lab.report import sweep_report as report
 from bn_lab.report import sweep_results, sweep_table
@@ -217,7 +218,7 @@ def test_an_api_call_is_told_its_parameters_never_bnlabs_options(tmp_path):
         (lambda: bn_lab.sweep(SMOKE, ["optimizer.learning_rate"]), "grid=optimizer.learning_rate: expected KEY="),
     ]
     for call, expected in calls:
-        with pytest.raises(config.ConfigError if "device" not in expected else Exception) as error:
+        with pytest.raises(config.ConfigError if "device" not in expected else runtime.DeviceError) as error:
             call()
         assert str(error.value).startswith(expected) and "--" not in str(error.value), str(error.value)
     assert callers.for_the_api("use --name or --results to write elsewhere (with --set)") == (
