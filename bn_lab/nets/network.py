@@ -194,7 +194,7 @@ class Network(tf.Module):
         exact_statistics_pass: bool = False,
     ):
         if bn_moments is not None:  # the statistics training mode normalises with (over groups, with group_size)
-            bn_moments.append(self.norms[i].batch_moments(h))
+            bn_moments.append(self.norms[i].batch_moments(h, group_size))
         if exact_statistics_pass:
             return self.norms[i].for_exact_statistics(h, group_size)
         return self.norms[i](h, training, group_size)
@@ -235,6 +235,7 @@ class StackNetwork(Network):
         activation_inputs: list | None = None,
         group_size: int | None = None,
         exact_statistics_pass: bool = False,
+        compiled_layer_ends: bool = True,
     ):
         """The logits.
 
@@ -243,7 +244,11 @@ class StackNetwork(Network):
         group_size: the normalizers' groups in training mode for this call (None: their own; 0:
         the whole batch, as the batch-size curve normalizes its batches);
         exact_statistics_pass: (training mode) each normalizer normalizes with its batch moments
-        and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics).
+        and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics);
+        compiled_layer_ends: with fast=True, False computes the layer ends as plain TensorFlow ops,
+        for a pass that runs once or at a shape of its own (a check's single images, the gradient
+        before the first step): XLA would compile each layer's end for it, which costs far more
+        than it saves there (docs/performance.md, "A run's fixed costs").
         """
         h = x
         for i, layer in enumerate(self.hidden):
@@ -253,7 +258,8 @@ class StackNetwork(Network):
                 h = self._kernel(i, h)
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
             plain = bn_moments is None and activation_inputs is None and group_size is None
-            if self.fast and self.norms and layer.kind == "conv" and plain and not exact_statistics_pass:
+            compiled = self.fast and compiled_layer_ends and self.norms and layer.kind == "conv"
+            if compiled and plain and not exact_statistics_pass:
                 h = self._compiled_layer_end(i, training)(h)
             else:
                 h = self._layer_end(i, h, training, bn_moments, activation_inputs, group_size, exact_statistics_pass)

@@ -30,15 +30,6 @@ def curve_sizes(batch_size: int) -> list[int]:
     return [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size] + [batch_size]
 
 
-def in_batches(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first whole batches of `size` of a split's arrays, shaped (batches, size, ...)."""
-    count = len(labels) // size
-    return (
-        images[: count * size].reshape(count, size, *images.shape[1:]),
-        labels[: count * size].reshape(count, size),
-    )
-
-
 def _figures(loss: float, accuracy: float, top_class_share: float) -> tuple[float, float, float]:
     """An evaluation's loss, accuracy and top class share. Where the loss is NaN or inf, as training
     calls a network diverged, some logits were not numbers, whose argmax is class 0: the accuracy
@@ -85,17 +76,13 @@ class Evaluator:
         }
         population = [a for a, network in networks.items() if network.arm.has_population_statistics]
         self._moments = {
-            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
-        }
-        # Not XLA: the batch-size curve traces one shape per size, and XLA's compile time would
-        # cost more than it saves.
-        self._in_training_mode = {
-            (a, whole): runtime.compiled(
-                lambda images, labels, a=a, whole=whole: self._in_training_mode_impl(a, images, labels, whole), False
-            )
+            a: runtime.compiled(lambda images, a=a: self._moments_impl(a, images, self.group(a)), jit)
             for a in population
-            for whole in (False, True)
         }
+        self._population = set(population)
+        # (arm, group) -> compiled training-mode pass (_in_training_mode_impl), made when first asked.
+        # Not XLA: the batch-size curve traces one per size, where compiling costs more than it saves.
+        self._in_training_mode = {}
 
     # --- compiled pieces -------------------------------------------------------------
 
@@ -113,71 +100,42 @@ class Evaluator:
         )
         return self.loss(logits, labels) * n, correct(logits, labels), counts, each
 
-    def _moments_impl(self, arm, batches):
-        """Exact population statistics: each normalizer's input mean and biased variance, averaged
-        over batches, as the values its population statistics take (normalizers' exact_statistics).
+    def _moments_impl(self, arm, images, group: int):
+        """Each normalizer's input mean and biased variance over (n, features) images fed in training
+        mode as consecutive groups of `group` images (the training batches the statistics average
+        over, or an arm's ghost groups of them), averaged over the groups: exact statistics' pass
+        over a part of its batches (exact_population_statistics).
 
         Each layer's statistics must come from the inputs it will see at inference. fvcore's
         precise_bn way: one pass over the batches in training mode, every layer normalized by its
         batch moments, which in expectation is what the layers below compute with population
         statistics. A normalizer whose training mode does more than that (Batch Renorm's
         correction towards the moving averages, noisy BN's noise) leaves it out of this pass
-        (Normalizer.for_exact_statistics). What the pass updates is restored, bit for bit,
-        before returning; the weights are never touched.
+        (Normalizer.for_exact_statistics). Many batches go in one call, each its own group (the
+        normalizers' group_size): the same moments as a call per batch, added in another order.
         """
         network = self.networks[arm]
-        count = tf.shape(batches)[0]
-        zeros = [tf.zeros([norm.gamma.shape[0]]) for norm in network.norms for _ in range(2)]  # mean, variance
+        moments = []
+        network(network.inputs(images), training=True, bn_moments=moments, exact_statistics_pass=True, group_size=group)
+        return [value for mean_and_variance in moments for value in mean_and_variance]
 
-        def body(i, sums):
-            moments = []
-            network(
-                network.inputs(batches[i]),
-                training=True,
-                bn_moments=moments,
-                exact_statistics_pass=True,
-            )
-            flat = [value for mean_and_variance in moments for value in mean_and_variance]
-            return i + 1, [total + value for total, value in zip(sums, flat)]
+    def _in_training_mode_impl(self, arm, images, labels, group: int):
+        """Loss sum, correct predictions and class counts over (n, features) images in training mode,
+        each run of `group` consecutive images normalized with its own statistics, noisy BN's noise
+        included, as a training batch (or a ghost group of one) is in a training step.
 
-        with models.kept(network.population_statistics) as saved:
-            _, sums = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), zeros))
-        means = [total / tf.cast(count, total.dtype) for total in sums]
-        exact = [
-            v for k, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * k], means[2 * k + 1])
-        ]
-        return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
-
-    def _in_training_mode_impl(self, arm, images, labels, whole: bool):
-        """Loss sum, correct predictions and class counts over (k, n, features) images fed batch by batch in
-        training mode: each batch normalized with its own statistics, noisy BN's noise included,
-        as in a training step: over groups of the arm's group size, or (whole) over all n images.
-        The population statistics (and step counts) this changes are put back, bit for bit."""
+        One pass over many groups (the normalizers' group_size) in place of one call per batch: the
+        same statistics per group, and larger calls cost less per image (docs/performance.md, "A
+        run's fixed costs"); the convolutions' and reductions' last bits may differ from a call per
+        batch. The population statistics (and step counts) this changes are put back, bit for bit.
+        """
         network = self.networks[arm]
-        count = tf.shape(images)[0]
-
-        def body(i, loss_sum, correct_sum, counts):
-            x = network.inputs(images[i])
-            logits = network(x, training=True, group_size=0 if whole else None)
-            n = tf.cast(tf.shape(labels[i])[0], tf.float32)
-            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-            return (
-                i + 1,
-                loss_sum + self.loss(logits, labels[i]) * n,
-                correct_sum + correct(logits, labels[i]),
-                counts
-                + tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0),
-            )
-
-        start = (
-            tf.constant(0),
-            tf.constant(0.0),
-            tf.constant(0.0),
-            tf.zeros([network.architecture.layers[-1].units], tf.int32),
-        )
         with models.kept(network.population_statistics):
-            _, loss_sum, correct_sum, counts = tf.while_loop(lambda i, *_: i < count, body, start)
-        return loss_sum, correct_sum, counts
+            logits = network(network.inputs(images), training=True, group_size=group)
+        n = tf.cast(tf.shape(labels)[0], tf.float32)
+        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+        counts = tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0)
+        return self.loss(logits, labels) * n, correct(logits, labels), counts
 
     def _single_image_impl(self, arm, images, training):
         network = self.networks[arm]
@@ -186,7 +144,7 @@ class Evaluator:
 
         def body(i, predictions):
             # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
-            logits = network(network.inputs(images[i][None]), training=training)
+            logits = network(network.inputs(images[i][None]), training=training, compiled_layer_ends=False)
             # NO_PREDICTION where the logits are not numbers: their argmax, class 0, is no prediction.
             found = tf.where(
                 tf.reduce_all(tf.math.is_finite(logits[0])), tf.argmax(logits[0], output_type=tf.int32), NO_PREDICTION
@@ -224,19 +182,34 @@ class Evaluator:
         return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(each)
 
     def has_batch_statistics(self, arm: str) -> bool:
-        return self.batch_size is not None and (arm, False) in self._in_training_mode
+        return self.batch_size is not None and arm in self._population
 
     def evaluate_batch_statistics(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() in training mode, on the split's first whole batches of the training batch size
-        (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64)."""
-        return self._training_mode(arm, *in_batches(split.images, split.labels, self.batch_size))
+        (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64), each batch (each
+        of its ghost groups, for an arm with groups) normalized by itself."""
+        count = len(split.labels) // self.batch_size * self.batch_size
+        return self._training_mode(arm, split.images[:count], split.labels[:count], self.group(arm))
 
     def _training_mode(
-        self, arm: str, images: np.ndarray, labels: np.ndarray, whole: bool = False
+        self, arm: str, images: np.ndarray, labels: np.ndarray, group: int
     ) -> tuple[float, float, float]:
-        loss_sum, correct_sum, counts = self._in_training_mode[(arm, whole)](images, labels)
-        n = labels.size
-        return _figures(float(loss_sum) / n, float(correct_sum) / n, float(counts.numpy().max() / n))
+        """_in_training_mode_impl's figures over whole groups of images, in calls of about
+        eval_batch_size images (whole groups: at least one)."""
+        key = (arm, group)
+        if key not in self._in_training_mode:
+            self._in_training_mode[key] = runtime.compiled(
+                lambda images, labels: self._in_training_mode_impl(arm, images, labels, group), False
+            )
+        loss_sum = correct_sum = 0.0
+        counts = 0
+        for part in self._calls(len(labels), group):
+            batch_loss, batch_correct, batch_counts = self._in_training_mode[key](images[part], labels[part])
+            loss_sum += float(batch_loss)
+            correct_sum += float(batch_correct)
+            counts = counts + batch_counts.numpy()
+        n = len(labels)
+        return _figures(loss_sum / n, correct_sum / n, float(np.max(counts) / n))
 
     def batch_size_curve(self, arm: str, split, batch_size: int, correct_in_inference: np.ndarray) -> dict:
         """Accuracy in training mode on the split's first images fed in batches of each of
@@ -253,10 +226,9 @@ class Evaluator:
         sizes = curve_sizes(batch_size)
         used, training, inference = [], [], []
         for n in sizes:
-            batched_images, batched_labels = in_batches(images, labels, n)
-            count = batched_labels.size
+            count = len(labels) // n * n  # its whole batches
             used.append(count)
-            training.append(self._training_mode(arm, batched_images, batched_labels, whole=True)[1])
+            training.append(self._training_mode(arm, images[:count], labels[:count], group=n)[1])
             inference.append(float(np.mean(correct_in_inference[:count], dtype=np.float64)))
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
@@ -267,15 +239,43 @@ class Evaluator:
             "inference_mode": inference,
         }
 
-    def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
-        """What every population statistic of `arm` becomes with exact statistics, in order."""
-        return [t.numpy() for t in self._moments[arm](self.precise_batches)]
+    def group(self, arm: str) -> int:
+        """How many consecutive images normalize each other in a training step of `arm`: its ghost
+        group size, or the training batch's."""
+        return self.networks[arm].arm.options.get("group_size", 0) or self.batch_size
+
+    def _calls(self, count: int, group: int):
+        """Slices of `count` images (whole groups of `group`) for calls of about eval_batch_size images."""
+        per_call = max(1, self.eval_batch_size // group) * group
+        return [slice(start, start + per_call) for start in range(0, count, per_call)]
+
+    def exact_population_statistics(self, arm: str) -> list:
+        """What every population statistic of `arm` becomes with exact statistics, in order: each
+        normalizer's input moments averaged over the fixed batches (_moments_impl), as its
+        exact_statistics() turns them into population statistics. What the pass updates is
+        restored, bit for bit, before returning; the weights are never touched."""
+        network, group = self.networks[arm], self.group(arm)
+        images = self.precise_batches.reshape(-1, self.precise_batches.shape[-1])
+        sums, groups_seen = None, 0
+        with models.kept(network.population_statistics) as saved:
+            for part in self._calls(len(images), group):
+                chunk = images[part]
+                found = self._moments[arm](chunk)
+                groups = len(chunk) // group
+                weighted = [groups * value for value in found]
+                sums = weighted if sums is None else [total + value for total, value in zip(sums, weighted)]
+                groups_seen += groups
+        means = [total / groups_seen for total in sums]
+        exact = [
+            v for k, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * k], means[2 * k + 1])
+        ]
+        return [np.asarray(before if value is None else value) for value, before in zip(exact, saved)]  # None: kept
 
     def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
         statistics = self.networks[arm].population_statistics
         with models.kept(statistics):
-            models.restore(statistics, self._moments[arm](self.precise_batches))
+            models.restore(statistics, self.exact_population_statistics(arm))
             return self.evaluate(arm, split)
 
     def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:

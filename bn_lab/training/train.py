@@ -116,11 +116,11 @@ class Trainer:
 
     # --- compiled pieces -------------------------------------------------------------
 
-    def _loss_and_gradients(self, arm, x, y):
+    def _loss_and_gradients(self, arm, x, y, compiled_layer_ends: bool = True):
         """The training step's loss, gradients and logits (training mode)."""
         network = self.networks[arm]
         with tf.GradientTape() as tape:
-            logits = network(x, training=True)
+            logits = network(x, training=True, compiled_layer_ends=compiled_layer_ends)
             loss = self.loss(logits, y)
         return loss, tape.gradient(loss, network.parameters), logits
 
@@ -213,13 +213,14 @@ class Trainer:
     def first_gradient_norms(self, arm: str) -> np.ndarray:
         """Before any step: the hidden kernels' gradient norms that the first step will take.
 
-        Run eagerly, once per network: tracing it would cost more. Training mode updates the
+        Run eagerly, once per network, its layer ends not XLA-compiled: tracing or compiling it
+        would cost more (docs/performance.md, "A run's fixed costs"). Training mode updates the
         population statistics; they are put back.
         """
         images, labels = self.next_batch()
         network = self.networks[arm]
         with models.kept(network.population_statistics):
-            _, gradients, _ = self._loss_and_gradients(arm, network.inputs(images), labels)
+            _, gradients, _ = self._loss_and_gradients(arm, network.inputs(images), labels, compiled_layer_ends=False)
         return self._hidden_gradient_norms(arm, gradients).numpy()
 
     def measure(self, arm: str, step: int) -> tuple[list[dict], list[np.ndarray]]:

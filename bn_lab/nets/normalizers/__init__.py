@@ -12,8 +12,9 @@ one example's shape at the normalizer's input, (features,) for a dense layer or
     what models.kept() puts back after a check, named by `STATISTICS` (in weights.npz);
   - with population statistics, `exact_statistics(mean, variance)`: the values they take for
     exact statistics, from the mean and biased variance of its input over the fixed batches
-    (None for one that stays as it was, a step count), and `batch_moments(x)`: that mean and
-    variance of one batch, over its groups where it has `group_size` (bn_lab.nets.bn.groups);
+    (None for one that stays as it was, a step count), and `batch_moments(x, group_size=None)`:
+    that mean and variance of one batch, over its groups where it has `group_size` or the call
+    gives one (bn_lab.nets.bn.groups);
 and declares, as an optimizer declares its norm power, in plain Python (the config checks an
 arm against these before TensorFlow is imported):
   - `OPTIONS`: each option's default (a given option must be of the default's type), and
@@ -91,12 +92,13 @@ class Normalizer:
         (a correction, noise) leaves that out here."""
         return self(x, True, group_size)
 
-    def batch_moments(self, x):
+    def batch_moments(self, x, group_size: int | None = None):
         """The mean and biased variance of x per feature that training mode normalizes with (averaged
-        over the groups, with `group_size`): what exact statistics average over batches."""
+        over the groups, with `group_size`: this call's, None its own): what exact statistics
+        average over batches."""
         from bn_lab.nets.bn import groups
 
-        return groups.moments(x, self.group_size)
+        return groups.moments(x, self.group_size if group_size is None else group_size)
 
 
 def declared(name: str) -> type[Normalizer]:
