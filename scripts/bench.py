@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: bn_lab's trainer against a plain TensorFlow 2 port of the lessons (issue 4).
 
-    python scripts/bench.py [--out results/bench.json] [--skip-run] [--quick]
+    python scripts/bench.py [--out results/bench.json] [--skip-run] [--whole-run-rounds N] [--quick]
                             [--also-run configs/convnet_keras.yaml ...]
 
 One invocation measures, side by side, on the MLP (relu, lr 0.01, batch 60, plain SGD)
@@ -39,8 +39,13 @@ busy the machine was (`foreign_cores`). Figures are medians over rounds.
 
 Data: loading MNIST from bn_lab's cache, best of 3, at most DATA_LOAD_LIMIT_S.
 
-End to end: `bnlab run configs/relu_lr2_badinit.yaml` (and any --also-run config) runs
-as a subprocess into a temporary --out directory: wall time and peak RSS (os.wait4).
+Whole runs (issue 35): `bnlab run` with its defaults for the conv net (configs/convnet_keras.yaml)
+and the quick start (configs/relu_lr2_badinit.yaml), each as a subprocess into a temporary --out
+directory (wall time, peak RSS, and the breakdown of its wall from the timers it records in
+summary.json), beside the port's bare training of the same two networks for the same steps (the
+naive loop in a fresh interpreter, its warm-up step left out), WHOLE_RUN_ROUNDS interleaved rounds:
+the run's wall over the port's training seconds, and over the run's own training steps. Any
+--also-run config runs end to end alone.
 
 Overheads: the same end-to-end run of relu_lr2_badinit with the optional per-evaluation
 work switched off and on (OVERHEAD_RUNS), OVERHEAD_ROUNDS times each, interleaved; a
@@ -81,6 +86,9 @@ CONFIGS = {"mlp": ROOT / "configs" / "relu_lr0.01_goodinit.yaml", "convnet": ROO
 # Steps per timed round (a multiple of the model's chunk) and rounds per measurement.
 PLAN = {"mlp": {"steps": 2000, "rounds": 5}, "convnet": {"steps": 100, "rounds": 5}}
 OVERHEAD_CONFIG = ROOT / "configs" / "relu_lr2_badinit.yaml"
+# Whole runs (defaults) timed beside the port's bare training of the same networks (issue 35).
+WHOLE_RUNS = {"conv net": ROOT / "configs" / "convnet_keras.yaml", "quick start": OVERHEAD_CONFIG}
+WHOLE_RUN_ROUNDS = 2
 # name -> (--set overrides, the most it may cost as a multiple of the first run's wall time).
 # The first is the baseline: every optional per-evaluation piece off.
 OVERHEAD_RUNS = {
@@ -171,20 +179,21 @@ def naive_model(model: str, with_bn: bool):
     return keras.Sequential(layers)
 
 
-def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int):
-    """Returns run(steps): the plain loop, one tf.function call per step, batches from numpy."""
+def naive_trainer(model: str, with_bn: bool, images, labels, batch_size: int, learning_rate: float | None = None):
+    """Returns run(steps): the plain loop, one tf.function call per step, batches from numpy
+    (learning_rate: the lessons' 0.01 for the MLP, 0.002 for the conv net, unless given)."""
     import numpy as np
     import tensorflow as tf
 
     net = naive_model(model, with_bn)
     if model == "mlp":
-        optimizer = tf.keras.optimizers.SGD(learning_rate=0.01)
+        optimizer = tf.keras.optimizers.SGD(learning_rate=learning_rate or 0.01)
 
         def loss_fn(labels, logits):
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
     else:
-        optimizer = tf.keras.optimizers.Adam(learning_rate=0.002, epsilon=1e-8)
+        optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate or 0.002, epsilon=1e-8)
 
         def loss_fn(labels, logits):
             return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.one_hot(labels, 10), logits=logits))
@@ -364,6 +373,83 @@ def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
         # Where the run's wall went, from the timers every run records (bn_lab.training.timers).
         "timings": summary.get("timings"),
     }
+
+
+def port_training(config_path: Path) -> dict:
+    """`--port CONFIG` (internal), in an interpreter with TensorFlow's defaults: the naive loop trains
+    the config's two networks (without and with BN: its model, batch size, learning rate and
+    steps), one after the other, as a plain port would. Seconds of each one's training alone:
+    its steps after one warm-up step, whose tracing is left out (in the port's favour)."""
+    from bn_lab.config import loading as configs
+    from bn_lab.data import mnist as data
+
+    config = configs.load(config_path)
+    model = "mlp" if config["model"]["name"] == "mlp" else "convnet"
+    train = config["train"]
+    mnist = data.load_mnist()
+    seconds = {}
+    for v in VARIANTS:
+        run = naive_trainer(
+            model,
+            v == "with_bn",
+            mnist.train.images,
+            mnist.train.labels,
+            train["batch_size"],
+            config["optimizer"]["learning_rate"],
+        )
+        run(1)  # warm-up: traces and compiles train_step
+        seconds[v] = round(timed(lambda run=run: run(train["steps"]))[0], 2)
+    return {"seconds": seconds, "steps": train["steps"]}
+
+
+def port_end_to_end(config: Path) -> dict:
+    """port_training(config) in a fresh interpreter (TensorFlow's defaults, not bn_lab's settings)."""
+    busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--port", str(config)], stdout=subprocess.PIPE, cwd=ROOT
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
+    foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the port's training of {config.name} failed; its errors are above")
+    found = json.loads(process.stdout.read())
+    return {**found, "training_seconds": round(sum(found["seconds"].values()), 2), "foreign_cores": round(foreign, 2)}
+
+
+def whole_runs(rounds: int) -> dict:
+    """Each WHOLE_RUNS config: `bnlab run` end to end (defaults) beside the port's bare training of the
+    same two networks for the same steps, interleaved (the order reversed every other round: this
+    host's speed drifts); per round the run's wall over the port's training seconds, the median
+    reported with each round's."""
+    found = {}
+    for name, config in WHOLE_RUNS.items():
+        runs, ports = [], []
+        for round_ in range(rounds):
+            print(f"whole run: {name}, round {round_ + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            for side in ("run", "port")[:: -1 if round_ % 2 else 1]:
+                if side == "run":
+                    runs.append(run_end_to_end(config))
+                else:
+                    ports.append(port_end_to_end(config))
+        ratios = [r["wall_seconds"] / p["training_seconds"] for r, p in zip(runs, ports)]
+        middle = sorted(range(rounds), key=lambda k: ratios[k])[rounds // 2]
+        run = runs[middle]
+        steps = run["timings"]["training_steps"] if run.get("timings") else run["train_seconds"]
+        found[name] = {
+            "config": run["config"],
+            "steps": ports[middle]["steps"],
+            "run": run,  # the median round's run, with its breakdown
+            "run_walls": [r["wall_seconds"] for r in runs],
+            "port": ports[middle],
+            "port_training_seconds": [p["training_seconds"] for p in ports],
+            "run_over_port": round(statistics.median(ratios), 2),
+            "run_over_port_per_round": [round(r, 2) for r in ratios],
+            # the run's wall over its own training steps (the issue's "a run costs its training")
+            "wall_over_steps": round(run["wall_seconds"] / steps, 2),
+        }
+    return found
 
 
 def measure_overheads(rounds: int, names: list[str] | None = None) -> dict:
@@ -558,6 +644,19 @@ def table(report: dict) -> str:
             f"overhead, {name}: {run['wall_seconds']:.1f} s wall (median of {walls}), "
             f"{run['ratio']:.3f}x the first{spread}{limit}"
         )
+    for name, whole in report.get("whole_runs", {}).items():
+        run, port = whole["run"], whole["port"]
+        lines.append(
+            f"{name}: `bnlab run {whole['config']}` {statistics.median(whole['run_walls']):.1f} s wall (rounds "
+            f"{', '.join(f'{w:.1f}' for w in whole['run_walls'])}); the port's bare training of its two networks for "
+            f"{whole['steps']:,} steps {statistics.median(whole['port_training_seconds']):.1f} s "
+            f"({', '.join(f'{v} {t:.1f}' for v, t in port['seconds'].items())}); run/port {whole['run_over_port']:.2f}x "
+            f"(rounds {', '.join(f'{r:.2f}' for r in whole['run_over_port_per_round'])}); "
+            f"the run's wall is {whole['wall_over_steps']:.2f}x its training steps"
+        )
+        if run.get("timings"):
+            parts = [f"{k.replace('_', ' ')} {v:.1f}" for k, v in run["timings"].items() if k != "wall"]
+            lines.append(f"  where that run's {run['timings']['wall']:.1f} s went: " + ", ".join(parts))
     for run in report.get("runs", []):
         lines.append(
             f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
@@ -586,7 +685,12 @@ def table(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "results" / "bench.json"), help="JSON file to write")
-    parser.add_argument("--skip-run", action="store_true", help="skip the end-to-end `bnlab run`")
+    parser.add_argument(
+        "--skip-run", action="store_true", help="skip the whole runs beside the port (WHOLE_RUNS) and --also-run"
+    )
+    parser.add_argument(
+        "--whole-run-rounds", type=int, default=WHOLE_RUN_ROUNDS, help="rounds of each whole run and its port"
+    )
     parser.add_argument("--skip-overheads", action="store_true", help="skip the overhead runs (OVERHEAD_RUNS)")
     parser.add_argument("--overhead-rounds", type=int, default=OVERHEAD_ROUNDS, help="runs of each overhead setting")
     parser.add_argument(
@@ -598,11 +702,15 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="mlp,convnet", help="comma-separated: mlp, convnet (empty: none)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke test of this script)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one measurement group (Group)
+    parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: the port's training of a config
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else PLAN
 
     if args.serve:
         serve(args.serve, plan)
+        return 0
+    if args.port:
+        print(json.dumps(port_training(Path(args.port))), flush=True)
         return 0
 
     started = time.perf_counter()
@@ -622,7 +730,8 @@ def main(argv=None) -> int:
     for model in filter(None, args.models.split(",")):  # --models "": only the end-to-end runs
         report["models"][model] = side_by_side(model, plan[model]["rounds"], args.quick)
     if not args.skip_run:
-        for config in [ROOT / "configs" / "relu_lr2_badinit.yaml"] + [Path(c).resolve() for c in args.also_run]:
+        report["whole_runs"] = whole_runs(1 if args.quick else args.whole_run_rounds)
+        for config in [Path(c).resolve() for c in args.also_run]:
             print(f"bnlab run {config.name} ...", file=sys.stderr, flush=True)
             report["runs"].append(run_end_to_end(config))
     if not args.skip_overheads:
