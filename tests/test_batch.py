@@ -262,8 +262,9 @@ def numpy_in_batches(arrays, images, labels, size, group_size=0):
 
 @pytest.fixture(scope="module")
 def grouped_run(tmp_path_factory, tiny_mnist):
-    """A tiny pair with BN in groups of 5 of its batches of 30."""
-    cfg = tiny_mlp_config(**{"bn.group_size": 5})
+    """A tiny pair with BN in groups of 5 of its batches of 30; training mode's checks in calls of at
+    most 70 images (whole groups: several calls, the last one shorter)."""
+    cfg = tiny_mlp_config(**{"bn.group_size": 5, "train.eval_batch_size": 70})
     return api.load(launch.run_config(cfg, out=tmp_path_factory.mktemp("grouped") / "run", progress="none")), cfg
 
 

@@ -38,9 +38,12 @@ def numpy_moments(network, batches: np.ndarray, epsilon: float) -> list[np.ndarr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, tiny_mnist):
-    cfg = tiny_config(backend)
+@pytest.mark.parametrize(
+    "backend, eval_batch_size",
+    [(b, 1000) for b in BACKENDS] + [("keras", 120)],  # 120: the 10 batches in calls of 4, 4 and 2
+)
+def test_exact_statistics_are_the_average_batch_moments_and_touch_nothing(backend, eval_batch_size, tiny_mnist):
+    cfg = tiny_mlp_config(**{"bn.backend": backend, "train.eval_batch_size": eval_batch_size})
     trainer = train.Trainer(cfg, tiny_mnist, initial_weights(cfg), arms=("with_bn",))
     trainer.train_steps(40)  # trained weights, EMA statistics that lag them
     network = trainer.networks["with_bn"]

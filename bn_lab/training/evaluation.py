@@ -76,8 +76,7 @@ class Evaluator:
         }
         population = [a for a, network in networks.items() if network.arm.has_population_statistics]
         self._moments = {
-            a: runtime.compiled(lambda images, a=a: self._moments_impl(a, images, self.group(a)), jit)
-            for a in population
+            a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
         }
         self._population = set(population)
         # (arm, group) -> compiled training-mode pass (_in_training_mode_impl), made when first asked.
@@ -100,24 +99,51 @@ class Evaluator:
         )
         return self.loss(logits, labels) * n, correct(logits, labels), counts, each
 
-    def _moments_impl(self, arm, images, group: int):
-        """Each normalizer's input mean and biased variance over (n, features) images fed in training
-        mode as consecutive groups of `group` images (the training batches the statistics average
-        over, or an arm's ghost groups of them), averaged over the groups: exact statistics' pass
-        over a part of its batches (exact_population_statistics).
+    def _moments_impl(self, arm, batches):
+        """Exact population statistics: each normalizer's input mean and biased variance, averaged
+        over (k, batch, features) batches, as the values its population statistics take
+        (normalizers' exact_statistics).
 
         Each layer's statistics must come from the inputs it will see at inference. fvcore's
         precise_bn way: one pass over the batches in training mode, every layer normalized by its
         batch moments, which in expectation is what the layers below compute with population
         statistics. A normalizer whose training mode does more than that (Batch Renorm's
         correction towards the moving averages, noisy BN's noise) leaves it out of this pass
-        (Normalizer.for_exact_statistics). Many batches go in one call, each its own group (the
-        normalizers' group_size): the same moments as a call per batch, added in another order.
+        (Normalizer.for_exact_statistics). Several batches go in one call, each its own group (or
+        each of an arm's ghost groups: the normalizers' group_size), as in _in_training_mode_impl:
+        the same moments as a call per batch, added in another order. What the pass updates is
+        restored, bit for bit, before returning; the weights are never touched.
         """
-        network = self.networks[arm]
-        moments = []
-        network(network.inputs(images), training=True, bn_moments=moments, exact_statistics_pass=True, group_size=group)
-        return [value for mean_and_variance in moments for value in mean_and_variance]
+        network, group = self.networks[arm], self.group(arm)
+        k, batch, features = batches.shape
+        per_call = max(1, min(k, self.eval_batch_size // batch))  # batches a call
+        calls, rest = divmod(k, per_call)
+
+        def moments_of(images):
+            found = []
+            network(
+                network.inputs(images), training=True, bn_moments=found, exact_statistics_pass=True, group_size=group
+            )
+            return [value for mean_and_variance in found for value in mean_and_variance]
+
+        chunks = tf.reshape(batches[: calls * per_call], (calls, per_call * batch, features))
+        zeros = [tf.zeros([norm.gamma.shape[0]]) for norm in network.norms for _ in range(2)]  # mean, variance
+        with models.kept(network.population_statistics) as saved:
+            _, sums = tf.while_loop(
+                lambda i, _: i < calls,
+                lambda i, sums: (i + 1, [total + value for total, value in zip(sums, moments_of(chunks[i]))]),
+                (tf.constant(0), zeros),
+            )
+            # Each call's moments are its batches' average: weighted by its batches.
+            sums = [total * per_call for total in sums]
+            if rest:
+                tail = moments_of(tf.reshape(batches[calls * per_call :], (rest * batch, features)))
+                sums = [total + value * rest for total, value in zip(sums, tail)]
+        means = [total / k for total in sums]
+        exact = [
+            v for j, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * j], means[2 * j + 1])
+        ]
+        return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
     def _in_training_mode_impl(self, arm, images, labels, group: int):
         """Loss sum, correct predictions and class counts over (n, features) images in training mode,
@@ -249,33 +275,15 @@ class Evaluator:
         per_call = max(1, self.eval_batch_size // group) * group
         return [slice(start, start + per_call) for start in range(0, count, per_call)]
 
-    def exact_population_statistics(self, arm: str) -> list:
-        """What every population statistic of `arm` becomes with exact statistics, in order: each
-        normalizer's input moments averaged over the fixed batches (_moments_impl), as its
-        exact_statistics() turns them into population statistics. What the pass updates is
-        restored, bit for bit, before returning; the weights are never touched."""
-        network, group = self.networks[arm], self.group(arm)
-        images = self.precise_batches.reshape(-1, self.precise_batches.shape[-1])
-        sums, groups_seen = None, 0
-        with models.kept(network.population_statistics) as saved:
-            for part in self._calls(len(images), group):
-                chunk = images[part]
-                found = self._moments[arm](chunk)
-                groups = len(chunk) // group
-                weighted = [groups * value for value in found]
-                sums = weighted if sums is None else [total + value for total, value in zip(sums, weighted)]
-                groups_seen += groups
-        means = [total / groups_seen for total in sums]
-        exact = [
-            v for k, norm in enumerate(network.norms) for v in norm.exact_statistics(means[2 * k], means[2 * k + 1])
-        ]
-        return [np.asarray(before if value is None else value) for value, before in zip(exact, saved)]  # None: kept
+    def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
+        """What every population statistic of `arm` becomes with exact statistics, in order."""
+        return [t.numpy() for t in self._moments[arm](self.precise_batches)]
 
     def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
         statistics = self.networks[arm].population_statistics
         with models.kept(statistics):
-            models.restore(statistics, self.exact_population_statistics(arm))
+            models.restore(statistics, self._moments[arm](self.precise_batches))
             return self.evaluate(arm, split)
 
     def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
