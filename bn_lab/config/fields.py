@@ -163,7 +163,7 @@ FIELDS: dict[str, Field] = {
     "train.eval_batch_size": Field(
         1000,
         int,
-        "images per inference-mode evaluation call (bounds the conv net's memory; any size gives the same accuracy, its last bits may differ)",
+        "images per evaluation call (bounds the conv net's memory; training-mode checks: as many whole training batches as fit, each normalized alone; any size gives the same figures but for their last bits)",
         _between(1, 100_000),
     ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),

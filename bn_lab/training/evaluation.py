@@ -114,8 +114,9 @@ class Evaluator:
         the same moments as a call per batch, added in another order. What the pass updates is
         restored, bit for bit, before returning; the weights are never touched.
         """
-        network, group = self.networks[arm], self.group(arm)
+        network = self.networks[arm]
         k, batch, features = batches.shape
+        group = self.group(arm, batch)
         per_call = max(1, min(k, self.eval_batch_size // batch))  # batches a call
         calls, rest = divmod(k, per_call)
 
@@ -215,7 +216,7 @@ class Evaluator:
         (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64), each batch (each
         of its ghost groups, for an arm with groups) normalized by itself."""
         count = len(split.labels) // self.batch_size * self.batch_size
-        return self._training_mode(arm, split.images[:count], split.labels[:count], self.group(arm))
+        return self._training_mode(arm, split.images[:count], split.labels[:count], self.group(arm, self.batch_size))
 
     def _training_mode(
         self, arm: str, images: np.ndarray, labels: np.ndarray, group: int
@@ -265,10 +266,10 @@ class Evaluator:
             "inference_mode": inference,
         }
 
-    def group(self, arm: str) -> int:
-        """How many consecutive images normalize each other in a training step of `arm`: its ghost
-        group size, or the training batch's."""
-        return self.networks[arm].arm.options.get("group_size", 0) or self.batch_size
+    def group(self, arm: str, batch_size: int) -> int:
+        """How many consecutive images normalize each other in a training batch of `batch_size` of
+        `arm`: its ghost group size, or the whole batch."""
+        return self.networks[arm].arm.options.get("group_size", 0) or batch_size
 
     def _calls(self, count: int, group: int):
         """Slices of `count` images (whole groups of `group`) for calls of about eval_batch_size images."""

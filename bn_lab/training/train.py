@@ -111,16 +111,23 @@ class Trainer:
         self._train_chunk = {
             a: runtime.compiled(lambda *args, a=a: self._train_chunk_impl(a, *args), jit_compile=jit) for a in self.arms
         }
+        # first_gradient_norms, compiled as a step is: the first chunk reuses its XLA layer ends.
+        self._first_gradient_norms = {
+            a: runtime.compiled(
+                lambda x, y, a=a: self._hidden_gradient_norms(a, self._loss_and_gradients(a, x, y)[1]), False
+            )
+            for a in self.arms
+        }
         # Not XLA itself: it gathers a chunk's batches and runs every arm's compiled chunk.
         self._run_chunk = runtime.compiled(self._run_chunk_impl, jit_compile=False)
 
     # --- compiled pieces -------------------------------------------------------------
 
-    def _loss_and_gradients(self, arm, x, y, compiled_layer_ends: bool = True):
+    def _loss_and_gradients(self, arm, x, y):
         """The training step's loss, gradients and logits (training mode)."""
         network = self.networks[arm]
         with tf.GradientTape() as tape:
-            logits = network(x, training=True, compiled_layer_ends=compiled_layer_ends)
+            logits = network(x, training=True)
             loss = self.loss(logits, y)
         return loss, tape.gradient(loss, network.parameters), logits
 
@@ -211,17 +218,14 @@ class Trainer:
         return self.batches.at(self.steps_done)
 
     def first_gradient_norms(self, arm: str) -> np.ndarray:
-        """Before any step: the hidden kernels' gradient norms that the first step will take.
-
-        Run eagerly, once per network, its layer ends not XLA-compiled: tracing or compiling it
-        would cost more (docs/performance.md, "A run's fixed costs"). Training mode updates the
-        population statistics; they are put back.
-        """
+        """Before any step: the hidden kernels' gradient norms that the first step will take, computed
+        as it computes them (plain ops in place of the conv net's XLA-compiled layer ends gave norms
+        up to 1.6% apart: docs/performance.md). Training mode updates the population statistics;
+        they are put back."""
         images, labels = self.next_batch()
         network = self.networks[arm]
         with models.kept(network.population_statistics):
-            _, gradients, _ = self._loss_and_gradients(arm, network.inputs(images), labels, compiled_layer_ends=False)
-        return self._hidden_gradient_norms(arm, gradients).numpy()
+            return self._first_gradient_norms[arm](network.inputs(images), labels).numpy()
 
     def measure(self, arm: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
         """Diagnostics rows (variant, step, layer, quantity, value) and per-layer histogram values.
