@@ -338,28 +338,34 @@ def _onednn() -> bool | None:
 # --- end to end -------------------------------------------------------------------------------
 
 
+def timed_child(command: list[str], **popen):
+    """Runs a command to its end: (the process, its returncode set; its own rusage, not that of the
+    other children; wall seconds; cores other processes used meanwhile)."""
+    busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+    process = subprocess.Popen(command, **popen)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
+    foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process, usage, wall, foreign
+
+
 def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
     """`bnlab run CONFIG [--set K=V ...]` in a subprocess: wall seconds and that process's peak RSS."""
     bnlab = Path(sys.executable).with_name("bnlab")
     command = [str(bnlab)] if bnlab.exists() else [sys.executable, "-m", "bn_lab.cli"]
     with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
         out = Path(tmp) / "run"
-        start = time.perf_counter()
-        busy, own = _busy_ticks(), _own_ticks()
-        process = subprocess.Popen(
+        process, usage, wall, foreign = timed_child(
             command
             + ["run", str(config), "--out", str(out), "--quiet"]
             + [f"--set={k}={v}" for k, v in (overrides or {}).items()],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not the other children's
-        wall = time.perf_counter() - start
-        child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
-        foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
-        stderr = process.stderr.read().decode(errors="replace")
-        process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
+            stderr = process.stderr.read().decode(errors="replace")
             raise RuntimeError(f"bnlab run {config} failed ({process.returncode}):\n{stderr}")
         summary = json.loads((out / "summary.json").read_text())
     return {
@@ -404,15 +410,10 @@ def port_training(config_path: Path) -> dict:
 
 def port_end_to_end(config: Path) -> dict:
     """port_training(config) in a fresh interpreter (TensorFlow's defaults, not bn_lab's settings)."""
-    busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
-    process = subprocess.Popen(
+    process, _, _, foreign = timed_child(
         [sys.executable, str(Path(__file__).resolve()), "--port", str(config)], stdout=subprocess.PIPE, cwd=ROOT
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
-    foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
-    if os.waitstatus_to_exitcode(status) != 0:
+    if process.returncode != 0:
         raise RuntimeError(f"the port's training of {config.name} failed; its errors are above")
     found = json.loads(process.stdout.read())
     return {**found, "training_seconds": round(sum(found["seconds"].values()), 2), "foreign_cores": round(foreign, 2)}

@@ -246,9 +246,9 @@ class StackNetwork(Network):
         exact_statistics_pass: (training mode) each normalizer normalizes with its batch moments
         and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics);
         compiled_layer_ends: with fast=True, False computes the layer ends as plain TensorFlow ops,
-        for a pass that runs once or at a shape of its own (a check's single images, the gradient
-        before the first step): XLA would compile each layer's end for it, which costs far more
-        than it saves there (docs/performance.md, "A run's fixed costs").
+        for a check that runs once at a shape of its own (the single images): XLA would compile
+        each layer's end for it, which costs far more than it saves there. Plain ops are the same
+        function but not the same arithmetic (docs/performance.md, "A run's fixed costs").
         """
         h = x
         for i, layer in enumerate(self.hidden):

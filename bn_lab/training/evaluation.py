@@ -78,7 +78,6 @@ class Evaluator:
         self._moments = {
             a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
         }
-        self._population = set(population)
         # (arm, group) -> compiled training-mode pass (_in_training_mode_impl), made when first asked.
         # Not XLA: the batch-size curve traces one per size, where compiling costs more than it saves.
         self._in_training_mode = {}
@@ -116,8 +115,8 @@ class Evaluator:
         """
         network = self.networks[arm]
         k, batch, features = batches.shape
-        group = self.group(arm, batch)
-        per_call = max(1, min(k, self.eval_batch_size // batch))  # batches a call
+        group = self._group(arm, batch)
+        per_call = min(k, self._per_call(batch))  # batches a call
         calls, rest = divmod(k, per_call)
 
         def moments_of(images):
@@ -209,14 +208,14 @@ class Evaluator:
         return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(each)
 
     def has_batch_statistics(self, arm: str) -> bool:
-        return self.batch_size is not None and arm in self._population
+        return self.batch_size is not None and arm in self._moments
 
     def evaluate_batch_statistics(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() in training mode, on the split's first whole batches of the training batch size
         (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64), each batch (each
         of its ghost groups, for an arm with groups) normalized by itself."""
         count = len(split.labels) // self.batch_size * self.batch_size
-        return self._training_mode(arm, split.images[:count], split.labels[:count], self.group(arm, self.batch_size))
+        return self._training_mode(arm, split.images[:count], split.labels[:count], self._group(arm, self.batch_size))
 
     def _training_mode(
         self, arm: str, images: np.ndarray, labels: np.ndarray, group: int
@@ -266,14 +265,19 @@ class Evaluator:
             "inference_mode": inference,
         }
 
-    def group(self, arm: str, batch_size: int) -> int:
+    def _group(self, arm: str, batch_size: int) -> int:
         """How many consecutive images normalize each other in a training batch of `batch_size` of
         `arm`: its ghost group size, or the whole batch."""
         return self.networks[arm].arm.options.get("group_size", 0) or batch_size
 
+    def _per_call(self, unit: int) -> int:
+        """How many whole units of `unit` images (batches, groups) a training-mode call takes: as
+        many as eval_batch_size holds, at least one."""
+        return max(1, self.eval_batch_size // unit)
+
     def _calls(self, count: int, group: int):
         """Slices of `count` images (whole groups of `group`) for calls of about eval_batch_size images."""
-        per_call = max(1, self.eval_batch_size // group) * group
+        per_call = self._per_call(group) * group
         return [slice(start, start + per_call) for start in range(0, count, per_call)]
 
     def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
