@@ -134,6 +134,31 @@ def test_noisy_bn_without_noise_in_groups_is_batch_norm_in_groups():
     assert np.array_equal(plain(x, training=True).numpy(), quiet(x, training=True).numpy())
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [("batch_norm", {"backend": b}) for b in registry.BN_BACKENDS.names()]
+    + [("batch_renorm", {"r_max": 1.5, "d_max": 0.5}), ("noisy_bn", {"n_mu": 0.0, "n_sigma": 1.0, "r_sigma": 0.0})],
+)
+def test_a_group_size_given_as_a_tensor_serves_every_size_from_one_trace(name, options):
+    """The batch-size curve's way: one traced function, the group size a tensor, the batch's size
+    unknown when traced; each size normalizes as that static group size does (itself numpy's,
+    above), and batch norm's as numpy's groups."""
+    x = batch(CONV, n=8)
+    norm = normalizers.make(name, CONV, momentum=MOMENTUM, epsilon=EPSILON, **options)
+    gamma, beta = with_affine(norm)
+    signature = [tf.TensorSpec((None, *CONV), tf.float32), tf.TensorSpec([], tf.int32)]
+    in_groups = tf.function(lambda x, group: norm(x, True, group), input_signature=signature, autograph=False)
+    for group_size in (1, 2, 4, 8):
+        saved = [v.numpy() for v in norm.population_statistics]
+        got = in_groups(tf.constant(x), tf.constant(group_size)).numpy()
+        for variable, value in zip(norm.population_statistics, saved):
+            variable.assign(value)
+        np.testing.assert_allclose(got, norm(tf.constant(x), True, group_size).numpy(), atol=1e-6)
+        if name == "batch_norm":
+            np.testing.assert_allclose(got, numpy_groups(x, group_size)[0] * gamma + beta, atol=2e-5)
+    assert in_groups.experimental_get_tracing_count() == 1
+
+
 def test_a_batch_that_does_not_split_into_groups_is_one_group():
     assert [groups.count(n, 4) for n in (1, 2, 4, 6, 8, 60)] == [1, 1, 1, 1, 2, 15]
     assert groups.count(60, 0) == 1

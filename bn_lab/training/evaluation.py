@@ -78,9 +78,15 @@ class Evaluator:
         self._moments = {
             a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
         }
-        # (arm, group) -> compiled training-mode pass (_in_training_mode_impl), made when first asked.
-        # Not XLA: the batch-size curve traces one per size, where compiling costs more than it saves.
-        self._in_training_mode = {}
+        # The training-mode pass, its group size a tensor: one trace serves the batch-statistics
+        # evaluation and every size of the batch-size curve (a trace per size cost the conv net
+        # ~0.8 s each). Not XLA: its reshapes into groups of a size known only when it runs.
+        self._in_training_mode = {
+            a: runtime.compiled(
+                lambda images, labels, group, a=a: self._in_training_mode_impl(a, images, labels, group), False
+            )
+            for a in population
+        }
 
     # --- compiled pieces -------------------------------------------------------------
 
@@ -145,10 +151,11 @@ class Evaluator:
         ]
         return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
-    def _in_training_mode_impl(self, arm, images, labels, group: int):
+    def _in_training_mode_impl(self, arm, images, labels, group):
         """Loss sum, correct predictions and class counts over (n, features) images in training mode,
-        each run of `group` consecutive images normalized with its own statistics, noisy BN's noise
-        included, as a training batch (or a ghost group of one) is in a training step.
+        each run of `group` (a scalar tensor; n a multiple of it) consecutive images normalized with
+        its own statistics, noisy BN's noise included, as a training batch (or a ghost group of
+        one) is in a training step.
 
         One pass over many groups (the normalizers' group_size) in place of one call per batch: the
         same statistics per group, and larger calls cost less per image (docs/performance.md, "A
@@ -222,15 +229,12 @@ class Evaluator:
     ) -> tuple[float, float, float]:
         """_in_training_mode_impl's figures over whole groups of images, in calls of about
         eval_batch_size images (whole groups: at least one)."""
-        key = (arm, group)
-        if key not in self._in_training_mode:
-            self._in_training_mode[key] = runtime.compiled(
-                lambda images, labels: self._in_training_mode_impl(arm, images, labels, group), False
-            )
         loss_sum = correct_sum = 0.0
         counts = 0
         for part in self._calls(len(labels), group):
-            batch_loss, batch_correct, batch_counts = self._in_training_mode[key](images[part], labels[part])
+            batch_loss, batch_correct, batch_counts = self._in_training_mode[arm](
+                images[part], labels[part], tf.constant(group)
+            )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)
             counts = counts + batch_counts.numpy()

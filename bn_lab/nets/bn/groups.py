@@ -36,11 +36,18 @@ def count(batch: int, group_size: int) -> int:
     return batch // group_size
 
 
-def split(x, group_size: int):
+def split(x, group_size):
     """x of shape (n, ...) as (groups, n / groups, ...) and the axes of one group's statistics
-    (every axis but the group's and the features'), or None where the batch is one group."""
+    (every axis but the group's and the features'), or None where the batch is one group.
+
+    group_size may be a scalar tensor, where one traced function serves every size (the
+    batch-size curve's): then x must be whole groups of it, one group included, and is always
+    split."""
     import tensorflow as tf
 
+    axes = list(range(1, len(x.shape)))
+    if isinstance(group_size, tf.Tensor):
+        return tf.reshape(x, tf.concat([[-1, group_size], tf.shape(x)[1:]], 0)), axes
     batch = x.shape[0]
     if group_size <= 0:
         return None
@@ -55,14 +62,18 @@ def split(x, group_size: int):
         grouped = tf.reshape(x, (groups, batch // groups, *x.shape[1:]))
     else:
         grouped = tf.reshape(x, tf.concat([[groups, -1], tf.shape(x)[1:]], 0))
-    return grouped, list(range(1, len(x.shape)))
+    return grouped, axes
 
 
 def merge(grouped, x):
     """The groups back in x's shape (static where x's is: XLA needs constant shapes)."""
     import tensorflow as tf
 
-    return tf.reshape(grouped, x.shape if x.shape.is_fully_defined() else tf.shape(x))
+    if x.shape.is_fully_defined():
+        return tf.reshape(grouped, x.shape)
+    merged = tf.reshape(grouped, tf.shape(x))
+    merged.set_shape(x.shape)  # what is known of it (the conv net's fast path reads its map's side)
+    return merged
 
 
 def over_groups(statistic):
