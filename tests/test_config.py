@@ -336,3 +336,17 @@ def test_batch_sized_evaluations_are_only_checked_where_an_arm_has_them():
     config.validate(
         {"data": {"val_limit": 59, "test_limit": 50}, "train": {"single_samples": 10}, "arms": [{"name": "a"}]}
     )
+
+
+def test_evaluation_calls_are_sized_to_the_network_unless_set():
+    """train.eval_batch_size null: 1,000 conv net images a call (26 M activation values), the MLP's
+    whole splits (300 values an image); a number given is kept."""
+    from bn_lab.config import footprint
+
+    conv = config.load(CONFIGS / "convnet_keras.yaml")
+    mlp = config.load(CONFIGS / "relu_lr2_badinit.yaml")
+    assert conv["train"]["eval_batch_size"] is None is mlp["train"]["eval_batch_size"]
+    assert footprint.eval_batch_size(conv) == 1000
+    assert footprint.eval_batch_size(mlp) == footprint.EVAL_VALUES // 300 > 10_000  # the test split in one call
+    set_ = config.load(CONFIGS / "relu_lr2_badinit.yaml", {"train.eval_batch_size": 70})
+    assert footprint.eval_batch_size(set_) == 70

@@ -161,10 +161,11 @@ FIELDS: dict[str, Field] = {
         _between(0, MAX_STEPS),
     ),
     "train.eval_batch_size": Field(
-        1000,
+        None,
         int,
-        "images per evaluation call (bounds the conv net's memory; training-mode checks: as many whole training batches as fit, each normalized alone; any size gives the same figures but for their last bits)",
+        "images per evaluation call (null: sized to the network, 1,000 conv net images, a whole split of the MLP's; training-mode checks: as many whole training batches as fit, each normalized alone; any size gives the same figures but for their last bits)",
         _between(1, 100_000),
+        nullable=True,
     ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),
     "train.jit_compile": Field(

@@ -34,12 +34,27 @@ def activations_per_image(config: dict) -> int:
     return sum(math.prod(layer.output_shape) for layer in declared.architecture(config).hidden)
 
 
+# Images per evaluation call where train.eval_batch_size is null: at least EVAL_IMAGES, more where
+# they hold fewer than EVAL_VALUES activation values (64 MB): larger calls cost less per image
+# (docs/performance.md), and the conv net's memory stays bounded (1,000 of its images hold 26 M).
+EVAL_IMAGES = 1000
+EVAL_VALUES = 2**24
+
+
+def eval_batch_size(config: dict) -> int:
+    """Images per evaluation call: train.eval_batch_size, or where it is null sized to the network."""
+    chosen = config["train"]["eval_batch_size"]
+    if chosen is not None:
+        return chosen
+    return max(EVAL_IMAGES, min(100_000, EVAL_VALUES // max(1, activations_per_image(config))))
+
+
 def estimate_bytes(config: dict) -> int:
     networks = len(arms.of(config))
     copies = 1 + networks * (2 + SLOTS.get(config["optimizer"]["name"], 2) + TEMPORARIES)
     per_image = activations_per_image(config)
     batch = config["train"]["batch_size"] * per_image * ACTIVATION_COPIES * networks
-    evaluation = config["train"]["eval_batch_size"] * per_image * 2
+    evaluation = eval_batch_size(config) * per_image * 2
     return int(4 * (parameters(config) * copies + batch + evaluation) + PROCESS_BYTES)
 
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from bn_lab import runtime
 from bn_lab.config import arms as run_arms
+from bn_lab.config import footprint
 from bn_lab.data.batches import ResidentBatches, precise_bn_batches
 from bn_lab.nets import architecture as architectures
 from bn_lab.nets import network as models
@@ -74,7 +75,7 @@ class Trainer:
             self.precise_batches = data.train.images[indices]  # (k, batch, 784) uint8
         batch_stats = train["batch_size"] if config["batch_stats"]["enabled"] else None
         self.checks = Evaluator(
-            self.networks, self.loss, jit, self.precise_batches, batch_stats, train["eval_batch_size"]
+            self.networks, self.loss, jit, self.precise_batches, batch_stats, footprint.eval_batch_size(config)
         )
         self.probes, self.landscapes, self.shifts, self.branches = {}, {}, {}, {}
         diagnostics_config = config["diagnostics"]
@@ -230,8 +231,7 @@ class Trainer:
     def measure(self, arm: str, step: int) -> tuple[list[dict], list[np.ndarray]]:
         """Diagnostics rows (variant, step, layer, quantity, value) and per-layer histogram values.
 
-        A kernel's gradient norm is that of the last training step (the training loop returns
-        it), or before any step of the first one.
+        A kernel's gradient norm is that of the last training step (the loop returns it), or before any step of the first.
         """
         rows, histograms = [], []
         if arm in self.probes:
