@@ -73,7 +73,8 @@ class ICS:
         models.restore(statistics, saved_statistics)
         activation_inputs = []
         network(self.probe_inputs, training=True, activation_inputs=activation_inputs)
-        bands = [percentiles(tf.reshape(h, (-1, h.shape[-1]))[:, self.unit]) for h in activation_inputs]
+        # The unit's values per layer; their percentiles are taken outside: probe().
+        units = [tf.reshape(h, (-1, h.shape[-1]))[:, self.unit] for h in activation_inputs]
         x = network.inputs(batch_images)
         gradients = self._gradients(x, batch_labels, statistics, saved_statistics)
         self.optimizer.apply_gradients(zip(network.step_gradients(gradients), parameters))
@@ -114,18 +115,18 @@ class ICS:
         models.restore(parameters, saved_parameters)
         models.restore(statistics, saved_statistics)
         models.restore(slots, saved_slots)
-        return l2, relative, cosine, tf.stack(bands)
+        return l2, relative, cosine, units
 
     def probe(self, batch_images: np.ndarray, batch_labels: np.ndarray) -> list[dict]:
         """[{ics_l2, ics_relative, ics_cosine, train_unit_p15, ...}] per hidden layer, from the first, at
         the current weights W⁽ᵗ⁾, on the batch of step t."""
-        l2, relative, cosine, bands = (t.numpy() for t in self._probe(batch_images, batch_labels))
+        l2, relative, cosine, units = self._probe(batch_images, batch_labels)
         return [
             {
                 "ics_l2": float(a),
                 "ics_relative": float(r),
                 "ics_cosine": float(c),
-                **dict(zip(schema.TRAINING_UNIT_PERCENTILES, map(float, b))),
+                **dict(zip(schema.TRAINING_UNIT_PERCENTILES, percentiles(unit.numpy()))),
             }
-            for a, r, c, b in zip(l2, relative, cosine, bands)
+            for a, r, c, unit in zip(l2.numpy(), relative.numpy(), cosine.numpy(), units)
         ]
