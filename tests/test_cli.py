@@ -497,3 +497,40 @@ def test_a_progress_line_names_the_split_of_every_accuracy():
         == "validation acc noBN 0.9730  BN 0.9806  (exact stats 0.9808)  test acc noBN 0.9699  BN 0.9801"
     )
     assert Progress.text([Evaluation("with_bn", 25, "train_batch", 0.5, 0.5)]) == "train batch acc BN 0.5000"
+
+
+_FINISH = """
+import atexit, sys, threading, time
+import tensorflow
+from bn_lab.cli.shell import finish
+
+atexit.register(lambda: print("atexit ran", flush=True))
+
+
+class TornDown:
+    def __del__(self):
+        print("interpreter teardown", flush=True)
+
+
+kept = TornDown()
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
+print("finishing", flush=True)
+finish(3 if sys.argv[1] == "thread" else "a message")
+"""
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_a_command_ends_without_tensorflows_teardown_unless_a_thread_still_runs(case):
+    """bnlab's exit (shell.finish): atexit's handlers always run and the status is SystemExit's;
+    the interpreter's teardown is skipped, but where one of Python's threads still runs the
+    ordinary exit waits for it."""
+    done = subprocess.run([sys.executable, "-c", _FINISH, case], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = done.stdout.split()
+    if case == "alone":
+        assert (done.returncode, done.stderr.splitlines()[-1]) == (1, "a message")
+        assert done.stdout == "finishing\natexit ran\n"
+    else:
+        assert done.returncode == 3
+        assert done.stdout.splitlines() == ["finishing", "thread done", "atexit ran", "interpreter teardown"], lines

@@ -21,6 +21,7 @@ from bn_lab.cli.shell import (
     OneLineErrors,
     UserError,
     call,
+    finish,
     on_sigterm,
     parse_overrides,
     results_option,
@@ -330,3 +331,13 @@ def data(dataset, path, source, idx_dir):
     click.echo(f"splits:         train {sizes['train']:,}  validation {sizes['validation']:,}  test {sizes['test']:,}")
     click.echo(f"file sha256:    {info['file_sha256']}")
     click.echo(f"content sha256: {info['content_sha256']}")
+
+
+def entry() -> None:
+    """`bnlab` as a process of its own: the console script and `python -m bn_lab.cli`."""
+    try:
+        returned = main(prog_name="bnlab")  # click's own exits (--help, --version) return their status
+        code = returned if type(returned) is int else 0
+    except SystemExit as done:
+        code = done.code
+    finish(code)

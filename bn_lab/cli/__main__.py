@@ -1,3 +1,3 @@
-from bn_lab.cli import main
+from bn_lab.cli import entry
 
-main(prog_name="bnlab")
+entry()

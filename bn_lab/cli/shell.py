@@ -184,3 +184,27 @@ class OneLineErrors(click.Group):
         except click.Abort:
             click.echo("aborted", err=True)
             sys.exit(1)
+
+
+def finish(code) -> None:
+    """Ends the `bnlab` process with SystemExit's `code`. Where TensorFlow was imported, without the
+    interpreter's teardown, which costs ~0.8 s after every run (docs/performance.md) and does
+    nothing a finished command needs once atexit's handlers (logging, Ray's shutdown,
+    multiprocessing's) have run and the streams are flushed. Where one of Python's threads still
+    runs (an executor's), the ordinary exit, which waits for it."""
+    import atexit
+    import threading
+
+    running = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if "tensorflow" not in sys.modules or running:
+        sys.exit(code)
+    if code is None or isinstance(code, int):
+        status = code or 0
+    else:  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that left: nothing more to say
+            stream.flush()
+    os._exit(status)
