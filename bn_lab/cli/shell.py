@@ -188,7 +188,7 @@ class OneLineErrors(click.Group):
 
 def finish(code) -> None:
     """Ends the `bnlab` process with SystemExit's `code`. Where TensorFlow was imported, without the
-    interpreter's teardown, which costs ~0.8 s after every run (docs/performance.md) and does
+    interpreter's teardown, which is slow after a run (docs/performance.md) and does
     nothing a finished command needs once atexit's handlers (logging, Ray's shutdown,
     multiprocessing's) have run and the streams are flushed. Where one of Python's threads still
     runs (an executor's), the ordinary exit, which waits for it."""

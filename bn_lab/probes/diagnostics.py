@@ -14,8 +14,9 @@ Adam, whose steps do not scale with the gradient: bn_lab.training.objectives), a
 of its gradient in the last training step (the training loop returns it: taking it again
 here would trace a second gradient per network).
 
-Everything else is computed in one compiled function per network, in inference mode, which
-only reads the network: it is never changed (tests/test_diagnostics.py).
+Everything else is computed in one compiled function per network (the unit's percentiles, from
+the values it returns, by numpy), in inference mode, which only reads the network: it is never
+changed (tests/test_diagnostics.py).
 """
 
 from __future__ import annotations

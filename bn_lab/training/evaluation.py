@@ -79,8 +79,9 @@ class Evaluator:
             a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
         }
         # The training-mode pass, its group size a tensor: one trace serves the batch-statistics
-        # evaluation and every size of the batch-size curve (a trace per size cost the conv net
-        # ~0.8 s each). Not XLA: its reshapes into groups of a size known only when it runs.
+        # evaluation and every size of the batch-size curve (tracing the conv net's graph again for
+        # each size cost more than running it). Not XLA: it reshapes into groups of a size known
+        # only when it runs.
         self._in_training_mode = {
             a: runtime.compiled(
                 lambda images, labels, group, a=a: self._in_training_mode_impl(a, images, labels, group), False
