@@ -195,7 +195,7 @@ def finish(code) -> None:
     import atexit
     import threading
 
-    running = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    running = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if "tensorflow" not in sys.modules or running:
         sys.exit(code)
     if code is None or isinstance(code, int):

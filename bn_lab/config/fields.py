@@ -60,6 +60,7 @@ MAX_HIDDEN_LAYERS = 64
 MAX_CONV_LAYERS = 40
 MAX_STEPS = 10_000_000
 MAX_BATCH_INDICES = 50_000_000
+MAX_EVAL_IMAGES = 100_000  # images per evaluation call
 # numpy takes seeds of any size, but a seed is part of directory names (seed<N>): the 32-bit range.
 MAX_SEED = 2**32 - 1
 # A kernel drawn at 1,000 x N(0, 1) already saturates every unit; beyond ~1e19 float32 overflows.
@@ -164,7 +165,7 @@ FIELDS: dict[str, Field] = {
         None,
         int,
         "images per evaluation call (null: sized to the network, 1,000 conv net images, a whole split of the MLP's; training-mode checks: as many whole training batches as fit, each normalized alone; any size gives the same figures but for their last bits)",
-        _between(1, 100_000),
+        _between(1, MAX_EVAL_IMAGES),
         nullable=True,
     ),
     "train.single_samples": Field(200, int, "first N test images fed one at a time after training", _at_least(1)),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bn_lab import registry
 from bn_lab.config import arms, declared
+from bn_lab.config.fields import MAX_EVAL_IMAGES
 from bn_lab.config.yaml_io import ConfigError
 
 SLOTS = {"sgd": 0, "adam": 2}  # optimizer state per parameter
@@ -46,7 +47,7 @@ def eval_batch_size(config: dict) -> int:
     chosen = config["train"]["eval_batch_size"]
     if chosen is not None:
         return chosen
-    return max(EVAL_IMAGES, min(100_000, EVAL_VALUES // max(1, activations_per_image(config))))
+    return max(EVAL_IMAGES, min(MAX_EVAL_IMAGES, EVAL_VALUES // max(1, activations_per_image(config))))
 
 
 def estimate_bytes(config: dict) -> int:

@@ -232,9 +232,10 @@ class Evaluator:
         eval_batch_size images (whole groups: at least one)."""
         loss_sum = correct_sum = 0.0
         counts = 0
+        group_size = tf.constant(group)  # a tensor: every size runs the arm's one trace
         for part in self._calls(len(labels), group):
             batch_loss, batch_correct, batch_counts = self._in_training_mode[arm](
-                images[part], labels[part], tf.constant(group)
+                images[part], labels[part], group_size
             )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)
