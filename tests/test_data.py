@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bn_lab import runtime
 from bn_lab.data import mnist as data
 from bn_lab.data import mnist_files
 from bn_lab.data.datasets import DataError
@@ -130,11 +131,11 @@ def test_cache_written_in_keras_layout_and_used_next(hub_load):
 
 def test_cache_dir_defaults_to_env(hub_load, monkeypatch, tmp_path):
     monkeypatch.setenv("BNLAB_CACHE_DIR", str(hub_load[1]))
-    assert data.default_cache_dir() == hub_load[1]
+    assert runtime.cache_dir() == hub_load[1]
     assert load_mnist().provenance["source"] == "cache"
     monkeypatch.delenv("BNLAB_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert data.default_cache_dir() == tmp_path / "bn_lab"
+    assert runtime.cache_dir() == tmp_path / "bn_lab"
 
 
 def test_a_load_after_the_first_reads_the_cache_and_never_the_pickle(hub_load, cache_dir, monkeypatch):

@@ -60,10 +60,10 @@ def _user_errors():
     """Exceptions that mean bad input (a config, a file, a device, a taken directory), not a bug."""
     from bn_lab.config.yaml_io import SweepError
     from bn_lab.data.datasets import DataError
-    from bn_lab.runtime import DeviceError
+    from bn_lab.runtime import CacheError, DeviceError
     from bn_lab.store.rundir import RunDirError
 
-    return ConfigError, DataError, RunDirError, DeviceError, SweepError
+    return ConfigError, DataError, RunDirError, DeviceError, CacheError, SweepError
 
 
 def call(function, *args, **kwargs):

