@@ -62,6 +62,7 @@ arms over a step of the pair, in time (about 2 expected: twice the networks).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -339,19 +340,25 @@ def _onednn() -> bool | None:
 
 
 def timed_child(command: list[str], **popen):
-    """Runs a command to its end: (the process, its returncode set; its own rusage, not that of the
-    other children; wall seconds; cores other processes used meanwhile)."""
-    busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
-    process = subprocess.Popen(command, **popen)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
-    foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    """Runs a command to its end: (the process, its returncode set, its stdout and stderr as text;
+    its own rusage, not that of the other children; wall seconds; cores other processes used
+    meanwhile). Its output goes to files, not pipes: waiting on a child that fills a pipe would
+    never end."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        busy, own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, **popen)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        child_cpu = (usage.ru_utime + usage.ru_stime) * _TICK
+        foreign = max(0.0, ((_busy_ticks() - busy) - (_own_ticks() - own) - child_cpu) / _TICK / wall)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        for stream, name in ((stdout, "stdout"), (stderr, "stderr")):
+            stream.seek(0)
+            setattr(process, name, stream.read().decode(errors="replace"))
     return process, usage, wall, foreign
 
 
-def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
+def run_end_to_end(config: Path, overrides: dict | None = None, env: dict | None = None) -> dict:
     """`bnlab run CONFIG [--set K=V ...]` in a subprocess: wall seconds and that process's peak RSS."""
     bnlab = Path(sys.executable).with_name("bnlab")
     command = [str(bnlab)] if bnlab.exists() else [sys.executable, "-m", "bn_lab.cli"]
@@ -361,12 +368,10 @@ def run_end_to_end(config: Path, overrides: dict | None = None) -> dict:
             command
             + ["run", str(config), "--out", str(out), "--quiet"]
             + [f"--set={k}={v}" for k, v in (overrides or {}).items()],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            env=env,
         )
         if process.returncode != 0:
-            stderr = process.stderr.read().decode(errors="replace")
-            raise RuntimeError(f"bnlab run {config} failed ({process.returncode}):\n{stderr}")
+            raise RuntimeError(f"bnlab run {config} failed ({process.returncode}):\n{process.stderr}")
         summary = json.loads((out / "summary.json").read_text())
     return {
         "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
@@ -411,29 +416,47 @@ def port_training(config_path: Path) -> dict:
 def port_end_to_end(config: Path) -> dict:
     """port_training(config) in a fresh interpreter (TensorFlow's defaults, not bn_lab's settings)."""
     process, _, _, foreign = timed_child(
-        [sys.executable, str(Path(__file__).resolve()), "--port", str(config)], stdout=subprocess.PIPE, cwd=ROOT
+        [sys.executable, str(Path(__file__).resolve()), "--port", str(config)], cwd=ROOT
     )
     if process.returncode != 0:
-        raise RuntimeError(f"the port's training of {config.name} failed; its errors are above")
-    found = json.loads(process.stdout.read())
+        raise RuntimeError(f"the port's training of {config.name} failed:\n{process.stderr}")
+    found = json.loads(process.stdout)
     return {**found, "training_seconds": round(sum(found["seconds"].values()), 2), "foreign_cores": round(foreign, 2)}
+
+
+@contextlib.contextmanager
+def empty_xla_cache():
+    """The environment of a `bnlab run` whose XLA cache (bn_lab.runtime.use_xla_cache) starts empty:
+    a cache directory of its own, holding the user's converted MNIST (a link: not converted again)."""
+    from bn_lab.data.mnist import CACHE_FILENAME
+
+    with tempfile.TemporaryDirectory(prefix="bnlab-bench-cache-") as cache:
+        if (mnist := runtime.cache_dir() / CACHE_FILENAME).is_file():
+            (Path(cache) / CACHE_FILENAME).symlink_to(mnist)
+        env = {k: v for k, v in os.environ.items() if k != runtime.TF_XLA_FLAGS}
+        yield {**env, "BNLAB_CACHE_DIR": cache}
 
 
 def whole_runs(rounds: int) -> dict:
     """Each WHOLE_RUNS config: `bnlab run` end to end (defaults) beside the port's bare training of the
     same two networks for the same steps, interleaved (the order reversed every other round: this
     host's speed drifts); per round the run's wall over the port's training seconds, the median
-    reported with each round's."""
+    reported with each round's. First, untimed against the port, the run as on a machine where
+    bn_lab never ran: its XLA cache empty. The rounds then find its compiled code there, as every
+    later run of the config does."""
     found = {}
     for name, config in WHOLE_RUNS.items():
         runs, ports = [], []
-        for round_ in range(rounds):
-            print(f"whole run: {name}, round {round_ + 1}/{rounds} ...", file=sys.stderr, flush=True)
-            for side in ("run", "port")[:: -1 if round_ % 2 else 1]:
-                if side == "run":
-                    runs.append(run_end_to_end(config))
-                else:
-                    ports.append(port_end_to_end(config))
+        with empty_xla_cache() as env:
+            print(f"whole run: {name}, its XLA cache empty ...", file=sys.stderr, flush=True)
+            first = run_end_to_end(config, env=env)
+            for round_ in range(rounds):
+                print(f"whole run: {name}, round {round_ + 1}/{rounds} ...", file=sys.stderr, flush=True)
+                for side in ("run", "port")[:: -1 if round_ % 2 else 1]:
+                    if side == "run":
+                        runs.append(run_end_to_end(config, env=env))
+                    else:
+                        ports.append(port_end_to_end(config))
         ratios = [r["wall_seconds"] / p["training_seconds"] for r, p in zip(runs, ports)]
         middle = sorted(range(rounds), key=lambda k: ratios[k])[rounds // 2]
         run = runs[middle]
@@ -441,6 +464,7 @@ def whole_runs(rounds: int) -> dict:
         found[name] = {
             "config": run["config"],
             "steps": ports[middle]["steps"],
+            "first_run": first,  # the XLA cache empty: compiling everything
             "run": run,  # the median round's run, with its breakdown
             "run_walls": [r["wall_seconds"] for r in runs],
             "port": ports[middle],
@@ -655,9 +679,11 @@ def table(report: dict) -> str:
             f"(rounds {', '.join(f'{r:.2f}' for r in whole['run_over_port_per_round'])}); "
             f"the run's wall is {whole['wall_over_steps']:.2f}x its training steps"
         )
-        if run.get("timings"):
-            parts = [f"{k.replace('_', ' ')} {v:.1f}" for k, v in run["timings"].items() if k != "wall"]
-            lines.append(f"  where that run's {run['timings']['wall']:.1f} s went: " + ", ".join(parts))
+        described = (("that run's", run), ("the first run's, its XLA cache empty,", whole.get("first_run")))
+        for what, shown in described:
+            if shown and shown.get("timings"):
+                parts = [f"{k.replace('_', ' ')} {v:.1f}" for k, v in shown["timings"].items() if k != "wall"]
+                lines.append(f"  where {what} {shown['timings']['wall']:.1f} s went: " + ", ".join(parts))
     for run in report.get("runs", []):
         lines.append(
             f"bnlab run {run['config']}: {run['wall_seconds']:.1f} s wall ({run['train_seconds']:.1f} s training), "
