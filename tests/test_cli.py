@@ -534,3 +534,21 @@ def test_a_command_ends_without_tensorflows_teardown_unless_a_thread_still_runs(
     else:
         assert done.returncode == 3
         assert done.stdout.splitlines() == ["finishing", "thread done", "atexit ran", "interpreter teardown"], lines
+
+
+_KERAS_EXTRAS = """
+import sys
+from bn_lab import runtime
+
+runtime.own_process()
+runtime.import_tensorflow()
+print(sorted(m for m in runtime.KERAS_EXTRAS if m in sys.modules))
+import matplotlib.pyplot  # importable again after TensorFlow's import
+"""
+
+
+@pytest.mark.tensorflow
+def test_a_process_of_ours_imports_keras_without_its_extras():
+    done = subprocess.run([sys.executable, "-c", _KERAS_EXTRAS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
