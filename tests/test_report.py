@@ -483,7 +483,8 @@ def lr_sweep(tmp_path_factory):
             "model.activation": "sigmoid",
             "diagnostics.enabled": True,
             "diagnostics.ics": True,
-            "train.steps": 60,
+            "diagnostics.probe_images": 100,
+            "train.steps": 40,
             "train.eval_every": 20,
         },
     )

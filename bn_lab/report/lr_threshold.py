@@ -85,7 +85,7 @@ def table(manifest: dict, points: list[Point], styles: dict, threshold: float) -
                 ref_lr, ref_point = best[reference]
                 row += [
                     f"lr {ref_lr:g}: {_accuracy(ref_point, v, threshold)}",
-                    "—" if v == reference else intervals.uplift_text(ref_point.uplifts(v, reference)),
+                    "—" if v == reference else intervals.accuracy_uplift_text(ref_point.uplifts(v, reference)),
                 ]
             rows.append(row)
     return rows

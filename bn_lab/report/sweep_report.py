@@ -262,7 +262,7 @@ def seeds_table(sweep_dir: str | Path, threshold: float = 0.9) -> str:
             f"paired uplift over {styles[reference]['label']}, late accuracy (95% CI, Student's t on the "
             "seed-by-seed differences): "
             + "; ".join(
-                f"{styles[v]['label']} {sweep_table.mean_text(uplifts[v], signed=True)} ({intervals.uplift_text(uplifts[v])})"
+                f"{styles[v]['label']} {sweep_table.mean_text(uplifts[v], signed=True)} ({intervals.accuracy_uplift_text(uplifts[v])})"
                 for v in others
             )
         )

@@ -200,7 +200,7 @@ def table(results: SweepResults, threshold: float) -> list[list[str]]:
         row += [accuracy_text(p, v) for v in names]
         row += [other_text(p, v, o.section) for o in schema.OTHER_STATISTICS.values() for v in population]
         row += [mean_text(p.uplifts(v, reference), signed=True) if done else "—" for v in others]
-        row += [intervals.uplift_text(p.uplifts(v, reference), bounds=intervals.ACCURACY_DIFFERENCE) for v in others]
+        row += [intervals.accuracy_uplift_text(p.uplifts(v, reference)) for v in others]
         row += [f"{p.successes(v, threshold)}/{done}" if done else "—" for v in names]
         row += [intervals.rate_text(p.successes(v, threshold), done) for v in names]
         if inside:
@@ -257,9 +257,7 @@ def narrow_table(results: SweepResults, threshold: float) -> list[list[str]]:
             row = [p.grid[k] for k in keys] + [f"{len(p.summaries)}/{p.planned}"]
             row += [accuracy_text(p, v) if with_spread else re.sub(r" ± \S+", "", accuracy_text(p, v)) for v in styles]
             if with_intervals:
-                row += [
-                    intervals.uplift_text(p.uplifts(v, reference), bounds=intervals.ACCURACY_DIFFERENCE) for v in others
-                ]
+                row += [intervals.accuracy_uplift_text(p.uplifts(v, reference)) for v in others]
             rows.append(row)
         if max(len(line) for line in markdown_table(rows).splitlines()) <= NARROW:
             break
