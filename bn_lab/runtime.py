@@ -140,7 +140,8 @@ def xla_cache_directory() -> Path | None:
         return None  # turned off, or TF_XLA_FLAGS names a cache already (the user's, or this process's parent's)
     version, processor = _tensorflow_version(), cpu()
     # what picks XLA's code: TensorFlow, the processor and its extensions, XLA's own flags (a capped ISA)
-    machine = json.dumps([version, processor["model"], processor["vector_extensions"], os.environ.get("XLA_FLAGS", "")])
+    xla_flags = processor["kernel_settings"].get("XLA_FLAGS", "")
+    machine = json.dumps([version, processor["model"], processor["vector_extensions"], xla_flags])
     directory = cache_dir() / "xla" / f"tf{version}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
     try:
         directory.mkdir(parents=True, exist_ok=True)

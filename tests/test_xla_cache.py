@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bn_lab import runtime
+from bn_lab.data.mnist import CACHE_FILENAME
 from tests.conftest import CONFIGS, bnlab
 from tests.test_cli import one_error_line
 
@@ -15,13 +16,18 @@ from tests.test_cli import one_error_line
 XLA_SMOKE = ("--set", "train.jit_compile=true", "--set", "train.steps=40", "--set", "train.eval_every=20", "--quiet")
 
 
-def own_cache(cache: Path, **extra) -> dict:
-    """An environment whose cache is `cache`, as a user's without TF_XLA_FLAGS (the test session's
-    name its own XLA cache), with the session's converted MNIST in it (not converted again)."""
-    cache.mkdir()
-    (cache / "mnist-uint8.npz").symlink_to(Path(os.environ["BNLAB_CACHE_DIR"]) / "mnist-uint8.npz")
+def users_env(cache: Path) -> dict:
+    """This process's environment as a user's (without TF_XLA_FLAGS: the test session's name its
+    own XLA cache), with bn_lab's cache at `cache`."""
     env = {k: v for k, v in os.environ.items() if k != runtime.TF_XLA_FLAGS}
-    return {**env, "BNLAB_CACHE_DIR": str(cache), **extra}
+    return {**env, "BNLAB_CACHE_DIR": str(cache)}
+
+
+def own_cache(cache: Path) -> dict:
+    """users_env of a new cache holding the session's converted MNIST (not converted again)."""
+    cache.mkdir()
+    (cache / CACHE_FILENAME).symlink_to(Path(os.environ["BNLAB_CACHE_DIR"]) / CACHE_FILENAME)
+    return users_env(cache)
 
 
 def compiled_files(cache: Path) -> dict[str, int]:
@@ -68,15 +74,8 @@ def test_the_cache_is_off_when_asked_or_when_tf_xla_flags_name_one(tmp_path, mon
 def test_a_cache_that_cannot_be_written_is_one_line_before_anything_starts(tmp_path):
     not_a_directory = tmp_path / "cache"
     not_a_directory.write_text("")
-    env = {k: v for k, v in os.environ.items() if k != runtime.TF_XLA_FLAGS}
     line = one_error_line(
-        bnlab(
-            "run",
-            CONFIGS / "smoke.yaml",
-            "--out",
-            tmp_path / "run",
-            env={**env, "BNLAB_CACHE_DIR": str(not_a_directory)},
-        )
+        bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "run", env=users_env(not_a_directory))
     )
     assert line.startswith(
         f"error: BNLAB_CACHE_DIR={not_a_directory}: cannot keep XLA's compiled code in {not_a_directory}/xla/"
