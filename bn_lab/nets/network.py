@@ -235,7 +235,6 @@ class StackNetwork(Network):
         activation_inputs: list | None = None,
         group_size: int | None = None,
         exact_statistics_pass: bool = False,
-        compiled_layer_ends: bool = True,
     ):
         """The logits.
 
@@ -244,11 +243,7 @@ class StackNetwork(Network):
         group_size: the normalizers' groups in training mode for this call (None: their own; 0:
         the whole batch, as the batch-size curve normalizes its batches);
         exact_statistics_pass: (training mode) each normalizer normalizes with its batch moments
-        and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics);
-        compiled_layer_ends: with fast=True, False computes the layer ends as plain TensorFlow ops,
-        for a check that runs once at a shape of its own (the single images): XLA would compile
-        each layer's end for it, which costs far more than it saves there. Plain ops are the same
-        function but not the same arithmetic (docs/performance.md, "A run's fixed costs").
+        and nothing else, as exact statistics are estimated (Normalizer.for_exact_statistics).
         """
         h = x
         for i, layer in enumerate(self.hidden):
@@ -258,7 +253,7 @@ class StackNetwork(Network):
                 h = self._kernel(i, h)
             # The compiled layer end cannot hand tensors out to the lists: the plain one can.
             plain = bn_moments is None and activation_inputs is None and group_size is None
-            compiled = self.fast and compiled_layer_ends and self.norms and layer.kind == "conv"
+            compiled = self.fast and self.norms and layer.kind == "conv"
             if compiled and plain and not exact_statistics_pass:
                 h = self._compiled_layer_end(i, training)(h)
             else:

@@ -37,11 +37,9 @@ class ResidualNetwork(Network):
         group_size: int | None = None,
         exact_statistics_pass: bool = False,
         residuals: list | None = None,
-        compiled_layer_ends: bool = True,
     ):
         """The logits; the lists receive what a stack's do (bn_lab.nets.network.StackNetwork), in
-        declared layer order, and `residuals` each block's (skip path, branch output) before their sum.
-        Its layer ends are never compiled apart: compiled_layer_ends, a stack's, changes nothing."""
+        declared layer order, and `residuals` each block's (skip path, branch output) before their sum."""
         extras = (bn_moments, activation_inputs, group_size, exact_statistics_pass)
         layers = self.architecture.layers
         h = self._layer_end(0, self._kernel(0, x), training, *extras)

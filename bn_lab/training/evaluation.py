@@ -43,6 +43,14 @@ def correct(logits, labels):
     return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
 
 
+def _predictions(logits):
+    """Each image's predicted class, NO_PREDICTION where its logits are not numbers (their argmax,
+    class 0, is no prediction)."""
+    return tf.where(
+        tf.reduce_all(tf.math.is_finite(logits), axis=1), tf.argmax(logits, axis=1, output_type=tf.int32), NO_PREDICTION
+    )
+
+
 class Evaluator:
     """The checks of one run's networks ({arm name: models.Network}); `precise_batches`, (k, batch,
     features) uint8, are the fixed training batches exact statistics average over (None: off)."""
@@ -66,14 +74,6 @@ class Evaluator:
         # Not XLA: one forward pass a call, where XLA saves little and compiles again for every
         # split's shape (docs/performance.md, "A run's fixed costs").
         self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), False) for a in networks}
-        # Not XLA: a loop of batches of one, run once a run, where compiling costs more than it saves.
-        self._single_image = {
-            (a, training): runtime.compiled(
-                lambda images, a=a, t=training: self._single_image_impl(a, images, t), False
-            )
-            for a in networks
-            for training in (False, True)
-        }
         population = [a for a, network in networks.items() if network.arm.has_population_statistics]
         self._moments = {
             a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
@@ -99,11 +99,7 @@ class Evaluator:
         counts = tf.reduce_sum(
             tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0
         )  # XLA has no bincount
-        # Per image: 1 right, 0 wrong, NaN where its logits are not numbers (no prediction, as in _figures).
-        each = tf.where(
-            tf.reduce_all(tf.math.is_finite(logits), axis=1), tf.cast(tf.equal(predicted, labels), tf.float32), np.nan
-        )
-        return self.loss(logits, labels) * n, correct(logits, labels), counts, each
+        return self.loss(logits, labels) * n, correct(logits, labels), counts, _predictions(logits)
 
     def _moments_impl(self, arm, batches):
         """Exact population statistics: each normalizer's input mean and biased variance, averaged
@@ -169,25 +165,7 @@ class Evaluator:
         n = tf.cast(tf.shape(labels)[0], tf.float32)
         predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
         counts = tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0)
-        return self.loss(logits, labels) * n, correct(logits, labels), counts
-
-    def _single_image_impl(self, arm, images, training):
-        network = self.networks[arm]
-        count = tf.shape(images)[0]
-        predictions = tf.TensorArray(tf.int32, size=count)
-
-        def body(i, predictions):
-            # images[i][None]: a static batch of one (XLA needs constant shapes; ghost groups check it)
-            logits = network(network.inputs(images[i][None]), training=training, compiled_layer_ends=False)
-            # NO_PREDICTION where the logits are not numbers: their argmax, class 0, is no prediction.
-            found = tf.where(
-                tf.reduce_all(tf.math.is_finite(logits[0])), tf.argmax(logits[0], output_type=tf.int32), NO_PREDICTION
-            )
-            return i + 1, predictions.write(i, found)
-
-        with models.kept(network.population_statistics):  # a check must not change the network
-            _, predictions = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), predictions))
-        return predictions.stack()
+        return self.loss(logits, labels) * n, correct(logits, labels), counts, _predictions(logits)
 
     # --- the checks ------------------------------------------------------------------
 
@@ -199,21 +177,28 @@ class Evaluator:
         return self.evaluate_each(arm, split)[0]
 
     def evaluate_each(self, arm: str, split) -> tuple[tuple[float, float, float], np.ndarray]:
-        """evaluate()'s figures, and per image 1.0 if its prediction was right, 0.0 if not, NaN if its
-        logits were not numbers."""
+        """evaluate()'s figures, and each image's predicted class (NO_PREDICTION where its logits were
+        not numbers)."""
+        return self._inference_mode(arm, split.images, split.labels)
+
+    def _inference_mode(
+        self, arm: str, images: np.ndarray, labels: np.ndarray
+    ) -> tuple[tuple[float, float, float], np.ndarray]:
+        """evaluate()'s figures over the images, and each image's predicted class (NO_PREDICTION: its
+        logits were not numbers), in calls of eval_batch_size images."""
         loss_sum = correct_sum = 0.0
         counts = np.zeros(self.networks[arm].architecture.layers[-1].units, np.int64)
-        each = []
-        for start in range(0, len(split.labels), self.eval_batch_size):
-            batch_loss, batch_correct, batch_counts, batch_each = self._evaluate[arm](
-                split.images[start : start + self.eval_batch_size], split.labels[start : start + self.eval_batch_size]
+        predicted = []
+        for start in range(0, len(labels), self.eval_batch_size):
+            batch_loss, batch_correct, batch_counts, batch_predicted = self._evaluate[arm](
+                images[start : start + self.eval_batch_size], labels[start : start + self.eval_batch_size]
             )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)
             counts += batch_counts.numpy()
-            each.append(batch_each.numpy())
-        n = len(split.labels)
-        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(each)
+            predicted.append(batch_predicted.numpy())
+        n = len(labels)
+        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(predicted)
 
     def has_batch_statistics(self, arm: str) -> bool:
         return self.batch_size is not None and arm in self._moments
@@ -223,44 +208,50 @@ class Evaluator:
         (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64), each batch (each
         of its ghost groups, for an arm with groups) normalized by itself."""
         count = len(split.labels) // self.batch_size * self.batch_size
-        return self._training_mode(arm, split.images[:count], split.labels[:count], self._group(arm, self.batch_size))
+        images, labels = split.images[:count], split.labels[:count]
+        return self._training_mode(arm, images, labels, self._group(arm, self.batch_size))[0]
 
     def _training_mode(
         self, arm: str, images: np.ndarray, labels: np.ndarray, group: int
-    ) -> tuple[float, float, float]:
+    ) -> tuple[tuple[float, float, float], np.ndarray]:
         """_in_training_mode_impl's figures over whole groups of images, in calls of about
-        eval_batch_size images (whole groups: at least one)."""
+        eval_batch_size images (whole groups: at least one), and each image's predicted class."""
         loss_sum = correct_sum = 0.0
         counts = 0
+        predicted = []
         group_size = tf.constant(group)  # a tensor: every size runs the arm's one trace
         for part in self._calls(len(labels), group):
-            batch_loss, batch_correct, batch_counts = self._in_training_mode[arm](
+            batch_loss, batch_correct, batch_counts, batch_predicted = self._in_training_mode[arm](
                 images[part], labels[part], group_size
             )
             loss_sum += float(batch_loss)
             correct_sum += float(batch_correct)
             counts = counts + batch_counts.numpy()
+            predicted.append(batch_predicted.numpy())
         n = len(labels)
-        return _figures(loss_sum / n, correct_sum / n, float(np.max(counts) / n))
+        return _figures(loss_sum / n, correct_sum / n, float(np.max(counts) / n)), np.concatenate(predicted)
 
-    def batch_size_curve(self, arm: str, split, batch_size: int, correct_in_inference: np.ndarray) -> dict:
+    def batch_size_curve(self, arm: str, split, batch_size: int, predicted_in_inference: np.ndarray) -> dict:
         """Accuracy in training mode on the split's first images fed in batches of each of
         curve_sizes(batch_size) images, each batch normalized with its own statistics as one group
         (whatever the arm's group size: how many images must normalize each other), beside
         inference mode on exactly the same images (a size that does not divide the images sees
         their first whole batches): from which batch size batch statistics stand in for the
         population's. The images: CURVE_IMAGES, or one training batch if that is more, at most the
-        split (the config makes sure it holds one training batch). correct_in_inference: the
-        split's evaluate_each(), whose first images give inference mode's figure at every size
-        (inference mode treats each image alone: one evaluation serves them all)."""
+        split (the config makes sure it holds one training batch). predicted_in_inference: the
+        split's evaluate_each() predictions, whose first images give inference mode's figure at
+        every size (inference mode treats each image alone: one evaluation serves them all)."""
         available = min(len(split.labels), max(CURVE_IMAGES, batch_size))
         images, labels = split.images[:available], split.labels[:available]
+        predicted = predicted_in_inference[:available]
+        # 1 right, 0 wrong, NaN where the logits were not numbers (no prediction, as in _figures).
+        correct_in_inference = np.where(predicted == NO_PREDICTION, np.nan, (predicted == labels).astype(np.float64))
         sizes = curve_sizes(batch_size)
         used, training, inference = [], [], []
         for n in sizes:
             count = len(labels) // n * n  # its whole batches
             used.append(count)
-            training.append(self._training_mode(arm, images[:count], labels[:count], group=n)[1])
+            training.append(self._training_mode(arm, images[:count], labels[:count], group=n)[0][1])
             inference.append(float(np.mean(correct_in_inference[:count], dtype=np.float64)))
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
@@ -298,5 +289,13 @@ class Evaluator:
             return self.evaluate(arm, split)
 
     def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
-        """The class predicted for each image fed alone (in training mode: normalized by itself)."""
-        return self._single_image[(arm, training)](images).numpy()
+        """The class predicted for each image fed alone (NO_PREDICTION where its logits were not
+        numbers). In training mode each image is normalized by itself: a group of one
+        (_in_training_mode_impl) in calls of many images, as a batch of one is, its last bits aside.
+        Inference mode treats every image alone whatever the batch: evaluate()'s calls (a run takes
+        these from its test evaluation, whose first images the single images are). Both run the
+        traces the other checks run: no network is traced for this check alone."""
+        labels = np.zeros(len(images), np.int32)  # they only feed the loss and accuracy, not returned
+        if training:
+            return self._training_mode(arm, images, labels, group=1)[1]
+        return self._inference_mode(arm, images, labels)[1]

@@ -381,13 +381,15 @@ class Trainer:
             assert last.step == self.steps_done, (v, last.step)
             result.final_val_loss, result.final_val_accuracy = last.loss, last.accuracy
             result.final_top_class_share = last.top_class_share
-            (result.test_loss, result.test_accuracy, test_share), correct_on_test = self.checks.evaluate_each(
+            (result.test_loss, result.test_accuracy, test_share), predicted_on_test = self.checks.evaluate_each(
                 v, self.data.test
             )
             evaluations.append(
                 Evaluation(v, self.steps_done, schema.TEST, result.test_loss, result.test_accuracy, test_share)
             )
-            predictions = self.single_sample_predictions(v, single_images, training=False)
+            # Inference mode treats each image alone whatever its batch: the single images, the
+            # test split's first, are predicted as the test evaluation predicted them.
+            predictions = predicted_on_test[:n_single]
             result.predictions = predictions.tolist()
             result.single_sample_inference = _accuracy_of(predictions, single_labels)
             if self.networks[v].arm.has_population_statistics:  # else not applicable: it stays None
@@ -395,6 +397,6 @@ class Trainer:
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
                 result.batch_size_curve = self.checks.batch_size_curve(
-                    v, self.data.test, train["batch_size"], correct_on_test
+                    v, self.data.test, train["batch_size"], predicted_on_test
                 )
         return n_single
