@@ -75,17 +75,24 @@ def interrupting(make_exception, once: bool = False):
     return handler
 
 
-def compiled(function, jit_compile: bool):
+def compiled(function, jit_compile: bool, input_signature=None):
     """`tf.function` as bn_lab compiles every piece: XLA when asked, autograph off.
 
     bn_lab's compiled code has no Python control flow on tensors (its loops are explicit
     tf.while_loops), so autograph would only rewrite source code, and that rewriting was the
     largest part of a short run's start. Without it, a Python `if` on a tensor fails at
-    tracing instead of being converted quietly.
+    tracing instead of being converted quietly. input_signature: tf.function's (a function
+    called at many shapes is traced once, for all of them).
     """
     import tensorflow as tf
 
-    return tf.function(function, jit_compile=jit_compile, autograph=False, reduce_retracing=not jit_compile)
+    return tf.function(
+        function,
+        jit_compile=jit_compile,
+        autograph=False,
+        reduce_retracing=not jit_compile,
+        input_signature=input_signature,
+    )
 
 
 class DeviceError(Exception):

@@ -71,9 +71,15 @@ class Evaluator:
         self.precise_batches = precise_batches
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        # Any number of images a call, each function traced once for all (a split's last, shorter
+        # call; the single images): a trace of the conv net costs more than its calls.
+        images, labels = tf.TensorSpec([None, None], tf.uint8), tf.TensorSpec([None], tf.int32)
         # Not XLA: one forward pass a call, where XLA saves little and compiles again for every
         # split's shape (docs/performance.md, "A run's fixed costs").
-        self._evaluate = {a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), False) for a in networks}
+        self._evaluate = {
+            a: runtime.compiled(lambda x, y, a=a: self._evaluate_impl(a, x, y), False, [images, labels])
+            for a in networks
+        }
         population = [a for a, network in networks.items() if network.arm.has_population_statistics]
         self._moments = {
             a: runtime.compiled(lambda batches, a=a: self._moments_impl(a, batches), jit) for a in population
@@ -84,7 +90,9 @@ class Evaluator:
         # only when it runs.
         self._in_training_mode = {
             a: runtime.compiled(
-                lambda images, labels, group, a=a: self._in_training_mode_impl(a, images, labels, group), False
+                lambda x, y, group, a=a: self._in_training_mode_impl(a, x, y, group),
+                False,
+                [images, labels, tf.TensorSpec([], tf.int32)],
             )
             for a in population
         }
