@@ -122,18 +122,20 @@ def test_the_wheel_holds_every_config_and_a_bundled_config_trains_from_it_outsid
             if n.startswith("bn_lab/configs/")
         )
     assert shipped == bundled.names()
-    # A fresh virtual environment outside the clone, the wheel installed into it by its own pip;
-    # TensorFlow and the other dependencies are this environment's (a path in a .pth file: their
-    # download is not what is tested), never the clone's bn_lab.
+    # A fresh virtual environment outside the clone, the wheel installed into it by pip (this
+    # environment's, told to install for the fresh one's Python: a pip of its own would cost the
+    # test its longest step); TensorFlow and the other dependencies are this environment's (a path
+    # in a .pth file: their download is not what is tested), never the clone's bn_lab.
     fresh = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", fresh], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", fresh], check=True, timeout=300)
     python = fresh / "bin" / "python"
     (site,) = (fresh / "lib").glob("python3*/site-packages")
     dependencies = [p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir()]
     (site / "dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     installed = subprocess.run(  # --ignore-installed: the bn_lab of the dependencies' path is not this one
-        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel],
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed"]
+        + ["-q", wheel],
         capture_output=True,
         text=True,
         timeout=300,

@@ -44,9 +44,9 @@ def staging_of(out: Path, timeout: float = 120) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arrival", ["notes", "a finished run"])
-def test_what_arrives_at_out_while_the_run_trains_is_never_deleted(tmp_path, arrival):
+def test_what_arrives_at_out_while_the_run_trains_is_never_deleted(tmp_path, arrival, smoke_sweep):
     out = tmp_path / "X"
-    earlier = finished_run(tmp_path) if arrival == "a finished run" else None  # before, so it is ready in time
+    earlier = finished_run(tmp_path, smoke_sweep) if arrival == "a finished run" else None  # ready in time
     run = bnlab("run", SMOKE, "--set", "train.steps=400", "--out", out, "--quiet", background=True)
     staging_of(out)
     if arrival == "notes":
@@ -67,10 +67,12 @@ def test_what_arrives_at_out_while_the_run_trains_is_never_deleted(tmp_path, arr
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def finished_run(tmp_path) -> Path:
+def finished_run(tmp_path, smoke_sweep) -> Path:
+    """A finished bn_lab run of its own: a copy of a cell of the session's smoke sweep (a run as
+    `bnlab run` writes it)."""
     out = tmp_path / "a-finished-run"
-    done = bnlab("run", SMOKE, *SHORT, "--out", out, "--quiet")
-    assert done.returncode == 0, done.stderr
+    shutil.copytree(smoke_sweep[0] / "relu_goodinit_seed0", out)
+    assert rundir.is_complete(out)
     return out
 
 
@@ -196,8 +198,8 @@ def test_force_never_replaces_a_lookalike_of_a_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tmp_path):
-    run = finished_run(tmp_path)
+def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tmp_path, smoke_sweep):
+    run = finished_run(tmp_path, smoke_sweep)
     notes = run / "tensorboard" / "with_bn" / "notes.txt"
     notes.write_text("mine")
     with pytest.raises(rundir.RunDirError) as refused:

@@ -484,6 +484,7 @@ def lr_sweep(tmp_path_factory):
             "diagnostics.enabled": True,
             "diagnostics.ics": True,
             "diagnostics.probe_images": 100,
+            "precise_bn.enabled": False,  # no exact statistics: nothing here reads them
             "train.steps": 40,
             "train.eval_every": 20,
         },

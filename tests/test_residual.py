@@ -171,7 +171,7 @@ def test_residual_yaml_trains_the_four_arms_and_the_probe_changes_nothing(tmp_pa
         "data.train_limit": 640,
         "data.val_limit": 100,
         "data.test_limit": 100,
-        "precise_bn.images": 128,
+        "precise_bn.enabled": False,  # not what is tested: the probe and the arms' weights are
         "diagnostics.probe_images": 50,
     }
     tree = config.apply_overrides(read_yaml(CONFIGS / "residual.yaml"), small)

@@ -387,9 +387,7 @@ class Trainer:
             evaluations.append(
                 Evaluation(v, self.steps_done, schema.TEST, result.test_loss, result.test_accuracy, test_share)
             )
-            # Inference mode treats each image alone whatever its batch: the single images, the
-            # test split's first, are predicted as the test evaluation predicted them.
-            predictions = predicted_on_test[:n_single]
+            predictions = predicted_on_test[:n_single]  # the test's first images: inference treats each alone
             result.predictions = predictions.tolist()
             result.single_sample_inference = _accuracy_of(predictions, single_labels)
             if self.networks[v].arm.has_population_statistics:  # else not applicable: it stays None
