@@ -481,6 +481,7 @@ def lr_sweep(tmp_path_factory):
         "optimizer.learning_rate=0.1,2",
         {
             "model.activation": "sigmoid",
+            "model.hidden_units": [16, 12],  # two hidden layers: the figures read the last one's
             "diagnostics.enabled": True,
             "diagnostics.ics": True,
             "diagnostics.probe_images": 100,
@@ -586,7 +587,11 @@ def test_the_covariate_shift_columns_and_figure(lr_sweep):
 def group_sweep(tmp_path_factory):
     """BN over groups of 2, 5 and 10 of the smoke run's batches of 60, two seeds: a numeric axis (along_axis.png
     needs three values)."""
-    return smoke_sweep_over(tmp_path_factory, "bn.group_size=2,5,10", {"train.steps": 20, "train.eval_every": 10})
+    return smoke_sweep_over(
+        tmp_path_factory,
+        "bn.group_size=2,5,10",
+        {"train.steps": 20, "train.eval_every": 10, "model.hidden_units": [16, 12]},
+    )
 
 
 @pytest.mark.slow

@@ -163,7 +163,7 @@ def test_residual_yaml_trains_the_four_arms_and_the_probe_changes_nothing(tmp_pa
     from bn_lab.training import launch
 
     small = {
-        "model.blocks": [3],
+        "model.blocks": [2],
         "model.width": 8,
         "train.steps": 10,
         "train.eval_every": 5,
@@ -186,13 +186,13 @@ def test_residual_yaml_trains_the_four_arms_and_the_probe_changes_nothing(tmp_pa
     assert (tmp_path / "on" / "metrics.csv").read_bytes() == (tmp_path / "off" / "metrics.csv").read_bytes()
     with open(tmp_path / "on" / "diagnostics.csv", newline="") as f:
         shares = [r for r in csv.DictReader(f) if r["quantity"] == "branch_share"]
-    assert {r["layer"] for r in shares} == {"3", "5", "7"}  # each block's branch end
+    assert {r["layer"] for r in shares} == {"3", "5"}  # each block's branch end
     assert {r["step"] for r in shares} == {"0", "5", "10"}
     summary = json.loads((tmp_path / "on" / "summary.json").read_text())
     bn = summary["variants"]["bn"]["residual"]
     measured = [float(r["value"]) for r in shares if r["variant"] == "bn" and r["step"] == "0"]
     assert bn["branch_share_initial"] == measured and bn["final_step"] == 10
-    assert summary["variants"]["skip_init"]["residual"]["branch_share_initial"] == [0.0, 0.0, 0.0]
+    assert summary["variants"]["skip_init"]["residual"]["branch_share_initial"] == [0.0, 0.0]
     from matplotlib import colors, image
 
     pixels = image.imread(tmp_path / "on" / "residual_variance.png")[..., :3].reshape(-1, 3)

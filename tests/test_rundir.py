@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bn_lab.store import claims, rundir, staging
-from tests.conftest import CONFIGS, bnlab
+from tests.conftest import CONFIGS
 
 
 def _claim_new(results, barrier, queue):
@@ -220,10 +220,13 @@ def test_metrics_rows_read_back_as_the_writer_writes_them(tmp_path):
 def test_a_run_that_logs_training_batches_is_complete(tmp_path):
     """Training-batch rows (the conv net's log; the MLP here, for speed) leave top_class_share
     empty: such a run is complete, not damaged."""
+    from bn_lab import api
+
     out = tmp_path / "logged"
-    settings = ("train.steps=20", "train.eval_every=10", "train.train_eval_every=5")
-    done = bnlab("run", CONFIGS / "smoke.yaml", *[a for s in settings for a in ("--set", s)], "--out", out)
-    assert done.returncode == 0, done.stderr
+    settings = {"train.steps": 20, "train.eval_every": 10, "train.train_eval_every": 5}
+    api.run(
+        CONFIGS / "smoke.yaml", out=out, progress="none", overrides=settings
+    )  # in this process: the files are tested
     assert "with_bn,5,train_batch," in (out / rundir.METRICS).read_text()
     assert rundir.run_problem(out) is None
 
