@@ -206,7 +206,7 @@ def test_training_is_bit_identical_with_the_probe_on_and_off(tiny_mnist):
                 "optimizer.name": "adam",
                 "optimizer.learning_rate": 0.01,
                 "diagnostics.ics": on,
-                "precise_bn.enabled": False,  # training is compared, and the batch-statistics rows
+                "precise_bn.enabled": False,  # not compared here: training and the batch-statistics rows are
             }
         )
         c = config.validate(

@@ -224,9 +224,7 @@ def test_a_run_that_logs_training_batches_is_complete(tmp_path):
 
     out = tmp_path / "logged"
     settings = {"train.steps": 20, "train.eval_every": 10, "train.train_eval_every": 5}
-    api.run(
-        CONFIGS / "smoke.yaml", out=out, progress="none", overrides=settings
-    )  # in this process: the files are tested
+    api.run(CONFIGS / "smoke.yaml", out=out, progress="none", overrides=settings)  # in process: its files are tested
     assert "with_bn,5,train_batch," in (out / rundir.METRICS).read_text()
     assert rundir.run_problem(out) is None
 

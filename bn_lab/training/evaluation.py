@@ -43,12 +43,30 @@ def correct(logits, labels):
     return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
 
 
-def _predictions(logits):
-    """Each image's predicted class, NO_PREDICTION where its logits are not numbers (their argmax,
-    class 0, is no prediction)."""
-    return tf.where(
-        tf.reduce_all(tf.math.is_finite(logits), axis=1), tf.argmax(logits, axis=1, output_type=tf.int32), NO_PREDICTION
-    )
+def _sums(logits, labels, loss, classes: int):
+    """What an evaluation call returns: the loss summed over its images, the correct predictions,
+    each class's count of predictions, and each image's predicted class (NO_PREDICTION where its
+    logits are not numbers: their argmax, class 0, is no prediction)."""
+    n = tf.cast(tf.shape(labels)[0], tf.float32)
+    predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+    counts = tf.reduce_sum(tf.one_hot(predicted, classes, dtype=tf.int32), axis=0)  # XLA has no bincount
+    each = tf.where(tf.reduce_all(tf.math.is_finite(logits), axis=1), predicted, NO_PREDICTION)
+    return loss(logits, labels) * n, correct(logits, labels), counts, each
+
+
+def _summed(calls) -> tuple[tuple[float, float, float], np.ndarray]:
+    """The figures (_figures) and each image's predicted class over the _sums of calls that cover
+    the images once."""
+    loss_sum = correct_sum = 0.0
+    counts, predicted = 0, []
+    for batch_loss, batch_correct, batch_counts, batch_predicted in calls:
+        loss_sum += float(batch_loss)
+        correct_sum += float(batch_correct)
+        counts = counts + batch_counts.numpy()
+        predicted.append(batch_predicted.numpy())
+    predicted = np.concatenate(predicted)
+    n = len(predicted)
+    return _figures(loss_sum / n, correct_sum / n, float(np.max(counts) / n)), predicted
 
 
 class Evaluator:
@@ -102,12 +120,7 @@ class Evaluator:
     def _evaluate_impl(self, arm, images, labels):
         network = self.networks[arm]
         logits = network(network.inputs(images), training=False)
-        n = tf.cast(tf.shape(labels)[0], tf.float32)
-        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-        counts = tf.reduce_sum(
-            tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0
-        )  # XLA has no bincount
-        return self.loss(logits, labels) * n, correct(logits, labels), counts, _predictions(logits)
+        return _sums(logits, labels, self.loss, network.architecture.layers[-1].units)
 
     def _moments_impl(self, arm, batches):
         """Exact population statistics: each normalizer's input mean and biased variance, averaged
@@ -170,10 +183,7 @@ class Evaluator:
         network = self.networks[arm]
         with models.kept(network.population_statistics):
             logits = network(network.inputs(images), training=True, group_size=group)
-        n = tf.cast(tf.shape(labels)[0], tf.float32)
-        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-        counts = tf.reduce_sum(tf.one_hot(predicted, network.architecture.layers[-1].units, dtype=tf.int32), axis=0)
-        return self.loss(logits, labels) * n, correct(logits, labels), counts, _predictions(logits)
+        return _sums(logits, labels, self.loss, network.architecture.layers[-1].units)
 
     # --- the checks ------------------------------------------------------------------
 
@@ -194,19 +204,11 @@ class Evaluator:
     ) -> tuple[tuple[float, float, float], np.ndarray]:
         """evaluate()'s figures over the images, and each image's predicted class (NO_PREDICTION: its
         logits were not numbers), in calls of eval_batch_size images."""
-        loss_sum = correct_sum = 0.0
-        counts = np.zeros(self.networks[arm].architecture.layers[-1].units, np.int64)
-        predicted = []
-        for start in range(0, len(labels), self.eval_batch_size):
-            batch_loss, batch_correct, batch_counts, batch_predicted = self._evaluate[arm](
-                images[start : start + self.eval_batch_size], labels[start : start + self.eval_batch_size]
-            )
-            loss_sum += float(batch_loss)
-            correct_sum += float(batch_correct)
-            counts += batch_counts.numpy()
-            predicted.append(batch_predicted.numpy())
-        n = len(labels)
-        return _figures(loss_sum / n, correct_sum / n, float(counts.max() / n)), np.concatenate(predicted)
+        step = self.eval_batch_size
+        return _summed(
+            self._evaluate[arm](images[start : start + step], labels[start : start + step])
+            for start in range(0, len(labels), step)
+        )
 
     def has_batch_statistics(self, arm: str) -> bool:
         return self.batch_size is not None and arm in self._moments
@@ -224,20 +226,11 @@ class Evaluator:
     ) -> tuple[tuple[float, float, float], np.ndarray]:
         """_in_training_mode_impl's figures over whole groups of images, in calls of about
         eval_batch_size images (whole groups: at least one), and each image's predicted class."""
-        loss_sum = correct_sum = 0.0
-        counts = 0
-        predicted = []
         group_size = tf.constant(group)  # a tensor: every size runs the arm's one trace
-        for part in self._calls(len(labels), group):
-            batch_loss, batch_correct, batch_counts, batch_predicted = self._in_training_mode[arm](
-                images[part], labels[part], group_size
-            )
-            loss_sum += float(batch_loss)
-            correct_sum += float(batch_correct)
-            counts = counts + batch_counts.numpy()
-            predicted.append(batch_predicted.numpy())
-        n = len(labels)
-        return _figures(loss_sum / n, correct_sum / n, float(np.max(counts) / n)), np.concatenate(predicted)
+        return _summed(
+            self._in_training_mode[arm](images[part], labels[part], group_size)
+            for part in self._calls(len(labels), group)
+        )
 
     def batch_size_curve(self, arm: str, split, batch_size: int, predicted_in_inference: np.ndarray) -> dict:
         """Accuracy in training mode on the split's first images fed in batches of each of
