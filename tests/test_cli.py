@@ -108,7 +108,7 @@ def test_smoke_run_writes_every_output(smoke_run):
             hparams["arm"] == arm and hparams["normalizer"] == normalizer and start.group_name == f"smoke_seed0/{arm}"
         )
         assert (
-            hparams["optimizer.learning_rate"] == 0.5 and hparams["data.train_limit"] == 2000
+            hparams["optimizer.learning_rate"] == 0.2 and hparams["data.train_limit"] == 2000
         )  # set away from its default
         assert hparams["description"] == SMOKE_RUN["description"] and hparams["train.steps"] == 200
         assert ("normalizer.momentum" in hparams) == (arm == "with_bn")
