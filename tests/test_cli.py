@@ -443,7 +443,7 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
             break
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
+    assert process.returncode == 143, stderr
     assert stderr == "terminated (SIGTERM): nothing incomplete was left looking complete\n"
     assert list(tmp_path.iterdir()) == []
 

@@ -105,6 +105,34 @@ def test_a_runs_figures_label_their_axes_and_keep_the_legend_off_the_curves(tmp_
     curve = drawn_figures["batch_size_curve.png"].axes[0]
     assert curve.get_xscale() == "log" and curve.get_xlabel() == "evaluation batch size"
     assert [t.get_text() for t in curve.get_xticklabels()][-1] == "60"  # the training batch, at its place
+    # A log axis's tick labels are matplotlib's math ("10²", not "$\\mathdefault{10^{2}}$" as text);
+    # titles and labels are plain text.
+    diagnostics = drawn_figures["diagnostics.png"]
+    logs = [ax for ax in diagnostics.axes if ax.get_yscale() == "log"]
+    assert logs and all(ax.get_title() and not ax.title.get_parse_math() for ax in logs)
+    for ax in logs:
+        labels = [t for t in ax.get_yticklabels() if t.get_text()]
+        assert labels and all("mathdefault" in t.get_text() and t.get_parse_math() for t in labels)
+
+
+def test_a_figures_text_is_drawn_as_written_and_its_log_ticks_as_math(tmp_path):
+    from bn_lab.disk import files
+    from bn_lab.report import plots
+
+    figure = plots.new_figure()
+    ax = figure.add_subplot()
+    ax.plot([1, 2, 3], [1, 100, 10_000], label="$x$ and 5$")
+    ax.set_yscale("log")
+    ax.set_xticks([1, 3], ["$\\frac$", "$5"])  # a grid's values as the user wrote them
+    ax.set_title("温度 🔥 $\\frac$ and $5")
+    ax.legend()
+    files.save_figure(tmp_path / "f.png", figure)  # `$\\frac$` as math would raise here
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
+    ours = [ax.title, *ax.get_legend().get_texts(), *ax.get_xticklabels()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["$\\frac$", "$5"]
+    assert not any(t.get_parse_math() for t in ours)
+    ticks = [t for t in ax.get_yticklabels() if t.get_text()]
+    assert ticks and all(t.get_text().startswith("$\\mathdefault{10^{") and t.get_parse_math() for t in ticks)
 
 
 @pytest.mark.parametrize(

@@ -28,16 +28,41 @@ def new_figure(**options):
     return _plain_text_figure()(**options)
 
 
+def our_texts(artist):
+    """Every Text in `artist` that bn_lab wrote (titles, labels, legends, notes, tick labels it gave),
+    not the tick labels matplotlib's number formatters write: a log axis's "$\\mathdefault{10^{2}}$"
+    is math mode and must stay so. Those axes' ticks are not made here (making them for every axis
+    was most of a figure's drawing time)."""
+    from matplotlib import ticker
+    from matplotlib.axis import Axis
+    from matplotlib.text import Text
+
+    numbers = (ticker.ScalarFormatter, ticker.LogFormatter, ticker.EngFormatter, ticker.PercentFormatter)
+    if isinstance(artist, Axis):
+        yield artist.label
+        for ticks, formatter in (
+            (artist.get_major_ticks, artist.get_major_formatter()),
+            (artist.get_minor_ticks, artist.get_minor_formatter()),
+        ):
+            if not isinstance(formatter, (*numbers, ticker.NullFormatter)):  # labels given: set_xticks(ticks, labels)
+                yield from (t for tick in ticks() for t in (tick.label1, tick.label2))
+        return
+    if isinstance(artist, Text):
+        yield artist
+    for child in artist.get_children():
+        yield from our_texts(child)
+
+
 @functools.cache
 def _plain_text_figure():
-    """A Figure that draws every text as it is written: a label or title is the user's text, never
-    matplotlib's math mode (`$\\foo$` failed after training, and "50$ and 60$" was drawn as math)."""
+    """A Figure that draws every text bn_lab writes as it is written: a label or title is the user's
+    text, never matplotlib's math mode (`$\\foo$` failed after training, and "50$ and 60$" was drawn
+    as math). The tick formatters' own labels keep it (our_texts)."""
     from matplotlib.figure import Figure
-    from matplotlib.text import Text
 
     class PlainTextFigure(Figure):
         def draw(self, renderer):
-            for text in self.findobj(Text):
+            for text in our_texts(self):
                 text.set_parse_math(False)
             with warnings.catch_warnings():
                 # A label or title in a script the font lacks (a CJK description, an emoji) draws as
