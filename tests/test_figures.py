@@ -151,3 +151,21 @@ def test_a_grid_of_depths_is_drawn_against_the_blocks_in_all(values, drawn):
     assert (sweep_figures.numeric_axis(manifest) == 0) == drawn
     if drawn:
         assert [sweep_figures._number(v) for v in values] == [sum(v) if isinstance(v, list) else v for v in values]
+
+
+@pytest.mark.parametrize("measured_layers", [[2], [2, 3]])
+def test_covariate_shift_by_layer_has_a_tick_at_each_layer_and_titles_apart(tmp_path, measured_layers):
+    from bn_lab.disk import files
+    from bn_lab.report import inside_figures
+
+    layers = [{"layer": n, "ics_l2": 1.0, "ics_relative": 0.1 * n, "ics_cosine": 0.9} for n in [1, *measured_layers]]
+    shifts = {arm: {"band_motion_relative": 0.5, "layers": layers} for arm in ("without_bn", "with_bn")}
+    metrics = [{"variant": arm, "step": s, "split": "validation", "accuracy": 0.5} for arm in shifts for s in (0, 10)]
+    figure = inside_figures.covariate_shift_figure(metrics, [], max(measured_layers), 0, "title", shifts)
+    files.save_figure(tmp_path / "covariate_shift.png", figure)
+    by_layer = figure.axes[-2:]
+    renderer = figure._get_renderer()
+    for ax in by_layer:
+        assert list(ax.get_xticks()) == measured_layers  # layer 1 has nothing below it
+    left, right = (ax.title.get_window_extent(renderer) for ax in by_layer)
+    assert left.x1 < right.x0

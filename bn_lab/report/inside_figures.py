@@ -336,21 +336,25 @@ def covariate_shift_figure(
         ax.set_title(f"internal covariate shift, layer {layers}: {label}", fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     for k, (quantity, label) in enumerate(measured):
         ax = figure.add_subplot(grid[3, k * columns : (k + 1) * columns])
+        drawn_layers = set()
         for variant, style in styles.items():
             per_layer = [(r["layer"], r[quantity]) for r in ((shifts or {}).get(variant) or {}).get("layers", [])]
             per_layer = [(layer, v) for layer, v in per_layer if v is not None and layer > 1]  # layer 1: nothing below
             if per_layer:
                 ax.plot(*zip(*per_layer), color=style["color"], label=style["label"], marker="o", markersize=3)
+                drawn_layers.update(layer for layer, _ in per_layer)
         if quantity == "ics_relative" and ax.lines:
             ax.set_yscale("log")
-        ax.set_title(f"internal covariate shift by layer, mean over training: {label}", fontsize=9)
+        # Two lines: side by side, the two panels' titles ran into each other.
+        ax.set_title(f"internal covariate shift by layer\n(mean over training): {label}", fontsize=9)
         ax.set_xlabel("hidden layer")
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if drawn_layers:  # a tick at each layer measured, never between two (nor 1.975 for a lone one)
+            ax.set_xticks(sorted(drawn_layers))
+            ax.set_xlim(min(drawn_layers) - 0.5, max(drawn_layers) + 0.5)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
