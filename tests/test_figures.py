@@ -169,3 +169,32 @@ def test_covariate_shift_by_layer_has_a_tick_at_each_layer_and_titles_apart(tmp_
         assert list(ax.get_xticks()) == measured_layers  # layer 1 has nothing below it
     left, right = (ax.title.get_window_extent(renderer) for ax in by_layer)
     assert left.x1 < right.x0
+
+
+@pytest.mark.parametrize("title", ["one line", "a title long enough to be printed on two lines:\nits second line"])
+def test_diagnostics_key_sits_between_the_title_and_the_panels_whose_titles_stay_apart(tmp_path, title):
+    """Four arms with long labels, a title of one or two lines (printed.title's most)."""
+    from bn_lab.disk import files
+    from bn_lab.report import inside_figures
+
+    labels = ["plain (no normalization)", "BN on the branch", "SkipInit", "Fixup"]
+    styles = {f"arm{i}": {"label": label, "color": f"C{i}"} for i, label in enumerate(labels)}
+    quantities = ["unit_p15", "unit_p50", "unit_p85", "unit_mean_mean", "unit_mean_std", "kernel_norm"]
+    rows = [
+        {"variant": arm, "step": step, "layer": layer, "quantity": q, "value": 1.0 + step + layer}
+        for arm in styles for step in (0, 10) for layer in (1, 2, 3) for q in quantities
+    ]  # fmt: skip
+    figure = inside_figures.diagnostics_figure(rows, 3, title, 0, styles=styles)
+    files.save_figure(tmp_path / "diagnostics.png", figure, tight=False)
+    renderer = figure._get_renderer()
+    heading = figure._suptitle.get_window_extent(renderer)
+    key = figure.legends[0].get_window_extent(renderer)
+    panel_titles = [ax.title.get_window_extent(renderer) for ax in figure.axes]
+    assert heading.y0 > key.y1 and key.y0 > max(t.y1 for t in panel_titles)
+    rows_of_panels = {}
+    for ax, extent in zip(figure.axes, panel_titles):
+        rows_of_panels.setdefault(ax.get_subplotspec().rowspan.start, []).append(extent)
+    assert len(rows_of_panels) > 1
+    for in_row in rows_of_panels.values():
+        in_row.sort(key=lambda t: t.x0)
+        assert len(in_row) == 4 and all(a.x1 < b.x0 for a, b in zip(in_row, in_row[1:]))

@@ -5,6 +5,7 @@ bn_lab.report.plots' figures, plain matplotlib Figures, one column or line per a
 from __future__ import annotations
 
 import math
+import textwrap
 
 from bn_lab.config import arms
 from bn_lab.report.plots import new_figure
@@ -115,12 +116,17 @@ def diagnostics_figure(
     quantity_rows = [
         r for r in DIAGNOSTIC_ROWS if (r[1] != "inactive" or inactive) and (r[1] not in OPT_IN or r[1] in measured)
     ]
-    height = 2.3 * (1 + len(quantity_rows)) + 1.0
+    title_lines = title.count("\n") + 1  # printed.title: one or two
+    height = 2.3 * (1 + len(quantity_rows)) + 0.75 + 0.25 * title_lines
     # Fixed margins, not layout="constrained": on these ~20 axes it took most of the figure's
-    # time, which counts against the diagnostics' cost (docs/performance.md).
+    # time, which counts against the diagnostics' cost (docs/performance.md). In inches: the
+    # title's lines, the layers' key under them, then the panels.
+    key_top = 0.17 + 0.25 * title_lines
     columns = max(len(styles), 1)
     figure = new_figure(figsize=(5.5 * max(columns, 2), height))
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.45 / height, top=1 - 1.0 / height, hspace=0.45, wspace=0.18)
+    figure.subplots_adjust(
+        left=0.08, right=0.98, bottom=0.45 / height, top=1 - (key_top + 0.58) / height, hspace=0.45, wspace=0.22
+    )
     grid = figure.add_gridspec(1 + len(quantity_rows), columns)
     with_effective_lr = [v for v in styles if series(index, v, 1, "effective_lr")[0]]
     layer_colours = colormaps["viridis"].resampled(max(layers, 2))
@@ -131,7 +137,8 @@ def diagnostics_figure(
         ax = figure.add_subplot(grid[row, column], sharex=first)
         first = first or ax
         # y given: matplotlib's automatic title placement measures every axis below it (slow).
-        ax.set_title(f"{styles[variant]['label']}: {text}", fontsize=9, y=1.0)
+        # Two lines where one would run into the next panel's title (a long arm label, 4 columns).
+        ax.set_title(textwrap.fill(f"{styles[variant]['label']}: {text}", 80), fontsize=9, y=1.0)
         if diverged_at and diverged_at.get(variant) is not None:
             ax.axvline(diverged_at[variant], color="grey", linestyle=":", linewidth=1)
         ax.grid(alpha=0.3)
@@ -184,7 +191,7 @@ def diagnostics_figure(
     figure.legend(
         handles=[Line2D([], [], color=layer_colours(k - 1), label=f"layer {k}") for k in keyed],
         loc="upper center",
-        bbox_to_anchor=(0.5, 1 - 0.42 / height),
+        bbox_to_anchor=(0.5, 1 - key_top / height),
         ncol=len(keyed),
         fontsize=8,
         frameon=False,
