@@ -216,6 +216,54 @@ def test_force_looks_inside_a_run_and_at_commit_sees_a_file_added_deep_inside(tm
     assert notes.read_text() == "mine"
 
 
+@pytest.mark.slow
+def test_a_run_that_arrives_the_moment_the_claim_shows_is_never_replaced(tmp_path, smoke_sweep, monkeypatch):
+    """The race a loaded machine once hit: a finished run copied to --out right after the staging
+    directory showed, before the claim had looked at --out again. The claim's picture of --out is
+    the one its checks approved (nothing there), so the commit sees the arrival and keeps both."""
+    earlier, out = finished_run(tmp_path, smoke_sweep), tmp_path / "X"
+    make_staging = claims.make_staging
+
+    def staging_then_arrival(path, place):
+        made = make_staging(path, place)
+        shutil.copytree(earlier, out)  # the claim shows; the copy lands before anything else runs
+        return made
+
+    monkeypatch.setattr(claims, "make_staging", staging_then_arrival)
+    claim = claims.claim(out)
+    monkeypatch.undo()
+    expected = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (claim.staging / "summary.json").write_text("{}")
+    with pytest.raises(
+        rundir.RunDirError, match=rf"^{re.escape(str(out))}: changed while this run trained \(it now holds "
+    ):
+        claim.commit()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == expected
+    assert (tmp_path / "X-2" / "summary.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_an_empty_directory_made_between_the_commits_check_and_its_rename_is_kept(tmp_path, monkeypatch):
+    """A rename over an empty directory succeeds on POSIX: one created after the commit looked would
+    have been replaced, and whatever its maker wrote next would land in the run. The commit never
+    renames over anything; the run goes beside it."""
+    out = tmp_path / "X"
+    claim = claims.claim(out)
+    (claim.staging / "summary.json").write_text("{}")
+    fingerprint = claims.fingerprint
+
+    def looked_then_made(path):
+        found = fingerprint(path)
+        if path == out:
+            out.mkdir()
+        return found
+
+    monkeypatch.setattr(claims, "fingerprint", looked_then_made)
+    with pytest.raises(rundir.RunDirError, match=r"changed while this run trained \(it was created meanwhile\)"):
+        claim.commit()
+    assert list(out.iterdir()) == [] and (tmp_path / "X-2" / "summary.json").read_text() == "{}"
+
+
 # --- 6. a damaged cell is reported as damaged, rerun on resume, and the report goes on -----------------
 
 DAMAGE = {

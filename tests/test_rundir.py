@@ -237,17 +237,17 @@ def _contents(directory: Path) -> dict:
 
 
 def _second_rename_does(monkeypatch, action) -> None:
-    """os.rename does `action` at its second call, a commit's, which puts the new run in place
-    (the first set the old one aside)."""
-    real, calls = os.rename, []
+    """The commit's second rename, which puts the new run in place (the first, os.rename, set the
+    old one aside), does `action` first."""
+    real, calls = claims.rename_no_replace, []
 
     def rename(source, target):
         calls.append(target)
-        if len(calls) == 2:
+        if len(calls) == 1:  # not again when the old run is put back
             action()
         real(source, target)
 
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(claims, "rename_no_replace", rename)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
@@ -294,13 +294,9 @@ _KILLED_BETWEEN_THE_RENAMES = """
 import os, signal, sys
 from bn_lab.store import claims
 from bn_lab.store import rundir
-real, calls = os.rename, []
-def rename(source, target):
-    calls.append(target)
-    if len(calls) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-    real(source, target)
-os.rename = rename
+def rename(source, target):  # the second rename, after the old run was set aside
+    os.kill(os.getpid(), signal.SIGKILL)
+claims.rename_no_replace = rename
 with claims.claim(sys.argv[1], force=True) as claim:
     (claim.staging / rundir.SUMMARY).write_text("new")
 """

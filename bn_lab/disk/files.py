@@ -32,6 +32,27 @@ def cannot_write(path: str | Path, error: OSError | OutputError) -> OutputError:
 MAX_JSON_BYTES = 64 * 2**20
 
 
+def rename_no_replace(source: str | Path, target: str | Path) -> None:
+    """os.rename, but never over anything at target, not even an empty directory (os.rename replaces
+    one: a directory someone creates between a check and the rename would be gone, and what they
+    write next would land in ours). Linux's renameat2(RENAME_NOREPLACE): EEXIST if target exists.
+    Where it is missing (another OS, an old C library) or the file system refuses the flag, os.rename."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL, ENOSYS: the flag or the call is not supported
+            raise OSError(code, os.strerror(code), str(target))
+    os.rename(source, target)
+
+
 def open_regular(path: str | Path, text: bool = False):
     """`path` opened for reading, if it is a regular file: the one way bn_lab opens a file it reads
     (a run's, a config, MNIST's). A FIFO would block the reader forever and a device never end

@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bn_lab.disk.files import OutputError, cannot_write
+from bn_lab.disk.files import OutputError, cannot_write, rename_no_replace
 from bn_lab.store.callers import RUN_COMMAND, SWEEP_COMMAND, CallerOptions
 from bn_lab.store.rundir import (
     DELETED_RUN,
@@ -145,7 +145,7 @@ class Claim:
                     if self.seen is not None:
                         aside = make_staging(self._beside("replaced"), self.run_dir)
                         os.rename(self.run_dir, aside / REPLACED_RUN)
-                    os.rename(self.staging, self.run_dir)  # fails if anything but an empty directory is there
+                    rename_no_replace(self.staging, self.run_dir)  # fails if anything is there, even empty
                 except BaseException as e:
                     if aside is not None:
                         self._put_back(aside)
@@ -172,7 +172,7 @@ class Claim:
         and the next claim there puts it back)."""
         if (aside / REPLACED_RUN).is_dir() and not (self.run_dir.exists() or self.run_dir.is_symlink()):
             with contextlib.suppress(OSError):
-                os.rename(aside / REPLACED_RUN, self.run_dir)
+                rename_no_replace(aside / REPLACED_RUN, self.run_dir)
         if not (aside / REPLACED_RUN).exists():
             shutil.rmtree(aside, ignore_errors=True)
 
@@ -182,7 +182,10 @@ class Claim:
         for n in range(2, 10_000):
             kept = self.run_dir.with_name(f"{self.run_dir.name}-{n}")
             if not (kept.exists() or kept.is_symlink()):
-                os.rename(self.staging, kept)
+                try:
+                    rename_no_replace(self.staging, kept)
+                except FileExistsError:  # taken since the check: the next name
+                    continue
                 (kept / STAGING_MARK).unlink(missing_ok=True)
                 break
         else:
@@ -207,9 +210,12 @@ class Claim:
             raise OutputError(str(error).replace(str(self.staging), str(self.run_dir)), error.cause) from None
 
 
-def _stage(run_dir: Path) -> Claim:
+def _stage(run_dir: Path, seen) -> Claim:
+    """seen: run_dir's fingerprint taken before the checks that approved it. Taken after the staging
+    directory shows, it could be of something that arrived meanwhile (a finished run copied there
+    the moment the claim showed), which the commit would then replace as if --force had been given."""
     staging = make_staging(run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}", run_dir)
-    return Claim(run_dir, staging, fingerprint(run_dir))
+    return Claim(run_dir, staging, seen)
 
 
 def claim(
@@ -225,6 +231,7 @@ def claim(
         raise RunDirError(f"{run_dir}: not a directory name a run can be written to")
     make_parent(run_dir.parent)
     with locked(run_dir.parent):
+        seen = fingerprint(run_dir)  # first: whatever comes after it is a change the commit sees
         refuse_if_written(run_dir, options)
         if run_dir.exists() or run_dir.is_symlink():
             if not run_dir.is_dir() or run_dir.is_symlink():
@@ -242,7 +249,7 @@ def claim(
                 problem = replaceable(run_dir, cell_of_a_sweep)
                 if problem:
                     raise RunDirError(f"{run_dir}: {options.force} replaces only a bn_lab run, and {problem}")
-        return _stage(run_dir)
+        return _stage(run_dir, seen)
 
 
 def claim_new(results_root: str | Path, experiment: str, seed: int) -> Claim:
@@ -254,7 +261,7 @@ def claim_new(results_root: str | Path, experiment: str, seed: int) -> Claim:
         for n in range(1, 10_000):
             run_dir = parent / (stem if n == 1 else f"{stem}-{n}")
             if not (run_dir.exists() or run_dir.is_symlink()) and live_writer(parent, run_dir.name) is None:
-                return _stage(run_dir)
+                return _stage(run_dir, None)
     raise RunDirError(f"{parent}: no free run directory name for {stem}")  # 10,000 runs in one second
 
 

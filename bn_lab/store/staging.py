@@ -16,7 +16,7 @@ import stat
 import threading
 from pathlib import Path
 
-from bn_lab.disk.files import OutputError, cannot_write, write_json
+from bn_lab.disk.files import OutputError, cannot_write, rename_no_replace, write_json
 from bn_lab.store.callers import RUN_COMMAND, CallerOptions
 from bn_lab.store.rundir import (
     DELETED_RUN,
@@ -70,7 +70,7 @@ def clean_up(staging: Path, kind: str, run_dir: Path) -> None:
     old = staging / REPLACED_RUN
     if kind == "replaced" and old.is_dir() and not (run_dir.exists() or run_dir.is_symlink()):
         try:
-            os.rename(old, run_dir)
+            rename_no_replace(old, run_dir)
         except OSError:
             return  # left as it is, marked: the next claim tries again
     shutil.rmtree(staging / DELETED_RUN, ignore_errors=True)  # the mark last: never an unmarked half
