@@ -41,7 +41,7 @@ def rename_no_replace(source: str | Path, target: str | Path) -> None:
 
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # TypeError: Windows' CDLL(None)
         renameat2 = None
     if renameat2 is not None:
         at_fdcwd, rename_noreplace = -100, 1
