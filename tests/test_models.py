@@ -132,7 +132,7 @@ def test_trained_pair_single_sample_checks(mnist_small):
     # The training-mode check must not change the network's population statistics.
     bn_net = trainer.networks["with_bn"]
     before = [v.numpy() for v in bn_net.population_statistics]
-    trainer.single_sample_predictions("with_bn", mnist_small.test.images[:10], training=True)
+    trainer.single_samples_in_training_mode("with_bn", mnist_small.test.images[:10])
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, bn_net.population_statistics))
     # The run's single-image predictions are those of each image fed alone, a batch of one, to the
     # trained networks (they come from the test evaluation and from groups of one in larger calls).

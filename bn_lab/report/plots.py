@@ -31,8 +31,8 @@ def new_figure(**options):
 def our_texts(artist):
     """Every Text in `artist` that bn_lab wrote (titles, labels, legends, notes, tick labels it gave),
     not the tick labels matplotlib's number formatters write: a log axis's "$\\mathdefault{10^{2}}$"
-    is math mode and must stay so. Those axes' ticks are not made here (making them for every axis
-    was most of a figure's drawing time)."""
+    is math mode and must stay so. Those axes' ticks are not made here: building every axis's ticks
+    early, only to look at them, was a good part of a figure's drawing."""
     from matplotlib import ticker
     from matplotlib.axis import Axis
     from matplotlib.text import Text

@@ -196,15 +196,8 @@ class Evaluator:
 
     def evaluate_each(self, arm: str, split) -> tuple[tuple[float, float, float], np.ndarray]:
         """evaluate()'s figures, and each image's predicted class (NO_PREDICTION where its logits were
-        not numbers)."""
-        return self._inference_mode(arm, split.images, split.labels)
-
-    def _inference_mode(
-        self, arm: str, images: np.ndarray, labels: np.ndarray
-    ) -> tuple[tuple[float, float, float], np.ndarray]:
-        """evaluate()'s figures over the images, and each image's predicted class (NO_PREDICTION: its
-        logits were not numbers), in calls of eval_batch_size images."""
-        step = self.eval_batch_size
+        not numbers), in calls of eval_batch_size images."""
+        images, labels, step = split.images, split.labels, self.eval_batch_size
         return _summed(
             self._evaluate[arm](images[start : start + step], labels[start : start + step])
             for start in range(0, len(labels), step)
@@ -289,14 +282,12 @@ class Evaluator:
             models.restore(statistics, self._moments[arm](self.precise_batches))
             return self.evaluate(arm, split)
 
-    def single_image_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
-        """The class predicted for each image fed alone (NO_PREDICTION where its logits were not
-        numbers). In training mode each image is normalized by itself: a group of one
-        (_in_training_mode_impl) in calls of many images, as a batch of one is, its last bits aside.
-        Inference mode treats every image alone whatever the batch: evaluate()'s calls (a run takes
-        these from its test evaluation, whose first images the single images are). Both run the
-        traces the other checks run: no network is traced for this check alone."""
+    def single_images_in_training_mode(self, arm: str, images: np.ndarray) -> np.ndarray:
+        """The class predicted for each image fed alone in training mode (NO_PREDICTION where its
+        logits were not numbers): normalized by itself, a group of one (_in_training_mode_impl) in
+        calls of many images, as a batch of one is, its last bits aside. It runs the trace the
+        batch-statistics check runs: no network is traced for this check alone. (Inference mode
+        needs no check of its own: it treats every image alone whatever the batch, so a run takes
+        the single images' predictions from its test evaluation, evaluate_each.)"""
         labels = np.zeros(len(images), np.int32)  # they only feed the loss and accuracy, not returned
-        if training:
-            return self._training_mode(arm, images, labels, group=1)[1]
-        return self._inference_mode(arm, images, labels)[1]
+        return self._training_mode(arm, images, labels, group=1)[1]

@@ -205,8 +205,8 @@ class Trainer:
     def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
         return self.checks.evaluate_precise(arm, split)
 
-    def single_sample_predictions(self, arm: str, images: np.ndarray, training: bool) -> np.ndarray:
-        return self.checks.single_image_predictions(arm, images, training)
+    def single_samples_in_training_mode(self, arm: str, images: np.ndarray) -> np.ndarray:
+        return self.checks.single_images_in_training_mode(arm, images)
 
     def weights(self) -> dict[str, np.ndarray]:
         """Every network's weights and population statistics as they are now: <arm>/layer<k>/<name>
@@ -391,7 +391,7 @@ class Trainer:
             result.predictions = predictions.tolist()
             result.single_sample_inference = _accuracy_of(predictions, single_labels)
             if self.networks[v].arm.has_population_statistics:  # else not applicable: it stays None
-                in_training_mode = self.single_sample_predictions(v, single_images, training=True)
+                in_training_mode = self.single_samples_in_training_mode(v, single_images)
                 result.predictions_training = in_training_mode.tolist()
                 result.single_sample_training = _accuracy_of(in_training_mode, single_labels)
                 result.batch_size_curve = self.checks.batch_size_curve(
