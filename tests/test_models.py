@@ -153,6 +153,19 @@ def test_trained_pair_single_sample_checks(mnist_small):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("standardize", [False, True])
+def test_checks_convert_a_split_once_as_a_training_step_does(mnist_small, standardize):
+    c = config.validate({"data": {"standardize": standardize}, "train": {"steps": 10}})
+    trainer = train.Trainer(c, mnist_small, initial_weights(c))
+    images = mnist_small.validation.images
+    inputs = trainer.checks._inputs(images)
+    assert trainer.checks._inputs(images) is inputs  # converted once, whatever reads them
+    # The bits a training step's graph gives (it multiplies by 1/255 where eager code divides).
+    in_a_step = tf.function(trainer.networks["with_bn"].inputs)(images)
+    np.testing.assert_array_equal(inputs.numpy(), in_a_step.numpy())
+    assert inputs.shape == (len(images), 784)
+
+
 def test_divergence_is_recorded_and_the_other_variant_completes(mnist_small):
     c = config.validate(
         {

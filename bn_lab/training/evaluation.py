@@ -86,12 +86,24 @@ class Evaluator:
         (None: no batch-statistics evaluation); eval_batch_size: images per inference-mode call
         (train.eval_batch_size)."""
         self.networks, self.loss = networks, loss
-        self.precise_batches = precise_batches
+        # Every arm's network takes the same inputs (the run's model and pixel statistics): each
+        # split's images are converted once a run, not in every check (docs/performance.md).
+        any_network = next(iter(networks.values()))
+        # In a graph, as the training step converts its batches: there TensorFlow multiplies by
+        # 1/255, where eager code divides (the last bit of some pixels).
+        self._to_inputs = runtime.compiled(any_network.inputs, False, [tf.TensorSpec([None, None], tf.uint8)])
+        self._converted: dict[int, tuple[np.ndarray, tf.Tensor]] = {}  # id(images) -> (images, inputs)
+        self._precise_inputs = None  # the exact statistics' batches, as network inputs
+        if precise_batches is not None:
+            k, batch, _ = precise_batches.shape
+            converted = self._to_inputs(precise_batches.reshape(k * batch, -1))
+            self._precise_inputs = tf.reshape(converted, (k, batch, *converted.shape[1:]))
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         # Any number of images a call, each function traced once for all (a split's last, shorter
         # call; the single images): a trace of the conv net costs more than its calls.
-        images, labels = tf.TensorSpec([None, None], tf.uint8), tf.TensorSpec([None], tf.int32)
+        images = tf.TensorSpec([None, *any_network.input_shape], tf.float32)
+        labels = tf.TensorSpec([None], tf.int32)
         # Not XLA: one forward pass a call, where XLA saves little and compiles again for every
         # split's shape (docs/performance.md, "A run's fixed costs").
         self._evaluate = {
@@ -117,14 +129,14 @@ class Evaluator:
 
     # --- compiled pieces -------------------------------------------------------------
 
-    def _evaluate_impl(self, arm, images, labels):
+    def _evaluate_impl(self, arm, inputs, labels):
         network = self.networks[arm]
-        logits = network(network.inputs(images), training=False)
+        logits = network(inputs, training=False)
         return _sums(logits, labels, self.loss, network.architecture.layers[-1].units)
 
     def _moments_impl(self, arm, batches):
         """Exact population statistics: each normalizer's input mean and biased variance, averaged
-        over (k, batch, features) batches, as the values its population statistics take
+        over (k, batch, ...) batches of network inputs, as the values its population statistics take
         (normalizers' exact_statistics).
 
         Each layer's statistics must come from the inputs it will see at inference. fvcore's
@@ -138,19 +150,18 @@ class Evaluator:
         restored, bit for bit, before returning; the weights are never touched.
         """
         network = self.networks[arm]
-        k, batch, features = batches.shape
+        k, batch = batches.shape[:2]
+        input_shape = tuple(batches.shape[2:])
         group = self._group(arm, batch)
         per_call = min(k, self._per_call(batch))  # batches a call
         calls, rest = divmod(k, per_call)
 
-        def moments_of(images):
+        def moments_of(inputs):
             found = []
-            network(
-                network.inputs(images), training=True, bn_moments=found, exact_statistics_pass=True, group_size=group
-            )
+            network(inputs, training=True, bn_moments=found, exact_statistics_pass=True, group_size=group)
             return [value for mean_and_variance in found for value in mean_and_variance]
 
-        chunks = tf.reshape(batches[: calls * per_call], (calls, per_call * batch, features))
+        chunks = tf.reshape(batches[: calls * per_call], (calls, per_call * batch, *input_shape))
         zeros = [tf.zeros([norm.gamma.shape[0]]) for norm in network.norms for _ in range(2)]  # mean, variance
         with models.kept(network.population_statistics) as saved:
             _, sums = tf.while_loop(
@@ -161,7 +172,7 @@ class Evaluator:
             # Each call's moments are its batches' average: weighted by its batches.
             sums = [total * per_call for total in sums]
             if rest:
-                tail = moments_of(tf.reshape(batches[calls * per_call :], (rest * batch, features)))
+                tail = moments_of(tf.reshape(batches[calls * per_call :], (rest * batch, *input_shape)))
                 sums = [total + value * rest for total, value in zip(sums, tail)]
         means = [total / k for total in sums]
         exact = [
@@ -169,8 +180,8 @@ class Evaluator:
         ]
         return [before if value is None else value for value, before in zip(exact, saved)]  # None: kept as it was
 
-    def _in_training_mode_impl(self, arm, images, labels, group):
-        """Loss sum, correct predictions and class counts over (n, features) images in training mode,
+    def _in_training_mode_impl(self, arm, inputs, labels, group):
+        """Loss sum, correct predictions and class counts over n images' inputs in training mode,
         each run of `group` (a scalar tensor; n a multiple of it) consecutive images normalized with
         its own statistics, noisy BN's noise included, as a training batch (or a ghost group of
         one) is in a training step.
@@ -182,13 +193,21 @@ class Evaluator:
         """
         network = self.networks[arm]
         with models.kept(network.population_statistics):
-            logits = network(network.inputs(images), training=True, group_size=group)
+            logits = network(inputs, training=True, group_size=group)
         return _sums(logits, labels, self.loss, network.architecture.layers[-1].units)
 
     # --- the checks ------------------------------------------------------------------
 
+    def _inputs(self, images: np.ndarray) -> tf.Tensor:
+        """A whole split's images as network inputs, converted at the first check that reads them.
+        The entry holds the array itself, so its id cannot name another array while it lives."""
+        found = self._converted.get(id(images))
+        if found is None or found[0] is not images:
+            found = self._converted[id(images)] = (images, self._to_inputs(images))
+        return found[1]
+
     def has_exact_statistics(self, arm: str) -> bool:
-        return self.precise_batches is not None and arm in self._moments
+        return self._precise_inputs is not None and arm in self._moments
 
     def evaluate(self, arm: str, split) -> tuple[float, float, float]:
         """Mean loss, accuracy and top class share of `arm`'s predictions on a whole split, inference mode."""
@@ -197,9 +216,9 @@ class Evaluator:
     def evaluate_each(self, arm: str, split) -> tuple[tuple[float, float, float], np.ndarray]:
         """evaluate()'s figures, and each image's predicted class (NO_PREDICTION where its logits were
         not numbers), in calls of eval_batch_size images."""
-        images, labels, step = split.images, split.labels, self.eval_batch_size
+        inputs, labels, step = self._inputs(split.images), split.labels, self.eval_batch_size
         return _summed(
-            self._evaluate[arm](images[start : start + step], labels[start : start + step])
+            self._evaluate[arm](inputs[start : start + step], labels[start : start + step])
             for start in range(0, len(labels), step)
         )
 
@@ -211,17 +230,17 @@ class Evaluator:
         (5,000 validation images: 4,980 in batches of 60, 4,992 in batches of 64), each batch (each
         of its ghost groups, for an arm with groups) normalized by itself."""
         count = len(split.labels) // self.batch_size * self.batch_size
-        images, labels = split.images[:count], split.labels[:count]
-        return self._training_mode(arm, images, labels, self._group(arm, self.batch_size))[0]
+        inputs, labels = self._inputs(split.images)[:count], split.labels[:count]
+        return self._training_mode(arm, inputs, labels, self._group(arm, self.batch_size))[0]
 
     def _training_mode(
-        self, arm: str, images: np.ndarray, labels: np.ndarray, group: int
+        self, arm: str, inputs: tf.Tensor, labels: np.ndarray, group: int
     ) -> tuple[tuple[float, float, float], np.ndarray]:
-        """_in_training_mode_impl's figures over whole groups of images, in calls of about
+        """_in_training_mode_impl's figures over whole groups of images' inputs, in calls of about
         eval_batch_size images (whole groups: at least one), and each image's predicted class."""
         group_size = tf.constant(group)  # a tensor: every size runs the arm's one trace
         return _summed(
-            self._in_training_mode[arm](images[part], labels[part], group_size)
+            self._in_training_mode[arm](inputs[part], labels[part], group_size)
             for part in self._calls(len(labels), group)
         )
 
@@ -236,7 +255,7 @@ class Evaluator:
         split's evaluate_each() predictions, whose first images give inference mode's figure at
         every size (inference mode treats each image alone: one evaluation serves them all)."""
         available = min(len(split.labels), max(CURVE_IMAGES, batch_size))
-        images, labels = split.images[:available], split.labels[:available]
+        inputs, labels = self._inputs(split.images)[:available], split.labels[:available]
         predicted = predicted_in_inference[:available]
         # 1 right, 0 wrong, NaN where the logits were not numbers (no prediction, as in _figures).
         correct_in_inference = np.where(predicted == NO_PREDICTION, np.nan, (predicted == labels).astype(np.float64))
@@ -245,7 +264,7 @@ class Evaluator:
         for n in sizes:
             count = len(labels) // n * n  # its whole batches
             used.append(count)
-            training.append(self._training_mode(arm, images[:count], labels[:count], group=n)[0][1])
+            training.append(self._training_mode(arm, inputs[:count], labels[:count], group=n)[0][1])
             inference.append(float(np.mean(correct_in_inference[:count], dtype=np.float64)))
         group_size = self.networks[arm].arm.options.get("group_size", 0)
         return {
@@ -273,13 +292,13 @@ class Evaluator:
 
     def exact_population_statistics(self, arm: str) -> list[np.ndarray]:
         """What every population statistic of `arm` becomes with exact statistics, in order."""
-        return [t.numpy() for t in self._moments[arm](self.precise_batches)]
+        return [t.numpy() for t in self._moments[arm](self._precise_inputs)]
 
     def evaluate_precise(self, arm: str, split) -> tuple[float, float, float]:
         """evaluate() with exact population statistics in place of the EMA ones, which are restored after."""
         statistics = self.networks[arm].population_statistics
         with models.kept(statistics):
-            models.restore(statistics, self._moments[arm](self.precise_batches))
+            models.restore(statistics, self._moments[arm](self._precise_inputs))
             return self.evaluate(arm, split)
 
     def single_images_in_training_mode(self, arm: str, images: np.ndarray) -> np.ndarray:
@@ -290,4 +309,4 @@ class Evaluator:
         needs no check of its own: it treats every image alone whatever the batch, so a run takes
         the single images' predictions from its test evaluation, evaluate_each.)"""
         labels = np.zeros(len(images), np.int32)  # they only feed the loss and accuracy, not returned
-        return self._training_mode(arm, images, labels, group=1)[1]
+        return self._training_mode(arm, self._to_inputs(images), labels, group=1)[1]
