@@ -28,6 +28,19 @@ def new_figure(**options):
     return _plain_text_figure()(**options)
 
 
+def warm_up() -> None:
+    """Imports and loads what a process's first figure needs (matplotlib, the Agg canvas, the font,
+    PNG output) by drawing a tiny one: a run calls it on its figure thread while it trains, so that
+    its figures after training wait only for their own drawing."""
+    import io
+
+    from bn_lab.report import inside_figures  # noqa: F401 - imported for its imports
+
+    figure = new_figure(figsize=(1, 1))
+    figure.add_subplot().set_title("0.5")
+    figure.savefig(io.BytesIO(), format="png", dpi=10)
+
+
 def our_texts(artist):
     """Every Text in `artist` that bn_lab wrote (titles, labels, legends, notes, tick labels it gave),
     not the tick labels matplotlib's number formatters write: a log axis's "$\\mathdefault{10^{2}}$"

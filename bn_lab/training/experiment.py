@@ -132,6 +132,11 @@ def run_experiment(
             drawn.append(drawing.submit(write_diagnostics, config, diagnostic_rows, workdir, diverged_at))
 
     trainer.timers.seconds["start_up"] = time.perf_counter() - started
+    from bn_lab.report import plots
+
+    # While the arms train, mostly outside Python's lock: matplotlib's imports and first drawing.
+    # A failure there is not collected: the figure it would hit warns when drawn (plots.drawn).
+    drawing.submit(plots.warm_up)
     try:
         result = trainer.run(on_evaluation, on_trained)
         # The test split's figures after training come from the final checks, not an evaluation
@@ -160,7 +165,7 @@ def run_experiment(
     files.write_csv(workdir / rundir.METRICS, rows, schema.METRICS_COLUMNS)
     files.write_npz(workdir / rundir.WEIGHTS, trainer.weights())
     diverged_at = {n: r.diverged_at_step for n, r in result.arms.items()}
-    from bn_lab.report import inside_figures, plots
+    from bn_lab.report import inside_figures
 
     # Each figure is drawn or warned about: one that fails never costs the finished run (plots.drawn).
     plots.drawn(
