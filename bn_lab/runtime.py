@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -119,6 +120,11 @@ def cache_dir() -> Path:
 XLA_CACHE_ENV = "BNLAB_XLA_CACHE"
 TF_XLA_FLAGS = "TF_XLA_FLAGS"
 _CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+_READ_ONLY_FLAG = "--tf_xla_persistent_cache_read_only=true"
+# With less free space than this where the cache lives, a run reads the cache and writes nothing to
+# it: TensorFlow fails the compiled call whose entry it cannot write ("No space left on device"),
+# mid-run. A run writes a few MB (docs/reproducibility.md).
+XLA_CACHE_MIN_FREE = 64 * 2**20
 
 
 class CacheError(Exception):
@@ -173,10 +179,18 @@ def xla_cache_in_use() -> str | None:
     return (given.group(1) or None) if given else None
 
 
+def xla_cache_read_only() -> bool:
+    """Whether TF_XLA_FLAGS has TensorFlow read the XLA cache without writing to it."""
+    return _READ_ONLY_FLAG in os.environ.get(TF_XLA_FLAGS, "")
+
+
 def use_xla_cache() -> None:
-    """Points TensorFlow at the XLA cache; only before TensorFlow's import, which reads TF_XLA_FLAGS."""
+    """Points TensorFlow at the XLA cache; only before TensorFlow's import, which reads TF_XLA_FLAGS.
+    Where the disk has less than XLA_CACHE_MIN_FREE left, the cache is read and not written."""
     if "tensorflow" not in sys.modules and (directory := xla_cache_directory()) is not None:
         ours = f"{_CACHE_FLAG}={directory} --tf_xla_persistent_cache_device_types=CPU"
+        if shutil.disk_usage(directory).free < XLA_CACHE_MIN_FREE:
+            ours += f" {_READ_ONLY_FLAG}"
         os.environ[TF_XLA_FLAGS] = f"{os.environ.get(TF_XLA_FLAGS, '')} {ours}".strip()
 
 
@@ -352,5 +366,6 @@ def configure(device: str = "auto") -> dict:
         "onednn": onednn,
         "cpu": cpu(),
         "xla_cache": xla_cache_in_use(),
+        "xla_cache_read_only": xla_cache_read_only(),
     }
     return _configured[device]

@@ -3,6 +3,8 @@ earlier one compiled, and its numbers are the same bits; an unusable cache is on
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,27 @@ def test_a_cache_that_cannot_be_written_is_one_line_before_anything_starts(tmp_p
     )
     assert line.endswith("(Not a directory); name a writable directory, or set BNLAB_XLA_CACHE=off")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+@pytest.mark.slow
+def test_a_disk_without_room_for_the_cache_is_read_not_written(tmp_path):
+    """A full disk where the cache lives failed the run at its first compiled call ("No space left
+    on device", a traceback, seen on a 200 KB tmpfs). With less than XLA_CACHE_MIN_FREE left, the
+    run reads the cache and writes nothing to it; here the margin is set above any disk's room."""
+    cache = tmp_path / "cache"
+    env = own_cache(cache)
+    first = bnlab("run", CONFIGS / "smoke.yaml", "--out", tmp_path / "first", *XLA_SMOKE, env=env)
+    assert first.returncode == 0, first.stderr
+    written = compiled_files(cache)
+    for entry in (cache / "xla").rglob("*.pb"):  # what a later run must compile again, and not keep
+        entry.unlink()
+    full = "from bn_lab import runtime; runtime.XLA_CACHE_MIN_FREE = 1 << 62; from bn_lab.cli import entry; entry()"
+    command = [sys.executable, "-c", full, "run", CONFIGS / "smoke.yaml", "--out", tmp_path / "full", *XLA_SMOKE]
+    run = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    assert written and compiled_files(cache) == {}
+    environment = json.loads((tmp_path / "full" / "environment.json").read_text())
+    assert environment["xla_cache_read_only"] is True and environment["xla_cache"] is not None
+    assert json.loads((tmp_path / "first" / "environment.json").read_text())["xla_cache_read_only"] is False
+    for name in ("metrics.csv", "weights.npz"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "first" / name).read_bytes(), name
