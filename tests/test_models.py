@@ -160,9 +160,13 @@ def test_checks_convert_a_split_once_as_a_training_step_does(mnist_small, standa
     images = mnist_small.validation.images
     inputs = trainer.checks._inputs(images)
     assert trainer.checks._inputs(images) is inputs  # converted once, whatever reads them
-    # The bits a training step's graph gives (it multiplies by 1/255 where eager code divides).
-    in_a_step = tf.function(trainer.networks["with_bn"].inputs)(images)
+    # The bits a training step's graph gives, and the probes' eager conversion too (to_inputs: a
+    # graph rewrites a division by a constant into a multiplication, eager code did not).
+    network = trainer.networks["with_bn"]
+    in_a_step = tf.function(network.inputs)(images)
     np.testing.assert_array_equal(inputs.numpy(), in_a_step.numpy())
+    probe_inputs = trainer.probes["with_bn"].probe_inputs.numpy()  # the first validation images
+    np.testing.assert_array_equal(probe_inputs, in_a_step.numpy()[: len(probe_inputs)])
     assert inputs.shape == (len(images), 784)
 
 

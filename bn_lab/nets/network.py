@@ -49,12 +49,18 @@ def kept(variables):
 
 def to_inputs(images, input_shape, statistics: tuple | None = None):
     """uint8 images (N, height·width·channels) -> float32 network inputs in [0, 1], shaped for the
-    model; with statistics (per-channel mean and std: Dataset.pixel_statistics), standardized."""
-    x = tf.cast(images, tf.float32) / 255.0
+    model; with statistics (per-channel mean and std: Dataset.pixel_statistics), standardized.
+
+    Multiplications by the float32 reciprocals, not divisions: in a graph (a training step, a
+    check) TensorFlow turns a division by a constant into that multiplication, and eager code
+    (a probe's inputs, converted once) divides, which moved the last bit of some pixels. Written
+    so, both compute the same bits."""
+    x = tf.cast(images, tf.float32) * (np.float32(1) / np.float32(255))
     if statistics is not None:
-        mean, std = (tf.constant(v, tf.float32) for v in statistics)
+        mean = tf.constant(np.asarray(statistics[0], np.float32))
+        inverse_std = tf.constant(np.float32(1) / np.asarray(statistics[1], np.float32))
         channels = len(statistics[0])
-        x = tf.reshape((tf.reshape(x, (-1, channels)) - mean) / std, tf.shape(x))
+        x = tf.reshape((tf.reshape(x, (-1, channels)) - mean) * inverse_std, tf.shape(x))
     return tf.reshape(x, (-1,) + tuple(input_shape))
 
 

@@ -89,9 +89,7 @@ class Evaluator:
         # Every arm's network takes the same inputs (the run's model and pixel statistics): each
         # split's images are converted once a run, not in every check (docs/performance.md).
         any_network = next(iter(networks.values()))
-        # In a graph, as the training step converts its batches: there TensorFlow multiplies by
-        # 1/255, where eager code divides (the last bit of some pixels).
-        self._to_inputs = runtime.compiled(any_network.inputs, False, [tf.TensorSpec([None, None], tf.uint8)])
+        self._to_inputs = any_network.inputs
         self._converted: dict[int, tuple[np.ndarray, tf.Tensor]] = {}  # id(images) -> (images, inputs)
         self._precise_inputs = None  # the exact statistics' batches, as network inputs
         if precise_batches is not None:
