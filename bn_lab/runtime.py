@@ -55,17 +55,19 @@ def own_process() -> None:
 
 def interrupting(make_exception, once: bool = False):
     """A signal handler that raises `make_exception()`, but never inside a finalizer (a `__del__`:
-    TensorFlow's AtomicFunction frees compiled functions there). Raised there, the exception would
-    be printed as "Exception ignored in ...__del__" with its traceback, and lost: the signal is
-    sent again a moment later instead, once the finalizer is done. once: the signal is ignored
-    after it has raised (a cleanup under way must not be interrupted in turn)."""
+    TensorFlow's AtomicFunction frees compiled functions there) nor inside the import machinery
+    (TensorFlow's C++ structure checks call `__import__`). Raised there, the exception was printed
+    as "Exception ignored in ...__del__", or as a SystemError traceback from TensorFlow ("__import__
+    returned a result with an exception set"), and lost: the signal is sent again a moment later
+    instead, once the finalizer or the import is done. once: the signal is ignored after it has
+    raised (a cleanup under way must not be interrupted in turn)."""
     import signal
     import threading
 
     def handler(signum, frame):
         inside = frame
         while inside is not None:
-            if inside.f_code.co_name == "__del__":
+            if inside.f_code.co_name == "__del__" or inside.f_code.co_filename.startswith("<frozen importlib"):
                 threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
                 return
             inside = inside.f_back

@@ -157,6 +157,37 @@ def test_ctrl_c_inside_a_finalizer_interrupts_after_it_not_never():
     assert out == "interrupted after the finalizer\n" and err == "", err
 
 
+_SLOW_IMPORT = """
+import pathlib, signal, sys, time
+from bn_lab import runtime
+signal.signal(signal.SIGINT, runtime.interrupting(KeyboardInterrupt))
+folder = sys.argv[1]
+pathlib.Path(folder, "slow_module.py").write_text(
+    'import time\\nprint("importing", flush=True)\\ntime.sleep(1.0)\\nprint("imported", flush=True)\\n'
+)
+sys.path.insert(0, folder)
+try:
+    import slow_module
+    time.sleep(5)
+    print("not interrupted", flush=True)
+except KeyboardInterrupt:
+    print("interrupted after the import", flush=True)
+"""
+
+
+def test_ctrl_c_inside_an_import_interrupts_after_it(tmp_path):
+    """Raised inside the import machinery where C code asked for the import (TensorFlow's structure
+    checks), KeyboardInterrupt became a SystemError whose traceback TensorFlow printed (a SIGTERM'd
+    sweep's worker): bn_lab's handlers raise it once the import is done."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_IMPORT, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "importing\n"
+    process.send_signal(2)
+    out, err = process.communicate(timeout=30)
+    assert out == "imported\ninterrupted after the import\n" and err == "", err
+
+
 # --- places: symbolic link loops --------------------------------------------------------------------
 
 
